@@ -1,0 +1,1 @@
+"""SR methods under test: interpolation, SR3, regression, GANs and external models."""

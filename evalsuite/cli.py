@@ -1,0 +1,164 @@
+"""The command line: thin parsers that build a spec or arguments and call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Sub-commands owned by other packages: module -> function(subparsers) that adds their parsers.
+EXTENSIONS = (
+    "baselines.cli:add_parsers",  # train sr3|regression|gan, sr3 tune-schedule
+    "studies.cli:add_parsers",  # study create|invite|serve|analyze
+    "reports.cli:add_parsers",  # report RUN_DIR
+)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an evaluation")
+    rsub = p.add_subparsers(dest="what", required=True)
+    b = rsub.add_parser("benchmark", help="benchmark SR methods on a folder of HR images")
+    b.add_argument("--config", help="YAML spec file; flags given here override its keys")
+    b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
+    b.add_argument("--data", help="folder of HR images (recursive); default: scikit-image's bundled photos")
+    b.add_argument("--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256")
+    b.add_argument("--scale", type=int, help="custom integer scale (HR images keep their size)")
+    b.add_argument("--methods", type=_csv, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors")
+    b.add_argument("--metrics", type=_csv, help="comma-separated: psnr,ssim,consistency,lpips,fid,kid,is,classification")
+    b.add_argument("--out", help="run folder")
+    b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
+    b.add_argument("--batch-size", type=int)
+    b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
+    b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
+    b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
+    b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
+    b.add_argument("--workers", type=int, help="image decoding threads")
+    b.add_argument("--steps", type=int, help="sampler steps for diffusion methods")
+    b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
+    b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
+    b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
+    b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
+    b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
+    b.add_argument("--no-report", action="store_true", help="do not write report.html")
+    b.set_defaults(func=_cmd_benchmark)
+
+
+def spec_from_args(args: argparse.Namespace):
+    """Build a BenchmarkSpec from parsed flags (over an optional --config file)."""
+    from evalsuite.spec import BenchmarkSpec
+
+    spec = BenchmarkSpec.from_yaml(args.config) if args.config else BenchmarkSpec()
+    changes = {}
+    for key in ("name", "data", "methods", "metrics", "out", "device", "batch_size", "limit", "y_channel",
+                "crop_border", "seed", "workers"):
+        value = getattr(args, key)
+        if value is not None:
+            changes[key] = value
+    if args.scale is not None:
+        changes["scale"] = args.scale
+        changes["task"] = args.task  # --scale alone means a custom task, not the default one
+    elif args.task is not None:
+        changes["task"] = args.task
+        changes["scale"] = None
+    mopts = {k: getattr(args, k) for k in ("steps", "sampler", "tile") if getattr(args, k) is not None}
+    xopts = {k: getattr(args, k) for k in ("lpips_net", "fid_ref", "labels") if getattr(args, k) is not None}
+    if mopts:
+        changes["method_options"] = {**spec.method_options, **mopts}
+    if xopts:
+        changes["metric_options"] = {**spec.metric_options, **xopts}
+    if args.no_report:
+        changes["report"] = False
+    if "name" in changes and "out" not in changes and not spec.out:
+        changes["out"] = None
+    return spec.replace(**changes)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from evalsuite.runner import NoUsableImagesError, run
+
+    spec = spec_from_args(args)
+    try:
+        results = run(spec)
+    except NoUsableImagesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(results.table())
+    notes = results.summary[["method", "notes"]].dropna()
+    for _, r in notes.iterrows():
+        if r["notes"]:
+            print(f"note [{r['method']}]: {r['notes']}")
+    print(f"\nrun folder: {results.run_dir.resolve()}")
+    if (results.run_dir / "report.html").exists():
+        print(f"report: {(results.run_dir / 'report.html').resolve()}")
+    return 0
+
+
+def _add_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="list, fetch or locate the weights files metrics and methods use")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path"])
+    p.add_argument("name", nargs="?", help="weights name (for fetch; fetch with no name fetches every fetchable one)")
+    p.set_defaults(func=_cmd_weights)
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from evalsuite import weights as W
+
+    if args.action == "path":
+        print(W.weight_path(args.name) if args.name else W.weights_dir())
+        return 0
+    if args.action == "fetch":
+        names = [args.name] if args.name else [n for n, w in W.all_weights().items() if w.fetch]
+        rc = 0
+        for n in names:
+            try:
+                print(f"{n}: {W.ensure_weight(n)}")
+            except (W.MissingWeightsError, KeyError) as exc:
+                print(f"{n}: {exc}", file=sys.stderr)
+                rc = 1
+        return rc
+    rows = W.status_table()
+    print(f"weights folder: {W.weights_dir()}")
+    for r in rows:
+        print(f"{r['name']:<28} {r['status']:<10} {r['used_by']:<32} {r['path']}")
+        if r["status"] != "present":
+            print(f"{'':<28} source: {r['source']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with the sub-commands of every package."""
+    parser = argparse.ArgumentParser(prog="evalsuite", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_weights(sub)
+    for ext in EXTENSIONS:
+        module, _, attr = ext.partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        getattr(mod, attr)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `evalsuite` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

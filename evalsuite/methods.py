@@ -1,0 +1,153 @@
+"""The Method protocol and the registry that turns names like `bicubic` or `sr3:CKPT` into methods.
+
+A method maps an LR batch (B,3,h,w) in [0,1] to an SR batch (B,3,h*s,w*s). Every factory takes the
+method's argument (the part after `prefix:`, or None), a `MethodContext`, and returns a `Method`.
+Factories are named as "module:function" strings, imported only when used, so heavy baselines cost
+nothing until they are asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Method(Protocol):
+    """An SR method under test."""
+
+    name: str
+    scale: int
+
+    def __call__(self, x_lr: torch.Tensor, ids: Sequence[str] | None = None) -> torch.Tensor:
+        """(B,3,h,w) in [0,1] -> (B,3,h*scale,w*scale); `ids` name the images (for per-image seeds)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a factory may need: the task's scale, the device, and options from the spec."""
+
+    scale: int
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. steps, sampler, tile, precision
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """An option from the spec, or the default when it is unset."""
+        value = self.options.get(key)
+        return default if value is None else value
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered method: its factory and, optionally, a check that says whether it can run here."""
+
+    target: str  # "module:function" -> factory(arg, ctx) -> Method
+    help: str
+    takes_arg: bool = False  # True for prefixes such as `folder:DIR`
+    available: str | None = None  # "module:function" -> () -> (bool, reason)
+
+
+REGISTRY: dict[str, MethodEntry] = {}
+
+
+def register(name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None) -> None:
+    """Register a method name (or a `prefix` for `prefix:ARG` names)."""
+    REGISTRY[name] = MethodEntry(target, help, takes_arg, available)
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
+    register(_interp, "baselines.interpolate:build", f"{_interp} interpolation")
+register("folder", "baselines.external:build_folder", "precomputed outputs in DIR/<image_id>.png", True)
+register("spandrel", "baselines.external:build_spandrel", "any checkpoint spandrel can load", True)
+register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True)
+register(
+    "regression", "baselines.regression:build_regression", "regression U-Net from `evalsuite train regression`", True
+)
+register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True)
+register(
+    "realesrgan-x4plus",
+    "baselines.gan.method:build_realesrgan",
+    "Real-ESRGAN x4plus (RRDBNet)",
+    available="baselines.gan.method:realesrgan_available",
+)
+for _s in (2, 3, 4, 8):
+    register(
+        f"esrgan-thick-x{_s}",
+        "baselines.gan.method:build_esrgan_thick",
+        f"ESRGAN-thick x{_s} (converted from @upscalerjs/esrgan-thick)",
+        available="baselines.gan.method:esrgan_thick_available",
+    )
+
+
+def split_name(spec: str) -> tuple[str, str | None]:
+    """'sr3:path/ckpt' -> ('sr3', 'path/ckpt'); 'bicubic' -> ('bicubic', None)."""
+    if spec in REGISTRY:
+        return spec, None
+    prefix, sep, arg = spec.partition(":")
+    if sep and prefix in REGISTRY and REGISTRY[prefix].takes_arg:
+        return prefix, arg
+    known = ", ".join(k + (":ARG" if v.takes_arg else "") for k, v in sorted(REGISTRY.items()))
+    raise ValueError(f"unknown method {spec!r}; known methods: {known}")
+
+
+def build_method(spec: str, ctx: MethodContext) -> Method:
+    """Build a method from its name in `--methods`."""
+    key, arg = split_name(spec)
+    entry = REGISTRY[key]
+    if entry.takes_arg and not arg:
+        raise ValueError(f"method {key!r} needs an argument: {key}:PATH")
+    factory = _load(entry.target)
+    method = factory(arg, ctx) if entry.takes_arg else factory(key, ctx)
+    if method.scale != ctx.scale:
+        raise ValueError(f"method {spec!r} upscales {method.scale}x but the task needs {ctx.scale}x")
+    return method
+
+
+def method_available(spec: str) -> tuple[bool, str]:
+    """Whether a registered method can run here (weights present or obtainable), with the reason."""
+    key, _ = split_name(spec)
+    entry = REGISTRY[key]
+    if entry.available is None:
+        return True, ""
+    try:
+        return _load(entry.available)()
+    except Exception as exc:  # a broken optional dependency means "not available", with the reason
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def method_label(spec: str) -> str:
+    """A short, file-name-safe label for a method spec (the `method` column and outputs/<label>/)."""
+    key, arg = split_name(spec)
+    if arg is None:
+        return key
+    stem = re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1])
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}")
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """A stable 63-bit seed for one image, so image k gets the same noise at any batch size or rank."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def image_generators(seed: int, ids: Sequence[str], device: torch.device) -> list[torch.Generator]:
+    """One torch.Generator per image, seeded by `image_seed`."""
+    gens = []
+    for image_id in ids:
+        g = torch.Generator(device=device)
+        g.manual_seed(image_seed(seed, image_id))
+        gens.append(g)
+    return gens

@@ -1,0 +1,110 @@
+"""Results of a run: the per-image table, the summary with bootstrap CIs, and the files of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evalsuite.io import atomic_write_text
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (seeded); NaN values are dropped; (nan, nan) when empty."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if v.size == 1:
+        return float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    # Resample in chunks: n_resamples x n indices at most ~4M at a time.
+    chunk = max(1, 4_000_000 // v.size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, v.size, size=(stop - start, v.size))
+        means[start:stop] = v[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def summary_columns(metric_columns: list[str]) -> list[str]:
+    """The summary.csv header for the given metric columns."""
+    cols = ["method", "n_images"]
+    for m in metric_columns:
+        cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
+    return cols + ["notes"]
+
+
+@dataclass
+class Results:
+    """A finished run: summary and per-image DataFrames, skipped files, and the run folder."""
+
+    run_dir: Path
+    summary: pd.DataFrame
+    per_image: pd.DataFrame
+    errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"]))
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Results:
+        """Read a run folder's CSV files."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "summary.csv").exists():
+            raise FileNotFoundError(f"{run_dir} is not a finished run folder (no summary.csv)")
+
+        def read(name: str, cols: list[str]) -> pd.DataFrame:
+            p = run_dir / name
+            return pd.read_csv(p, keep_default_na=True) if p.exists() else pd.DataFrame(columns=cols)
+
+        return cls(
+            run_dir,
+            read("summary.csv", ["method", "n_images"]),
+            read("per_image.csv", ["method", "image_id"]),
+            read("errors.csv", ["path", "reason"]),
+            read("failures.csv", ["method", "image_id", "reason"]),
+        )
+
+    def write(self) -> None:
+        """Write summary.csv, per_image.csv, errors.csv and failures.csv atomically."""
+        for name, df in (
+            ("summary.csv", self.summary),
+            ("per_image.csv", self.per_image),
+            ("errors.csv", self.errors),
+            ("failures.csv", self.failures),
+        ):
+            atomic_write_text(self.run_dir / name, df.to_csv(index=False, float_format="%.6g"))
+
+    def table(self) -> str:
+        """A console table of the summary: value [CI] per metric."""
+        df = self.summary
+        metric_cols = [c for c in df.columns if c not in ("method", "n_images", "notes") and not c.endswith("_ci_low")
+                       and not c.endswith("_ci_high")]
+        rows = []
+        for _, r in df.iterrows():
+            row = {"method": r["method"], "n": int(r["n_images"])}
+            for m in metric_cols:
+                v, lo, hi = r[m], r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")
+                if pd.isna(v):
+                    row[m] = "-"
+                elif pd.isna(lo) or pd.isna(hi) or lo == hi:
+                    row[m] = _fmt(v)
+                else:
+                    row[m] = f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
+            rows.append(row)
+        return pd.DataFrame(rows).to_string(index=False)
+
+
+def _fmt(v: float) -> str:
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.4f}"

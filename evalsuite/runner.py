@@ -1,0 +1,511 @@
+"""spec -> prepared HR/LR (cached) -> method outputs (cached) -> streamed metrics -> Results.
+
+Under torchrun the images are sharded over ranks; per-image values are gathered and dataset-level
+metrics synchronize their own statistics, so N processes give the one-process numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from evalsuite import distributed as D
+from evalsuite.datasets import Prepared, iter_prepared, resolve_data, scan_folder
+from evalsuite.degrade import degrade, quantize, to_image, to_tensor
+from evalsuite.io import atomic_write_text, save_png
+from evalsuite.methods import Method, MethodContext, build_method, method_available, method_label, split_name
+from evalsuite.metrics.base import METRICS, MetricContext, MetricValue, build_metric, resolve_metrics
+from evalsuite.results import Results, bootstrap_ci, summary_columns
+from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
+from evalsuite.tasks import Task, resolve_task
+from evalsuite.weights import MissingWeightsError, sha256_file
+
+
+class NoUsableImagesError(RuntimeError):
+    """No input image could be used; errors.csv says why for each file."""
+
+
+def pick_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is an error that says so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def resolve_spec_task(spec: BenchmarkSpec) -> Task:
+    """The spec's task: named, custom scale, or the default demo task."""
+    if spec.task is None and spec.scale is None:
+        return resolve_task(DEFAULT_TASK)
+    return resolve_task(spec.task, spec.scale)
+
+
+def default_methods(task: Task, log=print) -> list[str]:
+    """Every default method that fits the task's scale and can run here."""
+    out = []
+    for name in DEFAULT_METHOD_CANDIDATES:
+        if name.startswith("esrgan-thick-x"):
+            name = f"esrgan-thick-x{task.scale}"
+            if task.scale not in (2, 3, 4, 8):
+                continue
+        if name == "realesrgan-x4plus" and task.scale != 4:
+            continue
+        ok, why = method_available(name)
+        if ok:
+            out.append(name)
+        else:
+            log(f"note: {name} left out of the default methods: {why}")
+    return out
+
+
+def _png_tensor(path: Path) -> torch.Tensor:
+    with Image.open(path) as im:
+        return to_tensor(im.convert("RGB"))
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("evalsuite", "torch", "torchvision", "torchmetrics", "numpy", "pillow", "lpips", "clean-fid"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+class _Prep:
+    """The prepared images of a run: hr/<id>.png and lr/<id>.png, cached across reruns."""
+
+    def __init__(self, run_dir: Path, task: Task, data_dir: Path) -> None:
+        self.run_dir, self.task, self.data_dir = run_dir, task, data_dir
+        self.hr_dir, self.lr_dir = run_dir / "hr", run_dir / "lr"
+        self.index_path = run_dir / ".cache" / "sources.json"
+        self.key = stable_hash({"data": str(data_dir.resolve()), "task": asdict(task), "v": 1})
+
+    def load_index(self) -> dict[str, Any]:
+        if self.index_path.exists():
+            idx = json.loads(self.index_path.read_text())
+            if idx.get("key") == self.key:
+                return idx
+            print(f"note: {self.run_dir} held a run of other data or another task; its images are remade")
+            for sub in ("hr", "lr", "outputs", ".cache"):
+                shutil.rmtree(self.run_dir / sub, ignore_errors=True)
+        return {"key": self.key, "images": {}}
+
+    def prepare(self, limit: int | None, workers: int, log=print) -> tuple[list[str], list[dict[str, str]], dict]:
+        """Prepare (or reuse) every usable image; return ids, skipped files and the index."""
+        index = self.load_index()
+        images: dict[str, Any] = index["images"]
+        refs = scan_folder(self.data_dir)
+        if not refs:
+            raise NoUsableImagesError(
+                f"no image files (png, jpg, jpeg, webp, bmp, tif, tiff) under {self.data_dir}; "
+                "pass --data with a folder of HR images"
+            )
+        ids: list[str] = []
+        errors: list[dict[str, str]] = []
+        todo = []
+        for ref in refs:
+            st = ref.path.stat()
+            fp = [st.st_size, st.st_mtime_ns]
+            rec = images.get(ref.image_id)
+            cached = (
+                rec is not None
+                and rec["fingerprint"] == fp
+                and (self.hr_dir / f"{ref.image_id}.png").exists()
+                and (self.lr_dir / f"{ref.image_id}.png").exists()
+            )
+            todo.append((ref, fp, cached))
+        # Cached images need no decode; the rest are prepared in worker threads, in id order.
+        fresh = [ref for ref, _, cached in todo if not cached]
+        fresh_iter = iter_prepared(fresh, self.task, None, workers)
+        results: dict[str, Prepared | str] = {}
+        usable = 0
+        for ref, fp, cached in todo:
+            if limit is not None and usable >= limit:
+                break
+            if cached:
+                ids.append(ref.image_id)
+                usable += 1
+                continue
+            # Fetch results of the fresh iterator until this ref's result is known.
+            while ref.image_id not in results:
+                r = next(fresh_iter)
+                if isinstance(r, Prepared):
+                    results[r.image_id] = r
+                else:
+                    results[r[0].image_id] = r[1]
+            r = results.pop(ref.image_id)
+            if isinstance(r, str):
+                errors.append({"path": str(ref.path), "reason": r})
+                images.pop(ref.image_id, None)
+                continue
+            old = images.get(ref.image_id)
+            hr = to_tensor(r.hr)[None]  # (1,3,H,W)
+            # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
+            lr = quantize(degrade(hr, self.task.scale))
+            save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
+            save_png(to_image(lr[0]), self.lr_dir / f"{ref.image_id}.png")
+            sha = sha256_file(ref.path)
+            if old is not None and old.get("sha256") != sha:
+                # The source changed: outputs made from its old LR are stale.
+                for d in (self.run_dir / "outputs").glob("*"):
+                    (d / f"{ref.image_id}.png").unlink(missing_ok=True)
+            images[ref.image_id] = {
+                "path": str(ref.path),
+                "fingerprint": fp,
+                "sha256": sha,
+                "size": list(r.hr.size),
+            }
+            ids.append(ref.image_id)
+            usable += 1
+        fresh_iter.close()
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.index_path, json.dumps(index, indent=1))
+        return ids, errors, index
+
+
+def _batches(ids: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size: int) -> list[list[str]]:
+    """Consecutive ids grouped into batches of equal image size."""
+    out: list[list[str]] = []
+    for i in ids:
+        if out and len(out[-1]) < batch_size and sizes[out[-1][0]] == sizes[i]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+class _MetricCache:
+    """Per-image metric values of one method, appended per batch (a kill loses at most one batch)."""
+
+    def __init__(self, folder: Path, label: str, key: str) -> None:
+        self.folder, self.label, self.key = folder, label, key
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{label}.r{D.rank()}.jsonl"
+        self.values: dict[str, dict[str, float]] = {}
+        for p in sorted(folder.glob(f"{label}.r*.jsonl")):
+            for line in p.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if row.get("key") == key:
+                    self.values[row["id"]] = row["values"]
+
+    def add(self, image_id: str, values: dict[str, float]) -> None:
+        self.values[image_id] = values
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"key": self.key, "id": image_id, "values": values}) + "\n")
+            f.flush()
+
+
+def _loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.Tensor | None]]:
+    """Decode PNG batches in worker threads, a few batches ahead."""
+
+    def load(batch: list[Path | None]) -> list[torch.Tensor | None]:
+        return [(_png_tensor(p) if p is not None else None) for p in batch]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(load, b) for b in paths[:3]]
+        for i in range(len(paths)):
+            if i + 3 < len(paths):
+                futures.append(pool.submit(load, paths[i + 3]))
+            yield futures[i].result()
+
+
+def _method_key(name: str, spec: BenchmarkSpec, task: Task, prep_key: str) -> str:
+    _, arg = split_name(name)
+    fp = None
+    if arg and Path(arg).exists():
+        st = Path(arg).stat()
+        fp = [st.st_size, st.st_mtime_ns]
+    return stable_hash(
+        {"method": name, "fp": fp, "opts": spec.method_options, "seed": spec.seed, "task": task.name, "prep": prep_key}
+    )
+
+
+def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
+    """Run a benchmark spec end to end and return its Results (also written to the run folder)."""
+    t_start = time.time()
+    device = pick_device(spec.device)
+    D.init_from_env(device)
+    device = D.local_rank_device(device)
+    main = D.is_main()
+    say = log if main else (lambda *a, **k: None)
+    task = resolve_spec_task(spec)
+    run_dir = spec.out_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = resolve_data(spec.data)
+    metric_names = resolve_metrics(spec.metrics)
+    methods = list(spec.methods) or default_methods(task, say)
+    if not methods:
+        raise ValueError("no methods to run; pass --methods (for example bicubic)")
+    for m in methods:
+        split_name(m)  # fail early on unknown names, before any work
+
+    # 1. Prepare HR/LR images once (rank 0), reuse them on reruns.
+    prep = _Prep(run_dir, task, data_dir)
+    if main:
+        ids, errors, index = prep.prepare(spec.limit, spec.workers, say)
+        errors_df = pd.DataFrame(errors, columns=["path", "reason"])
+        atomic_write_text(run_dir / "errors.csv", errors_df.to_csv(index=False))
+        atomic_write_text(run_dir / "spec.yaml", spec.to_yaml())
+        for e in errors:
+            say(f"skipped {e['path']}: {e['reason']}")
+    D.barrier()
+    if not main:
+        index = json.loads(prep.index_path.read_text())
+        errors_df = pd.read_csv(run_dir / "errors.csv")
+        ids = [i for i in sorted(index["images"]) if (prep.lr_dir / f"{i}.png").exists()]
+        ids = ids[: spec.limit] if spec.limit else ids
+    if not ids:
+        raise NoUsableImagesError(
+            f"no usable image under {data_dir}: every file was skipped; see {run_dir / 'errors.csv'}"
+        )
+    sizes = {i: tuple(index["images"][i]["size"]) for i in ids}
+    my_ids = ids[D.rank() :: D.world_size()]
+    say(f"task {task.name} (x{task.scale}), {len(ids)} images, {len(errors_df)} skipped, device {device}")
+
+    # 2. Metrics: per-image ones are built once; a metric without weights is noted, not faked.
+    mctx = MetricContext(
+        device=device,
+        scale=task.scale,
+        y_channel=spec.y_channel,
+        crop_border=spec.crop_border,
+        run_dir=run_dir,
+        options={**spec.metric_options, "seed": spec.seed},
+    )
+    metric_notes: dict[str, str] = {}
+    shared: dict[str, Any] = {}
+    for name in metric_names:
+        if METRICS[name].per_image:
+            try:
+                shared[name] = build_metric(name, mctx)
+            except MissingWeightsError as exc:
+                metric_notes[name] = str(exc)
+                say(f"warning: {name} not computed: {exc}")
+    all_cols = [c for n in metric_names for c in METRICS[n].columns]
+    metric_cfg = stable_hash({"metrics": metric_names, "y": spec.y_channel, "crop": spec.crop_border,
+                              "opts": spec.metric_options, "v": 1})
+
+    labels: dict[str, str] = {}
+    per_image_rows: list[dict[str, Any]] = []
+    summary_rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    method_info: dict[str, Any] = {}
+    for name in methods:
+        label = method_label(name)
+        while label in labels.values():
+            label += "_"
+        labels[name] = label
+        out_m = run_dir / "outputs" / label
+        mkey = _method_key(name, spec, task, prep.key)
+        key_file = out_m / ".key"
+        if main and key_file.exists() and key_file.read_text() != mkey:
+            say(f"note: {label}: spec or checkpoint changed since the last run; its outputs are remade")
+            shutil.rmtree(out_m, ignore_errors=True)
+            for p in (run_dir / ".cache" / "metrics").glob(f"{label}.*"):
+                p.unlink()
+        if main:
+            out_m.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(mkey)
+        D.barrier()
+        notes: list[str] = []
+        cache = _MetricCache(run_dir / ".cache" / "metrics", label, stable_hash([mkey, metric_cfg]))
+        ds_metrics: dict[str, Any] = {}
+        for n in metric_names:
+            if not METRICS[n].per_image and n not in metric_notes:
+                try:
+                    ds_metrics[n] = build_metric(n, mctx)
+                except MissingWeightsError as exc:
+                    metric_notes[n] = str(exc)
+                    say(f"warning: {n} not computed: {exc}")
+        per_cols = [c for n, m in shared.items() for c in m.columns]
+        method: Method | None = None
+        build_error = ""
+        t_method, n_generated = 0.0, 0
+        info_path = out_m / ".info.json"
+        batches = _batches(my_ids, sizes, spec.batch_size)
+        work = []
+        for b in batches:
+            missing = [i for i in b if not (out_m / f"{i}.png").exists()]
+            need = bool(missing) or bool(ds_metrics) or any(i not in cache.values for i in b)
+            if need:
+                work.append((b, missing))
+        bar = tqdm(total=len(my_ids), desc=label, disable=not (progress and main), leave=False)
+        bar.update(len(my_ids) - sum(len(b) for b, _ in work))
+        loads = [[prep.hr_dir / f"{i}.png" for i in b] + [prep.lr_dir / f"{i}.png" for i in b]
+                 + [None if i in missing else out_m / f"{i}.png" for i in b] for b, missing in work]
+        for (b, missing), tensors in zip(work, _loader(loads, spec.workers)):
+            n = len(b)
+            hr = torch.stack(tensors[:n]).to(device)
+            lr = torch.stack(tensors[n : 2 * n]).to(device)
+            sr_list: list[torch.Tensor | None] = [t.to(device) if t is not None else None for t in tensors[2 * n :]]
+            if missing:
+                if method is None and not build_error:
+                    try:
+                        method = build_method(name, MethodContext(task.scale, device, spec.seed, spec.method_options))
+                        method_info[label] = {"spec": name, **dict(getattr(method, "info", {}) or {})}
+                        if main:
+                            atomic_write_text(info_path, json.dumps(method_info[label], default=str))
+                    except Exception as exc:  # a method that cannot be built fails alone, with its reason
+                        build_error = f"{type(exc).__name__}: {exc}"
+                        say(f"error: method {name} could not be built: {build_error}")
+                idx = [b.index(i) for i in missing]
+                if build_error:
+                    for i in missing:
+                        failures.append({"method": label, "image_id": i, "reason": f"method not built: {build_error}"})
+                else:
+                    t0 = time.perf_counter()
+                    try:
+                        with torch.no_grad():
+                            out = method(lr[idx], list(missing))
+                        out = out.float()
+                    except Exception as exc:
+                        out, err = None, f"method raised {type(exc).__name__}: {exc}"
+                    t_method += time.perf_counter() - t0
+                    expected = (len(missing), 3, lr.shape[-2] * task.scale, lr.shape[-1] * task.scale)
+                    if out is not None and tuple(out.shape) != expected:
+                        err = f"method returned shape {tuple(out.shape)}, expected {expected}"
+                        out = None
+                    for k, i in enumerate(missing):
+                        if out is None:
+                            failures.append({"method": label, "image_id": i, "reason": err})
+                            continue
+                        if not torch.isfinite(out[k]).all():
+                            failures.append({"method": label, "image_id": i, "reason": "output holds NaN or Inf"})
+                            continue
+                        sr_k = quantize(out[k])
+                        save_png(to_image(sr_k), out_m / f"{i}.png")
+                        sr_list[b.index(i)] = sr_k
+                        n_generated += 1
+            ok = [k for k, t in enumerate(sr_list) if t is not None]
+            if ok:
+                sr = torch.stack([sr_list[k] for k in ok])
+                hr_ok, lr_ok, ids_ok = hr[ok], lr[ok], [b[k] for k in ok]
+                vals: dict[str, torch.Tensor] = {}
+                for m in shared.values():
+                    vals.update(m.update(sr, hr_ok, lr_ok, ids_ok) or {})
+                for m in ds_metrics.values():
+                    m.update(sr, hr_ok, lr_ok, ids_ok)
+                for k, i in enumerate(ids_ok):
+                    cache.add(i, {c: float(vals[c][k]) for c in per_cols})
+            bar.update(n)
+        bar.close()
+        if method is None and info_path.exists():
+            method_info[label] = json.loads(info_path.read_text())
+        ds_values: dict[str, MetricValue] = {}
+        for n, m in ds_metrics.items():
+            try:
+                ds_values.update(m.compute())
+            except MissingWeightsError as exc:
+                metric_notes[n] = str(exc)
+        failures = [f for fs in D.gather_objects(failures) for f in fs] if D.is_dist() else failures
+        rows = {i: v for part in D.gather_objects({i: cache.values[i] for i in my_ids if i in cache.values})
+                for i, v in part.items()}
+        failed_ids = {f["image_id"] for f in failures if f["method"] == label}
+        scored = [i for i in ids if i in rows and i not in failed_ids]
+        for i in scored:
+            per_image_rows.append({"method": label, "image_id": i, **{c: rows[i].get(c) for c in all_cols}})
+        srow: dict[str, Any] = {"method": label, "n_images": len(scored)}
+        for c in all_cols:
+            if c in per_cols:
+                v = np.array([rows[i][c] for i in scored], dtype=np.float64)
+                srow[c] = float(np.nanmean(v)) if v.size else math.nan
+                srow[f"{c}_ci_low"], srow[f"{c}_ci_high"] = bootstrap_ci(v, spec.bootstrap, spec.seed)
+            else:
+                mv = ds_values.get(c, MetricValue(None))
+                srow[c] = mv.value if mv.value is not None else math.nan
+                srow[f"{c}_ci_low"] = mv.ci_low if mv.ci_low is not None else math.nan
+                srow[f"{c}_ci_high"] = mv.ci_high if mv.ci_high is not None else math.nan
+                if mv.note:
+                    notes.append(f"{c}: {mv.note}")
+        n_failed = len(failed_ids)
+        if n_failed:
+            notes.append(f"{n_failed} image(s) failed (see failures.csv)")
+        if build_error:
+            notes.append(f"method not built: {build_error}")
+        srow["notes"] = "; ".join(notes)
+        summary_rows.append(srow)
+        if n_generated:
+            method_info.setdefault(label, {"spec": name})
+            method_info[label]["seconds_per_image"] = t_method / n_generated
+        if n_failed:
+            say(f"warning: {label}: {n_failed} image(s) failed; see failures.csv")
+
+    # 3. Summary and files (rank 0).
+    summary = pd.DataFrame(summary_rows)
+    for c in all_cols:
+        n = next(k for k, m in METRICS.items() if c in m.columns and k in metric_names)
+        if n in metric_notes:
+            summary[c] = math.nan
+            summary[f"{c}_ci_low"] = math.nan
+            summary[f"{c}_ci_high"] = math.nan
+    general = "; ".join(f"{n}: {msg}" for n, msg in metric_notes.items())
+    if general:
+        summary["notes"] = [("; ".join(x for x in (n, general) if x)) for n in summary["notes"]]
+    summary = summary.reindex(columns=summary_columns(all_cols))
+    per_image = pd.DataFrame(per_image_rows, columns=["method", "image_id", *all_cols])
+    results = Results(run_dir, summary, per_image, errors_df, pd.DataFrame(failures, columns=["method", "image_id", "reason"]))
+    if main:
+        results.write()
+        manifest = {
+            "spec_hash": stable_hash(spec.to_dict()),
+            "task": asdict(task),
+            "data": str(data_dir),
+            "n_images": len(ids),
+            "n_skipped": len(errors_df),
+            "inputs": {i: index["images"][i]["sha256"] for i in ids},
+            "methods": method_info,
+            "metrics": {n: METRICS[n].help for n in metric_names},
+            "metric_notes": metric_notes,
+            "conventions": {
+                "pixel_range": "[0,1]; SR outputs rounded to 8 bits (as saved) before scoring",
+                "consistency": "MSE(degrade(SR), LR) on [0,1], x1e5 (SR3 Table 1)",
+                "psnr_ssim": ("Y channel (BT.601, BasicSR)" if spec.y_channel else "RGB")
+                + f", crop_border={spec.crop_border}",
+                "ci": f"95% percentile bootstrap of the mean over images, {spec.bootstrap} resamples, seed {spec.seed}",
+            },
+            "versions": _versions(),
+            "device": _device_name(device),
+            "world_size": D.world_size(),
+            "command": " ".join(sys.argv),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_start)),
+            "seconds": round(time.time() - t_start, 3),
+        }
+        atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1, default=str))
+        if spec.report:
+            try:
+                from reports.html import write_report
+
+                write_report(run_dir)
+            except Exception as exc:  # the report must never lose the numbers already written
+                say(f"warning: report not written: {type(exc).__name__}: {exc}")
+    D.barrier()
+    return results

@@ -1,0 +1,108 @@
+"""The benchmark spec: a frozen dataclass built from flags or a YAML file, saved as spec.yaml in the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evalsuite.datasets import BUILTIN
+
+DEFAULT_TASK = "imagenet-64-256"
+DEFAULT_METRICS = ("psnr", "ssim", "consistency", "lpips")
+# With no --methods: the interpolations and every GAN whose weights are here or obtainable.
+DEFAULT_METHOD_CANDIDATES = ("nearest", "bilinear", "bicubic", "lanczos", "realesrgan-x4plus", "esrgan-thick-x4")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Everything that defines a benchmark run."""
+
+    name: str = "demo"
+    data: str = BUILTIN
+    task: str | None = DEFAULT_TASK
+    scale: int | None = None
+    methods: tuple[str, ...] = ()  # empty = every available default method
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    out: str | None = None  # default runs/<name>
+    device: str = "auto"
+    batch_size: int = 8
+    limit: int | None = None
+    y_channel: bool = False
+    crop_border: int = 0
+    seed: int = 0
+    workers: int = 4
+    bootstrap: int = 2000
+    # Options passed to methods (sampler steps, sampler, tile size) and to metrics (LPIPS net, FID refs).
+    method_options: dict[str, Any] = field(default_factory=dict)
+    metric_options: dict[str, Any] = field(default_factory=dict)
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        # Normalize sequences so a spec from YAML equals one from flags.
+        object.__setattr__(self, "methods", tuple(self.methods or ()))
+        object.__setattr__(self, "metrics", tuple(self.metrics or ()))
+        object.__setattr__(self, "method_options", dict(self.method_options or {}))
+        object.__setattr__(self, "metric_options", dict(self.metric_options or {}))
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {self.limit}")
+        if self.crop_border < 0:
+            raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+
+    @property
+    def out_dir(self) -> Path:
+        """The run folder."""
+        return Path(self.out) if self.out else Path("runs") / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) for YAML/JSON."""
+        d = dataclasses.asdict(self)
+        d["methods"], d["metrics"] = list(self.methods), list(self.metrics)
+        return d
+
+    def to_yaml(self) -> str:
+        """The spec as YAML."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchmarkSpec:
+        """Build from a dict, rejecting unknown keys with their names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
+        d = dict(d)
+        for key in ("methods", "metrics"):
+            if isinstance(d.get(key), str):
+                d[key] = tuple(x.strip() for x in d[key].split(",") if x.strip())
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> BenchmarkSpec:
+        """Load a spec file."""
+        path = Path(path)
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read spec file {path}: {exc}") from exc
+        if not isinstance(d, dict):
+            raise ValueError(f"spec file {path} must hold a mapping of keys to values")
+        return cls.from_dict(d)
+
+    def replace(self, **changes: Any) -> BenchmarkSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def stable_hash(obj: Any) -> str:
+    """Short sha256 of a JSON-serializable object (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,134 @@
+"""One registry of every weights file evalsuite uses: where it is looked for, how it is fetched.
+
+Metric modules (evalsuite.metrics.weights) and baselines (baselines.gan.weights) register their files on
+import. A file is looked for in the weights folder ($EVALSUITE_WEIGHTS, else <cache>/weights); when it is
+missing, its `fetch` function may download or convert it; when that is impossible (offline), the error
+names the file, the folder and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite.paths import cache_dir
+
+# Modules that register weights files when imported.
+PROVIDERS = ("evalsuite.metrics.weights", "baselines.gan.weights")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weights file: its registry name, file name, users, origin and how to obtain it."""
+
+    name: str
+    filename: str
+    used_by: str
+    source: str
+    fetch: str | None = None  # "module:function" (dest: Path) -> None; None when a person must place it
+    sha256: str | None = None
+
+
+class MissingWeightsError(RuntimeError):
+    """A weights file is not in the cache and could not be fetched."""
+
+
+_REGISTRY: dict[str, WeightFile] = {}
+
+
+def register_weight(w: WeightFile) -> WeightFile:
+    """Add a weights file to the registry (idempotent)."""
+    _REGISTRY[w.name] = w
+    return w
+
+
+def all_weights() -> dict[str, WeightFile]:
+    """Every registered weights file, providers imported."""
+    for mod in PROVIDERS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    return dict(_REGISTRY)
+
+
+def get_weight(name: str) -> WeightFile:
+    """A registered weights file by name."""
+    reg = all_weights()
+    if name not in reg:
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(reg))}")
+    return reg[name]
+
+
+def weights_dir() -> Path:
+    """The folder weights are looked for in ($EVALSUITE_WEIGHTS, else <cache>/weights)."""
+    env = os.environ.get("EVALSUITE_WEIGHTS")
+    if env:
+        path = Path(env).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return cache_dir("weights")
+
+
+def weight_path(name: str) -> Path:
+    """Where a weights file is expected (whether or not it exists)."""
+    return weights_dir() / get_weight(name).filename
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def missing_message(w: WeightFile, why: str = "") -> str:
+    """The message a user sees when a weights file is missing."""
+    dest = weights_dir() / w.filename
+    msg = f"weights '{w.name}' (for {w.used_by}) not found: put {w.filename} at {dest}"
+    msg += f" (source: {w.source}; or set EVALSUITE_WEIGHTS to the folder that holds it)"
+    if w.fetch:
+        msg += f", or run `evalsuite weights fetch {w.name}` where the network allows"
+    return msg + (f". Fetch failed: {why}" if why else "")
+
+
+def ensure_weight(name: str, fetch: bool = True) -> Path:
+    """Path of a weights file, fetching it when missing and allowed; MissingWeightsError otherwise."""
+    w = get_weight(name)
+    path = weights_dir() / w.filename
+    if path.exists():
+        return path
+    if not (fetch and w.fetch):
+        raise MissingWeightsError(missing_message(w))
+    module, _, attr = w.fetch.partition(":")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        getattr(importlib.import_module(module), attr)(tmp)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise MissingWeightsError(missing_message(w, f"{type(exc).__name__}: {exc}")) from exc
+    return path
+
+
+def status_table() -> list[dict[str, str]]:
+    """One row per weights file: name, used_by, present, path, source."""
+    rows = []
+    for w in sorted(all_weights().values(), key=lambda w: w.name):
+        path = weights_dir() / w.filename
+        rows.append(
+            {
+                "name": w.name,
+                "used_by": w.used_by,
+                "status": "present" if path.exists() else ("fetchable" if w.fetch else "missing"),
+                "path": str(path),
+                "source": w.source,
+            }
+        )
+    return rows
