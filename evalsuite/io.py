@@ -12,7 +12,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp_path) then rename tmp_path onto path (same folder, so the rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -31,3 +31,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def save_png(image, path: str | Path) -> None:
     """Save a PIL image as PNG atomically, with no metadata."""
     atomic_write(path, lambda p: image.save(p, format="PNG"))
+
+
+def remove_partials(folder: Path) -> None:
+    """Delete temporary files a killed atomic write left behind in `folder`."""
+    for p in folder.glob(".*.tmp"):
+        p.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +91,15 @@ for _s in (2, 3, 4, 8):
         f"ESRGAN-thick x{_s} (converted from @upscalerjs/esrgan-thick)",
         available="baselines.gan.method:esrgan_thick_available",
     )
+
+
+def load_plugins() -> None:
+    """Import the modules named in $EVALSUITE_PLUGINS (comma-separated); they call `register` for extra methods."""
+    for module in filter(None, (m.strip() for m in os.environ.get("EVALSUITE_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
+
+load_plugins()
 
 
 def split_name(spec: str) -> tuple[str, str | None]:

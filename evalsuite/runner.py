@@ -28,7 +28,7 @@ from tqdm import tqdm
 from evalsuite import distributed as D
 from evalsuite.datasets import Prepared, iter_prepared, resolve_data, scan_folder
 from evalsuite.degrade import degrade, quantize, to_image, to_tensor
-from evalsuite.io import atomic_write_text, save_png
+from evalsuite.io import atomic_write_text, remove_partials, save_png
 from evalsuite.methods import Method, MethodContext, build_method, method_available, method_label, split_name
 from evalsuite.metrics.base import METRICS, MetricContext, MetricValue, build_metric, resolve_metrics
 from evalsuite.results import Results, bootstrap_ci, summary_columns
@@ -239,6 +239,28 @@ def _loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch
             yield futures[i].result()
 
 
+def _call_method(
+    method: Method, x_lr: torch.Tensor, ids: list[str], scale: int
+) -> list[tuple[torch.Tensor | None, str]]:
+    """Run a method on a batch; per image, the output (B-th slice) or the reason it failed.
+
+    A batch that raises is retried one image at a time, so one bad image does not fail its neighbours.
+    """
+    expected = (3, x_lr.shape[-2] * scale, x_lr.shape[-1] * scale)
+    try:
+        with torch.no_grad():
+            out = method(x_lr, ids).float()
+    except Exception as exc:
+        if len(ids) > 1:
+            return [r for k in range(len(ids)) for r in _call_method(method, x_lr[k : k + 1], ids[k : k + 1], scale)]
+        return [(None, f"method raised {type(exc).__name__}: {exc}")]
+    if tuple(out.shape) != (len(ids), *expected):
+        return [(None, f"method returned shape {tuple(out.shape)}, expected {(len(ids), *expected)}")] * len(ids)
+    return [
+        (o, "") if torch.isfinite(o).all() else (None, "output holds NaN or Inf") for o in out
+    ]
+
+
 def _method_key(name: str, spec: BenchmarkSpec, task: Task, prep_key: str) -> str:
     _, arg = split_name(name)
     fp = None
@@ -334,6 +356,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
                 p.unlink()
         if main:
             out_m.mkdir(parents=True, exist_ok=True)
+            remove_partials(out_m)
             key_file.write_text(mkey)
         D.barrier()
         notes: list[str] = []
@@ -383,25 +406,13 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
                         failures.append({"method": label, "image_id": i, "reason": f"method not built: {build_error}"})
                 else:
                     t0 = time.perf_counter()
-                    try:
-                        with torch.no_grad():
-                            out = method(lr[idx], list(missing))
-                        out = out.float()
-                    except Exception as exc:
-                        out, err = None, f"method raised {type(exc).__name__}: {exc}"
+                    outs = _call_method(method, lr[idx], list(missing), task.scale)
                     t_method += time.perf_counter() - t0
-                    expected = (len(missing), 3, lr.shape[-2] * task.scale, lr.shape[-1] * task.scale)
-                    if out is not None and tuple(out.shape) != expected:
-                        err = f"method returned shape {tuple(out.shape)}, expected {expected}"
-                        out = None
-                    for k, i in enumerate(missing):
-                        if out is None:
+                    for i, (out_k, err) in zip(missing, outs):
+                        if out_k is None:
                             failures.append({"method": label, "image_id": i, "reason": err})
                             continue
-                        if not torch.isfinite(out[k]).all():
-                            failures.append({"method": label, "image_id": i, "reason": "output holds NaN or Inf"})
-                            continue
-                        sr_k = quantize(out[k])
+                        sr_k = quantize(out_k)
                         save_png(to_image(sr_k), out_m / f"{i}.png")
                         sr_list[b.index(i)] = sr_k
                         n_generated += 1
@@ -420,6 +431,16 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         bar.close()
         if method is None and info_path.exists():
             method_info[label] = json.loads(info_path.read_text())
+        # Metrics that drive the method on their own inputs (classification protocol).
+        drivers = [m for m in ds_metrics.values() if getattr(m, "drives_method", False)]
+        if drivers and method is None and not build_error:
+            try:
+                method = build_method(name, MethodContext(task.scale, device, spec.seed, spec.method_options))
+            except Exception as exc:
+                build_error = f"{type(exc).__name__}: {exc}"
+        for m in drivers:
+            if method is not None:
+                m.evaluate(method, my_ids, prep.hr_dir)
         ds_values: dict[str, MetricValue] = {}
         for n, m in ds_metrics.items():
             try:
@@ -458,6 +479,21 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             method_info[label]["seconds_per_image"] = t_method / n_generated
         if n_failed:
             say(f"warning: {label}: {n_failed} image(s) failed; see failures.csv")
+
+    # Reference row: metrics with a `reference(ids, hr_dir)` (IS, classification) score the HR images.
+    ref_row: dict[str, Any] = {}
+    for n in metric_names:
+        if METRICS[n].per_image or n in metric_notes:
+            continue
+        m = build_metric(n, mctx)
+        if hasattr(m, "reference"):
+            for c, mv in m.reference(ids, prep.hr_dir).items():
+                ref_row[c], ref_row[f"{c}_ci_low"], ref_row[f"{c}_ci_high"] = (
+                    math.nan if x is None else x for x in (mv.value, mv.ci_low, mv.ci_high))
+                if mv.note:
+                    ref_row["notes"] = "; ".join(x for x in (ref_row.get("notes"), f"{c}: {mv.note}") if x)
+    if ref_row:
+        summary_rows.append({"method": "reference (HR)", "n_images": len(ids), "notes": "", **ref_row})
 
     # 3. Summary and files (rank 0).
     summary = pd.DataFrame(summary_rows)

@@ -1,0 +1,90 @@
+"""PSNR, SSIM and consistency against independent references, on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio as sk_psnr
+from skimage.metrics import structural_similarity as sk_ssim
+
+from evalsuite.degrade import degrade, quantize, to_tensor, upsample
+from evalsuite.metrics.base import MetricContext
+from evalsuite.metrics.pixel import PSNR, SSIM, Consistency
+from evalsuite.results import bootstrap_ci
+
+
+@pytest.fixture(scope="module")
+def pairs(photos_dir):
+    """(SR, HR) pairs: HR real photos cropped to 128x96, SR = bicubic from their 4x LR, 8-bit."""
+    hrs = []
+    for p in sorted(photos_dir.glob("*.png")):
+        img = Image.open(p).convert("RGB").crop((0, 0, 128, 96))
+        hrs.append(to_tensor(img))
+    hr = torch.stack(hrs)
+    lr = quantize(degrade(hr, 4))
+    sr = quantize(upsample(lr, 4))
+    return sr, hr, lr
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).double().numpy()
+
+
+def y_reference(img: np.ndarray) -> np.ndarray:
+    """BasicSR's rgb2ycbcr(y_only=True) on [0,1] RGB, written out: Y in [16,235]/255."""
+    return (np.dot(img, [65.481, 128.553, 24.966]) + 16.0) / 255.0
+
+
+def test_psnr_ssim_match_scikit_image_rgb(pairs):
+    sr, hr, lr = pairs
+    ctx = MetricContext(torch.device("cpu"), 4)
+    psnr = PSNR(ctx).update(sr, hr, lr, ["a"] * len(sr))["psnr"]
+    ssim = SSIM(ctx).update(sr, hr, lr, ["a"] * len(sr))["ssim"]
+    for k in range(len(sr)):
+        a, b = _np(sr[k]), _np(hr[k])
+        ref_psnr = sk_psnr(b, a, data_range=1.0)
+        ref_ssim = sk_ssim(b, a, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                           use_sample_covariance=False)
+        assert abs(float(psnr[k]) - ref_psnr) < 1e-4
+        assert abs(float(ssim[k]) - ref_ssim) < 1e-4
+
+
+def test_psnr_ssim_y_channel_and_crop_border(pairs):
+    sr, hr, lr = pairs
+    ctx = MetricContext(torch.device("cpu"), 4, y_channel=True, crop_border=4)
+    psnr = PSNR(ctx).update(sr, hr, lr, ["a"] * len(sr))["psnr"]
+    ssim = SSIM(ctx).update(sr, hr, lr, ["a"] * len(sr))["ssim"]
+    for k in range(len(sr)):
+        a, b = y_reference(_np(sr[k]))[4:-4, 4:-4], y_reference(_np(hr[k]))[4:-4, 4:-4]
+        assert abs(float(psnr[k]) - sk_psnr(b, a, data_range=1.0)) < 1e-4
+        ref = sk_ssim(b, a, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        assert abs(float(ssim[k]) - ref) < 1e-4
+    # The Y channel is not the RGB mean: the two conventions give different numbers.
+    rgb = PSNR(MetricContext(torch.device("cpu"), 4)).update(sr, hr, lr, ["a"] * len(sr))["psnr"]
+    assert not torch.allclose(rgb, psnr)
+
+
+def test_consistency_is_mse_of_degraded_output_times_1e5(pairs):
+    sr, hr, lr = pairs
+    c = Consistency(MetricContext(torch.device("cpu"), 4)).update(sr, hr, lr, ["a"] * len(sr))["consistency"]
+    for k in range(len(sr)):
+        down = degrade(sr[k : k + 1].double(), 4)[0]
+        ref = float(((down - lr[k].double()) ** 2).mean()) * 1e5
+        assert abs(float(c[k]) - ref) < 1e-4 * max(1.0, ref)
+    # The HR image itself is consistent up to the LR's 8-bit rounding only.
+    c_hr = Consistency(MetricContext(torch.device("cpu"), 4)).update(hr, hr, lr, ["a"] * len(sr))["consistency"]
+    assert float(c_hr.max()) < (0.5 / 255) ** 2 * 1e5 + 1e-6
+    assert float(c.mean()) > float(c_hr.mean())
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded(rng):
+    v = rng.normal(10.0, 2.0, size=200)
+    lo, hi = bootstrap_ci(v, 2000, seed=3)
+    assert lo < v.mean() < hi
+    # Width close to the normal-theory 95% interval 2*1.96*sd/sqrt(n).
+    assert abs((hi - lo) - 2 * 1.96 * v.std(ddof=1) / np.sqrt(v.size)) < 0.1
+    assert bootstrap_ci(v, 2000, seed=3) == (lo, hi)
+    assert bootstrap_ci(v, 2000, seed=4) != (lo, hi)
+    assert bootstrap_ci(np.array([1.0, np.nan, 3.0]), 100, 0)[0] >= 1.0
