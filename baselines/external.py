@@ -30,7 +30,9 @@ class FolderMethod:
             for cand in (self.folder / f"{image_id}{ext}", self.folder / f"{image_id}{ext.upper()}"):
                 if cand.exists():
                     return cand
-        raise MissingOutputError(f"no output for image {image_id!r} in {self.folder} (expected {image_id}.png)")
+        raise MissingOutputError(
+            f"no output for image {image_id!r} in {self.folder} (expected {image_id}.png)"
+        )
 
     def __call__(self, x_lr: torch.Tensor, ids: Sequence[str] | None = None) -> torch.Tensor:
         """Load the outputs of `ids`; raises for the first missing or wrong-size one."""

@@ -20,7 +20,8 @@ def _lanczos(x_lr: torch.Tensor, scale: int) -> torch.Tensor:
     for img in x_lr.detach().float().cpu().numpy():
         h, w = img.shape[-2:]
         chans = [
-            np.asarray(Image.fromarray(c, mode="F").resize((w * scale, h * scale), Image.LANCZOS)) for c in img
+            np.asarray(Image.fromarray(c, mode="F").resize((w * scale, h * scale), Image.LANCZOS))
+            for c in img
         ]
         out.append(np.stack(chans))
     return torch.from_numpy(np.stack(out)).to(x_lr.device).clamp(0.0, 1.0)

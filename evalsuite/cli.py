@@ -26,15 +26,21 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--config", help="YAML spec file; flags given here override its keys")
     b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
     b.add_argument("--data", help="folder of HR images (recursive); default: scikit-image's bundled photos")
-    b.add_argument("--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256")
+    b.add_argument(
+        "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
+    )
     b.add_argument("--scale", type=int, help="custom integer scale (HR images keep their size)")
     b.add_argument("--methods", type=_csv, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors")
-    b.add_argument("--metrics", type=_csv, help="comma-separated: psnr,ssim,consistency,lpips,fid,kid,is,classification")
+    b.add_argument(
+        "--metrics", type=_csv, help="comma-separated: psnr,ssim,consistency,lpips,fid,kid,is,classification"
+    )
     b.add_argument("--out", help="run folder")
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
     b.add_argument("--batch-size", type=int)
     b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
-    b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
+    b.add_argument(
+        "--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)"
+    )
     b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
     b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
     b.add_argument("--workers", type=int, help="image decoding threads")
@@ -42,7 +48,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
     b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
     b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
-    b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
+    b.add_argument(
+        "--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)"
+    )
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
     b.set_defaults(func=_cmd_benchmark)
@@ -54,8 +62,20 @@ def spec_from_args(args: argparse.Namespace):
 
     spec = BenchmarkSpec.from_yaml(args.config) if args.config else BenchmarkSpec()
     changes = {}
-    for key in ("name", "data", "methods", "metrics", "out", "device", "batch_size", "limit", "y_channel",
-                "crop_border", "seed", "workers"):
+    for key in (
+        "name",
+        "data",
+        "methods",
+        "metrics",
+        "out",
+        "device",
+        "batch_size",
+        "limit",
+        "y_channel",
+        "crop_border",
+        "seed",
+        "workers",
+    ):
         value = getattr(args, key)
         if value is not None:
             changes[key] = value
@@ -102,7 +122,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _add_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="list, fetch or locate the weights files metrics and methods use")
     p.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path"])
-    p.add_argument("name", nargs="?", help="weights name (for fetch; fetch with no name fetches every fetchable one)")
+    p.add_argument(
+        "name", nargs="?", help="weights name (for fetch; fetch with no name fetches every fetchable one)"
+    )
     p.set_defaults(func=_cmd_weights)
 
 

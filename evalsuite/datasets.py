@@ -67,7 +67,9 @@ def resolve_data(data: str | Path) -> Path:
 def scan_folder(folder: Path) -> list[ImageFileRef]:
     """Every image file under `folder` (recursive), sorted by id; ids are unique and stable."""
     files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     )
     rel = [p.relative_to(folder).with_suffix("").as_posix().replace("/", "__") for p in files]
     counts: dict[str, int] = {}

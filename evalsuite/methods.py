@@ -59,7 +59,9 @@ class MethodEntry:
 REGISTRY: dict[str, MethodEntry] = {}
 
 
-def register(name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None) -> None:
+def register(
+    name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None
+) -> None:
     """Register a method name (or a `prefix` for `prefix:ARG` names)."""
     REGISTRY[name] = MethodEntry(target, help, takes_arg, available)
 
@@ -75,7 +77,10 @@ register("folder", "baselines.external:build_folder", "precomputed outputs in DI
 register("spandrel", "baselines.external:build_spandrel", "any checkpoint spandrel can load", True)
 register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True)
 register(
-    "regression", "baselines.regression:build_regression", "regression U-Net from `evalsuite train regression`", True
+    "regression",
+    "baselines.regression:build_regression",
+    "regression U-Net from `evalsuite train regression`",
+    True,
 )
 register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True)
 register(
@@ -143,7 +148,9 @@ def method_label(spec: str) -> str:
     key, arg = split_name(spec)
     if arg is None:
         return key
-    stem = re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1])
+    stem = re.sub(
+        r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1]
+    )
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}")
 
 

@@ -50,7 +50,9 @@ class Results:
     summary: pd.DataFrame
     per_image: pd.DataFrame
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
-    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"]))
+    failures: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"])
+    )
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Results:
@@ -84,8 +86,13 @@ class Results:
     def table(self) -> str:
         """A console table of the summary: value [CI] per metric."""
         df = self.summary
-        metric_cols = [c for c in df.columns if c not in ("method", "n_images", "notes") and not c.endswith("_ci_low")
-                       and not c.endswith("_ci_high")]
+        metric_cols = [
+            c
+            for c in df.columns
+            if c not in ("method", "n_images", "notes")
+            and not c.endswith("_ci_low")
+            and not c.endswith("_ci_high")
+        ]
         rows = []
         for _, r in df.iterrows():
             row = {"method": r["method"], "n": int(r["n_images"])}

@@ -117,7 +117,9 @@ class _Prep:
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
         return {"key": self.key, "images": {}}
 
-    def prepare(self, limit: int | None, workers: int, log=print) -> tuple[list[str], list[dict[str, str]], dict]:
+    def prepare(
+        self, limit: int | None, workers: int, log=print
+    ) -> tuple[list[str], list[dict[str, str]], dict]:
         """Prepare (or reuse) every usable image; return ids, skipped files and the index."""
         index = self.load_index()
         images: dict[str, Any] = index["images"]
@@ -252,13 +254,17 @@ def _call_method(
             out = method(x_lr, ids).float()
     except Exception as exc:
         if len(ids) > 1:
-            return [r for k in range(len(ids)) for r in _call_method(method, x_lr[k : k + 1], ids[k : k + 1], scale)]
+            return [
+                r
+                for k in range(len(ids))
+                for r in _call_method(method, x_lr[k : k + 1], ids[k : k + 1], scale)
+            ]
         return [(None, f"method raised {type(exc).__name__}: {exc}")]
     if tuple(out.shape) != (len(ids), *expected):
-        return [(None, f"method returned shape {tuple(out.shape)}, expected {(len(ids), *expected)}")] * len(ids)
-    return [
-        (o, "") if torch.isfinite(o).all() else (None, "output holds NaN or Inf") for o in out
-    ]
+        return [(None, f"method returned shape {tuple(out.shape)}, expected {(len(ids), *expected)}")] * len(
+            ids
+        )
+    return [(o, "") if torch.isfinite(o).all() else (None, "output holds NaN or Inf") for o in out]
 
 
 def _method_key(name: str, spec: BenchmarkSpec, task: Task, prep_key: str) -> str:
@@ -268,7 +274,14 @@ def _method_key(name: str, spec: BenchmarkSpec, task: Task, prep_key: str) -> st
         st = Path(arg).stat()
         fp = [st.st_size, st.st_mtime_ns]
     return stable_hash(
-        {"method": name, "fp": fp, "opts": spec.method_options, "seed": spec.seed, "task": task.name, "prep": prep_key}
+        {
+            "method": name,
+            "fp": fp,
+            "opts": spec.method_options,
+            "seed": spec.seed,
+            "task": task.name,
+            "prep": prep_key,
+        }
     )
 
 
@@ -333,8 +346,15 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
                 metric_notes[name] = str(exc)
                 say(f"warning: {name} not computed: {exc}")
     all_cols = [c for n in metric_names for c in METRICS[n].columns]
-    metric_cfg = stable_hash({"metrics": metric_names, "y": spec.y_channel, "crop": spec.crop_border,
-                              "opts": spec.metric_options, "v": 1})
+    metric_cfg = stable_hash(
+        {
+            "metrics": metric_names,
+            "y": spec.y_channel,
+            "crop": spec.crop_border,
+            "opts": spec.metric_options,
+            "v": 1,
+        }
+    )
 
     labels: dict[str, str] = {}
     per_image_rows: list[dict[str, Any]] = []
@@ -383,17 +403,25 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
                 work.append((b, missing))
         bar = tqdm(total=len(my_ids), desc=label, disable=not (progress and main), leave=False)
         bar.update(len(my_ids) - sum(len(b) for b, _ in work))
-        loads = [[prep.hr_dir / f"{i}.png" for i in b] + [prep.lr_dir / f"{i}.png" for i in b]
-                 + [None if i in missing else out_m / f"{i}.png" for i in b] for b, missing in work]
+        loads = [
+            [prep.hr_dir / f"{i}.png" for i in b]
+            + [prep.lr_dir / f"{i}.png" for i in b]
+            + [None if i in missing else out_m / f"{i}.png" for i in b]
+            for b, missing in work
+        ]
         for (b, missing), tensors in zip(work, _loader(loads, spec.workers)):
             n = len(b)
             hr = torch.stack(tensors[:n]).to(device)
             lr = torch.stack(tensors[n : 2 * n]).to(device)
-            sr_list: list[torch.Tensor | None] = [t.to(device) if t is not None else None for t in tensors[2 * n :]]
+            sr_list: list[torch.Tensor | None] = [
+                t.to(device) if t is not None else None for t in tensors[2 * n :]
+            ]
             if missing:
                 if method is None and not build_error:
                     try:
-                        method = build_method(name, MethodContext(task.scale, device, spec.seed, spec.method_options))
+                        method = build_method(
+                            name, MethodContext(task.scale, device, spec.seed, spec.method_options)
+                        )
                         method_info[label] = {"spec": name, **dict(getattr(method, "info", {}) or {})}
                         if main:
                             atomic_write_text(info_path, json.dumps(method_info[label], default=str))
@@ -403,7 +431,9 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
                 idx = [b.index(i) for i in missing]
                 if build_error:
                     for i in missing:
-                        failures.append({"method": label, "image_id": i, "reason": f"method not built: {build_error}"})
+                        failures.append(
+                            {"method": label, "image_id": i, "reason": f"method not built: {build_error}"}
+                        )
                 else:
                     t0 = time.perf_counter()
                     outs = _call_method(method, lr[idx], list(missing), task.scale)
@@ -448,8 +478,11 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             except MissingWeightsError as exc:
                 metric_notes[n] = str(exc)
         failures = [f for fs in D.gather_objects(failures) for f in fs] if D.is_dist() else failures
-        rows = {i: v for part in D.gather_objects({i: cache.values[i] for i in my_ids if i in cache.values})
-                for i, v in part.items()}
+        rows = {
+            i: v
+            for part in D.gather_objects({i: cache.values[i] for i in my_ids if i in cache.values})
+            for i, v in part.items()
+        }
         failed_ids = {f["image_id"] for f in failures if f["method"] == label}
         scored = [i for i in ids if i in rows and i not in failed_ids]
         for i in scored:
@@ -489,7 +522,8 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         if hasattr(m, "reference"):
             for c, mv in m.reference(ids, prep.hr_dir).items():
                 ref_row[c], ref_row[f"{c}_ci_low"], ref_row[f"{c}_ci_high"] = (
-                    math.nan if x is None else x for x in (mv.value, mv.ci_low, mv.ci_high))
+                    math.nan if x is None else x for x in (mv.value, mv.ci_low, mv.ci_high)
+                )
                 if mv.note:
                     ref_row["notes"] = "; ".join(x for x in (ref_row.get("notes"), f"{c}: {mv.note}") if x)
     if ref_row:
@@ -508,7 +542,13 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         summary["notes"] = [("; ".join(x for x in (n, general) if x)) for n in summary["notes"]]
     summary = summary.reindex(columns=summary_columns(all_cols))
     per_image = pd.DataFrame(per_image_rows, columns=["method", "image_id", *all_cols])
-    results = Results(run_dir, summary, per_image, errors_df, pd.DataFrame(failures, columns=["method", "image_id", "reason"]))
+    results = Results(
+        run_dir,
+        summary,
+        per_image,
+        errors_df,
+        pd.DataFrame(failures, columns=["method", "image_id", "reason"]),
+    )
     if main:
         results.write()
         manifest = {

@@ -16,7 +16,14 @@ from evalsuite.datasets import BUILTIN
 DEFAULT_TASK = "imagenet-64-256"
 DEFAULT_METRICS = ("psnr", "ssim", "consistency", "lpips")
 # With no --methods: the interpolations and every GAN whose weights are here or obtainable.
-DEFAULT_METHOD_CANDIDATES = ("nearest", "bilinear", "bicubic", "lanczos", "realesrgan-x4plus", "esrgan-thick-x4")
+DEFAULT_METHOD_CANDIDATES = (
+    "nearest",
+    "bilinear",
+    "bicubic",
+    "lanczos",
+    "realesrgan-x4plus",
+    "esrgan-thick-x4",
+)
 
 
 @dataclass(frozen=True)

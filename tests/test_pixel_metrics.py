@@ -45,8 +45,15 @@ def test_psnr_ssim_match_scikit_image_rgb(pairs):
     for k in range(len(sr)):
         a, b = _np(sr[k]), _np(hr[k])
         ref_psnr = sk_psnr(b, a, data_range=1.0)
-        ref_ssim = sk_ssim(b, a, data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
-                           use_sample_covariance=False)
+        ref_ssim = sk_ssim(
+            b,
+            a,
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
         assert abs(float(psnr[k]) - ref_psnr) < 1e-4
         assert abs(float(ssim[k]) - ref_ssim) < 1e-4
 
@@ -74,7 +81,9 @@ def test_consistency_is_mse_of_degraded_output_times_1e5(pairs):
         ref = float(((down - lr[k].double()) ** 2).mean()) * 1e5
         assert abs(float(c[k]) - ref) < 1e-4 * max(1.0, ref)
     # The HR image itself is consistent up to the LR's 8-bit rounding only.
-    c_hr = Consistency(MetricContext(torch.device("cpu"), 4)).update(hr, hr, lr, ["a"] * len(sr))["consistency"]
+    c_hr = Consistency(MetricContext(torch.device("cpu"), 4)).update(hr, hr, lr, ["a"] * len(sr))[
+        "consistency"
+    ]
     assert float(c_hr.max()) < (0.5 / 255) ** 2 * 1e5 + 1e-6
     assert float(c.mean()) > float(c_hr.mean())
 

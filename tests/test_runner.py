@@ -52,8 +52,17 @@ def mixed_dir(photos_dir, tmp_path) -> Path:
 
 
 def _spec(data, out, **kw) -> BenchmarkSpec:
-    base = dict(data=str(data), out=str(out), task=None, scale=4, methods=("nearest", "bicubic"), metrics=PIXEL,
-                batch_size=2, report=False, bootstrap=500)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        task=None,
+        scale=4,
+        methods=("nearest", "bicubic"),
+        metrics=PIXEL,
+        batch_size=2,
+        report=False,
+        bootstrap=500,
+    )
     base.update(kw)
     return BenchmarkSpec(**base)
 
@@ -73,7 +82,9 @@ def test_run_folder_contents_and_broken_files(mixed_dir, tmp_path):
     assert "empty" in reasons["empty.png"] and "not an image" in reasons["notes.jpg"]
     assert "truncated" in reasons["cut.png"] and "too small" in reasons["tiny.png"]
     s = pd.read_csv(run / "summary.csv")
-    expected = ["method", "n_images"] + [f"{m}{x}" for m in PIXEL for x in ("", "_ci_low", "_ci_high")] + ["notes"]
+    expected = (
+        ["method", "n_images"] + [f"{m}{x}" for m in PIXEL for x in ("", "_ci_low", "_ci_high")] + ["notes"]
+    )
     assert list(s.columns) == expected
     assert list(s["n_images"]) == [4, 4]
     per = pd.read_csv(run / "per_image.csv")
@@ -128,17 +139,37 @@ def test_changed_spec_remakes_only_what_changed(photos_dir, tmp_path):
 
 
 def test_killed_run_resumes_with_identical_numbers(photos_dir, tmp_path):
-    args = ["-m", "evalsuite.cli", "run", "benchmark", "--data", str(photos_dir), "--scale", "4",
-            "--methods", "slowbicubic", "--metrics", ",".join(PIXEL), "--batch-size", "1", "--no-report"]
+    args = [
+        "-m",
+        "evalsuite.cli",
+        "run",
+        "benchmark",
+        "--data",
+        str(photos_dir),
+        "--scale",
+        "4",
+        "--methods",
+        "slowbicubic",
+        "--metrics",
+        ",".join(PIXEL),
+        "--batch-size",
+        "1",
+        "--no-report",
+    ]
     env = _env()
     # Uninterrupted reference run (no sleeping).
     ref_env = {**env, "EVALSUITE_TEST_SLEEP": "0"}
-    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "ref")], env=ref_env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "ref")], env=ref_env, check=True, capture_output=True
+    )
     # Killed run: SIGKILL once two outputs exist.
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *args, "--out", str(out)], env={**env, "EVALSUITE_TEST_SLEEP": "1.0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args, "--out", str(out)],
+        env={**env, "EVALSUITE_TEST_SLEEP": "1.0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "outputs" / "slowbicubic").glob("*.png"))) < 2:
         time.sleep(0.05)
@@ -154,12 +185,16 @@ def test_killed_run_resumes_with_identical_numbers(photos_dir, tmp_path):
     a = pd.read_csv(tmp_path / "ref" / "summary.csv")
     b = pd.read_csv(out / "summary.csv")
     pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ref" / "per_image.csv"), pd.read_csv(out / "per_image.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "ref" / "per_image.csv"), pd.read_csv(out / "per_image.csv")
+    )
 
 
 def test_nan_and_wrong_shape_are_reported_not_scored(photos_dir, tmp_path):
-    res = evalsuite.run(_spec(photos_dir, tmp_path / "run", methods=("nanmethod", "badshape", "broken:nope.pt")),
-                        progress=False)
+    res = evalsuite.run(
+        _spec(photos_dir, tmp_path / "run", methods=("nanmethod", "badshape", "broken:nope.pt")),
+        progress=False,
+    )
     s = res.summary.set_index("method")
     assert s.loc["nanmethod", "n_images"] == 3
     assert s.loc["badshape", "n_images"] == 0 and np.isnan(s.loc["badshape", "psnr"])
@@ -179,7 +214,9 @@ def test_folder_method_reads_outputs_and_fails_per_image(photos_dir, tmp_path):
     shutil.copytree(tmp_path / "a" / "outputs" / "bicubic", ext)
     (ext / "rocket.png").unlink()
     Image.new("RGB", (10, 10)).save(ext / "chelsea.png")
-    res = evalsuite.run(_spec(photos_dir, tmp_path / "b", methods=("bicubic", f"folder:{ext}")), progress=False)
+    res = evalsuite.run(
+        _spec(photos_dir, tmp_path / "b", methods=("bicubic", f"folder:{ext}")), progress=False
+    )
     s = res.summary.set_index("method")
     assert s.loc["folder-ext", "n_images"] == 2
     per = res.per_image.set_index(["method", "image_id"])
@@ -195,8 +232,10 @@ def test_limit_and_fixed_task(photos_dir, tmp_path):
     for p in sorted(photos_dir.glob("*.png")):
         Image.open(p).resize((200, 150)).save(d / p.name)
     Image.open(photos_dir / "coffee.png").resize((120, 100)).save(d / "a_small.png")
-    res = evalsuite.run(_spec(d, tmp_path / "run", task="faces-16-128", scale=None, limit=2,
-                              methods=("bicubic",)), progress=False)
+    res = evalsuite.run(
+        _spec(d, tmp_path / "run", task="faces-16-128", scale=None, limit=2, methods=("bicubic",)),
+        progress=False,
+    )
     assert res.summary["n_images"].tolist() == [2]
     # The too-small file is skipped and listed; --limit counts usable images only.
     assert sorted(res.per_image["image_id"]) == ["astronaut", "chelsea"]
@@ -212,15 +251,45 @@ def test_no_usable_image_is_an_error_with_errors_csv(tmp_path):
     with pytest.raises(NoUsableImagesError, match="errors.csv"):
         evalsuite.run(_spec(d, tmp_path / "run"), progress=False)
     assert len(pd.read_csv(tmp_path / "run" / "errors.csv")) == 1
-    assert cli.main(["run", "benchmark", "--data", str(d), "--scale", "4", "--methods", "bicubic",
-                     "--out", str(tmp_path / "run2"), "--no-report"]) == 2
+    assert (
+        cli.main(
+            [
+                "run",
+                "benchmark",
+                "--data",
+                str(d),
+                "--scale",
+                "4",
+                "--methods",
+                "bicubic",
+                "--out",
+                str(tmp_path / "run2"),
+                "--no-report",
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_and_config_file(photos_dir, tmp_path, capsys):
     cfg = tmp_path / "spec.yaml"
     cfg.write_text(f"data: {photos_dir}\ntask: null\nscale: 4\nmethods: [bicubic]\nmetrics: psnr,ssim\n")
-    rc = cli.main(["run", "benchmark", "--config", str(cfg), "--methods", "bicubic,nearest", "--out",
-                   str(tmp_path / "run"), "--y-channel", "--crop-border", "4", "--no-report"])
+    rc = cli.main(
+        [
+            "run",
+            "benchmark",
+            "--config",
+            str(cfg),
+            "--methods",
+            "bicubic,nearest",
+            "--out",
+            str(tmp_path / "run"),
+            "--y-channel",
+            "--crop-border",
+            "4",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "bicubic" in printed and "run folder:" in printed
@@ -233,13 +302,42 @@ def test_cli_and_config_file(photos_dir, tmp_path, capsys):
 
 def test_two_process_run_equals_one_process(photos_dir, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
-    args = ["-m", "evalsuite.cli", "run", "benchmark", "--data", str(photos_dir), "--scale", "4",
-            "--methods", "bicubic,nearest", "--metrics", ",".join(PIXEL), "--batch-size", "1", "--no-report",
-            "--device", "cpu"]
+    args = [
+        "-m",
+        "evalsuite.cli",
+        "run",
+        "benchmark",
+        "--data",
+        str(photos_dir),
+        "--scale",
+        "4",
+        "--methods",
+        "bicubic,nearest",
+        "--metrics",
+        ",".join(PIXEL),
+        "--batch-size",
+        "1",
+        "--no-report",
+        "--device",
+        "cpu",
+    ]
     subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
-    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", *args,
-                        "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "summary.csv"),
-                                  pd.read_csv(tmp_path / "two" / "summary.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "one" / "summary.csv"), pd.read_csv(tmp_path / "two" / "summary.csv")
+    )
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["world_size"] == 2

@@ -88,7 +88,9 @@ def test_prepare_hr_fixed_task_central_crop_then_area():
     # Area resampling equals a box average: a 512 image of 2x2 blocks resizes to the block means.
     blocks = np.kron(np.arange(256 * 256).reshape(256, 256) % 251, np.ones((2, 2))).astype(np.uint8)
     big = Image.fromarray(np.stack([blocks] * 3, -1))
-    assert np.array_equal(np.asarray(prepare_hr(big, task))[..., 0], np.arange(256 * 256).reshape(256, 256) % 251)
+    assert np.array_equal(
+        np.asarray(prepare_hr(big, task))[..., 0], np.arange(256 * 256).reshape(256, 256) % 251
+    )
 
 
 def test_prepare_hr_too_small_and_scale_crop():

@@ -17,7 +17,9 @@ def test_tiling_matches_whole_image_for_local_method():
     # Nearest-neighbour is local: tiled output must equal the full output exactly (weights sum to 1).
     x = torch.rand(1, 3, 50, 37)
     full = torch.nn.functional.interpolate(x, scale_factor=3, mode="nearest")
-    tiled = tiled_apply(lambda t: torch.nn.functional.interpolate(t, scale_factor=3, mode="nearest"), x, 3, 16, 4)
+    tiled = tiled_apply(
+        lambda t: torch.nn.functional.interpolate(t, scale_factor=3, mode="nearest"), x, 3, 16, 4
+    )
     assert torch.allclose(tiled, full, atol=1e-6)
 
 

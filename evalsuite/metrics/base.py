@@ -81,7 +81,9 @@ def register_metric(name: str, target: str, columns: Sequence[str], per_image: b
     METRICS[name] = MetricEntry(target, tuple(columns), per_image, help)
 
 
-register_metric("psnr", "evalsuite.metrics.pixel:PSNR", ["psnr"], True, "PSNR in dB against HR (higher is better)")
+register_metric(
+    "psnr", "evalsuite.metrics.pixel:PSNR", ["psnr"], True, "PSNR in dB against HR (higher is better)"
+)
 register_metric("ssim", "evalsuite.metrics.pixel:SSIM", ["ssim"], True, "SSIM against HR (higher is better)")
 register_metric(
     "consistency",
@@ -90,10 +92,18 @@ register_metric(
     True,
     "MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
 )
-register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
-register_metric("fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)")
-register_metric("kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)")
-register_metric("is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)")
+register_metric(
+    "lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)"
+)
+register_metric(
+    "fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)"
+)
+register_metric(
+    "kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)"
+)
+register_metric(
+    "is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)"
+)
 register_metric(
     "classification",
     "evalsuite.metrics.classification:Classification",
