@@ -8,6 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import, before any worker thread exists
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp_path) then rename tmp_path onto path (same folder, so the rename is atomic)."""
     path = Path(path)
@@ -16,6 +25,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes 0600 files; give the result the usual permissions (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

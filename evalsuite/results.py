@@ -11,6 +11,10 @@ import pandas as pd
 from evalsuite.io import atomic_write_text
 
 
+# Columns read as text, so ids such as "0001" stay "0001".
+TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "reason": str, "notes": str}
+
+
 def bootstrap_ci(
     values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
@@ -63,7 +67,7 @@ class Results:
 
         def read(name: str, cols: list[str]) -> pd.DataFrame:
             p = run_dir / name
-            return pd.read_csv(p, keep_default_na=True) if p.exists() else pd.DataFrame(columns=cols)
+            return pd.read_csv(p, dtype=TEXT_COLUMNS) if p.exists() else pd.DataFrame(columns=cols)
 
         return cls(
             run_dir,

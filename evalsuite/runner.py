@@ -316,7 +316,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     D.barrier()
     if not main:
         index = json.loads(prep.index_path.read_text())
-        errors_df = pd.read_csv(run_dir / "errors.csv")
+        errors_df = pd.read_csv(run_dir / "errors.csv", dtype=str)
         ids = [i for i in sorted(index["images"]) if (prep.lr_dir / f"{i}.png").exists()]
         ids = ids[: spec.limit] if spec.limit else ids
     if not ids:

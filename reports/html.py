@@ -1,0 +1,534 @@
+"""The HTML report of a run folder (and, optionally, of a human study): one self-contained file.
+
+`write_report(run_dir)` reads the files the runner wrote (manifest.json, spec.yaml, summary.csv,
+per_image.csv, errors.csv, failures.csv, hr/, lr/, outputs/) and renders reports/templates/report.html.j2.
+CSS, JavaScript, plots (inline SVG) and images (data URIs) are all inside the file, so it opens from disk
+with no server and no network, and can be forwarded as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+import yaml
+from PIL import Image
+
+from evalsuite.datasets import BUILTIN
+from evalsuite.io import atomic_write_text
+from evalsuite.metrics.base import HIGHER_IS_BETTER, METRICS
+from evalsuite.results import Results, bootstrap_ci
+from reports import images as I
+from reports import plots
+from reports.paper import paper_table
+from reports.study import load_study
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# How each metric column is named and what unit it has in the report.
+COLUMN_TITLES = {
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "consistency": "Consistency (\u00d71e-5)",
+    "lpips": "LPIPS",
+    "fid": "FID",
+    "kid": "KID",
+    "is": "Inception Score",
+    "top1_error": "Top-1 error",
+    "top5_error": "Top-5 error",
+}
+COLUMN_HELP = {
+    "psnr": "peak signal-to-noise ratio against the HR image",
+    "ssim": "structural similarity against the HR image",
+    "consistency": "MSE between the downsampled output and the LR input (SR3 Table 1)",
+    "lpips": "learned perceptual distance to the HR image",
+    "fid": "Fr\u00e9chet Inception Distance to the reference images",
+    "kid": "Kernel Inception Distance to the reference images",
+    "is": "Inception Score of the outputs",
+    "top1_error": "ResNet-50 top-1 error on the outputs",
+    "top5_error": "ResNet-50 top-5 error on the outputs",
+}
+SHORT_TITLES = {
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "consistency": "Consistency",
+    "lpips": "LPIPS",
+    "fid": "FID",
+    "kid": "KID",
+    "is": "IS",
+    "top1_error": "Top-1 err.",
+    "top5_error": "Top-5 err.",
+}
+PRIMARY_ORDER = ("psnr", "ssim", "lpips", "consistency")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What goes into the report: gallery size, worst images per method, image size cap, zoom factor."""
+
+    n_gallery: int = 6
+    n_worst: int = 3
+    max_side: int = 512  # gallery images above this side are cropped around their detail
+    zoom: int = 4  # the detail box is 1/zoom of the image's short side
+
+
+def fmt(value: Any) -> str:
+    """A metric value for display: 1 decimal from 100, 2 from 1, else 4."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2014"
+    v = float(value)
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.4f}"
+
+
+def fmt_seconds(s: float | None) -> str:
+    """Seconds as a short human duration."""
+    if s is None:
+        return "unknown"
+    if s < 1:
+        return f"{s * 1000:.1f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    return f"{s / 60:.1f} min"
+
+
+def slug(text: str) -> str:
+    """An HTML id made from any text."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "x"
+
+
+def metric_columns(summary: pd.DataFrame) -> list[str]:
+    """The metric columns of a summary table, in order."""
+    skip = {"method", "n_images", "notes"}
+    return [c for c in summary.columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
+
+
+def column_metric(col: str) -> str:
+    """The registered metric that owns a column (classification owns top1_error and top5_error)."""
+    for name, entry in METRICS.items():
+        if col in entry.columns:
+            return name
+    return col
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _n_images(run_dir: Path, manifest: dict, res: Results) -> int:
+    """Images in the run: from the manifest, else the scored ids, else the prepared HR files."""
+    if "n_images" in manifest:
+        return int(manifest["n_images"])
+    return int(res.per_image["image_id"].nunique()) or len(list((run_dir / "hr").glob("*.png")))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[str, Any]:
+    """Section 1: what was run."""
+    task = manifest.get("task") or {}
+    sizes = ""
+    if task.get("lr_size"):
+        sizes = f"{task['lr_size']}\u00d7{task['lr_size']} \u2192 {task['hr_size']}\u00d7{task['hr_size']}"
+    facts = [
+        ("Task", f"{task.get('name', spec.get('task') or '?')} (\u00d7{task.get('scale', '?')}"
+                 + (f", {sizes})" if sizes else ", HR images keep their size)")),
+        ("Data", manifest.get("data", spec.get("data", "unknown"))
+                 + (" (scikit-image's bundled public-domain photos)" if spec.get("data") == BUILTIN else "")),
+        ("Images", f"{_n_images(run_dir, manifest, res)} used, "
+                   f"{manifest.get('n_skipped', len(res.errors))} skipped"),
+        ("Metrics", ", ".join(manifest.get("metrics", {}) or spec.get("metrics", [])) or "none"),
+        ("Device", f"{manifest.get('device', 'unknown')}"
+                   + (f", {manifest['world_size']} processes" if manifest.get("world_size", 1) > 1 else "")),
+        ("Time taken", f"{fmt_seconds(manifest.get('seconds'))} (started {manifest.get('started', '?')})"),
+        ("Command", manifest.get("command", "")),
+        ("Seed / bootstrap", f"seed {spec.get('seed', '?')}, {spec.get('bootstrap', '?')} resamples"),
+        ("Spec hash", manifest.get("spec_hash", "")),
+    ]
+    conventions = list((manifest.get("conventions") or {}).items())
+    methods = []
+    info = manifest.get("methods") or {}
+    for label in res.summary["method"].astype(str):
+        m = dict(info.get(label) or {})
+        spi = m.pop("seconds_per_image", None)
+        spec_name = m.pop("spec", label)
+        settings = ", ".join(f"{k}: {v}" for k, v in m.items()) or "defaults (no checkpoint)"
+        methods.append({"label": label, "spec": spec_name, "settings": settings,
+                        "seconds": fmt_seconds(spi) if spi is not None else "cached outputs (not timed)"})
+    versions = ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())
+    hashes = sorted((manifest.get("inputs") or {}).items())
+    return {"facts": [(k, str(v)) for k, v in facts if v not in ("", None)], "conventions": conventions,
+            "methods": methods, "versions": versions, "hashes": hashes,
+            "errors": res.errors.fillna("").to_dict("records"),
+            "failures": res.failures.fillna("").to_dict("records"),
+            "manifest_missing": not manifest}
+
+
+def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, Any]:
+    """Section 2: the metric table, best per column marked, with the reason for every missing value."""
+    summary = res.summary
+    metric_notes = manifest.get("metric_notes") or {}
+    n_methods = len(summary)
+    headers, missing = [], []
+    for c in cols:
+        hib = HIGHER_IS_BETTER.get(c)
+        values = [(_num(v)) for v in summary[c]]
+        present = [v for v in values if v is not None]
+        best = None
+        if hib is not None and len(present) >= 2:
+            best = max(present) if hib else min(present)
+        arrow = "\u2191" if hib else ("\u2193" if hib is False else "")
+        direction = "higher is better" if hib else ("lower is better" if hib is False else "no direction")
+        headers.append({"col": c, "title": COLUMN_TITLES.get(c, c), "arrow": arrow, "direction": direction,
+                        "help": COLUMN_HELP.get(c, ""), "best": best})
+        if not present:
+            reason = metric_notes.get(column_metric(c)) or "no value was computed (see the notes column)"
+            missing.append({"col": c, "title": COLUMN_TITLES.get(c, c), "reason": reason})
+    rows = []
+    for _, r in summary.iterrows():
+        cells = []
+        for h in headers:
+            c = h["col"]
+            v, lo, hi = _num(r.get(c)), _num(r.get(f"{c}_ci_low")), _num(r.get(f"{c}_ci_high"))
+            ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None and lo != hi else ""
+            cells.append({"col": c, "value": v, "text": fmt(v), "ci": ci, "lo": lo, "hi": hi,
+                          "best": v is not None and h["best"] is not None and v == h["best"]})
+        notes = str(r.get("notes")) if pd.notna(r.get("notes")) else ""
+        # A metric note that applies to every method is explained once, under the table.
+        for note_metric, msg in metric_notes.items():
+            notes = notes.replace(f"{note_metric}: {msg}", "").strip("; ")
+        rows.append({"method": str(r["method"]), "n": int(r["n_images"]) if pd.notna(r["n_images"]) else 0,
+                     "cells": cells, "notes": notes})
+    return {"headers": headers, "rows": rows, "missing": missing, "n_methods": n_methods,
+            "has_notes": any(r["notes"] for r in rows)}
+
+
+def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
+    """Plain-language findings: the best method per metric and whether its lead holds image by image."""
+    out = []
+    summary, per = res.summary, res.per_image
+    for c in cols:
+        hib = HIGHER_IS_BETTER.get(c)
+        d = summary[["method", c]].dropna()
+        if hib is None or len(d) < 2:
+            continue
+        d = d.sort_values(c, ascending=not hib, kind="stable")
+        best, second = d.iloc[0], d.iloc[1]
+        name, arrow = SHORT_TITLES.get(c, c), "\u2191" if hib else "\u2193"
+        text = (f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
+                f"then {_esc(second['method'])} {fmt(second[c])}")
+        if c in per:
+            a = per[per["method"] == best["method"]].set_index("image_id")[c]
+            b = per[per["method"] == second["method"]].set_index("image_id")[c]
+            # Paired comparison on the images both methods have: the lead, image by image.
+            lead = ((a - b) * (1 if hib else -1)).dropna()
+            if len(lead) >= 2:
+                lo, hi = bootstrap_ci(lead.to_numpy(), 2000, seed)
+                wins = int((lead > 0).sum())
+                verdict = "a clear lead" if lo > 0 else "not a clear lead (the interval includes 0)"
+                text += (f" \u2014 ahead on {wins} of {len(lead)} images, by {fmt(lead.mean())} on average "
+                         f"(paired 95% CI {fmt(lo)} to {fmt(hi)}): {verdict}.")
+        out.append(text)
+    return out
+
+
+def _esc(text: Any) -> str:
+    return str(jinja2.utils.markupsafe.escape(str(text)))
+
+
+def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
+    """The SR3 paper's table for the run's task, if the paper has one."""
+    table = paper_table((manifest.get("task") or {}).get("name"))
+    if table is None:
+        return None
+    headers = [{"col": c, "title": SHORT_TITLES.get(c, c),
+                "arrow": "\u2191" if HIGHER_IS_BETTER.get(c) else "\u2193", "in_run": c in cols}
+               for c in table.columns]
+
+    def paper_fmt(v: float | None) -> str:
+        # The paper's own precision, as printed.
+        return "\u2014" if v is None else f"{v:g}"
+
+    rows = [{"method": name, "cells": [paper_fmt(table.value(name, c)) for c in table.columns]}
+            for name, _ in table.rows]
+    return {"title": table.title, "data": table.data, "source": table.source, "headers": headers,
+            "rows": rows, "human": table.human}
+
+
+def _primary(cols: list[str], per_image: pd.DataFrame) -> str | None:
+    """The metric that ranks images (worst images, gallery): PSNR when present."""
+    usable = [c for c in cols if c in per_image and per_image[c].notna().any() and c in HIGHER_IS_BETTER]
+    for c in PRIMARY_ORDER:
+        if c in usable:
+            return c
+    return usable[0] if usable else None
+
+
+def _image_values(per: pd.DataFrame, cols: list[str], method: str, image_id: str) -> list[dict[str, str]]:
+    row = per[(per["method"] == method) & (per["image_id"].astype(str) == image_id)]
+    if row.empty:
+        return []
+    return [{"col": c, "title": SHORT_TITLES.get(c, c), "value": _num(row.iloc[0][c]),
+             "text": fmt(_num(row.iloc[0][c])), "best": False}
+            for c in cols if c in per and _num(row.iloc[0][c]) is not None]
+
+
+def _failure_reason(res: Results, method: str, image_id: str) -> str:
+    f = res.failures
+    hit = f[(f["method"].astype(str) == method) & (f["image_id"].astype(str) == image_id)]
+    return str(hit.iloc[0]["reason"]) if len(hit) else "no output file for this image"
+
+
+def _panel_uri(path: Path, region: tuple[int, int, int, int], whole: bool, s: int = 1) -> str:
+    """A gallery image: the PNG file itself when uncropped (the pixels that were scored), else its crop."""
+    return I.file_uri(path) if whole else I.png_uri(I.crop_image(I.load_array(path), region, s))
+
+
+def _gallery(run_dir: Path, res: Results, manifest: dict, cols: list[str], primary: str | None,
+             opts: ReportOptions) -> dict[str, Any]:
+    """Section 4: for chosen images, LR | each method | HR with a synchronized zoom on one detail."""
+    methods = list(res.summary["method"].astype(str))
+    ids = sorted(p.stem for p in (run_dir / "hr").glob("*.png"))
+    scale = int((manifest.get("task") or {}).get("scale") or 0)
+    hib = HIGHER_IS_BETTER.get(primary or "", True)
+    chosen = I.choose_gallery(res.per_image, ids, methods, primary, hib, opts.n_gallery,
+                              SHORT_TITLES.get(primary or "", primary))
+    figures = []
+    for image_id, why in chosen:
+        hr_path, lr_path = run_dir / "hr" / f"{image_id}.png", run_dir / "lr" / f"{image_id}.png"
+        if not hr_path.exists():
+            continue
+        hr = I.load_array(hr_path)
+        h, w = hr.shape[:2]
+        if scale == 0 and lr_path.exists():
+            # No manifest: the scale is the HR/LR size ratio.
+            with Image.open(lr_path) as lr_im:
+                scale = max(1, round(w / lr_im.width))
+        scale = scale or 1
+        out_paths = {m: run_dir / "outputs" / m / f"{image_id}.png" for m in methods}
+        outs = {m: I.load_array(p) for m, p in out_paths.items() if p.exists()}
+        size = max(8, min(h, w, opts.max_side) // opts.zoom)
+        detail = I.find_detail(hr, [o for o in outs.values() if o.shape == hr.shape], size)
+        # Large images: a crop around the detail keeps the file small; the detail stays inside.
+        left, top, right, bottom = I.crop_box(w, h, detail, opts.max_side, scale)
+        cw, ch = right - left, bottom - top
+        dx, dy = detail.x - left, detail.y - top
+        box = {"x": dx / cw, "y": dy / ch, "w": detail.size / cw, "h": detail.size / ch}
+
+        region = (left, top, right, bottom)
+        whole = region == (0, 0, w, h)
+        panels = []
+        if lr_path.exists():
+            panels.append({"kind": "lr", "title": f"LR input (\u00f7{scale})",
+                           "uri": _panel_uri(lr_path, region, whole, scale), "values": []})
+        for m in methods:
+            if m in outs and outs[m].shape == hr.shape:
+                panels.append({"kind": "method", "title": m, "uri": _panel_uri(out_paths[m], region, whole),
+                               "values": _image_values(res.per_image, cols, m, image_id)})
+            else:
+                panels.append({"kind": "failed", "title": m, "uri": None,
+                               "reason": _failure_reason(res, m, image_id), "values": []})
+        panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole),
+                       "values": []})
+        # Mark the best value per metric among the methods on this image.
+        for c in cols:
+            hibc = HIGHER_IS_BETTER.get(c)
+            vals = [(p, v) for p in panels for v in p["values"] if v["col"] == c]
+            nums = [v["value"] for _, v in vals]
+            if hibc is None or len(nums) < 2:
+                continue
+            best = max(nums) if hibc else min(nums)
+            for _, v in vals:
+                v["best"] = v["value"] == best
+        cropped = (cw, ch) != (w, h)
+        figures.append({"id": image_id, "anchor": f"img-{slug(image_id)}", "why": why, "panels": panels,
+                        "w": cw, "h": ch, "box": box, "size": detail.size, "full": (w, h), "cropped": cropped,
+                        "crop": (left, top)})
+    return {"figures": figures, "n_ids": len(ids), "zoom": opts.zoom, "primary": primary}
+
+
+def _worst(run_dir: Path, res: Results, cols: list[str], primary: str | None, gallery_ids: set[str],
+           opts: ReportOptions) -> dict[str, Any]:
+    """Section 5: each method's worst images by the primary metric, and its failed images."""
+    per = res.per_image
+    out = []
+    hib = HIGHER_IS_BETTER.get(primary or "", True)
+    for m in res.summary["method"].astype(str):
+        items = []
+        if primary is not None:
+            d = per[(per["method"] == m) & per[primary].notna()]
+            d = d.sort_values(primary, ascending=hib, kind="stable").head(opts.n_worst)
+            for _, r in d.iterrows():
+                i = str(r["image_id"])
+                sr, hr = run_dir / "outputs" / m / f"{i}.png", run_dir / "hr" / f"{i}.png"
+                items.append({"id": i, "sr": I.thumbnail_uri(sr) if sr.exists() else None,
+                              "hr": I.thumbnail_uri(hr) if hr.exists() else None,
+                              "values": _image_values(per, cols, m, i),
+                              "anchor": f"img-{slug(i)}" if i in gallery_ids else None})
+        fails = res.failures[res.failures["method"].astype(str) == m].fillna("").to_dict("records")
+        out.append({"method": m, "items": items, "failures": fails})
+    return {"methods": out, "primary": primary, "title": COLUMN_TITLES.get(primary or "", primary),
+            "n": opts.n_worst}
+
+
+def _pct(v: Any) -> str:
+    f = _num(v)
+    return "\u2014" if f is None else f"{100 * f:.1f}%"
+
+
+def _p(v: Any) -> str:
+    f = _num(v)
+    return "\u2014" if f is None else (f"{f:.3g}" if f >= 1e-4 else "< 0.0001")
+
+
+def _task_label(task: Any) -> str:
+    """A 2AFC task number with its question (SR3: task 1 shows the LR input, task 2 does not)."""
+    try:
+        t = int(task)
+    except (TypeError, ValueError):
+        return str(task)
+    short = {1: "LR shown: better HR version?", 2: "no LR: which is from a camera?"}
+    return f"{t} ({short[t]})" if t in short else str(t)
+
+
+def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) -> dict[str, Any]:
+    """Section 6: the human study: fool rates with intervals, raters, exclusions, best and worst images."""
+    fr = analysis.fool_rates
+    rows = [{"method": str(r["method"]), "task": _task_label(r.get("task")), "task_id": str(r.get("task")),
+             "n_judgments": int(r["n_judgments"]), "n_raters": int(r["n_raters"]),
+             "fool_rate": _num(r["fool_rate"]), "rate": _pct(r["fool_rate"]),
+             "wilson": f"{_pct(r.get('wilson_low'))} \u2013 {_pct(r.get('wilson_high'))}",
+             "boot": f"{_pct(r.get('boot_low'))} \u2013 {_pct(r.get('boot_high'))}",
+             "p": _p(r.get("p_value_vs_50"))}
+            for _, r in fr.iterrows()]
+    raters = analysis.raters
+    n_excluded = int(raters["excluded"].astype(bool).sum()) if len(raters) else 0
+    catch = pd.to_numeric(raters["catch_accuracy"], errors="coerce") if len(raters) else pd.Series([], float)
+    rater_rows = [{"id": r["rater_id"], "n": int(r["n_judgments"]), "catch": _pct(r["catch_accuracy"]),
+                   "excluded": bool(r["excluded"])} for _, r in raters.iterrows()]
+    # Per method and task: the images that fooled raters most and least (the analysis picks them).
+    extremes = []
+    per = analysis.per_image
+    # k best and k worst per method: at most half the images each, so the two lists never overlap.
+    fewest = int(per.groupby(["task", "method"]).size().min()) if len(per) else 0
+    ext = analysis.extremes(max(1, min(opts.n_worst, fewest // 2)))
+    for (t, m), d in ext.groupby(["task", "method"], sort=True):
+        def items(part: pd.DataFrame, method: str = str(m)) -> list[dict[str, Any]]:
+            out = []
+            for _, r in part.iterrows():
+                i = str(r["image_id"])
+                sr = run_dir / "outputs" / method / f"{i}.png"
+                out.append({"id": i, "rate": _pct(r["fool_rate"]), "n": int(r["n_judgments"]),
+                            "sr": I.thumbnail_uri(sr) if sr.exists() else None})
+            return out
+        extremes.append({"method": str(m), "task": _task_label(t), "best": items(d[d["which"] == "best"]),
+                         "worst": items(d[d["which"] == "worst"])})
+    comps = [{"a": r["method_a"], "b": r["method_b"], "task": _task_label(r.get("task")),
+              "diff": f"{100 * float(r['difference']):+.1f}", "p": _p(r.get("p_value")),
+              "test": r.get("test", "")} for _, r in analysis.comparisons.iterrows()]
+    study_items = [(k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
+                   for k, v in (analysis.study or {}).items() if k != "studies"]
+    paper = paper_table((manifest.get("task") or {}).get("name"))
+    return {"rows": rows, "plot": plots.fool_rates(fr), "n_raters": len(raters), "n_excluded": n_excluded,
+            "mean_catch": _pct(float(catch.mean())) if catch.notna().any() else "\u2014",
+            "raters": rater_rows, "extremes": extremes, "comparisons": comps,
+            "notes": list(analysis.notes or []),
+            "items": study_items, "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,
+            "paper_human": paper.human if paper else None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = ReportOptions()) -> dict[str, Any]:
+    """Everything the template shows, computed from the run folder and the optional study analysis."""
+    res = Results.load(run_dir)
+    # Image ids are names: "0001" must stay "0001" (pandas would read it as the number 1).
+    for name, attr in (("per_image.csv", "per_image"), ("failures.csv", "failures")):
+        if (run_dir / name).exists():
+            setattr(res, attr, pd.read_csv(run_dir / name, dtype={"method": str, "image_id": str}))
+    manifest = _read_json(run_dir / "manifest.json")
+    spec = _read_yaml(run_dir / "spec.yaml")
+    cols = metric_columns(res.summary)
+    methods = list(res.summary["method"].astype(str))
+    primary = _primary(cols, res.per_image)
+    table = _metric_table(res, manifest, cols)
+    titles = {c: f"{COLUMN_TITLES.get(c, c)}  {h['arrow']} {h['direction']}" for c, h in
+              zip(cols, table["headers"], strict=True)}
+    gallery = _gallery(run_dir, res, manifest, cols, primary, opts)
+    gallery_ids = {f["id"] for f in gallery["figures"]}
+    analysis = load_study(study) if isinstance(study, (str, Path)) else study
+    headline = _headline(res, cols, int(spec.get("seed") or 0))
+    study_ctx = _study(analysis, run_dir, manifest, opts) if analysis is not None else None
+    if study_ctx and study_ctx["rows"]:
+        # The human verdict next to the metrics: fool rates, highest first.
+        ranked = sorted(study_ctx["rows"], key=lambda r: -(r["fool_rate"] or 0))
+        headline.append("<b>Human study</b>: fool rate (50% = indistinguishable from real) "
+                        + ", ".join(f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, "
+                                    f"95% CI {r['wilson']})" for r in ranked) + ".")
+    task = (manifest.get("task") or {}).get("name") or spec.get("task") or "custom"
+    return {
+        "title": f"Super-resolution benchmark \u2014 {task}",
+        "run_dir": str(run_dir.resolve()),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "methods": methods,
+        "n_images": _n_images(run_dir, manifest, res),
+        "run": _run_facts(run_dir, manifest, spec, res),
+        "table": table,
+        "headline": headline,
+        "paper": _paper(manifest, cols),
+        "plot_dist": plots.metric_distributions(res.per_image, methods, cols, titles, res.summary),
+        "plot_scatter": plots.psnr_vs_consistency(res.per_image, methods),
+        "has_psnr_consistency": all(c in cols for c in ("psnr", "consistency")),
+        "gallery": gallery,
+        "worst": _worst(run_dir, res, cols, primary, gallery_ids, opts),
+        "study": study_ctx,
+        "conventions": dict(manifest.get("conventions") or {}),
+    }
+
+
+def render(context: dict[str, Any]) -> str:
+    """The report's HTML from its context."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2").render(**context)
+
+
+def write_report(run_dir: str | Path, study: Any = None, out: str | Path | None = None,
+                 options: ReportOptions = ReportOptions()) -> Path:
+    """Write the run's report (default RUN_DIR/report.html) and return its path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.csv").exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished run folder (no summary.csv); pass the --out folder of "
+            "`evalsuite run benchmark`"
+        )
+    path = Path(out) if out else run_dir / "report.html"
+    atomic_write_text(path, render(build_context(run_dir, study, options)))
+    path.chmod(0o644)  # a report is meant to be read and forwarded
+    return path

@@ -1,0 +1,153 @@
+"""Report plots: matplotlib figures as inline SVG, sized and styled to read on screen and in print."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# Okabe-Ito colours (distinguishable with colour-vision deficiency) and distinct markers for grey print.
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+_RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "svg.fonttype": "none",  # text stays text: sharp, searchable, small
+    "figure.dpi": 100,
+}
+
+
+# Horizontal boxes: `orientation` since matplotlib 3.10, `vert` before (deprecated after).
+_HORIZONTAL = (
+    {"orientation": "horizontal"}
+    if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+    else {"vert": False}
+)
+
+
+def style(i: int) -> tuple[str, str]:
+    """Colour and marker of the i-th method."""
+    return COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)]
+
+
+def to_svg(fig: plt.Figure, salt: str) -> str:
+    """A figure as an inline <svg> element (no XML prolog), with ids made unique by `salt`."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def metric_distributions(
+    per_image: pd.DataFrame, methods: Sequence[str], columns: Sequence[str], titles: dict[str, str],
+    summary: pd.DataFrame,
+) -> str | None:
+    """Per-image values of each metric per method: points, box, and the mean with its 95% CI."""
+    columns = [c for c in columns if c in per_image and per_image[c].notna().any()]
+    if not columns or per_image.empty:
+        return None
+    ncol = min(3, len(columns))
+    nrow = -(-len(columns) // ncol)
+    height = 0.9 + 0.42 * len(methods)
+    with matplotlib.rc_context(_RC):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.1 * ncol, height * nrow), squeeze=False)
+        rng = np.random.default_rng(0)
+        for k, col in enumerate(columns):
+            ax = axes[k // ncol][k % ncol]
+            for j, m in enumerate(methods):
+                v = per_image.loc[per_image["method"] == m, col].dropna().to_numpy(dtype=float)
+                y = len(methods) - 1 - j
+                color, marker = style(j)
+                if v.size:
+                    ax.boxplot(v, positions=[y], widths=0.5, showfliers=False, **_HORIZONTAL,
+                               medianprops={"color": color}, boxprops={"color": "#888888"},
+                               whiskerprops={"color": "#888888"}, capprops={"color": "#888888"})
+                    jitter = rng.uniform(-0.17, 0.17, v.size)
+                    ax.scatter(v, y + jitter, s=16, color=color, marker=marker, alpha=0.55, linewidths=0,
+                               zorder=3)
+                row = summary[summary["method"] == m]
+                if len(row) and pd.notna(row.iloc[0].get(col)):
+                    mean = float(row.iloc[0][col])
+                    lo, hi = row.iloc[0].get(f"{col}_ci_low"), row.iloc[0].get(f"{col}_ci_high")
+                    if pd.notna(lo) and pd.notna(hi):
+                        ax.plot([lo, hi], [y + 0.36, y + 0.36], color="black", lw=1.4, zorder=4)
+                    ax.plot([mean], [y + 0.36], marker="|", ms=9, mew=2, color="black", zorder=5)
+            ax.set_yticks(range(len(methods)), list(reversed(methods)))
+            ax.set_ylim(-0.6, len(methods) - 0.3)
+            ax.set_title(titles.get(col, col), loc="left")
+            ax.grid(axis="y", visible=False)
+        for k in range(len(columns), nrow * ncol):
+            axes[k // ncol][k % ncol].set_visible(False)
+        fig.tight_layout()
+        return to_svg(fig, "dist")
+
+
+def psnr_vs_consistency(per_image: pd.DataFrame, methods: Sequence[str]) -> str | None:
+    """Per-image PSNR against consistency, one colour and marker per method; method means are large marks."""
+    cols = ("psnr", "consistency")
+    if per_image.empty or any(c not in per_image or per_image[c].notna().sum() == 0 for c in cols):
+        return None
+    df = per_image.dropna(subset=list(cols))
+    with matplotlib.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.2, 3.8))
+        for j, m in enumerate(methods):
+            d = df[df["method"] == m]
+            if d.empty:
+                continue
+            color, marker = style(j)
+            ax.scatter(d["consistency"], d["psnr"], s=28, color=color, marker=marker, alpha=0.5, linewidths=0)
+            ax.scatter([d["consistency"].mean()], [d["psnr"].mean()], s=110, color=color, marker=marker,
+                       edgecolors="black", linewidths=1.0, zorder=4, label=f"{m} (mean of {len(d)})")
+        pos = df["consistency"][df["consistency"] > 0]
+        if len(pos) and pos.max() / pos.min() > 30:
+            ax.set_xscale("log")
+        ax.set_xlabel("consistency: MSE(downsampled SR, LR) \u00d71e-5  \u2190 better")
+        ax.set_ylabel("PSNR (dB)  better \u2192")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+        fig.tight_layout()
+        return to_svg(fig, "scatter")
+
+
+def fool_rates(table: pd.DataFrame) -> str | None:
+    """Fool rates per method and task with Wilson 95% intervals; 50% marks indistinguishable from real."""
+    if table is None or table.empty:
+        return None
+    rows = table.reset_index(drop=True)
+    labels = [f"{r.method} ({r.task})" if "task" in rows and pd.notna(r.task) else str(r.method)
+              for r in rows.itertuples()]
+    with matplotlib.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.42 * len(rows)))
+        for k, r in enumerate(rows.itertuples()):
+            y = len(rows) - 1 - k
+            color, marker = style(k)
+            rate = 100 * float(r.fool_rate)
+            lo, hi = getattr(r, "wilson_low", np.nan), getattr(r, "wilson_high", np.nan)
+            if pd.notna(lo) and pd.notna(hi):
+                ax.plot([100 * lo, 100 * hi], [y, y], color=color, lw=2.2, solid_capstyle="butt")
+            ax.plot([rate], [y], marker=marker, color=color, ms=8, mec="black", mew=0.8)
+            ax.annotate(f"{rate:.1f}%  (n={int(r.n_judgments)})", (rate, y), xytext=(0, 7),
+                        textcoords="offset points", ha="center", fontsize=8)
+        ax.axvline(50, color="black", ls="--", lw=1)
+        ax.text(50, len(rows) - 0.45, " 50% = indistinguishable", fontsize=8, va="bottom")
+        ax.set_yticks(range(len(rows)), list(reversed(labels)))
+        ax.set_ylim(-0.7, len(rows) - 0.1)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("fool rate: % of trials where the model output was chosen over the real image")
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return to_svg(fig, "fool")
