@@ -1,0 +1,385 @@
+"""Fool rates of a 2AFC study: Wilson and two-way bootstrap CIs, tests, rater exclusion, per-image extremes.
+
+Fool rate = share of main-block trials in which the method's output was chosen over the ground truth
+(SR3, Saharia et al.): 50% means raters cannot tell them apart. Judgments are not independent (one rater
+answers many trials, one image is judged by many raters), so intervals and tests account for both:
+- the bootstrap resamples raters and images (two-way, with replacement) and keeps the judgments of the
+  resampled (rater, image) pairs, weighted by how often each rater and image was drawn;
+- the tests are Wald tests on a linear probability model (`fool ~ 1` against 0.5, `fool ~ 1 + method`
+  between two methods) with the Cameron-Gelbach-Miller two-way cluster-robust covariance (raters and
+  images; statsmodels' `cov_cluster_2groups`) and a t reference with min(raters, images) - 1 degrees of
+  freedom. docs/studies.md explains the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from evalsuite.io import atomic_write_text
+
+FOOL_RATE_COLUMNS = [
+    "method",
+    "task",
+    "n_judgments",
+    "n_raters",
+    "n_images",
+    "fool_rate",
+    "wilson_low",
+    "wilson_high",
+    "boot_low",
+    "boot_high",
+    "p_value_vs_50",
+]
+PER_IMAGE_COLUMNS = ["method", "task", "image_id", "n_judgments", "fool_rate"]
+RATER_COLUMNS = ["rater_id", "study", "task", "n_judgments", "n_catch", "catch_accuracy", "excluded"]
+COMPARISON_COLUMNS = [
+    "method_a",
+    "method_b",
+    "task",
+    "fool_rate_a",
+    "fool_rate_b",
+    "difference",
+    "p_value",
+    "test",
+]
+CLUSTER_TEST = "two-way cluster-robust (rater, image) Wald t-test, linear probability model"
+
+
+@dataclass(frozen=True)
+class CatchRule:
+    """Exclude raters whose catch accuracy is below `min_accuracy` (given >= `min_catch` catch trials)."""
+
+    min_accuracy: float = 0.8
+    min_catch: int = 1
+
+    def excluded(self, n_catch: int, accuracy: float) -> bool:
+        """Whether a rater with this catch record is excluded."""
+        return n_catch >= self.min_catch and accuracy < self.min_accuracy
+
+    def describe(self) -> str:
+        """The rule in words, for the notes."""
+        return (
+            f"raters whose catch-trial accuracy (ground truth chosen over a heavily degraded copy) is below "
+            f"{self.min_accuracy:.0%} are excluded, with all their judgments; raters with fewer than "
+            f"{self.min_catch} answered catch trial(s) are kept"
+        )
+
+
+DEFAULT_RULE = CatchRule()
+
+
+@dataclass
+class StudyAnalysis:
+    """The analysis of a study database: four tables, the study settings and notes."""
+
+    fool_rates: pd.DataFrame
+    per_image: pd.DataFrame
+    raters: pd.DataFrame
+    comparisons: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    study: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write fool_rates.csv, per_image.csv, raters.csv, comparisons.csv and study.json into out_dir."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("fool_rates", "per_image", "raters", "comparisons"):
+            atomic_write_text(out / f"{name}.csv", getattr(self, name).to_csv(index=False))
+        atomic_write_text(
+            out / "study.json", json.dumps({"study": self.study, "notes": self.notes}, indent=2, default=str)
+        )
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> StudyAnalysis:
+        """Read back what save() wrote."""
+        out = Path(out_dir)
+        if not (out / "study.json").exists():
+            raise FileNotFoundError(f"{out} holds no study analysis (no study.json); run `evalsuite study analyze`")
+        meta = json.loads((out / "study.json").read_text(encoding="utf-8"))
+        frames = {}
+        for name in ("fool_rates", "per_image", "raters", "comparisons"):
+            df = pd.read_csv(
+                out / f"{name}.csv",
+                dtype={"image_id": str, "rater_id": str, "method": str, "method_a": str, "method_b": str},
+            )
+            frames[name] = df
+        if len(frames["raters"]):
+            frames["raters"]["excluded"] = frames["raters"]["excluded"].astype(bool)
+        return cls(**frames, notes=list(meta.get("notes", [])), study=dict(meta.get("study", {})))
+
+    def extremes(self, k: int = 5, min_judgments: int = 1) -> pd.DataFrame:
+        """Per (task, method), the k images with the highest and the k with the lowest fool rate."""
+        rows = []
+        df = self.per_image[self.per_image["n_judgments"] >= min_judgments]
+        for _key, g in df.groupby(["task", "method"], sort=True):
+            g = g.sort_values(["fool_rate", "n_judgments", "image_id"], ascending=[False, False, True])
+            # At most half of a method's images on each side, so no image is both best and worst.
+            kk = min(k, max(1, len(g) // 2))
+            rows.append(g.head(kk).assign(which="best"))
+            if len(g) > 1:
+                rows.append(g.iloc[::-1].head(kk).assign(which="worst"))
+        if not rows:
+            return pd.DataFrame(columns=PER_IMAGE_COLUMNS + ["which"])
+        return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- statistics
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n (statsmodels); (nan, nan) when n == 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=1.0 - level, method="wilson")
+    return float(lo), float(hi)
+
+
+def two_way_bootstrap(
+    y: np.ndarray,
+    rater: np.ndarray,
+    image: np.ndarray,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile CI of mean(y) resampling raters and images independently with replacement (seeded)."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.size == 0:
+        return float("nan"), float("nan")
+    r_codes, r_idx = np.unique(rater, return_inverse=True)
+    i_codes, i_idx = np.unique(image, return_inverse=True)
+    n_r, n_i = len(r_codes), len(i_codes)
+    # Judgments and fools per (rater, image) cell: (R, I) matrices.
+    count = np.zeros((n_r, n_i))
+    fools = np.zeros((n_r, n_i))
+    np.add.at(count, (r_idx, i_idx), 1.0)
+    np.add.at(fools, (r_idx, i_idx), y)
+    rng = np.random.default_rng(seed)
+    # How often each rater / image is drawn in each resample: (B, R) and (B, I) multinomial counts.
+    w_r = rng.multinomial(n_r, np.full(n_r, 1.0 / n_r), size=n_resamples).astype(np.float64)
+    w_i = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=n_resamples).astype(np.float64)
+    # Weighted fool rate of each resample: sum w_r w_i fools / sum w_r w_i count.
+    num = np.einsum("br,ri,bi->b", w_r, fools, w_i)
+    den = np.einsum("br,ri,bi->b", w_r, count, w_i)
+    rates = num[den > 0] / den[den > 0]
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(rates, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class ClusterTest:
+    """A Wald t-test with two-way cluster-robust standard error."""
+
+    estimate: float
+    se: float
+    df: int
+    p_value: float
+
+
+def cluster_wald_test(
+    y: np.ndarray, x: np.ndarray | None, rater: np.ndarray, image: np.ndarray, null: float = 0.0
+) -> ClusterTest:
+    """Test the last coefficient of OLS(y ~ 1 [+ x]) against `null`, two-way clustered by rater and image."""
+    import statsmodels.api as sm
+    from statsmodels.stats.sandwich_covariance import cov_cluster, cov_cluster_2groups
+
+    y = np.asarray(y, dtype=np.float64)
+    exog = np.ones((y.size, 1)) if x is None else np.column_stack([np.ones(y.size), np.asarray(x, float)])
+    _, r_idx = np.unique(rater, return_inverse=True)
+    _, i_idx = np.unique(image, return_inverse=True)
+    n_groups = min(r_idx.max() + 1, i_idx.max() + 1) if y.size else 0
+    res = sm.OLS(y, exog).fit()
+    estimate = float(res.params[-1])
+    if n_groups < 2 or y.size <= exog.shape[1]:
+        return ClusterTest(estimate, float("nan"), 0, float("nan"))
+    # CGM: V = V_rater + V_image - V_(rater x image), each CRV1 with the small-sample correction.
+    cov = cov_cluster_2groups(res, r_idx, i_idx)[0]
+    var = float(cov[-1, -1])
+    if not var > 0:
+        # A non-positive two-way variance (possible with few clusters): fall back to the larger one-way one.
+        var = max(float(cov_cluster(res, r_idx)[-1, -1]), float(cov_cluster(res, i_idx)[-1, -1]))
+    df = int(n_groups - 1)
+    if not var > 0:
+        return ClusterTest(estimate, 0.0, df, float("nan"))
+    se = float(np.sqrt(var))
+    t = (estimate - null) / se
+    return ClusterTest(estimate, se, df, float(2.0 * stats.t.sf(abs(t), df)))
+
+
+# --------------------------------------------------------------------------- the analysis
+def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
+    """One row per rater with a main-block judgment: counts, catch accuracy and the exclusion verdict."""
+    main = df[df["block"] == "main"]
+    rows = []
+    for rid, g in main.groupby("rater_id", sort=True):
+        catch = g[g["kind"] == "catch"]
+        acc = float(catch["chose_real"].mean()) if len(catch) else float("nan")
+        excluded = bool(rule is not None and len(catch) and rule.excluded(len(catch), acc))
+        rows.append(
+            {
+                "rater_id": rid,
+                "study": g["study"].iloc[0],
+                "task": int(g["task"].iloc[0]),
+                "n_judgments": int(len(g)),
+                "n_catch": int(len(catch)),
+                "catch_accuracy": acc,
+                "excluded": excluded,
+            }
+        )
+    return pd.DataFrame(rows, columns=RATER_COLUMNS)
+
+
+def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
+    """Fool rate per (method, task) with Wilson and two-way bootstrap CIs and a test against 50%."""
+    rows = []
+    for (method, task), g in real.groupby(["method", "task"], sort=True):
+        y = g["fooled"].to_numpy(float)
+        k, n = int(y.sum()), int(y.size)
+        w_lo, w_hi = wilson_interval(k, n)
+        b_lo, b_hi = two_way_bootstrap(y, g["rater_id"].to_numpy(), g["image_id"].to_numpy(), n_resamples, seed)
+        test = cluster_wald_test(y, None, g["rater_id"].to_numpy(), g["image_id"].to_numpy(), null=0.5)
+        rows.append(
+            {
+                "method": method,
+                "task": int(task),
+                "n_judgments": n,
+                "n_raters": g["rater_id"].nunique(),
+                "n_images": g["image_id"].nunique(),
+                "fool_rate": k / n,
+                "wilson_low": w_lo,
+                "wilson_high": w_hi,
+                "boot_low": b_lo,
+                "boot_high": b_hi,
+                "p_value_vs_50": test.p_value,
+            }
+        )
+    return pd.DataFrame(rows, columns=FOOL_RATE_COLUMNS)
+
+
+def _comparison_table(real: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of methods within a task: difference of fool rates and its two-way clustered test."""
+    rows = []
+    for task, g in real.groupby("task", sort=True):
+        for a, b in itertools.combinations(sorted(g["method"].unique()), 2):
+            pair = g[g["method"].isin([a, b])]
+            x = (pair["method"] == a).to_numpy(float)
+            test = cluster_wald_test(
+                pair["fooled"].to_numpy(float),
+                x,
+                pair["rater_id"].to_numpy(),
+                pair["image_id"].to_numpy(),
+                null=0.0,
+            )
+            fa = float(pair.loc[pair["method"] == a, "fooled"].mean())
+            fb = float(pair.loc[pair["method"] == b, "fooled"].mean())
+            rows.append(
+                {
+                    "method_a": a,
+                    "method_b": b,
+                    "task": int(task),
+                    "fool_rate_a": fa,
+                    "fool_rate_b": fb,
+                    "difference": fa - fb,
+                    "p_value": test.p_value,
+                    "test": CLUSTER_TEST,
+                }
+            )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _study_dict(studies: list[dict[str, Any]], raters: pd.DataFrame) -> dict[str, Any]:
+    """The study settings for reports: one study's fields, lists where a database holds several."""
+    keys = ("name", "task", "exposure_s", "n_images", "per_rater", "run_dir", "methods")
+    per = [{k: s.get(k) for k in keys} | {"id": s["id"]} for s in studies]
+
+    def one(key: str) -> Any:
+        """The value shared by every study, else the list of values."""
+        vals = [p[key] for p in per]
+        return vals[0] if len({json.dumps(v, default=str) for v in vals}) == 1 else vals
+
+    out: dict[str, Any] = {k: (one(k) if per else None) for k in keys}
+    out["tasks"] = sorted({p["task"] for p in per})
+    out["n_raters"] = int(len(raters))
+    out["n_excluded"] = int(raters["excluded"].sum()) if len(raters) else 0
+    out["studies"] = per
+    return out
+
+
+def analyze_frame(
+    judgments: pd.DataFrame,
+    studies: list[dict[str, Any]] | None = None,
+    exclude_rule: CatchRule | None = DEFAULT_RULE,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> StudyAnalysis:
+    """Analyze a judgments table (`Store.judgments_frame()` columns) into a StudyAnalysis."""
+    raters = _rater_table(judgments, exclude_rule)
+    excluded = set(raters.loc[raters["excluded"], "rater_id"])
+    # Fool rates use main-block trials of real outputs from raters who were kept.
+    real = judgments[
+        (judgments["block"] == "main") & (judgments["kind"] == "real") & ~judgments["rater_id"].isin(excluded)
+    ].copy()
+    real["fooled"] = (~real["chose_real"].astype(bool)).astype(float)
+    real["task"] = real["task"].astype(int)
+    per_image = (
+        real.groupby(["method", "task", "image_id"], sort=True)["fooled"]
+        .agg(["size", "mean"])
+        .reset_index()
+        .rename(columns={"size": "n_judgments", "mean": "fool_rate"})
+    )
+    notes = [
+        "fool rate = share of main-block trials in which the method's output was chosen over the ground "
+        "truth; practice and catch trials are not counted",
+        (exclude_rule.describe() if exclude_rule else "no rater exclusion")
+        + f"; {len(excluded)} of {len(raters)} rater(s) excluded",
+        "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
+        "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "
+        f"({n_resamples} resamples, seed {seed})",
+        "p_value_vs_50 and comparisons: Wald t-test on a linear probability model with two-way "
+        "cluster-robust (Cameron-Gelbach-Miller) standard errors by rater and image, min(raters, images)-1 "
+        "degrees of freedom (empty with fewer than 2 raters or 2 images); it needs no model of how raters "
+        "and images differ and no iterative fit, unlike a logistic mixed model",
+    ]
+    return StudyAnalysis(
+        fool_rates=_fool_table(real, n_resamples, seed),
+        per_image=per_image[PER_IMAGE_COLUMNS],
+        raters=raters,
+        comparisons=_comparison_table(real),
+        notes=notes,
+        study=_study_dict(studies or [], raters),
+    )
+
+
+def analyze(
+    db: str, exclude_rule: CatchRule | None = DEFAULT_RULE, n_resamples: int = 2000, seed: int = 0
+) -> StudyAnalysis:
+    """Analyze every study in a database (file path or SQLAlchemy URL) into fool rates, CIs and tests."""
+    from studies.store import Store
+
+    store = Store(db, create=False)
+    try:
+        return analyze_frame(store.judgments_frame(), store.studies(), exclude_rule, n_resamples, seed)
+    finally:
+        store.dispose()
+
+
+__all__ = [
+    "CatchRule",
+    "DEFAULT_RULE",
+    "StudyAnalysis",
+    "analyze",
+    "analyze_frame",
+    "wilson_interval",
+    "two_way_bootstrap",
+    "cluster_wald_test",
+]

@@ -1,0 +1,149 @@
+"""`evalsuite study create|invite|serve|analyze`: thin parsers over studies.service and studies.analysis."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from urllib.parse import urlencode
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the `study` command and its sub-commands to the evalsuite parser."""
+    p = sub.add_parser("study", help="2AFC human studies: create, invite raters, serve the app, analyze")
+    ssub = p.add_subparsers(dest="study_command", required=True)
+
+    c = ssub.add_parser("create", help="design a study on a run folder and store it with its stimuli")
+    c.add_argument("--run", required=True, help="run folder written by `evalsuite run benchmark`")
+    c.add_argument("--task", type=int, choices=[1, 2], default=1, help="1: LR between the pair; 2: pair only")
+    c.add_argument("--methods", type=_csv, required=True, help="comma-separated method labels of the run")
+    c.add_argument("--images", type=int, help="number of images (seeded subset; default all)")
+    c.add_argument("--per-rater", type=int, help="images per rater and method (default all)")
+    c.add_argument("--db", required=True, help="study database: a file (SQLite) or a SQLAlchemy URL")
+    c.add_argument("--name", help="study name (default <run>-task<N>)")
+    c.add_argument("--exposure", type=float, default=3.0, help="seconds each pair is shown (default 3)")
+    c.add_argument("--catch", type=int, default=4, help="catch trials per rater (default 4)")
+    c.add_argument("--practice", type=int, default=3, help="practice trials per rater (default 3)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the image subset, sides and orders")
+    c.add_argument("--base-url", default="http://localhost:8501", help="where the app will be served")
+    c.set_defaults(func=_cmd_create)
+
+    i = ssub.add_parser("invite", help="add raters and print one invite link per rater")
+    i.add_argument("-n", type=int, default=1, help="number of raters to invite")
+    i.add_argument("--db", required=True)
+    i.add_argument("--study", type=int, help="study id (needed when the database holds several)")
+    i.add_argument("--base-url", default="http://localhost:8501", help="where the app is served")
+    i.add_argument("--admin", action="store_true", help="print a new admin link instead (the old one stops working)")
+    i.set_defaults(func=_cmd_invite)
+
+    s = ssub.add_parser("serve", help="serve the rater app (Streamlit)")
+    s.add_argument("--db", required=True)
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--address", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a network)")
+    s.set_defaults(func=_cmd_serve)
+
+    a = ssub.add_parser("analyze", help="fool rates with CIs, tests, rater exclusion, per-image extremes")
+    a.add_argument("--db", required=True)
+    a.add_argument("--out", help="folder for the CSV exports and study.json")
+    a.add_argument("--min-catch-accuracy", type=float, default=0.8, help="exclude raters below this (default 0.8)")
+    a.add_argument("--no-exclusion", action="store_true", help="keep every rater")
+    a.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=_cmd_analyze)
+
+
+def _link(base_url: str, **params: str) -> str:
+    return f"{base_url.rstrip('/')}/?{urlencode(params)}"
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from studies.service import create_study
+
+    made = create_study(
+        args.run,
+        args.db,
+        args.task,
+        args.methods,
+        args.images,
+        args.per_rater,
+        args.name,
+        args.exposure,
+        args.catch,
+        args.practice,
+        args.seed,
+    )
+    cfg = made.config
+    print(
+        f"study {made.study_id} ({cfg.name}): task {cfg.task}, {cfg.n_images} images, methods "
+        f"{', '.join(cfg.methods)}, {cfg.per_rater} per rater and method, exposure {cfg.exposure_s:g} s"
+    )
+    print(f"every (method, image) gets equal judgments with a multiple of {made.balanced_raters} raters")
+    print(f"admin link (keep it private): {_link(args.base_url, admin=made.admin_token)}")
+    print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
+    return 0
+
+
+def _cmd_invite(args: argparse.Namespace) -> int:
+    from studies.service import admin_token, invite_raters
+
+    if args.admin:
+        print(_link(args.base_url, admin=admin_token(args.db, args.study)))
+        return 0
+    for _public_id, token in invite_raters(args.db, args.n, args.study):
+        print(_link(args.base_url, token=token))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from studies.service import serve
+
+    print(f"serving the rater app on http://{args.address}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    try:
+        return serve(args.db, args.port, args.address)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from studies.analysis import CatchRule, analyze
+
+    rule = None if args.no_exclusion else CatchRule(min_accuracy=args.min_catch_accuracy)
+    result = analyze(args.db, rule, n_resamples=args.resamples, seed=args.seed)
+    cols = [
+        "method",
+        "task",
+        "n_judgments",
+        "n_raters",
+        "fool_rate",
+        "boot_low",
+        "boot_high",
+        "p_value_vs_50",
+    ]
+    if result.fool_rates.empty:
+        print("no judgments yet")
+    else:
+        print(result.fool_rates[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(result.comparisons):
+        print()
+        print(
+            result.comparisons[["method_a", "method_b", "task", "difference", "p_value"]].to_string(
+                index=False, float_format=lambda v: f"{v:.3f}"
+            )
+        )
+    ext = result.extremes(k=3)
+    if len(ext):
+        print("\nimages with the highest (best) and lowest (worst) fool rates:")
+        print(
+            ext[["task", "method", "which", "image_id", "n_judgments", "fool_rate"]].to_string(
+                index=False, float_format=lambda v: f"{v:.3f}"
+            )
+        )
+    print()
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.out:
+        print(f"\nwrote {result.save(args.out).resolve()}")
+    return 0

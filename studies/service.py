@@ -1,0 +1,146 @@
+"""Library calls behind `evalsuite study create|invite|serve`: make a study, invite raters, serve the app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from studies.design import StudyConfig, balanced_raters, rater_plan, select_images
+from studies.stimuli import build_stimuli, run_images
+from studies.store import Store
+
+APP_PATH = Path(__file__).with_name("app.py")
+DB_ENV = "EVALSUITE_STUDY_DB"
+
+
+@dataclass(frozen=True)
+class CreatedStudy:
+    """A stored study: its id, admin token, config and the rater count that balances it."""
+
+    study_id: int
+    admin_token: str
+    config: StudyConfig
+    balanced_raters: int
+
+
+def create_study(
+    run_dir: str | Path,
+    db: str,
+    task: int,
+    methods: tuple[str, ...],
+    n_images: int | None = None,
+    per_rater: int | None = None,
+    name: str | None = None,
+    exposure_s: float = 3.0,
+    n_catch: int = 4,
+    n_practice: int = 3,
+    seed: int = 0,
+) -> CreatedStudy:
+    """Design a study on a run folder, re-encode its stimuli and store both in the database."""
+    run = Path(run_dir)
+    available = run_images(run, list(methods))
+    image_ids = select_images(available, n_images, seed)
+    if n_images is not None and n_images > len(available):
+        print(
+            f"note: the run has {len(available)} usable images; the study uses all of them, not {n_images}",
+            file=sys.stderr,
+        )
+    config = StudyConfig(
+        name=name or f"{run.resolve().name}-task{task}",
+        run_dir=str(run.resolve()),
+        task=task,
+        methods=tuple(methods),
+        image_ids=image_ids,
+        per_rater=min(per_rater or len(image_ids), len(image_ids)),
+        exposure_s=exposure_s,
+        n_catch=min(n_catch, len(image_ids)),
+        n_practice=min(n_practice, len(image_ids)),
+        seed=seed,
+    )
+    store = Store(db)
+    try:
+        study_id, token = store.add_study(
+            config.name, task, config.to_dict(), build_stimuli(run, image_ids, config.methods, config.show_lr)
+        )
+    finally:
+        store.dispose()
+    return CreatedStudy(study_id, token, config, balanced_raters(config))
+
+
+def _only_study(store: Store, study_id: int | None) -> int:
+    studies = store.studies()
+    if not studies:
+        raise ValueError(f"{store.url} holds no study; run `evalsuite study create` first")
+    if study_id is None:
+        if len(studies) > 1:
+            listing = ", ".join(f"{s['id']} ({s['name']})" for s in studies)
+            raise ValueError(f"{store.url} holds several studies ({listing}); pass --study ID")
+        return studies[0]["id"]
+    if study_id not in {s["id"] for s in studies}:
+        raise ValueError(f"no study {study_id} in {store.url}")
+    return study_id
+
+
+def invite_raters(db: str, n: int, study_id: int | None = None) -> list[tuple[str, str]]:
+    """Add n raters with their seeded trial plans; returns (public id, invite token) per rater."""
+    if n < 1:
+        raise ValueError(f"-n must be at least 1, got {n}")
+    store = Store(db, create=False)
+    try:
+        sid = _only_study(store, study_id)
+        config = StudyConfig.from_dict(store.study(sid))
+        start = store.rater_count(sid)
+        return store.add_raters(sid, [rater_plan(config, start + k) for k in range(n)])
+    finally:
+        store.dispose()
+
+
+def admin_token(db: str, study_id: int | None = None) -> str:
+    """A fresh admin token for a study (the old one stops working)."""
+    store = Store(db, create=False)
+    try:
+        return store.rotate_admin_token(_only_study(store, study_id))
+    finally:
+        store.dispose()
+
+
+def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list[str]:
+    """The `streamlit run` command line that serves the rater app headless on address:port."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_PATH),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--client.showErrorDetails",
+        "false",
+        "--theme.base",
+        "light",
+        "--",
+        "--db",
+        db,
+    ]
+
+
+def serve(db: str, port: int = 8501, address: str = "127.0.0.1") -> int:
+    """Run the rater app until interrupted; returns Streamlit's exit code."""
+    Store(db, create=False).dispose()  # fail early, with the fix, on a database without a study
+    env = {**os.environ, DB_ENV: db}
+    return subprocess.call(serve_command(db, port, address), env=env)

@@ -1,0 +1,108 @@
+"""Stimuli from a run folder: every image re-encoded the same way (8-bit RGB PNG, no metadata), catch copies.
+
+Only the pixels survive: each file is decoded to an 8-bit RGB array and written by one encoder with one
+setting, so the ground truth and a method's output differ in nothing but their pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from studies.store import StimulusImage
+
+CATCH_FACTOR = 8  # catch copies: box-downsampled by 8, then blown up with nearest neighbour (plainly broken)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 array -> PNG bytes with IHDR/IDAT/IEND only (no text, time, gamma or ICC chunks)."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {pixels.shape} {pixels.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def load_pixels(path: Path) -> np.ndarray:
+    """Decode an image file to an (H, W, 3) uint8 array (alpha and metadata dropped)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}; rerun the benchmark to rewrite it") from exc
+
+
+def catch_copy(pixels: np.ndarray, factor: int = CATCH_FACTOR) -> np.ndarray:
+    """A heavily degraded copy of the same size: box-downsample by `factor`, nearest-upsample back."""
+    h, w = pixels.shape[:2]
+    im = Image.fromarray(pixels, "RGB")
+    small = im.resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
+    return np.asarray(small.resize((w, h), Image.Resampling.NEAREST), dtype=np.uint8)
+
+
+def png_chunks(data: bytes) -> list[str]:
+    """The chunk types of a PNG file, in order (for leak audits)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    pos, out = 8, []
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        out.append(data[pos + 4 : pos + 8].decode("ascii"))
+        pos += 12 + length
+    return out
+
+
+def run_images(run_dir: str | Path, methods: list[str] | tuple[str, ...]) -> list[str]:
+    """Image ids with hr/, lr/ and an output of every method in a run folder (errors say what is missing)."""
+    run = Path(run_dir)
+    if not (run / "hr").is_dir() or not (run / "lr").is_dir():
+        raise FileNotFoundError(
+            f"{run} is not a run folder (no hr/ and lr/); make one with `evalsuite run benchmark --out {run}`"
+        )
+    known: list[str] = []
+    if (run / "summary.csv").exists():
+        known = [str(m) for m in pd.read_csv(run / "summary.csv")["method"].tolist()]
+    ids = {p.relative_to(run / "hr").with_suffix("").as_posix() for p in (run / "hr").rglob("*.png")}
+    ids &= {p.relative_to(run / "lr").with_suffix("").as_posix() for p in (run / "lr").rglob("*.png")}
+    for m in methods:
+        out = run / "outputs" / m
+        if not out.is_dir():
+            hint = f"methods in this run: {', '.join(known)}" if known else "no summary.csv in this run"
+            raise FileNotFoundError(
+                f"no outputs for method {m!r} in {out} ({hint}); pass --methods with "
+                f"labels from the run's summary.csv or rerun the benchmark with it"
+            )
+        ids &= {p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*.png")}
+    if not ids:
+        raise FileNotFoundError(f"no image in {run} has hr/, lr/ and outputs for {', '.join(methods)}")
+    return sorted(ids)
+
+
+def build_stimuli(
+    run_dir: str | Path, image_ids: tuple[str, ...], methods: tuple[str, ...], show_lr: bool
+) -> list[StimulusImage]:
+    """Re-encode the ground truth, outputs, LR input (task 1) and a catch copy of every study image."""
+    run = Path(run_dir)
+    out: list[StimulusImage] = []
+    for image_id in image_ids:
+        hr = load_pixels(run / "hr" / f"{image_id}.png")
+        out.append(StimulusImage(image_id, "hr", None, encode_png(hr)))
+        out.append(StimulusImage(image_id, "catch", None, encode_png(catch_copy(hr))))
+        if show_lr:
+            out.append(
+                StimulusImage(image_id, "lr", None, encode_png(load_pixels(run / "lr" / f"{image_id}.png")))
+            )
+        for m in methods:
+            path = run / "outputs" / m / f"{image_id}.png"
+            sr = load_pixels(path)
+            if sr.shape != hr.shape:
+                raise ValueError(
+                    f"{path} is {sr.shape[1]}x{sr.shape[0]} but its ground truth is "
+                    f"{hr.shape[1]}x{hr.shape[0]}; a 2AFC pair must have one size (rerun the method)"
+                )
+            out.append(StimulusImage(image_id, "output", m, encode_png(sr)))
+    return out

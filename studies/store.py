@@ -1,0 +1,564 @@
+"""The study database: SQLAlchemy 2.0 models and a small repository (SQLite by default, any SQLAlchemy URL).
+
+Judgments are written exactly once: `judgments.assignment_id` is unique and `Store.submit` is an idempotent
+insert (`INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL), so a resubmitted trial, a double
+click, a reload or a server restart neither loses nor duplicates an answer; the first answer wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+SIDES = ("left", "right")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the study tables."""
+
+
+class Study(Base):
+    """One 2AFC study: a task, its methods and the design settings (as JSON)."""
+
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    task: Mapped[int] = mapped_column(Integer)
+    config_json: Mapped[str] = mapped_column(Text)
+    admin_token_hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Stimulus(Base):
+    """One re-encoded image under an opaque random id (never shown to raters; pages inline the bytes)."""
+
+    __tablename__ = "stimuli"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    image_id: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))  # hr | lr | output | catch
+    method: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("study_id", "image_id", "role", "method", name="uq_stimulus"),)
+
+
+class Rater(Base):
+    """A rater invited by a token (only the token's SHA-256 is stored)."""
+
+    __tablename__ = "raters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (UniqueConstraint("study_id", "index", name="uq_rater_index"),)
+
+
+class Assignment(Base):
+    """One trial of one rater: which pair, which side holds the real image, and its place in the order."""
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    block: Mapped[str] = mapped_column(String(16))  # practice | main
+    kind: Mapped[str] = mapped_column(String(16))  # real | catch
+    method: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    image_id: Mapped[str] = mapped_column(String(300))
+    real_side: Mapped[str] = mapped_column(String(8))
+    left_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
+    right_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
+    middle_id: Mapped[str | None] = mapped_column(ForeignKey("stimuli.id"), nullable=True)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (UniqueConstraint("rater_id", "position", name="uq_assignment_position"),)
+
+
+class Judgment(Base):
+    """A rater's answer to one trial; unique per trial (exactly once)."""
+
+    __tablename__ = "judgments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), unique=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    choice: Mapped[str] = mapped_column(String(8))
+    chose_real: Mapped[bool] = mapped_column(Boolean)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+@dataclass(frozen=True)
+class StimulusImage:
+    """A stimulus to store: the image it shows, its role, the method (outputs only) and PNG bytes."""
+
+    image_id: str
+    role: str
+    method: str | None
+    png: bytes
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What the app needs to show one trial (no real-image side is ever sent to the browser)."""
+
+    assignment_id: int
+    position: int
+    block: str
+    kind: str
+    left_id: str
+    right_id: str
+    middle_id: str | None
+    answered: bool
+    shown_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RaterInfo:
+    """A rater found by token: internal id, opaque public id and the study it belongs to."""
+
+    id: int
+    public_id: str
+    study_id: int
+    index: int
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """Outcome of a submission: whether this call wrote the judgment, and the stored choice."""
+
+    created: bool
+    choice: str
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest of a token (only digests are stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random URL-safe token (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def db_url(db: str | Path) -> str:
+    """A SQLAlchemy URL for `db`: a URL is kept, a file path becomes an absolute sqlite:/// URL."""
+    text = str(db)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes: read them as UTC."""
+    if t is not None and t.tzinfo is None:
+        return t.replace(tzinfo=timezone.utc)
+    return t
+
+
+def make_engine(db: str | Path) -> Engine:
+    """An engine for a file path or SQLAlchemy URL; SQLite gets WAL mode, a busy timeout and foreign keys."""
+    url = make_url(db_url(db))
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            parent = Path(url.database).parent
+            if not parent.is_dir():
+                raise FileNotFoundError(f"folder of the study database {url.database} does not exist; create it first")
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL: readers never block the writer; busy_timeout: writers wait instead of failing.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+
+
+class Store:
+    """Repository over the study tables; every method opens its own short transaction (thread-safe)."""
+
+    def __init__(self, db: str | Path, create: bool = True) -> None:
+        self.url = db_url(db)
+        url = make_url(self.url)
+        if not create and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            if not Path(url.database).exists():
+                raise FileNotFoundError(
+                    f"no study database at {url.database}; make one with "
+                    "`evalsuite study create --run RUN_DIR --db ...`"
+                )
+        self.engine = make_engine(db)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock()
+        if create:
+            Base.metadata.create_all(self.engine)
+        elif not self._has_tables():
+            self.engine.dispose()
+            raise FileNotFoundError(
+                f"{self.url} holds no study; make one with `evalsuite study create --run RUN_DIR --db ...`"
+            )
+
+    def _writing(self) -> contextlib.AbstractContextManager:
+        """A lock that queues this process's SQLite writers (a no-op context on other databases)."""
+        # SQLite has one writer at a time; waiting on a lock beats its busy handler, which sleeps in steps
+        # of up to 100 ms. Writers in other processes still wait through busy_timeout.
+        return self._write_lock if self._sqlite else contextlib.nullcontext()
+
+    def _has_tables(self) -> bool:
+        with self.engine.connect() as conn:
+            return self.engine.dialect.has_table(conn, "studies")
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------- studies and stimuli
+    def add_study(
+        self, name: str, task: int, config: dict[str, Any], stimuli: Iterable[StimulusImage]
+    ) -> tuple[int, str]:
+        """Store a study and its stimuli; returns (study id, admin token)."""
+        admin_token = new_token()
+        with self._writing(), self._session.begin() as s:
+            study = Study(
+                name=name,
+                task=task,
+                config_json=json.dumps(config, sort_keys=True),
+                admin_token_hash=hash_token(admin_token),
+                created_at=_now(),
+            )
+            s.add(study)
+            s.flush()
+            for st in stimuli:
+                s.add(
+                    Stimulus(
+                        id=secrets.token_hex(16),
+                        study_id=study.id,
+                        image_id=st.image_id,
+                        role=st.role,
+                        method=st.method,
+                        png=st.png,
+                        sha256=hashlib.sha256(st.png).hexdigest(),
+                    )
+                )
+            return study.id, admin_token
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study: id, name, task and its config dict."""
+        with self._session() as s:
+            rows = s.scalars(select(Study).order_by(Study.id)).all()
+            return [{"id": r.id, "name": r.name, "task": r.task, **json.loads(r.config_json)} for r in rows]
+
+    def study(self, study_id: int) -> dict[str, Any]:
+        """One study's id, name, task and config."""
+        for st in self.studies():
+            if st["id"] == study_id:
+                return st
+        raise KeyError(f"no study {study_id} in {self.url}")
+
+    def rotate_admin_token(self, study_id: int) -> str:
+        """Replace a study's admin token; returns the new one."""
+        token = new_token()
+        with self._writing(), self._session.begin() as s:
+            s.execute(update(Study).where(Study.id == study_id).values(admin_token_hash=hash_token(token)))
+        return token
+
+    def admin_study(self, token: str) -> int | None:
+        """The study id whose admin token this is, or None."""
+        with self._session() as s:
+            return s.scalar(select(Study.id).where(Study.admin_token_hash == hash_token(token)))
+
+    def stimulus_ids(self, study_id: int) -> dict[tuple[str, str, str | None], str]:
+        """(image_id, role, method) -> stimulus id for a study."""
+        with self._session() as s:
+            rows = s.execute(
+                select(Stimulus.image_id, Stimulus.role, Stimulus.method, Stimulus.id).where(
+                    Stimulus.study_id == study_id
+                )
+            ).all()
+            return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    def stimulus_png(self, stimulus_id: str) -> bytes:
+        """The PNG bytes of a stimulus."""
+        with self._session() as s:
+            png = s.scalar(select(Stimulus.png).where(Stimulus.id == stimulus_id))
+        if png is None:
+            raise KeyError(f"no stimulus {stimulus_id}")
+        return png
+
+    # ----------------------------------------------------------------- raters and trials
+    def add_raters(self, study_id: int, plans: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+        """Add one rater per plan (a list of `design.TrialPlan`); returns (public id, token) per rater."""
+        stim = self.stimulus_ids(study_id)
+        out = []
+        with self._writing(), self._session.begin() as s:
+            start = s.scalar(select(func.coalesce(func.max(Rater.index) + 1, 0)).where(Rater.study_id == study_id))
+            for k, plan in enumerate(plans):
+                token, public_id = new_token(), secrets.token_hex(8)
+                rater = Rater(
+                    study_id=study_id,
+                    index=start + k,
+                    public_id=public_id,
+                    token_hash=hash_token(token),
+                    created_at=_now(),
+                )
+                s.add(rater)
+                s.flush()
+                for t in plan:
+                    s.add(_assignment(rater.id, t, stim))
+                out.append((public_id, token))
+        return out
+
+    def rater_count(self, study_id: int) -> int:
+        """How many raters a study has."""
+        with self._session() as s:
+            return int(s.scalar(select(func.count(Rater.id)).where(Rater.study_id == study_id)))
+
+    def rater_by_token(self, token: str) -> RaterInfo | None:
+        """The rater an invite token belongs to, or None."""
+        if not token:
+            return None
+        with self._session() as s:
+            r = s.scalars(select(Rater).where(Rater.token_hash == hash_token(token))).first()
+            return None if r is None else RaterInfo(r.id, r.public_id, r.study_id, r.index)
+
+    def trials(self, rater_id: int) -> list[Trial]:
+        """A rater's trials in presentation order, each flagged answered or not."""
+        # Plain columns (no ORM objects): this runs on every page of every rater.
+        a = Assignment
+        query = (
+            select(a.id, a.position, a.block, a.kind, a.left_id, a.right_id, a.middle_id, Judgment.id, a.shown_at)
+            .outerjoin(Judgment, Judgment.assignment_id == a.id)
+            .where(a.rater_id == rater_id)
+            .order_by(a.position)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [Trial(*r[:7], r[7] is not None, _aware(r[8])) for r in rows]
+
+    def mark_shown(self, assignment_id: int, when: datetime | None = None) -> None:
+        """Record when a trial was first shown (later calls keep the first time)."""
+        with self._writing(), self._session.begin() as s:
+            s.execute(
+                update(Assignment)
+                .where(Assignment.id == assignment_id, Assignment.shown_at.is_(None))
+                .values(shown_at=when or _now())
+            )
+
+    def shown_at(self, assignment_id: int) -> datetime | None:
+        """When a trial was first shown (UTC), or None."""
+        with self._session() as s:
+            return _aware(s.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id)))
+
+    def practice_feedback(self, rater_id: int, assignment_id: int) -> str:
+        """Feedback text for an answered practice trial of this rater."""
+        with self._session() as s:
+            row = s.execute(
+                select(Judgment.chose_real, Assignment.real_side, Assignment.block)
+                .join(Assignment, Judgment.assignment_id == Assignment.id)
+                .where(Judgment.assignment_id == assignment_id, Judgment.rater_id == rater_id)
+            ).first()
+        if row is None or row[2] != "practice":
+            return ""
+        verdict = "Correct" if row[0] else "Not quite"
+        return f"{verdict}: the undamaged image was on the {row[1]}."
+
+    def submit(
+        self, rater_id: int, assignment_id: int, choice: str, answered_at: datetime | None = None
+    ) -> SubmitResult:
+        """Record a choice once: repeating an answered trial changes nothing and returns the stored choice."""
+        if choice not in SIDES:
+            raise ValueError(f"choice must be one of {SIDES}, got {choice!r}")
+        answered_at = answered_at or _now()
+        with self._session() as s:
+            a = s.get(Assignment, assignment_id)
+            # A token's rater may answer only its own trials.
+            if a is None or a.rater_id != rater_id:
+                raise PermissionError(f"trial {assignment_id} does not belong to this rater")
+            shown = _aware(a.shown_at)
+            values = {
+                "assignment_id": assignment_id,
+                "rater_id": rater_id,
+                "choice": choice,
+                "chose_real": choice == a.real_side,
+                "shown_at": shown,
+                "answered_at": answered_at,
+                "latency_s": (answered_at - shown).total_seconds() if shown else None,
+            }
+        created = self._insert_once(values)
+        if created:
+            return SubmitResult(True, choice)
+        with self._session() as s:
+            stored = s.scalar(select(Judgment.choice).where(Judgment.assignment_id == assignment_id))
+        return SubmitResult(False, stored)
+
+    def _insert_once(self, values: dict[str, Any]) -> bool:
+        """INSERT ... ON CONFLICT (assignment_id) DO NOTHING; True when this call inserted the row."""
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            stmt = (
+                insert(Judgment)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["assignment_id"])
+                .returning(Judgment.id)
+            )
+            with self._writing(), self.engine.begin() as conn:
+                return conn.execute(stmt).first() is not None
+        # Other databases: the unique constraint still holds; a conflict means someone else wrote it first.
+        try:
+            with self._writing(), self._session.begin() as s:
+                s.add(Judgment(**values))
+            return True
+        except IntegrityError:
+            return False
+
+    # ----------------------------------------------------------------- read-outs
+    def judgments_frame(self) -> pd.DataFrame:
+        """Every judgment joined with its trial, rater and study (one row per judgment)."""
+        with self._session() as s:
+            rows = s.execute(
+                select(
+                    Study.id,
+                    Study.name,
+                    Study.task,
+                    Rater.public_id,
+                    Assignment.position,
+                    Assignment.block,
+                    Assignment.kind,
+                    Assignment.method,
+                    Assignment.image_id,
+                    Assignment.real_side,
+                    Judgment.choice,
+                    Judgment.chose_real,
+                    Judgment.latency_s,
+                    Judgment.answered_at,
+                )
+                .join(Assignment, Judgment.assignment_id == Assignment.id)
+                .join(Rater, Assignment.rater_id == Rater.id)
+                .join(Study, Rater.study_id == Study.id)
+                .order_by(Judgment.id)
+            ).all()
+        cols = [
+            "study_id",
+            "study",
+            "task",
+            "rater_id",
+            "position",
+            "block",
+            "kind",
+            "method",
+            "image_id",
+            "real_side",
+            "choice",
+            "chose_real",
+            "latency_s",
+            "answered_at",
+        ]
+        df = pd.DataFrame(rows, columns=cols)
+        df["chose_real"] = df["chose_real"].astype(bool)
+        return df
+
+    def assignments_frame(self, study_id: int | None = None) -> pd.DataFrame:
+        """Every trial with its rater and whether it is answered (for progress and design checks)."""
+        with self._session() as s:
+            q = (
+                select(
+                    Rater.study_id,
+                    Rater.public_id,
+                    Rater.index,
+                    Assignment.position,
+                    Assignment.block,
+                    Assignment.kind,
+                    Assignment.method,
+                    Assignment.image_id,
+                    Assignment.real_side,
+                    Judgment.choice,
+                )
+                .join(Rater, Assignment.rater_id == Rater.id)
+                .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
+                .order_by(Rater.index, Assignment.position)
+            )
+            if study_id is not None:
+                q = q.where(Rater.study_id == study_id)
+            rows = s.execute(q).all()
+        cols = [
+            "study_id",
+            "rater_id",
+            "rater_index",
+            "position",
+            "block",
+            "kind",
+            "method",
+            "image_id",
+            "real_side",
+            "choice",
+        ]
+        df = pd.DataFrame(rows, columns=cols)
+        df["answered"] = df["choice"].notna()
+        return df
+
+
+def _assignment(rater_id: int, t: Any, stim: dict[tuple[str, str, str | None], str]) -> Assignment:
+    """Turn a design.TrialPlan into an Assignment row with the stimulus ids of its pair."""
+    real = stim[(t.image_id, "hr", None)]
+    if t.kind == "catch":
+        fake = stim[(t.image_id, "catch", None)]
+    else:
+        fake = stim[(t.image_id, "output", t.method)]
+    left, right = (real, fake) if t.real_side == "left" else (fake, real)
+    middle = stim.get((t.image_id, "lr", None)) if t.show_lr else None
+    return Assignment(
+        rater_id=rater_id,
+        position=t.position,
+        block=t.block,
+        kind=t.kind,
+        method=t.method,
+        image_id=t.image_id,
+        real_side=t.real_side,
+        left_id=left,
+        right_id=right,
+        middle_id=middle,
+    )

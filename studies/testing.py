@@ -1,0 +1,216 @@
+"""Helpers for tests and benchmarks of studies: a tiny run folder, a throwaway PostgreSQL, a served app.
+
+Real components only: the run folder holds real PNG files laid out as the engine writes them, PostgreSQL
+is a real server in a temporary cluster, and the app is `streamlit run` on a free localhost port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from studies.service import DB_ENV, serve_command
+
+
+def make_run_folder(
+    root: str | Path,
+    n_images: int = 4,
+    size: int = 32,
+    scale: int = 4,
+    methods: tuple[str, ...] = ("bicubic", "nearest"),
+    seed: int = 0,
+) -> Path:
+    """Write a small run folder (hr/, lr/, outputs/<method>/, summary.csv) of generated images."""
+    from evalsuite.degrade import degrade, to_image, to_tensor, upsample
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for sub in ["hr", "lr", *[f"outputs/{m}" for m in methods]]:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for k in range(n_images):
+        # A smooth colour field plus noise: different per image, with detail the LR loses.
+        base = np.stack([np.sin(6 * xx + k), np.cos(5 * yy - k), np.sin(4 * (xx + yy) + 2 * k)], -1)
+        arr = np.clip(127 + 80 * base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+        hr = Image.fromarray(arr, "RGB")
+        image_id = f"img{k:03d}"
+        hr.save(root / "hr" / f"{image_id}.png")
+        lr = degrade(to_tensor(hr)[None], scale)
+        to_image(lr[0]).save(root / "lr" / f"{image_id}.png")
+        for m in methods:
+            mode = "nearest" if m == "nearest" else "bicubic"
+            if mode == "bicubic":
+                sr = upsample(lr, scale)[0]
+            else:
+                sr = lr[0].repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            to_image(sr).save(root / "outputs" / m / f"{image_id}.png")
+    (root / "summary.csv").write_text("method,n_images\n" + "".join(f"{m},{n_images}\n" for m in methods))
+    return root
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_bin() -> Path | None:
+    """The folder of the newest installed PostgreSQL server binaries (Debian layout), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    which = shutil.which("pg_ctl")
+    return Path(which).parent if which else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a throwaway PostgreSQL cluster on a free port; yields its SQLAlchemy URL; removes it after."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise FileNotFoundError("PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
+    # PostgreSQL refuses to run as root: run it as the `postgres` user in a folder that user owns.
+    as_user: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="evalsuite-pg-"))
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = tmp / "data", free_port()
+    try:
+        subprocess.run(
+            [
+                *as_user,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        subprocess.run(
+            [
+                *as_user,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                opts,
+                "-l",
+                str(tmp / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run(
+                [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Iterator[str]:
+    """Serve the rater app with `streamlit run` on 127.0.0.1; yields its base URL; stops it after."""
+    port = port or free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        serve_command(db, port, "127.0.0.1"),
+        env={**os.environ, DB_ENV: db},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(
+                    f"the study app did not start:\n{log.read().decode(errors='replace')[-3000:]}"
+                )
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def submit_all(db: str, jobs: list[tuple[int, int, str]], seed: int = 0) -> list[tuple[int, str, bool]]:
+    """Submit (rater id, assignment id, choice) jobs in a seeded random order, each twice (a double click).
+
+    Returns (assignment id, choice sent, created) for every call; runs in a thread or a spawned process.
+    """
+    from studies.store import Store
+
+    store = Store(db, create=False)
+    rng = np.random.default_rng(seed)
+    out = []
+    try:
+        for idx in rng.permutation(len(jobs)):
+            rater_id, assignment_id, choice = jobs[idx]
+            for _ in range(2):
+                res = store.submit(rater_id, assignment_id, choice)
+                out.append((assignment_id, choice, res.created))
+    finally:
+        store.dispose()
+    return out
+
+
+def fresh_postgres_database(server_url: str, name: str) -> str:
+    """Create an empty database `name` on a PostgreSQL server; returns its SQLAlchemy URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)

@@ -1,0 +1,235 @@
+"""Fool-rate analysis against hand-computed references on constructed data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from studies.analysis import (
+    CatchRule,
+    StudyAnalysis,
+    analyze,
+    analyze_frame,
+    cluster_wald_test,
+    two_way_bootstrap,
+    wilson_interval,
+)
+
+
+def _row(rater, kind, method, image, chose_real, block="main", task=1):
+    return {
+        "study_id": 1,
+        "study": "s",
+        "task": task,
+        "rater_id": rater,
+        "position": 0,
+        "block": block,
+        "kind": kind,
+        "method": method,
+        "image_id": image,
+        "real_side": "left",
+        "choice": "left" if chose_real else "right",
+        "chose_real": chose_real,
+        "latency_s": 1.0,
+        "answered_at": None,
+    }
+
+
+def _constructed() -> pd.DataFrame:
+    """3 raters x 4 images x methods A, B; rater r3 fails its catch trials; practice rows are ignored."""
+    rows = []
+    # fooled[rater][method] over images i0..i3 (1 = chose the method's output).
+    fooled = {
+        "r1": {"A": [1, 0, 1, 1], "B": [0, 0, 1, 0]},
+        "r2": {"A": [0, 1, 1, 0], "B": [0, 0, 0, 0]},
+        "r3": {"A": [1, 1, 1, 1], "B": [1, 1, 1, 1]},
+    }
+    for r, per in fooled.items():
+        for m, ys in per.items():
+            for i, y in enumerate(ys):
+                rows.append(_row(r, "real", m, f"i{i}", not y))
+    for r, catch in {"r1": [1, 1], "r2": [1, 0], "r3": [0, 0]}.items():
+        rows += [_row(r, "catch", None, f"c{j}", bool(c)) for j, c in enumerate(catch)]
+    rows.append(_row("r1", "catch", None, "p0", False, block="practice"))
+    rows.append(_row("r1", "real", "A", "i0", True, block="practice"))
+    return pd.DataFrame(rows)
+
+
+def _wilson_by_hand(k: int, n: int, z: float = stats.norm.ppf(0.975)) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _cgm_by_hand(y, X, g1, g2):
+    """Two-way cluster-robust covariance (Cameron, Gelbach, Miller 2011) with CRV1 corrections, by hand."""
+    n, k = X.shape
+    bread = np.linalg.inv(X.T @ X)
+    e = y - X @ (bread @ X.T @ y)
+
+    def one(groups):
+        labels = sorted(set(groups))
+        meat = np.zeros((k, k))
+        for g in labels:
+            s = (X[np.array(groups) == g] * e[np.array(groups) == g, None]).sum(0)
+            meat += np.outer(s, s)
+        c = len(labels) / (len(labels) - 1) * (n - 1) / (n - k)
+        return c * bread @ meat @ bread
+
+    both = [f"{a}|{b}" for a, b in zip(g1, g2, strict=True)]
+    return one(list(g1)) + one(list(g2)) - one(both)
+
+
+def test_rater_exclusion_and_fool_rates_match_hand_counts():
+    res = analyze_frame(_constructed(), n_resamples=500)
+    raters = res.raters.set_index("rater_id")
+    assert raters.loc["r1", "catch_accuracy"] == 1.0 and raters.loc["r2", "catch_accuracy"] == 0.5
+    assert list(raters["excluded"]) == [False, True, True]  # 0.5 and 0.0 are below 0.8
+    assert raters.loc["r1", "n_judgments"] == 10  # 8 real + 2 catch; practice not counted
+    fr = res.fool_rates.set_index("method")
+    # Only r1 is kept: A fooled 3/4, B 1/4.
+    assert fr.loc["A", "fool_rate"] == 0.75 and fr.loc["B", "fool_rate"] == 0.25
+    assert fr.loc["A", "n_judgments"] == 4 and fr.loc["A", "n_raters"] == 1
+    assert fr.loc["A", "wilson_low"] == pytest.approx(_wilson_by_hand(3, 4)[0], abs=1e-12)
+    assert fr.loc["A", "wilson_high"] == pytest.approx(_wilson_by_hand(3, 4)[1], abs=1e-12)
+    assert any("80%" in n and "2 of 3" in n for n in res.notes)
+
+    kept = analyze_frame(_constructed(), exclude_rule=CatchRule(min_accuracy=0.5), n_resamples=500)
+    fr = kept.fool_rates.set_index("method")
+    assert fr.loc["A", "fool_rate"] == 5 / 8 and fr.loc["B", "fool_rate"] == 1 / 8
+    everyone = analyze_frame(_constructed(), exclude_rule=None, n_resamples=500)
+    fr = everyone.fool_rates.set_index("method")
+    assert fr.loc["A", "fool_rate"] == 9 / 12 and fr.loc["B", "fool_rate"] == 5 / 12
+    assert not everyone.raters["excluded"].any()
+    # Per image, all raters: image i0 of A fooled r1 and r3 of 3.
+    pi = everyone.per_image.set_index(["method", "image_id"])
+    assert (
+        pi.loc[("A", "i0"), "fool_rate"] == pytest.approx(2 / 3) and pi.loc[("A", "i0"), "n_judgments"] == 3
+    )
+    assert pi.loc[("B", "i3"), "fool_rate"] == pytest.approx(1 / 3)
+    ext = everyone.extremes(k=1)
+    assert set(ext["which"]) == {"best", "worst"}
+    assert ext[(ext["method"] == "A") & (ext["which"] == "best")]["image_id"].item() == "i2"  # 3/3
+
+
+def test_tests_match_two_way_cluster_formulas_by_hand():
+    df = _constructed()
+    real = df[(df["kind"] == "real") & (df["block"] == "main")]
+    y = (~real["chose_real"]).to_numpy(float)
+    r, i, m = real["rater_id"].to_list(), real["image_id"].to_list(), real["method"].to_numpy()
+    # Against 50%: intercept-only model, all raters.
+    a = m == "A"
+    t = cluster_wald_test(y[a], None, np.array(r)[a], np.array(i)[a], null=0.5)
+    v = _cgm_by_hand(y[a], np.ones((a.sum(), 1)), np.array(r)[a], np.array(i)[a])[0, 0]
+    assert t.estimate == pytest.approx(0.75) and t.se == pytest.approx(math.sqrt(v))
+    assert t.df == 2  # min(3 raters, 4 images) - 1
+    assert t.p_value == pytest.approx(2 * stats.t.sf(abs(0.25 / math.sqrt(v)), 2))
+    # Between methods: the method coefficient is the difference of fool rates.
+    X = np.column_stack([np.ones(len(y)), a.astype(float)])
+    t = cluster_wald_test(y, a.astype(float), np.array(r), np.array(i))
+    v = _cgm_by_hand(y, X, r, i)[1, 1]
+    assert t.estimate == pytest.approx(9 / 12 - 5 / 12) and t.se == pytest.approx(math.sqrt(v))
+    res = analyze_frame(df, exclude_rule=None, n_resamples=200)
+    comp = res.comparisons.iloc[0]
+    assert (comp["method_a"], comp["method_b"]) == ("A", "B")
+    assert comp["difference"] == pytest.approx(4 / 12) and comp["p_value"] == pytest.approx(t.p_value)
+    assert "cluster" in comp["test"]
+
+
+def test_wilson_matches_formula_and_edges():
+    for k, n in [(0, 10), (10, 10), (37, 100), (1, 3)]:
+        assert wilson_interval(k, n) == pytest.approx(_wilson_by_hand(k, n), abs=1e-12)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_two_way_bootstrap_matches_brute_force_and_widens_with_rater_effects():
+    rng = np.random.default_rng(0)
+    # 10 raters with very different tendencies, 12 images: judgments are far from independent.
+    raters = np.repeat(np.arange(10), 12)
+    images = np.tile(np.arange(12), 10)
+    p_rater = np.linspace(0.05, 0.95, 10)[raters]
+    y = (rng.random(raters.size) < p_rater).astype(float)
+    lo, hi = two_way_bootstrap(y, raters, images, n_resamples=3000, seed=1)
+    # Brute force: draw raters and images with replacement, keep every (drawn rater, drawn image) judgment.
+    brute = []
+    table = {(a, b): v for a, b, v in zip(raters, images, y, strict=True)}
+    for _ in range(1500):
+        rs, ims = rng.integers(0, 10, 10), rng.integers(0, 12, 12)
+        brute.append(np.mean([table[(a, b)] for a in rs for b in ims]))
+    b_lo, b_hi = np.quantile(brute, [0.025, 0.975])
+    assert lo == pytest.approx(b_lo, abs=0.04) and hi == pytest.approx(b_hi, abs=0.04)
+    w_lo, w_hi = wilson_interval(int(y.sum()), y.size)
+    assert (hi - lo) > 1.8 * (w_hi - w_lo)
+    assert two_way_bootstrap(y, raters, images, 500, seed=3) == two_way_bootstrap(
+        y, raters, images, 500, seed=3
+    )
+
+
+def test_save_load_round_trip(tmp_path):
+    res = analyze_frame(
+        _constructed(),
+        studies=[
+            {
+                "id": 1,
+                "name": "s",
+                "task": 1,
+                "exposure_s": 3.0,
+                "n_images": 4,
+                "per_rater": 4,
+                "run_dir": "/r",
+                "methods": ["A", "B"],
+            }
+        ],
+        n_resamples=300,
+    )
+    res.save(tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "fool_rates.csv",
+        "per_image.csv",
+        "raters.csv",
+        "comparisons.csv",
+        "study.json",
+    }
+    back = StudyAnalysis.load(tmp_path / "out")
+    for name in ("fool_rates", "per_image", "raters", "comparisons"):
+        pd.testing.assert_frame_equal(getattr(back, name), getattr(res, name), check_dtype=False)
+    assert back.notes == res.notes and back.study["exposure_s"] == 3.0 and back.study["tasks"] == [1]
+    with pytest.raises(FileNotFoundError, match="study analyze"):
+        StudyAnalysis.load(tmp_path)
+
+
+def test_analyze_reads_a_real_database(tmp_path):
+    from studies.service import create_study, invite_raters
+    from studies.store import Store
+    from studies.testing import make_run_folder
+
+    run = make_run_folder(tmp_path / "run", n_images=3, size=16)
+    db = str(tmp_path / "s.db")
+    create_study(run, db, task=2, methods=("bicubic", "nearest"), per_rater=3, n_catch=2, n_practice=1)
+    tokens = [t for _, t in invite_raters(db, 2)]
+    store = Store(db, create=False)
+    expected = {"bicubic": [], "nearest": []}
+    for k, token in enumerate(tokens):
+        rater = store.rater_by_token(token)
+        a = store.assignments_frame()
+        mine = a[a["rater_id"] == rater.public_id].set_index("position")
+        for t in store.trials(rater.id):
+            row = mine.loc[t.position]
+            # Rater 0 always picks the real image, rater 1 always the other one; catch trials answered right.
+            pick_real = row["kind"] == "catch" or k == 0
+            other = "right" if row["real_side"] == "left" else "left"
+            store.submit(rater.id, t.assignment_id, row["real_side"] if pick_real else other)
+            if row["block"] == "main" and row["kind"] == "real":
+                expected[row["method"]].append(0.0 if pick_real else 1.0)
+    store.dispose()
+    res = analyze(db, n_resamples=200)
+    fr = res.fool_rates.set_index("method")
+    for m, ys in expected.items():
+        assert fr.loc[m, "fool_rate"] == pytest.approx(np.mean(ys)) and fr.loc[m, "n_judgments"] == len(ys)
+    assert (fr["task"] == 2).all() and res.study["task"] == 2 and res.study["per_rater"] == 3
+    assert len(res.raters) == 2 and not res.raters["excluded"].any()
