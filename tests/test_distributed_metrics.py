@@ -1,0 +1,104 @@
+"""Two gloo processes on the CPU give the one-process FID, KID, IS and classification numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from PIL import Image
+
+from evalsuite.metrics.weights import ALLOW_ENV, SPECS, write_random_weights
+
+N_IMAGES = 7  # odd: the two ranks get different numbers of images
+
+
+def _worker(rank: int, world: int, root: str, tag: str) -> None:
+    """One rank: metrics over its shard of the images (ids[rank::world]), then compute() on every rank."""
+    from evalsuite.degrade import to_tensor
+    from evalsuite.metrics.base import MetricContext
+    from evalsuite.metrics.classification import Classification
+    from evalsuite.metrics.distribution import FID, KID, InceptionScore
+
+    base = Path(root)
+    os.environ["EVALSUITE_WEIGHTS"] = str(base / "weights")
+    os.environ["EVALSUITE_CACHE"] = str(base / f"cache-{tag}")  # each run computes its reference itself
+    os.environ[ALLOW_ENV] = "1"
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{base / f'init-{tag}'}", rank=rank, world_size=world)
+    ids = sorted(p.stem for p in (base / "run" / "hr").glob("*.png"))
+    mine = ids[rank::world]
+
+    def load(folder: str, batch: list[str]) -> torch.Tensor:
+        out = []
+        for i in batch:
+            with Image.open(base / folder / f"{i}.png") as im:
+                out.append(to_tensor(im.convert("RGB")))
+        return torch.stack(out)
+
+    ctx = MetricContext(torch.device("cpu"), 4, run_dir=base / "run", options={"labels": str(base / "labels.csv")})
+    metrics = [FID(ctx), KID(ctx), InceptionScore(ctx)]
+    for k in range(0, len(mine), 2):
+        batch = mine[k : k + 2]
+        sr, hr = load("sr", batch), load("run/hr", batch)
+        for m in metrics:
+            m.update(sr, hr, hr, batch)
+    cls = Classification(ctx)
+    cls.evaluate(_Bicubic4x(), mine, base / "run" / "hr")
+    values = {}
+    for m in [*metrics, cls]:
+        values.update({c: v.value for c, v in m.compute().items()})
+    values["is_reference"] = metrics[2].reference(ids, base / "run" / "hr")["is"].value
+    if rank == 0:
+        (base / f"result-{tag}.json").write_text(json.dumps(values))
+    if world > 1:
+        dist.destroy_process_group()
+
+
+class _Bicubic4x:
+    scale = 4
+
+    def __call__(self, x_lr: torch.Tensor, ids=None) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x_lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def test_two_gloo_processes_equal_one_process(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for folder in ("run/hr", "sr"):
+        (tmp_path / folder).mkdir(parents=True)
+    labels = ["image_id,label"]
+    for k in range(N_IMAGES):
+        hr = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        big = np.asarray(Image.fromarray(hr).resize((64, 64), Image.BICUBIC))
+        Image.fromarray(big).save(tmp_path / "run" / "hr" / f"im{k}.png")
+        noisy = np.clip(big.astype(int) + rng.integers(-40, 40, big.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(tmp_path / "sr" / f"im{k}.png")
+        labels.append(f"im{k},{k % 3}")
+    (tmp_path / "labels.csv").write_text("\n".join(labels) + "\n")
+    weights = tmp_path / "weights"
+    write_random_weights("inception-fid", weights / SPECS["inception-fid"].entry.filename, small=True)
+    write_random_weights("inception-is", weights / SPECS["inception-is"].entry.filename)
+    write_random_weights("resnet50", weights / SPECS["resnet50"].entry.filename)
+
+    # One process: here (the worker's environment changes are undone by monkeypatch); two: spawned.
+    for key in ("EVALSUITE_WEIGHTS", "EVALSUITE_CACHE", ALLOW_ENV):
+        monkeypatch.setenv(key, "")
+    threads = torch.get_num_threads()
+    try:
+        _worker(0, 1, str(tmp_path), "one")
+    finally:
+        torch.set_num_threads(threads)
+    mp.spawn(_worker, args=(2, str(tmp_path), "two"), nprocs=2, join=True)
+    one = json.loads((tmp_path / "result-one.json").read_text())
+    two = json.loads((tmp_path / "result-two.json").read_text())
+    assert set(one) == {"fid", "kid", "is", "top1_error", "top5_error", "is_reference"}
+    for key, value in one.items():
+        assert value is not None, key
+        assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    assert one["fid"] > 0
