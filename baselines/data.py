@@ -1,0 +1,123 @@
+"""Random HR crops from image folders of any size, addressed by a global sample index.
+
+Sample i is a pure function of (seed, i): which image (a fresh permutation per epoch), where the crop
+lies and whether it is flipped. So the data position of a run is one integer (samples consumed), resume
+is exact, and under DDP rank r simply takes its own slice of each global batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
+from evalsuite.degrade import to_tensor
+
+
+def _seed(*parts: object) -> int:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """HR crops of `crop` px; `dataset[i]` is sample i of an infinite stream, a (3,crop,crop) uint8 tensor."""
+
+    def __init__(self, data: str | Path, crop: int, seed: int = 0, flip: bool = True, cache: int = 256):
+        """Scan `data` (recursive) and keep the images that are at least `crop` px on each side."""
+        folder = resolve_data(data)
+        self.crop, self.seed, self.flip = int(crop), int(seed), flip
+        self.paths: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for ref in scan_folder(folder):
+            try:
+                w, h = load_rgb(ref.path).size
+            except BadImageError as exc:
+                self.skipped.append((ref.path, str(exc)))
+                continue
+            if min(w, h) < self.crop:
+                self.skipped.append((ref.path, f"{w}x{h} is smaller than the {self.crop}px training crop"))
+                continue
+            self.paths.append(ref.path)
+        if not self.paths:
+            reasons = "; ".join(f"{p.name}: {r}" for p, r in self.skipped[:5])
+            raise ValueError(
+                f"no usable training images in {folder} (need RGB images of at least {self.crop}px a side)"
+                + (f"; skipped: {reasons}" if reasons else "")
+            )
+        for p, r in self.skipped:
+            warnings.warn(f"training data: skipped {p}: {r}", stacklevel=2)
+        self._load = lru_cache(maxsize=cache)(self._decode)
+
+    def _decode(self, k: int) -> torch.Tensor:
+        # (3,H,W) uint8: decoded once, kept in a small LRU cache.
+        return (to_tensor(load_rgb(self.paths[k])) * 255.0).round().to(torch.uint8)
+
+    def __len__(self) -> int:
+        """Images per epoch (the stream itself is infinite)."""
+        return len(self.paths)
+
+    def image_index(self, i: int) -> int:
+        """Which image sample i crops: position i mod n of epoch i // n's permutation."""
+        n = len(self.paths)
+        g = torch.Generator().manual_seed(_seed(self.seed, "epoch", i // n))
+        return int(torch.randperm(n, generator=g)[i % n])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """Sample i: a (3,crop,crop) uint8 crop, randomly placed and (optionally) flipped."""
+        img = self._load(self.image_index(i))
+        g = torch.Generator().manual_seed(_seed(self.seed, "crop", i))
+        _, h, w = img.shape
+        top = int(torch.randint(0, h - self.crop + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - self.crop + 1, (1,), generator=g))
+        out = img[:, top : top + self.crop, left : left + self.crop]
+        if self.flip and bool(torch.randint(0, 2, (1,), generator=g)):
+            out = out.flip(-1)
+        return out.contiguous()
+
+
+class BatchIndices(torch.utils.data.Sampler):
+    """This rank's sample indices in each global batch, from a start position, for `steps` batches."""
+
+    def __init__(self, start: int, global_batch: int, steps: int, rank: int = 0, world: int = 1):
+        """Batch b covers samples start + b*global_batch + [rank*local, (rank+1)*local)."""
+        if global_batch % world:
+            raise ValueError(f"batch size {global_batch} is not divisible by the {world} processes")
+        self.start, self.global_batch, self.steps, self.rank = start, global_batch, steps, rank
+        self.local = global_batch // world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Lists of sample indices, one per step."""
+        for b in range(self.steps):
+            base = self.start + b * self.global_batch + self.rank * self.local
+            yield list(range(base, base + self.local))
+
+    def __len__(self) -> int:
+        """Number of batches."""
+        return self.steps
+
+
+def crop_loader(
+    dataset: CropDataset,
+    start: int,
+    global_batch: int,
+    steps: int,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of uint8 HR crop batches (B_local,3,crop,crop) for `steps` steps from sample `start`."""
+    sampler = BatchIndices(start, global_batch, steps, rank, world)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+        # Its own generator: iterating must not draw from the global RNG, which resume restores exactly.
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,0 +1,173 @@
+"""SR3 speed: forward latency, sampling time per image, training images per second, next to the anchors.
+
+Anchors (environment.md, the popular public SR3 implementation on an H200, preset janspiry-16-128):
+forward 11 ms at batch 1 and 56 ms at batch 64 (bf16 eager; 23 ms compiled), sampling 22 s per image
+for its default 2000 steps, training 295 img/s (fp32, batch 32). Targets of issue 7 on an H100/H200:
+at most 25 ms per image for 100-step sampling, at least 1,000 training images per second.
+
+GPU:  PYTHONPATH=. python benchmarks/sr3_speed.py --compile
+CPU (quick):  python benchmarks/sr3_speed.py --device cpu --preset tiny --fwd-batches 1,4 --sample-batch 4 \
+              --sample-steps 5 --train-batch 4 --repeats 3
+Every figure is the median of --repeats timed runs after --warmup untimed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from baselines.sr3.model import SR3Config, SR3Denoiser
+from baselines.sr3.recipe import SR3Options, SR3Recipe
+from baselines.sr3.samplers import get_sampler
+from baselines.sr3.schedule import linear
+from baselines.train import Batch, Update
+from baselines.unet import count_parameters, preset
+
+ANCHOR_FWD_MS = {1: 11.0, 64: 56.0}  # H200, bf16 eager, public implementation
+ANCHOR_FWD_COMPILED_MS_64 = 23.0
+ANCHOR_SAMPLE_S_PER_IMAGE = 22.0  # its default 2000 steps
+ANCHOR_TRAIN_IMG_S = 295.0  # fp32, batch 32
+TARGET_SAMPLE_MS = 25.0
+TARGET_TRAIN_IMG_S = 1000.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time in seconds of `fn` over `repeats` runs (after `warmup` untimed runs)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print each figure next to its anchor."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="janspiry-16-128")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (forward, sampling, training)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune (slow to compile)")
+    p.add_argument("--fwd-batches", default="1,64")
+    p.add_argument("--sample-batch", type=int, default=64)
+    p.add_argument("--sample-steps", type=int, default=100)
+    p.add_argument("--train-batch", type=int, default=32)
+    p.add_argument("--train-precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: forward,sample,train")
+    a = p.parse_args(argv)
+    device = torch.device(
+        "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+    )
+    bf16 = a.precision == "bf16" or (a.precision == "auto" and device.type == "cuda")
+    train_bf16 = a.train_precision == "bf16" or (a.train_precision == "auto" and device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    skip = set(filter(None, a.skip.split(",")))
+    unet = preset(a.preset)
+    size = unet.image_size
+    cfg = SR3Config(unet=unet, scale=8, parameterization="eps", embedding="gamma")
+    model = SR3Denoiser(cfg).to(device).eval().requires_grad_(False)
+    if a.compile:
+        model.net = torch.compile(model.net, mode=a.compile_mode)
+    print(
+        f"device: {name}; torch {torch.__version__}; preset {a.preset} ({count_parameters(model) / 1e6:.1f}M "
+        f"params, {size}px); {'bf16' if bf16 else 'fp32'} inference{', compiled' if a.compile else ''}; "
+        f"median of {a.repeats}"
+    )
+    print("anchors: the public SR3 implementation on an H200 (environment.md)")
+
+    def ac():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    # Forward latency at each batch size.
+    if "forward" not in skip:
+        for b in (int(x) for x in a.fwd_batches.split(",")):
+            x = torch.randn(b, 3, size, size, device=device)
+            g = torch.rand(b, device=device)
+
+            def fwd(x=x, g=g):
+                with torch.no_grad(), ac():
+                    return model(x, x, g)
+
+            ms = timed(fwd, device, a.repeats, a.warmup) * 1e3
+            anchor = ANCHOR_FWD_MS.get(b)
+            ref = f"anchor {anchor:.0f} ms (eager bf16), ratio anchor/this {anchor / ms:.2f}" if anchor else "no anchor"
+            extra = f"; compiled anchor {ANCHOR_FWD_COMPILED_MS_64:.0f} ms" if b == 64 else ""
+            print(f"forward  batch {b:>3}: {ms:9.2f} ms   [{ref}{extra}]")
+
+    # Sampling: the ancestral sampler over a respaced schedule, per-image generators, as the method runs it.
+    if "sample" not in skip:
+        b, steps = a.sample_batch, a.sample_steps
+        sched = linear(2000, 1e-6, 0.01).respace(steps)
+        x_up = torch.randn(b, 3, size, size, device=device)
+        gens = [torch.Generator(device=device).manual_seed(i) for i in range(b)]
+
+        def denoise(y_t, gamma):
+            with ac():
+                return model.predict(x_up, y_t, gamma)
+
+        def sample():
+            with torch.no_grad():
+                return get_sampler("ancestral")(denoise, (3, size, size), sched, gens, device, True)
+
+        per_image_ms = timed(sample, device, a.repeats, 1) / b * 1e3
+        per_100 = per_image_ms * 100 / steps
+        anchor_100 = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 * 100 / 2000  # the same network, per 100 steps
+        speedup = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 / per_image_ms
+        verdict = "met" if per_100 <= TARGET_SAMPLE_MS else "not met"
+        print(
+            f"sampling {steps} steps, batch {b}: {per_image_ms:9.2f} ms/image "
+            f"(= {per_100:.2f} ms/image per 100 steps)   [anchor {ANCHOR_SAMPLE_S_PER_IMAGE:.0f} s/image for its "
+            f"2000 steps = {anchor_100:.0f} ms per 100 steps, ratio anchor/this {anchor_100 / per_100:.2f}; "
+            f"its default vs ours at {steps} steps: {speedup:.1f}x; "
+            f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
+        )
+
+    # Training: the SR3 recipe's train_step (loss, backward, clip, Adam) + EMA, on an in-memory batch.
+    if "train" not in skip:
+        b = a.train_batch
+        recipe = SR3Recipe(SR3Config(unet=unet, scale=8, parameterization="eps", embedding="gamma"), SR3Options())
+        net = recipe.build_modules()["net"].to(device).train()
+        run_net = torch.compile(net, mode=a.compile_mode) if a.compile else net
+        opts = recipe.build_optimizers({"net": net}, 1e-4)
+        update = Update(opts, 1.0)
+        hr = torch.rand(b, 3, size, size, device=device)
+        batch = Batch(hr=hr, lr=torch.nn.functional.avg_pool2d(hr, 8), scale=8)
+
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_bf16):
+                recipe.train_step({"net": run_net}, batch, 0, update)
+
+        s = timed(step, device, a.repeats, a.warmup)
+        ips = b / s
+        print(
+            f"training batch {b} ({'bf16' if train_bf16 else 'fp32'}): {ips:9.1f} img/s   "
+            f"[anchor {ANCHOR_TRAIN_IMG_S:.0f} img/s (fp32, batch 32), "
+            f"ratio this/anchor {ips / ANCHOR_TRAIN_IMG_S:.2f}; "
+            f"target >= {TARGET_TRAIN_IMG_S:.0f}: {'met' if ips >= TARGET_TRAIN_IMG_S else 'not met'}]"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""SR3 as a harness method: overfitting crops, batch-size invariance, options, tiles, tune-schedule, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from test_train import make_photos, tiny_cfg
+
+from baselines.checkpoint import load_checkpoint, save_checkpoint
+from baselines.sr3.method import build_sr3
+from baselines.sr3.model import SR3Config, SR3Denoiser
+from baselines.sr3.recipe import sampling_defaults
+from baselines.train import load_recipe, train
+from baselines.unet import preset
+from evalsuite.degrade import degrade, to_tensor, upsample
+from evalsuite.methods import MethodContext, build_method
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_sr3(tmp: Path, scale: int = 2, image_size: int = 16, **kw) -> Path:
+    """An untrained tiny SR3 checkpoint (random weights): enough for invariance and plumbing tests."""
+    torch.manual_seed(0)
+    cfg = SR3Config(unet=preset("tiny", image_size=image_size), scale=scale, **kw)
+    model = SR3Denoiser(cfg)
+    return save_checkpoint(
+        tmp / "sr3.safetensors",
+        model.state_dict(),
+        "sr3",
+        cfg,
+        {"sampling": sampling_defaults(cfg, steps=10)},
+    )
+
+
+def test_tiny_sr3_overfits_a_few_crops_and_beats_bicubic_on_them(tmp_path):
+    data = make_photos(tmp_path / "photos", n=2, size=(16, 16))
+    for p in data.glob("*.png"):  # exactly one 16 px crop per image
+        Image.open(p).resize((16, 16), Image.BICUBIC).save(p)
+    cfg = tiny_cfg(tmp_path, data, steps=120, batch_size=8, lr=3e-3, warmup=10, save_every=10**6, ema_decay=0.99)
+    res = train(load_recipe("sr3", cfg, {"preset": "tiny", "parameterization": "x0"}), cfg, log=lambda s: None)
+    losses = [r["loss"] for r in res.history]
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+    hr = torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in sorted(data.glob("*.png"))])
+    x_lr = degrade(hr, 2)
+    mse_bicubic = float(((upsample(x_lr, 2) - hr) ** 2).mean())
+    for sampler in ("ancestral", "ddim"):
+        m = build_sr3(str(res.checkpoint), MethodContext(2, options={"steps": 20, "sampler": sampler}))
+        sr = m(x_lr, ["a", "b"])
+        assert float(((sr - hr) ** 2).mean()) < 0.5 * mse_bicubic, sampler
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_image_k_is_the_same_at_any_batch_size(tmp_path, sampler):
+    ckpt = random_sr3(tmp_path)
+    m = build_sr3(str(ckpt), MethodContext(2, seed=5, options={"steps": 4, "sampler": sampler}))
+    torch.manual_seed(1)
+    x = torch.rand(4, 3, 8, 8)
+    ids = ["p", "q", "r", "s"]
+    full = m(x, ids)
+    one_by_one = torch.cat([m(x[i : i + 1], ids[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(one_by_one, full, atol=1e-5, rtol=0)
+    assert full.shape == (4, 3, 16, 16) and 0 <= float(full.min()) and float(full.max()) <= 1
+    # Another seed gives other samples (the noise really comes from the per-image generators).
+    other = build_sr3(str(ckpt), MethodContext(2, seed=6, options={"steps": 4, "sampler": sampler}))(x, ids)
+    assert not torch.allclose(other, full)
+
+
+def test_options_reach_the_sampler_and_defaults_come_from_the_checkpoint(tmp_path):
+    ckpt = random_sr3(tmp_path)
+    m = build_sr3(str(ckpt), MethodContext(2))
+    assert m.schedule.T == 10 and m.sampler == "ancestral" and m.tile == 8
+    m = build_sr3(str(ckpt), MethodContext(2, options={"steps": 3, "sampler": "ddim", "tile": 6}))
+    assert m.schedule.T == 3 and m.sampler == "ddim" and m.tile == 6
+    with pytest.raises(ValueError, match="unknown sampler"):
+        build_sr3(str(ckpt), MethodContext(2, options={"sampler": "euler"}))
+    with pytest.raises(ValueError, match="upscales 2x but the task needs 4x"):
+        build_method(f"sr3:{ckpt}", MethodContext(4))
+
+
+def test_large_images_are_tiled_without_seams_and_odd_sizes_are_padded(tmp_path):
+    ckpt = random_sr3(tmp_path)
+    m = build_sr3(str(ckpt), MethodContext(2, options={"steps": 2, "sampler": "ddim", "tile": 8}))
+    x = torch.rand(1, 3, 13, 21)  # larger than the 8 px tile, not a multiple of anything
+    out = m(x, ["big"])
+    assert out.shape == (1, 3, 26, 42) and torch.isfinite(out).all()
+    # Deterministic per image id, whatever else is in the batch.
+    torch.testing.assert_close(
+        m(torch.cat([x, torch.rand(1, 3, 13, 21)]), ["big", "other"])[:1], out, atol=1e-5, rtol=0
+    )
+
+
+def test_sr3_runs_in_the_benchmark_harness(tmp_path):
+    from evalsuite.runner import run
+    from evalsuite.spec import BenchmarkSpec
+
+    data = make_photos(tmp_path / "photos", n=2, size=(24, 20))
+    ckpt = random_sr3(tmp_path)
+    spec = BenchmarkSpec().replace(
+        data=str(data),
+        task=None,
+        scale=2,
+        methods=("bicubic", f"sr3:{ckpt}"),
+        metrics=("psnr", "consistency"),
+        out=str(tmp_path / "run"),
+        report=False,
+        method_options={"steps": 2, "sampler": "ddim"},
+        device="cpu",
+    )
+    results = run(spec)
+    summary = results.summary.set_index("method")
+    assert summary.loc["sr3-sr3", "n_images"] == 2
+    assert (tmp_path / "run" / "outputs" / "sr3-sr3").is_dir()
+
+
+def test_tune_schedule_writes_the_best_schedule_into_a_new_checkpoint(tmp_path):
+    from baselines.sr3.tune import tune_schedule
+
+    data = make_photos(tmp_path / "held_out", n=2, size=(20, 20))
+    ckpt = random_sr3(tmp_path)
+    lines: list[str] = []
+    dest, ranked, metric = tune_schedule(
+        ckpt,
+        data,
+        metric="psnr",
+        steps_grid=(2, 3),
+        beta_start_grid=(1e-4,),
+        beta_end_grid=(0.2, 0.5),
+        limit=2,
+        batch=2,
+        log=lines.append,
+    )
+    assert metric == "psnr" and len(ranked) == 5  # the current schedule + 2x1x2 grid
+    assert ranked[0].score >= ranked[-1].score
+    ck = load_checkpoint(dest)
+    assert ck.extra["sampling"]["schedule"] == ranked[0].spec and ck.extra["tuned"]["metric"] == "psnr"
+    assert load_checkpoint(ckpt).extra["sampling"]["steps"] == 10  # the input checkpoint is untouched
+    assert any("best:" in s for s in lines)
+
+
+def test_cli_trains_and_tunes(tmp_path):
+    from evalsuite.cli import main
+
+    data = make_photos(tmp_path / "photos", n=2, size=(20, 20))
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            "sr3",
+            "--data",
+            str(data),
+            "--scale",
+            "2",
+            "--crop",
+            "16",
+            "--preset",
+            "tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--set",
+            "loss=l2",
+            "--set",
+            "parameterization=eps",
+        ]
+    )
+    assert rc == 0
+    ck = load_checkpoint(out / "model.safetensors")
+    assert ck.config["loss"] == "l2" and ck.config["parameterization"] == "eps" and ck.config["unet"]["width"] == 16
+    rc = main(
+        [
+            "sr3",
+            "tune-schedule",
+            str(out / "model.safetensors"),
+            "--data",
+            str(data),
+            "--metric",
+            "psnr",
+            "--steps",
+            "2",
+            "--beta-start",
+            "1e-4",
+            "--beta-end",
+            "0.3",
+            "--limit",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0 and (out / "model-tuned.safetensors").exists()
+    assert (
+        main(
+            [
+                "train",
+                "sr3",
+                "--data",
+                str(data),
+                "--scale",
+                "2",
+                "--out",
+                str(out),
+                "--set",
+                "bogus=1",
+                "--crop",
+                "16",
+            ]
+        )
+        == 2
+    )

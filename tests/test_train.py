@@ -1,0 +1,161 @@
+"""The one training loop: checkpoints, exact resume, the data stream, blur augmentation, EMA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from baselines.checkpoint import NotACheckpointError, load_checkpoint, save_checkpoint, state_path
+from baselines.data import BatchIndices, CropDataset
+from baselines.train import EMA, TrainConfig, gaussian_blur_aug, load_recipe, train
+from baselines.unet import preset
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_photos(folder: Path, n: int = 3, size: tuple[int, int] = (72, 56)) -> Path:
+    """A few small real photos (scikit-image's bundled ones), of different sizes."""
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(("astronaut", "coffee", "chelsea")[:n]):
+        img = Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
+        img.resize((size[0] + 8 * i, size[1] + 4 * i), Image.BICUBIC).save(folder / f"{name}.png")
+    return folder
+
+
+def tiny_cfg(tmp: Path, data: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(data),
+        out=str(tmp / "run"),
+        scale=2,
+        crop=16,
+        batch_size=4,
+        steps=6,
+        warmup=2,
+        save_every=3,
+        log_every=1,
+        workers=0,
+        progress=False,
+        ema_decay=0.9,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_checkpoint_round_trip_is_bit_identical(tmp_path):
+    recipe = load_recipe("sr3", tiny_cfg(tmp_path, tmp_path), {"preset": "tiny", "parameterization": "eps"})
+    sd = recipe.build_modules()["net"].state_dict()
+    path = save_checkpoint(tmp_path / "m.safetensors", sd, "sr3", recipe.config, {"sampling": {"steps": 7}})
+    ck = load_checkpoint(path)
+    assert ck.kind == "sr3" and ck.extra["sampling"]["steps"] == 7
+    assert ck.config["parameterization"] == "eps" and ck.config["unet"]["width"] == preset("tiny").width
+    assert set(ck.state_dict) == set(sd)
+    for k, v in sd.items():
+        assert ck.state_dict[k].dtype == v.dtype and torch.equal(ck.state_dict[k], v), k
+    # Save what was loaded, load again: the same checkpoint (safetensors orders its header freely).
+    again = load_checkpoint(save_checkpoint(tmp_path / "m2.safetensors", ck.state_dict, ck.kind, ck.config, ck.extra))
+    assert (again.kind, again.config, again.extra) == (ck.kind, ck.config, ck.extra)
+    assert all(torch.equal(again.state_dict[k], v) for k, v in ck.state_dict.items())
+
+
+def test_foreign_files_get_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(NotACheckpointError, match="plain.safetensors.*not an evalsuite checkpoint"):
+        load_checkpoint(plain)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"hello world, not a tensor file")
+    with pytest.raises(NotACheckpointError, match="junk.safetensors"):
+        load_checkpoint(junk)
+    ok = save_checkpoint(tmp_path / "r.safetensors", {"w": torch.ones(1)}, "regression", {"a": 1})
+    with pytest.raises(NotACheckpointError, match="regression.*expected 'sr3'"):
+        load_checkpoint(ok, kind="sr3")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_crop_stream_is_a_pure_function_of_the_index(tmp_path):
+    data = make_photos(tmp_path / "photos")
+    ds = CropDataset(data, 16, seed=3)
+    assert len(ds) == 3
+    a, b = ds[10], CropDataset(data, 16, seed=3)[10]
+    assert a.shape == (3, 16, 16) and a.dtype == torch.uint8 and torch.equal(a, b)
+    # Each epoch visits every image once.
+    assert sorted(ds.image_index(i) for i in range(3, 6)) == [0, 1, 2]
+    assert not torch.equal(ds[10], CropDataset(data, 16, seed=4)[10])
+    # Rank r takes its own slice of each global batch.
+    assert list(BatchIndices(8, 4, 2, rank=1, world=2)) == [[10, 11], [14, 15]]
+    with pytest.raises(ValueError, match="no usable training images"):
+        CropDataset(data, 4096)
+
+
+def test_blur_augmentation_blurs_about_half_and_keeps_the_mean():
+    torch.manual_seed(0)
+    x = torch.rand(400, 3, 8, 8)
+    y = gaussian_blur_aug(x)
+    changed = (y - x).abs().flatten(1).amax(1) > 1e-6
+    assert 0.4 < float(changed.float().mean()) < 0.6
+    # A blur keeps the mean of each image (normalized kernel, reflect padding keeps it approximately).
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.02, rtol=0)
+    assert float(y[changed].std()) < float(x[changed].std())
+
+
+def test_ema_warmup_and_update():
+    m = torch.nn.Linear(2, 2)
+    ema = EMA(m, 0.9999, warmup=True)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10**7) == 0.9999
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    ema.update(m, 0)
+    # 0.1 * old + 0.9 * new
+    torch.testing.assert_close(ema.module.weight, m.weight - 0.1)
+
+
+@pytest.mark.parametrize("kind", ["sr3", "regression"])
+def test_resume_reproduces_the_next_losses_exactly(tmp_path, kind):
+    data = make_photos(tmp_path / "photos")
+    opts = {"preset": "tiny"}
+    full = train(
+        load_recipe(kind, tiny_cfg(tmp_path / "a", data), opts),
+        tiny_cfg(tmp_path / "a", data),
+        log=lambda s: None,
+    )
+    # Interrupted run: 3 steps, then resume to 6.
+    cfg3 = tiny_cfg(tmp_path / "b", data, steps=3)
+    train(load_recipe(kind, cfg3, opts), cfg3, log=lambda s: None)
+    cfg6 = tiny_cfg(tmp_path / "b", data)
+    resumed = train(load_recipe(kind, cfg6, opts), cfg6, resume=True, log=lambda s: None)
+    assert resumed.step == 6 and len(resumed.history) == 3
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history[3:]]
+    a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    assert state_path(resumed.checkpoint).exists()
+    log = (tmp_path / "b" / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss") and len(log) == 7  # header + 6 rows over the two runs
+
+
+def test_training_writes_a_self_describing_checkpoint(tmp_path):
+    data = make_photos(tmp_path / "photos")
+    cfg = tiny_cfg(tmp_path, data, steps=2, blur_aug=True)
+    res = train(load_recipe("sr3", cfg, {"preset": "tiny", "embedding": "gamma"}), cfg, log=lambda s: None)
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.kind == "sr3" and ck.config["embedding"] == "gamma" and ck.config["scale"] == 2
+    assert ck.extra["step"] == 2 and ck.extra["train"]["blur_aug"] is True
+    assert ck.extra["sampling"]["sampler"] == "ancestral" and ck.extra["sampling"]["steps"] == 100
+    json.dumps(ck.extra)
+    with pytest.raises(ValueError, match="unknown sr3 option.*colour.*known"):
+        load_recipe("sr3", cfg, {"colour": "1"})
