@@ -97,3 +97,15 @@ def test_bootstrap_ci_brackets_the_mean_and_is_seeded(rng):
     assert bootstrap_ci(v, 2000, seed=3) == (lo, hi)
     assert bootstrap_ci(v, 2000, seed=4) != (lo, hi)
     assert bootstrap_ci(np.array([1.0, np.nan, 3.0]), 100, 0)[0] >= 1.0
+
+
+@pytest.mark.parametrize("size", [(11, 11), (61, 97), (96, 128)])
+def test_ssim_matches_scikit_image_on_odd_and_small_sizes(size, rng):
+    h, w = size
+    hr = torch.from_numpy(rng.random((2, 3, h, w))).float()
+    sr = (hr + 0.1 * torch.from_numpy(rng.standard_normal((2, 3, h, w))).float()).clamp(0, 1)
+    ssim = SSIM(MetricContext(torch.device("cpu"), 1)).update(sr, hr, hr, ["a", "b"])["ssim"]
+    for k in range(2):
+        ref = sk_ssim(_np(hr[k]), _np(sr[k]), data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                      use_sample_covariance=False)
+        assert abs(float(ssim[k]) - ref) < 1e-4
