@@ -103,6 +103,7 @@ class Update:
         """Wrap the run's optimizers."""
         self.optimizers, self.grad_clip = optimizers, grad_clip
         self.grad_norms: dict[str, torch.Tensor] = {}
+        self.stepped: set[str] = set()  # optimizers stepped in the current training step
 
     def step(self, name: str, loss: torch.Tensor) -> torch.Tensor:
         """Zero this optimizer's grads, backpropagate `loss`, clip, step; returns the unclipped grad norm (a tensor)."""
@@ -117,6 +118,7 @@ class Update:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])) if params else torch.zeros(())
         opt.step()
         self.grad_norms[name] = norm
+        self.stepped.add(name)
         return norm
 
 
@@ -335,10 +337,12 @@ def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[
                 x_lr = gaussian_blur_aug(x_lr)
             batch = Batch(hr=hr, lr=x_lr, scale=cfg.scale)
             # One optimizer step of the recipe's objective (bf16 autocast on CUDA).
+            update.stepped.clear()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 losses = recipe.train_step(models, batch, step, update)
-            for s in schedulers.values():
-                s.step()
+            # Warm-up advances only for optimizers that stepped (a GAN's D waits out L1 pre-training).
+            for name in update.stepped:
+                schedulers[name].step()
             ema.update(modules[recipe.export], step)
             step += 1
             position += cfg.batch_size
