@@ -10,7 +10,6 @@ import pandas as pd
 
 from evalsuite.io import atomic_write_text
 
-
 # Columns read as text, so ids such as "0001" stay "0001".
 TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "reason": str, "notes": str}
 
@@ -105,14 +104,15 @@ class Results:
                 if pd.isna(v):
                     row[m] = "-"
                 elif pd.isna(lo) or pd.isna(hi) or lo == hi:
-                    row[m] = _fmt(v)
+                    row[m] = fmt_number(v)
                 else:
-                    row[m] = f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
+                    row[m] = f"{fmt_number(v)} [{fmt_number(lo)}, {fmt_number(hi)}]"
             rows.append(row)
         return pd.DataFrame(rows).to_string(index=False)
 
 
-def _fmt(v: float) -> str:
+def fmt_number(v: float) -> str:
+    """A metric value for display: 1 decimal from 100, 2 from 1, else 4."""
     a = abs(v)
     if a >= 100:
         return f"{v:.1f}"

@@ -24,7 +24,7 @@ from PIL import Image
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.metrics.base import HIGHER_IS_BETTER, METRICS
-from evalsuite.results import Results, bootstrap_ci
+from evalsuite.results import Results, bootstrap_ci, fmt_number
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
@@ -80,16 +80,10 @@ class ReportOptions:
 
 
 def fmt(value: Any) -> str:
-    """A metric value for display: 1 decimal from 100, 2 from 1, else 4."""
+    """A metric value for display (as on the console), an em dash when missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\u2014"
-    v = float(value)
-    a = abs(v)
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.4f}"
+    return fmt_number(float(value))
 
 
 def fmt_seconds(s: float | None) -> str:

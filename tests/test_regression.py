@@ -12,14 +12,6 @@ from baselines.train import load_recipe, train
 from evalsuite.methods import MethodContext
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_regression_trains_loads_and_is_deterministic(tmp_path):
     data = make_photos(tmp_path / "photos")
     cfg = tiny_cfg(tmp_path, data, steps=40, lr=3e-3, warmup=5, save_every=10**6)

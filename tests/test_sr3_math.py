@@ -13,15 +13,6 @@ from baselines.sr3.schedule import TRAIN_DEFAULT, cosine, from_spec, linear, pos
 from evalsuite.methods import image_generators
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI machine has 2 shared cores: one thread avoids oversubscription stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_linear_schedule_closed_form():
     s = linear(2000, 1e-6, 0.01)
     assert s.T == 2000

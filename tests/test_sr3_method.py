@@ -19,14 +19,6 @@ from evalsuite.degrade import degrade, to_tensor, upsample
 from evalsuite.methods import MethodContext, build_method
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_sr3(tmp: Path, scale: int = 2, image_size: int = 16, **kw) -> Path:
     """An untrained tiny SR3 checkpoint (random weights): enough for invariance and plumbing tests."""
     torch.manual_seed(0)

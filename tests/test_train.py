@@ -16,14 +16,6 @@ from baselines.train import EMA, TrainConfig, gaussian_blur_aug, load_recipe, tr
 from baselines.unet import preset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_photos(folder: Path, n: int = 3, size: tuple[int, int] = (72, 56)) -> Path:
     """A few small real photos (scikit-image's bundled ones), of different sizes."""
     from skimage import data

@@ -19,14 +19,6 @@ from baselines.unet import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _count_on_meta(cfg) -> int:
     with torch.device("meta"):
         return count_parameters(UNet(cfg))
