@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,7 @@ class _Prep:
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
         return {"key": self.key, "images": {}}
 
-    def prepare(
-        self, limit: int | None, workers: int, log=print
-    ) -> tuple[list[str], list[dict[str, str]], dict]:
+    def prepare(self, limit: int | None, workers: int, log=print) -> tuple[list[str], list[dict[str, str]], dict]:
         """Prepare (or reuse) every usable image; return ids, skipped files and the index."""
         index = self.load_index()
         images: dict[str, Any] = index["images"]
@@ -254,16 +252,10 @@ def _call_method(
             out = method(x_lr, ids).float()
     except Exception as exc:
         if len(ids) > 1:
-            return [
-                r
-                for k in range(len(ids))
-                for r in _call_method(method, x_lr[k : k + 1], ids[k : k + 1], scale)
-            ]
+            return [r for k in range(len(ids)) for r in _call_method(method, x_lr[k : k + 1], ids[k : k + 1], scale)]
         return [(None, f"method raised {type(exc).__name__}: {exc}")]
     if tuple(out.shape) != (len(ids), *expected):
-        return [(None, f"method returned shape {tuple(out.shape)}, expected {(len(ids), *expected)}")] * len(
-            ids
-        )
+        return [(None, f"method returned shape {tuple(out.shape)}, expected {(len(ids), *expected)}")] * len(ids)
     return [(o, "") if torch.isfinite(o).all() else (None, "output holds NaN or Inf") for o in out]
 
 
@@ -283,6 +275,203 @@ def _method_key(name: str, spec: BenchmarkSpec, task: Task, prep_key: str) -> st
             "prep": prep_key,
         }
     )
+
+
+@dataclass
+class _RunContext:
+    """What every method's evaluation shares within one run."""
+
+    spec: BenchmarkSpec
+    task: Task
+    device: torch.device
+    run_dir: Path
+    prep: _Prep
+    ids: list[str]  # every usable image, in id order
+    my_ids: list[str]  # this rank's shard
+    sizes: dict[str, tuple[int, int]]
+    mctx: MetricContext
+    metric_names: list[str]
+    metric_notes: dict[str, str]  # metric -> why it is empty (shared, filled as metrics fail)
+    per_image_metrics: dict[str, Any]
+    metric_cfg: str
+    all_cols: list[str]
+    progress: bool
+    say: Any
+
+
+@dataclass
+class _MethodResult:
+    """One method's summary row, per-image rows, failed images and settings."""
+
+    summary_row: dict[str, Any]
+    per_image_rows: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    info: dict[str, Any]
+
+
+def _reset_stale_outputs(rc: _RunContext, label: str, mkey: str) -> Path:
+    """outputs/<label>/ for this method key: remade when the method's spec or checkpoint changed."""
+    out_m = rc.run_dir / "outputs" / label
+    key_file = out_m / ".key"
+    if D.is_main():
+        if key_file.exists() and key_file.read_text() != mkey:
+            rc.say(f"note: {label}: spec or checkpoint changed since the last run; its outputs are remade")
+            shutil.rmtree(out_m, ignore_errors=True)
+            for p in (rc.run_dir / ".cache" / "metrics").glob(f"{label}.*"):
+                p.unlink()
+        out_m.mkdir(parents=True, exist_ok=True)
+        remove_partials(out_m)
+        key_file.write_text(mkey)
+    D.barrier()
+    return out_m
+
+
+def _dataset_metrics(rc: _RunContext) -> dict[str, Any]:
+    """Fresh dataset-level metrics (FID, KID, IS, classification) for one method."""
+    out: dict[str, Any] = {}
+    for n in rc.metric_names:
+        if not METRICS[n].per_image and n not in rc.metric_notes:
+            try:
+                out[n] = build_metric(n, rc.mctx)
+            except MissingWeightsError as exc:
+                rc.metric_notes[n] = str(exc)
+                rc.say(f"warning: {n} not computed: {exc}")
+    return out
+
+
+class _LazyMethod:
+    """Builds a method on first use (a fully cached rerun never loads a model); remembers a build error."""
+
+    def __init__(self, rc: _RunContext, name: str, info_path: Path) -> None:
+        self.rc, self.name, self.info_path = rc, name, info_path
+        self.method: Method | None = None
+        self.error = ""
+        self.info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {}
+
+    def get(self) -> Method | None:
+        if self.method is None and not self.error:
+            rc = self.rc
+            try:
+                ctx = MethodContext(rc.task.scale, rc.device, rc.spec.seed, rc.spec.method_options)
+                self.method = build_method(self.name, ctx)
+                self.info = {"spec": self.name, **dict(getattr(self.method, "info", {}) or {})}
+                if D.is_main():
+                    atomic_write_text(self.info_path, json.dumps(self.info, default=str))
+            except Exception as exc:  # a method that cannot be built fails alone, with its reason
+                self.error = f"{type(exc).__name__}: {exc}"
+                rc.say(f"error: method {self.name} could not be built: {self.error}")
+        return self.method
+
+
+def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
+    """Generate a method's missing outputs, score every image, and summarize (this rank's shard, gathered)."""
+    mkey = _method_key(name, rc.spec, rc.task, rc.prep.key)
+    out_m = _reset_stale_outputs(rc, label, mkey)
+    cache = _MetricCache(rc.run_dir / ".cache" / "metrics", label, stable_hash([mkey, rc.metric_cfg]))
+    ds_metrics = _dataset_metrics(rc)
+    per_cols = [c for m in rc.per_image_metrics.values() for c in m.columns]
+    lazy = _LazyMethod(rc, name, out_m / ".info.json")
+    failures: list[dict[str, str]] = []
+    t_method, n_generated = 0.0, 0
+
+    # Batches that need work: missing outputs, uncached per-image values, or dataset-level metrics.
+    work = []
+    for b in _batches(rc.my_ids, rc.sizes, rc.spec.batch_size):
+        missing = [i for i in b if not (out_m / f"{i}.png").exists()]
+        if missing or ds_metrics or any(i not in cache.values for i in b):
+            work.append((b, missing))
+    bar = tqdm(total=len(rc.my_ids), desc=label, disable=not (rc.progress and D.is_main()), leave=False)
+    bar.update(len(rc.my_ids) - sum(len(b) for b, _ in work))
+    hr_dir, lr_dir = rc.prep.hr_dir, rc.prep.lr_dir
+    loads = [
+        [hr_dir / f"{i}.png" for i in b]
+        + [lr_dir / f"{i}.png" for i in b]
+        + [None if i in missing else out_m / f"{i}.png" for i in b]
+        for b, missing in work
+    ]
+    for (b, missing), tensors in zip(work, _loader(loads, rc.spec.workers)):
+        n = len(b)
+        hr = torch.stack(tensors[:n]).to(rc.device)
+        lr = torch.stack(tensors[n : 2 * n]).to(rc.device)
+        sr_list: list[torch.Tensor | None] = [t.to(rc.device) if t is not None else None for t in tensors[2 * n :]]
+        # Run the method on the images whose outputs are missing; save each valid output atomically.
+        if missing:
+            method = lazy.get()
+            if method is None:
+                failures += [
+                    {"method": label, "image_id": i, "reason": f"method not built: {lazy.error}"} for i in missing
+                ]
+            else:
+                t0 = time.perf_counter()
+                outs = _call_method(method, lr[[b.index(i) for i in missing]], list(missing), rc.task.scale)
+                t_method += time.perf_counter() - t0
+                for i, (out_k, err) in zip(missing, outs):
+                    if out_k is None:
+                        failures.append({"method": label, "image_id": i, "reason": err})
+                        continue
+                    sr_k = quantize(out_k)  # scored as saved: 8-bit
+                    save_png(to_image(sr_k), out_m / f"{i}.png")
+                    sr_list[b.index(i)] = sr_k
+                    n_generated += 1
+        # Stream the batch's valid outputs through every metric.
+        ok = [k for k, t in enumerate(sr_list) if t is not None]
+        if ok:
+            sr = torch.stack([sr_list[k] for k in ok])
+            hr_ok, lr_ok, ids_ok = hr[ok], lr[ok], [b[k] for k in ok]
+            vals: dict[str, torch.Tensor] = {}
+            for m in rc.per_image_metrics.values():
+                vals.update(m.update(sr, hr_ok, lr_ok, ids_ok) or {})
+            for m in ds_metrics.values():
+                m.update(sr, hr_ok, lr_ok, ids_ok)
+            for k, i in enumerate(ids_ok):
+                cache.add(i, {c: float(vals[c][k]) for c in per_cols})
+        bar.update(n)
+    bar.close()
+
+    # Metrics that drive the method on their own inputs (classification protocol).
+    drivers = [m for m in ds_metrics.values() if getattr(m, "drives_method", False)]
+    if drivers and lazy.get() is not None:
+        for m in drivers:
+            m.evaluate(lazy.method, rc.my_ids, rc.prep.hr_dir)
+    ds_values: dict[str, MetricValue] = {}
+    for n, m in ds_metrics.items():
+        try:
+            ds_values.update(m.compute())  # all-reduces its statistics across ranks
+        except MissingWeightsError as exc:
+            rc.metric_notes[n] = str(exc)
+
+    # Gather this method's failures and per-image values from every rank.
+    failures = [f for part in D.gather_objects(failures) for f in part]
+    mine = {i: cache.values[i] for i in rc.my_ids if i in cache.values}
+    rows = {i: v for part in D.gather_objects(mine) for i, v in part.items()}
+    failed_ids = {f["image_id"] for f in failures}
+    scored = [i for i in rc.ids if i in rows and i not in failed_ids]
+    per_image_rows = [{"method": label, "image_id": i, **{c: rows[i].get(c) for c in rc.all_cols}} for i in scored]
+
+    # Summary row: per-image means with bootstrap CIs; dataset-level values as the metric gives them.
+    notes: list[str] = []
+    srow: dict[str, Any] = {"method": label, "n_images": len(scored)}
+    for c in rc.all_cols:
+        if c in per_cols:
+            v = np.array([rows[i][c] for i in scored], dtype=np.float64)
+            srow[c] = float(np.nanmean(v)) if v.size else math.nan
+            srow[f"{c}_ci_low"], srow[f"{c}_ci_high"] = bootstrap_ci(v, rc.spec.bootstrap, rc.spec.seed)
+        else:
+            mv = ds_values.get(c, MetricValue(None))
+            for suffix, x in (("", mv.value), ("_ci_low", mv.ci_low), ("_ci_high", mv.ci_high)):
+                srow[c + suffix] = math.nan if x is None else x
+            if mv.note:
+                notes.append(f"{c}: {mv.note}")
+    if failed_ids:
+        notes.append(f"{len(failed_ids)} image(s) failed (see failures.csv)")
+        rc.say(f"warning: {label}: {len(failed_ids)} image(s) failed; see failures.csv")
+    if lazy.error:
+        notes.append(f"method not built: {lazy.error}")
+    srow["notes"] = "; ".join(notes)
+    info = dict(lazy.info) or {"spec": name}
+    if n_generated:
+        info["seconds_per_image"] = t_method / n_generated
+    return _MethodResult(srow, per_image_rows, failures, info)
 
 
 def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
@@ -356,162 +545,40 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         }
     )
 
-    labels: dict[str, str] = {}
+    rc = _RunContext(
+        spec,
+        task,
+        device,
+        run_dir,
+        prep,
+        ids,
+        my_ids,
+        sizes,
+        mctx,
+        metric_names,
+        metric_notes,
+        shared,
+        metric_cfg,
+        all_cols,
+        progress,
+        say,
+    )
+    labels: list[str] = []
     per_image_rows: list[dict[str, Any]] = []
     summary_rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     method_info: dict[str, Any] = {}
     for name in methods:
         label = method_label(name)
-        while label in labels.values():
+        while label in labels:
             label += "_"
-        labels[name] = label
-        out_m = run_dir / "outputs" / label
-        mkey = _method_key(name, spec, task, prep.key)
-        key_file = out_m / ".key"
-        if main and key_file.exists() and key_file.read_text() != mkey:
-            say(f"note: {label}: spec or checkpoint changed since the last run; its outputs are remade")
-            shutil.rmtree(out_m, ignore_errors=True)
-            for p in (run_dir / ".cache" / "metrics").glob(f"{label}.*"):
-                p.unlink()
-        if main:
-            out_m.mkdir(parents=True, exist_ok=True)
-            remove_partials(out_m)
-            key_file.write_text(mkey)
-        D.barrier()
-        notes: list[str] = []
-        cache = _MetricCache(run_dir / ".cache" / "metrics", label, stable_hash([mkey, metric_cfg]))
-        ds_metrics: dict[str, Any] = {}
-        for n in metric_names:
-            if not METRICS[n].per_image and n not in metric_notes:
-                try:
-                    ds_metrics[n] = build_metric(n, mctx)
-                except MissingWeightsError as exc:
-                    metric_notes[n] = str(exc)
-                    say(f"warning: {n} not computed: {exc}")
-        per_cols = [c for n, m in shared.items() for c in m.columns]
-        method: Method | None = None
-        build_error = ""
-        t_method, n_generated = 0.0, 0
-        info_path = out_m / ".info.json"
-        batches = _batches(my_ids, sizes, spec.batch_size)
-        work = []
-        for b in batches:
-            missing = [i for i in b if not (out_m / f"{i}.png").exists()]
-            need = bool(missing) or bool(ds_metrics) or any(i not in cache.values for i in b)
-            if need:
-                work.append((b, missing))
-        bar = tqdm(total=len(my_ids), desc=label, disable=not (progress and main), leave=False)
-        bar.update(len(my_ids) - sum(len(b) for b, _ in work))
-        loads = [
-            [prep.hr_dir / f"{i}.png" for i in b]
-            + [prep.lr_dir / f"{i}.png" for i in b]
-            + [None if i in missing else out_m / f"{i}.png" for i in b]
-            for b, missing in work
-        ]
-        for (b, missing), tensors in zip(work, _loader(loads, spec.workers)):
-            n = len(b)
-            hr = torch.stack(tensors[:n]).to(device)
-            lr = torch.stack(tensors[n : 2 * n]).to(device)
-            sr_list: list[torch.Tensor | None] = [
-                t.to(device) if t is not None else None for t in tensors[2 * n :]
-            ]
-            if missing:
-                if method is None and not build_error:
-                    try:
-                        method = build_method(
-                            name, MethodContext(task.scale, device, spec.seed, spec.method_options)
-                        )
-                        method_info[label] = {"spec": name, **dict(getattr(method, "info", {}) or {})}
-                        if main:
-                            atomic_write_text(info_path, json.dumps(method_info[label], default=str))
-                    except Exception as exc:  # a method that cannot be built fails alone, with its reason
-                        build_error = f"{type(exc).__name__}: {exc}"
-                        say(f"error: method {name} could not be built: {build_error}")
-                idx = [b.index(i) for i in missing]
-                if build_error:
-                    for i in missing:
-                        failures.append(
-                            {"method": label, "image_id": i, "reason": f"method not built: {build_error}"}
-                        )
-                else:
-                    t0 = time.perf_counter()
-                    outs = _call_method(method, lr[idx], list(missing), task.scale)
-                    t_method += time.perf_counter() - t0
-                    for i, (out_k, err) in zip(missing, outs):
-                        if out_k is None:
-                            failures.append({"method": label, "image_id": i, "reason": err})
-                            continue
-                        sr_k = quantize(out_k)
-                        save_png(to_image(sr_k), out_m / f"{i}.png")
-                        sr_list[b.index(i)] = sr_k
-                        n_generated += 1
-            ok = [k for k, t in enumerate(sr_list) if t is not None]
-            if ok:
-                sr = torch.stack([sr_list[k] for k in ok])
-                hr_ok, lr_ok, ids_ok = hr[ok], lr[ok], [b[k] for k in ok]
-                vals: dict[str, torch.Tensor] = {}
-                for m in shared.values():
-                    vals.update(m.update(sr, hr_ok, lr_ok, ids_ok) or {})
-                for m in ds_metrics.values():
-                    m.update(sr, hr_ok, lr_ok, ids_ok)
-                for k, i in enumerate(ids_ok):
-                    cache.add(i, {c: float(vals[c][k]) for c in per_cols})
-            bar.update(n)
-        bar.close()
-        if method is None and info_path.exists():
-            method_info[label] = json.loads(info_path.read_text())
-        # Metrics that drive the method on their own inputs (classification protocol).
-        drivers = [m for m in ds_metrics.values() if getattr(m, "drives_method", False)]
-        if drivers and method is None and not build_error:
-            try:
-                method = build_method(name, MethodContext(task.scale, device, spec.seed, spec.method_options))
-            except Exception as exc:
-                build_error = f"{type(exc).__name__}: {exc}"
-        for m in drivers:
-            if method is not None:
-                m.evaluate(method, my_ids, prep.hr_dir)
-        ds_values: dict[str, MetricValue] = {}
-        for n, m in ds_metrics.items():
-            try:
-                ds_values.update(m.compute())
-            except MissingWeightsError as exc:
-                metric_notes[n] = str(exc)
-        failures = [f for fs in D.gather_objects(failures) for f in fs] if D.is_dist() else failures
-        rows = {
-            i: v
-            for part in D.gather_objects({i: cache.values[i] for i in my_ids if i in cache.values})
-            for i, v in part.items()
-        }
-        failed_ids = {f["image_id"] for f in failures if f["method"] == label}
-        scored = [i for i in ids if i in rows and i not in failed_ids]
-        for i in scored:
-            per_image_rows.append({"method": label, "image_id": i, **{c: rows[i].get(c) for c in all_cols}})
-        srow: dict[str, Any] = {"method": label, "n_images": len(scored)}
-        for c in all_cols:
-            if c in per_cols:
-                v = np.array([rows[i][c] for i in scored], dtype=np.float64)
-                srow[c] = float(np.nanmean(v)) if v.size else math.nan
-                srow[f"{c}_ci_low"], srow[f"{c}_ci_high"] = bootstrap_ci(v, spec.bootstrap, spec.seed)
-            else:
-                mv = ds_values.get(c, MetricValue(None))
-                srow[c] = mv.value if mv.value is not None else math.nan
-                srow[f"{c}_ci_low"] = mv.ci_low if mv.ci_low is not None else math.nan
-                srow[f"{c}_ci_high"] = mv.ci_high if mv.ci_high is not None else math.nan
-                if mv.note:
-                    notes.append(f"{c}: {mv.note}")
-        n_failed = len(failed_ids)
-        if n_failed:
-            notes.append(f"{n_failed} image(s) failed (see failures.csv)")
-        if build_error:
-            notes.append(f"method not built: {build_error}")
-        srow["notes"] = "; ".join(notes)
-        summary_rows.append(srow)
-        if n_generated:
-            method_info.setdefault(label, {"spec": name})
-            method_info[label]["seconds_per_image"] = t_method / n_generated
-        if n_failed:
-            say(f"warning: {label}: {n_failed} image(s) failed; see failures.csv")
+        labels.append(label)
+        result = _evaluate_method(rc, name, label)
+        summary_rows.append(result.summary_row)
+        per_image_rows += result.per_image_rows
+        failures += result.failures
+        if result.info:
+            method_info[label] = result.info
 
     # Reference row: metrics with a `reference(ids, hr_dir)` (IS, classification) score the HR images.
     ref_row: dict[str, Any] = {}

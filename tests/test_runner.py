@@ -82,9 +82,7 @@ def test_run_folder_contents_and_broken_files(mixed_dir, tmp_path):
     assert "empty" in reasons["empty.png"] and "not an image" in reasons["notes.jpg"]
     assert "truncated" in reasons["cut.png"] and "too small" in reasons["tiny.png"]
     s = pd.read_csv(run / "summary.csv")
-    expected = (
-        ["method", "n_images"] + [f"{m}{x}" for m in PIXEL for x in ("", "_ci_low", "_ci_high")] + ["notes"]
-    )
+    expected = ["method", "n_images"] + [f"{m}{x}" for m in PIXEL for x in ("", "_ci_low", "_ci_high")] + ["notes"]
     assert list(s.columns) == expected
     assert list(s["n_images"]) == [4, 4]
     per = pd.read_csv(run / "per_image.csv")
@@ -185,9 +183,7 @@ def test_killed_run_resumes_with_identical_numbers(photos_dir, tmp_path):
     a = pd.read_csv(tmp_path / "ref" / "summary.csv")
     b = pd.read_csv(out / "summary.csv")
     pd.testing.assert_frame_equal(a, b)
-    pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "ref" / "per_image.csv"), pd.read_csv(out / "per_image.csv")
-    )
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ref" / "per_image.csv"), pd.read_csv(out / "per_image.csv"))
 
 
 def test_nan_and_wrong_shape_are_reported_not_scored(photos_dir, tmp_path):
@@ -214,9 +210,7 @@ def test_folder_method_reads_outputs_and_fails_per_image(photos_dir, tmp_path):
     shutil.copytree(tmp_path / "a" / "outputs" / "bicubic", ext)
     (ext / "rocket.png").unlink()
     Image.new("RGB", (10, 10)).save(ext / "chelsea.png")
-    res = evalsuite.run(
-        _spec(photos_dir, tmp_path / "b", methods=("bicubic", f"folder:{ext}")), progress=False
-    )
+    res = evalsuite.run(_spec(photos_dir, tmp_path / "b", methods=("bicubic", f"folder:{ext}")), progress=False)
     s = res.summary.set_index("method")
     assert s.loc["folder-ext", "n_images"] == 2
     per = res.per_image.set_index(["method", "image_id"])
@@ -312,7 +306,7 @@ def test_two_process_run_equals_one_process(photos_dir, tmp_path):
         "--scale",
         "4",
         "--methods",
-        "bicubic,nearest",
+        "nanmethod,bicubic,nearest",
         "--metrics",
         ",".join(PIXEL),
         "--batch-size",
@@ -321,7 +315,7 @@ def test_two_process_run_equals_one_process(photos_dir, tmp_path):
         "--device",
         "cpu",
     ]
-    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True, env=_env())
     r = subprocess.run(
         [
             str(torchrun),
@@ -335,9 +329,15 @@ def test_two_process_run_equals_one_process(photos_dir, tmp_path):
         ],
         capture_output=True,
         text=True,
+        env=_env(),
     )
     assert r.returncode == 0, r.stderr[-2000:]
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "one" / "summary.csv"), pd.read_csv(tmp_path / "two" / "summary.csv")
     )
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["world_size"] == 2
+    # Failed images are listed once, not once per rank or per later method.
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "one" / "failures.csv"), pd.read_csv(tmp_path / "two" / "failures.csv")
+    )
+    assert len(pd.read_csv(tmp_path / "two" / "failures.csv")) == 1
