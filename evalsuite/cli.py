@@ -109,10 +109,15 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         return 2
     print()
     print(results.table())
-    notes = results.summary[["method", "notes"]].dropna()
-    for _, r in notes.iterrows():
-        if r["notes"]:
-            print(f"note [{r['method']}]: {r['notes']}")
+    for note in results.run_notes:
+        print(f"note: {note}")
+    for method, notes in zip(results.summary["method"], results.summary["notes"].fillna("")):
+        # Per-method notes only: the run-wide ones were printed once above.
+        for note in results.run_notes:
+            notes = notes.replace(note, "")
+        notes = notes.strip("; ")
+        if notes:
+            print(f"note [{method}]: {notes}")
     print(f"\nrun folder: {results.run_dir.resolve()}")
     if (results.run_dir / "report.html").exists():
         print(f"report: {(results.run_dir / 'report.html').resolve()}")

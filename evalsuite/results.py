@@ -56,6 +56,8 @@ class Results:
     failures: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"])
     )
+    # Notes that hold for every method (a metric left empty, and why); summary.csv repeats them per row.
+    run_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Results:

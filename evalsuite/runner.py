@@ -615,6 +615,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         per_image,
         errors_df,
         pd.DataFrame(failures, columns=["method", "image_id", "reason"]),
+        run_notes=[f"{n}: {msg}" for n, msg in metric_notes.items()],
     )
     if main:
         results.write()
