@@ -33,21 +33,25 @@ class PreparedImages:
         self.index_path = run_dir / ".cache" / "sources.json"
         self.key = stable_hash({"data": str(data_dir.resolve()), "task": asdict(task), "v": 1})
 
-    def load_index(self) -> dict[str, Any]:
+    def load_index(self, log=print) -> dict[str, Any]:
+        """The cached index of prepared images, or a fresh one (and a cleared folder) when the key changed."""
         if self.index_path.exists():
             idx = json.loads(self.index_path.read_text())
             if idx.get("key") == self.key:
                 return idx
-            print(f"note: {self.run_dir} held a run of other data or another task; its images are remade")
+            log(f"note: {self.run_dir} held a run of other data or another task; its images are remade")
             for sub in ("hr", "lr", "outputs", ".cache"):
                 shutil.rmtree(self.run_dir / sub, ignore_errors=True)
         return {"key": self.key, "images": {}}
 
     def prepare(self, limit: int | None, workers: int, log=print) -> tuple[list[str], list[dict[str, str]], dict]:
         """Prepare (or reuse) every usable image; return ids, skipped files and the index."""
-        index = self.load_index()
-        images: dict[str, Any] = index["images"]
+        index = self.load_index(log)
         refs = scan_folder(self.data_dir)
+        # Entries of files no longer in the data folder are dropped.
+        old_images = index["images"]
+        images: dict[str, Any] = {r.image_id: old_images[r.image_id] for r in refs if r.image_id in old_images}
+        index["images"] = images
         if not refs:
             raise NoUsableImagesError(
                 f"no image files (png, jpg, jpeg, webp, bmp, tif, tiff) under {self.data_dir}; "

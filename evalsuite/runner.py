@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -106,15 +107,21 @@ def _batches(ids: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size: 
     return out
 
 
+def _metric_cache_files(folder: Path, label: str) -> list[Path]:
+    """The per-rank metric cache files of one method (`<label>.r<rank>.jsonl`; labels may contain dots)."""
+    pattern = re.compile(re.escape(label) + r"\.r\d+\.jsonl")
+    return sorted(p for p in folder.glob("*.jsonl") if pattern.fullmatch(p.name))
+
+
 class _MetricCache:
     """Per-image metric values of one method, appended per batch (a kill loses at most one batch)."""
 
     def __init__(self, folder: Path, label: str, key: str) -> None:
-        self.folder, self.label, self.key = folder, label, key
+        self.key = key
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{label}.r{D.rank()}.jsonl"
         self.values: dict[str, dict[str, float]] = {}
-        for p in sorted(folder.glob(f"{label}.r*.jsonl")):
+        for p in _metric_cache_files(folder, label):
             for line in p.read_text().splitlines():
                 try:
                     row = json.loads(line)
@@ -123,11 +130,11 @@ class _MetricCache:
                 if row.get("key") == key:
                     self.values[row["id"]] = row["values"]
 
-    def add(self, image_id: str, values: dict[str, float]) -> None:
-        self.values[image_id] = values
+    def add(self, values: dict[str, dict[str, float]]) -> None:
+        """Record one batch's values by image id (later lines win when the file is read back)."""
+        self.values.update(values)
         with open(self.path, "a") as f:
-            f.write(json.dumps({"key": self.key, "id": image_id, "values": values}) + "\n")
-            f.flush()
+            f.writelines(json.dumps({"key": self.key, "id": i, "values": v}) + "\n" for i, v in values.items())
 
 
 def _loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.Tensor | None]]:
@@ -222,7 +229,7 @@ def _reset_stale_outputs(rc: _RunContext, label: str, mkey: str) -> Path:
         if key_file.exists() and key_file.read_text() != mkey:
             rc.say(f"note: {label}: spec or checkpoint changed since the last run; its outputs are remade")
             shutil.rmtree(out_m, ignore_errors=True)
-            for p in (rc.run_dir / ".cache" / "metrics").glob(f"{label}.*"):
+            for p in _metric_cache_files(rc.run_dir / ".cache" / "metrics", label):
                 p.unlink()
         out_m.mkdir(parents=True, exist_ok=True)
         remove_partials(out_m)
@@ -299,6 +306,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
         hr = torch.stack(tensors[:n]).to(rc.device)
         lr = torch.stack(tensors[n : 2 * n]).to(rc.device)
         sr_list: list[torch.Tensor | None] = [t.to(rc.device) if t is not None else None for t in tensors[2 * n :]]
+        pos = {i: k for k, i in enumerate(b)}
         # Run the method on the images whose outputs are missing; save each valid output atomically.
         if missing:
             method = lazy.get()
@@ -308,7 +316,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
                 ]
             else:
                 t0 = time.perf_counter()
-                outs = _call_method(method, lr[[b.index(i) for i in missing]], list(missing), rc.task.scale)
+                outs = _call_method(method, lr[[pos[i] for i in missing]], list(missing), rc.task.scale)
                 t_method += time.perf_counter() - t0
                 for i, (out_k, err) in zip(missing, outs):
                     if out_k is None:
@@ -316,7 +324,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
                         continue
                     sr_k = quantize(out_k)  # scored as saved: 8-bit
                     save_png(to_image(sr_k), out_m / f"{i}.png")
-                    sr_list[b.index(i)] = sr_k
+                    sr_list[pos[i]] = sr_k
                     n_generated += 1
         # Stream the batch's valid outputs through every metric.
         ok = [k for k, t in enumerate(sr_list) if t is not None]
@@ -328,8 +336,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
                 vals.update(m.update(sr, hr_ok, lr_ok, ids_ok) or {})
             for m in ds_metrics.values():
                 m.update(sr, hr_ok, lr_ok, ids_ok)
-            for k, i in enumerate(ids_ok):
-                cache.add(i, {c: float(vals[c][k]) for c in per_cols})
+            cache.add({i: {c: float(vals[c][k]) for c in per_cols} for k, i in enumerate(ids_ok)})
         bar.update(n)
     bar.close()
 
@@ -375,7 +382,10 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
     srow["notes"] = "; ".join(notes)
     info = dict(lazy.info) or {"spec": name}
     if n_generated:
+        # Kept with the outputs, so a rerun that generates nothing still reports the method's speed.
         info["seconds_per_image"] = t_method / n_generated
+        if D.is_main():
+            atomic_write_text(out_m / ".info.json", json.dumps(info, default=str))
     return _MethodResult(srow, per_image_rows, failures, info)
 
 
@@ -400,19 +410,17 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
 
     # 1. Prepare HR/LR images once (rank 0), reuse them on reruns.
     prep = PreparedImages(run_dir, task, data_dir)
+    prepared = None
     if main:
         ids, errors, index = prep.prepare(spec.limit, spec.workers, say)
-        errors_df = pd.DataFrame(errors, columns=["path", "reason"])
-        atomic_write_text(run_dir / "errors.csv", errors_df.to_csv(index=False))
+        atomic_write_text(run_dir / "errors.csv", pd.DataFrame(errors, columns=["path", "reason"]).to_csv(index=False))
         atomic_write_text(run_dir / "spec.yaml", spec.to_yaml())
         for e in errors:
             say(f"skipped {e['path']}: {e['reason']}")
-    D.barrier()
-    if not main:
-        index = json.loads(prep.index_path.read_text())
-        errors_df = pd.read_csv(run_dir / "errors.csv", dtype=str)
-        ids = [i for i in sorted(index["images"]) if (prep.lr_dir / f"{i}.png").exists()]
-        ids = ids[: spec.limit] if spec.limit else ids
+        prepared = (ids, errors, index)
+    # Every rank works on rank 0's list of images (the other ranks decode nothing).
+    ids, errors, index = D.broadcast_object(prepared)
+    errors_df = pd.DataFrame(errors, columns=["path", "reason"])
     if not ids:
         raise NoUsableImagesError(
             f"no usable image under {data_dir}: every file was skipped; see {run_dir / 'errors.csv'}"

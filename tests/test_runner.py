@@ -122,6 +122,29 @@ def test_rerun_reuses_outputs_and_metrics(photos_dir, tmp_path, monkeypatch):
     assert out.stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(first.summary, second.summary)
     pd.testing.assert_frame_equal(first.per_image, second.per_image)
+    # The method's speed, measured on the first run, is still reported by the cached rerun.
+    methods = json.loads((tmp_path / "run" / "manifest.json").read_text())["methods"]
+    assert methods["bicubic"]["seconds_per_image"] > 0
+
+
+def test_removed_source_file_leaves_the_run(photos_dir, tmp_path):
+    d = tmp_path / "data"
+    shutil.copytree(photos_dir, d)
+    evalsuite.run(_spec(d, tmp_path / "run", methods=("bicubic",)), progress=False)
+    (d / "rocket.png").unlink()
+    res = evalsuite.run(_spec(d, tmp_path / "run", methods=("bicubic",)), progress=False)
+    assert sorted(res.per_image["image_id"]) == ["astronaut", "chelsea", "coffee"]
+    index = json.loads((tmp_path / "run" / ".cache" / "sources.json").read_text())
+    assert sorted(index["images"]) == ["astronaut", "chelsea", "coffee"]
+
+
+def test_metric_cache_files_match_their_label_only(tmp_path):
+    from evalsuite.runner import _metric_cache_files
+
+    for name in ("sr3-m.r0.jsonl", "sr3-m.r1.jsonl", "sr3-m.run2.r0.jsonl", "sr3-m_.r0.jsonl", "sr3-m.r0.txt"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in _metric_cache_files(tmp_path, "sr3-m")] == ["sr3-m.r0.jsonl", "sr3-m.r1.jsonl"]
+    assert [p.name for p in _metric_cache_files(tmp_path, "sr3-m.run2")] == ["sr3-m.run2.r0.jsonl"]
 
 
 def test_changed_spec_remakes_only_what_changed(photos_dir, tmp_path):
