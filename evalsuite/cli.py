@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+
+from evalsuite.lazy import load_object
 
 # Sub-commands owned by other packages: module -> function(subparsers) that adds their parsers.
 EXTENSIONS = (
@@ -38,9 +39,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
     b.add_argument("--batch-size", type=int)
     b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
-    b.add_argument(
-        "--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)"
-    )
+    b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
     b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
     b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
     b.add_argument("--workers", type=int, help="image decoding threads")
@@ -48,9 +47,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
     b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
     b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
-    b.add_argument(
-        "--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)"
-    )
+    b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
     b.set_defaults(func=_cmd_benchmark)
@@ -81,7 +78,7 @@ def spec_from_args(args: argparse.Namespace):
             changes[key] = value
     if args.scale is not None:
         changes["scale"] = args.scale
-        changes["task"] = args.task  # --scale alone means a custom task, not the default one
+        changes["task"] = args.task  # --scale alone means a custom task, not the config's task
     elif args.task is not None:
         changes["task"] = args.task
         changes["scale"] = None
@@ -93,8 +90,6 @@ def spec_from_args(args: argparse.Namespace):
         changes["metric_options"] = {**spec.metric_options, **xopts}
     if args.no_report:
         changes["report"] = False
-    if "name" in changes and "out" not in changes and not spec.out:
-        changes["out"] = None
     return spec.replace(**changes)
 
 
@@ -127,9 +122,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _add_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="list, fetch or locate the weights files metrics and methods use")
     p.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path"])
-    p.add_argument(
-        "name", nargs="?", help="weights name (for fetch; fetch with no name fetches every fetchable one)"
-    )
+    p.add_argument("name", nargs="?", help="weights name (for fetch; fetch with no name fetches every fetchable one)")
     p.set_defaults(func=_cmd_weights)
 
 
@@ -165,14 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_weights(sub)
     for ext in EXTENSIONS:
-        module, _, attr = ext.partition(":")
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        getattr(mod, attr)(sub)
+        load_object(ext)(sub)
     return parser
 
 

@@ -12,11 +12,13 @@ import hashlib
 import importlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from evalsuite.lazy import load_object
 
 
 @runtime_checkable
@@ -59,16 +61,9 @@ class MethodEntry:
 REGISTRY: dict[str, MethodEntry] = {}
 
 
-def register(
-    name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None
-) -> None:
+def register(name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None) -> None:
     """Register a method name (or a `prefix` for `prefix:ARG` names)."""
     REGISTRY[name] = MethodEntry(target, help, takes_arg, available)
-
-
-def _load(target: str) -> Callable[..., Any]:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
@@ -124,7 +119,7 @@ def build_method(spec: str, ctx: MethodContext) -> Method:
     entry = REGISTRY[key]
     if entry.takes_arg and not arg:
         raise ValueError(f"method {key!r} needs an argument: {key}:PATH")
-    factory = _load(entry.target)
+    factory = load_object(entry.target)
     method = factory(arg, ctx) if entry.takes_arg else factory(key, ctx)
     if method.scale != ctx.scale:
         raise ValueError(f"method {spec!r} upscales {method.scale}x but the task needs {ctx.scale}x")
@@ -138,7 +133,7 @@ def method_available(spec: str) -> tuple[bool, str]:
     if entry.available is None:
         return True, ""
     try:
-        return _load(entry.available)()
+        return load_object(entry.available)()
     except Exception as exc:  # a broken optional dependency means "not available", with the reason
         return False, f"{type(exc).__name__}: {exc}"
 
@@ -148,9 +143,7 @@ def method_label(spec: str) -> str:
     key, arg = split_name(spec)
     if arg is None:
         return key
-    stem = re.sub(
-        r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1]
-    )
+    stem = re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1])
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}")
 
 

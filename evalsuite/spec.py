@@ -32,7 +32,7 @@ class BenchmarkSpec:
 
     name: str = "demo"
     data: str = BUILTIN
-    task: str | None = DEFAULT_TASK
+    task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
     scale: int | None = None
     methods: tuple[str, ...] = ()  # empty = every available default method
     metrics: tuple[str, ...] = DEFAULT_METRICS

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalsuite.lazy import load_object
 from evalsuite.paths import cache_dir
 
 # Modules that register weights files when imported.
@@ -29,7 +30,6 @@ class WeightFile:
     used_by: str
     source: str
     fetch: str | None = None  # "module:function" (dest: Path) -> None; None when a person must place it
-    sha256: str | None = None
 
 
 class MissingWeightsError(RuntimeError):
@@ -48,11 +48,7 @@ def register_weight(w: WeightFile) -> WeightFile:
 def all_weights() -> dict[str, WeightFile]:
     """Every registered weights file, providers imported."""
     for mod in PROVIDERS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+        importlib.import_module(mod)
     return dict(_REGISTRY)
 
 
@@ -106,10 +102,9 @@ def ensure_weight(name: str, fetch: bool = True) -> Path:
         return path
     if not (fetch and w.fetch):
         raise MissingWeightsError(missing_message(w))
-    module, _, attr = w.fetch.partition(":")
     tmp = path.with_name(f".{path.name}.partial")
     try:
-        getattr(importlib.import_module(module), attr)(tmp)
+        load_object(w.fetch)(tmp)
         os.replace(tmp, path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)

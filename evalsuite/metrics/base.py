@@ -9,13 +9,14 @@ accumulate statistics and return values from `compute`. A factory that cannot ge
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+from evalsuite.lazy import load_object
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,7 @@ def register_metric(name: str, target: str, columns: Sequence[str], per_image: b
     METRICS[name] = MetricEntry(target, tuple(columns), per_image, help)
 
 
-register_metric(
-    "psnr", "evalsuite.metrics.pixel:PSNR", ["psnr"], True, "PSNR in dB against HR (higher is better)"
-)
+register_metric("psnr", "evalsuite.metrics.pixel:PSNR", ["psnr"], True, "PSNR in dB against HR (higher is better)")
 register_metric("ssim", "evalsuite.metrics.pixel:SSIM", ["ssim"], True, "SSIM against HR (higher is better)")
 register_metric(
     "consistency",
@@ -92,18 +91,10 @@ register_metric(
     True,
     "MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
 )
-register_metric(
-    "lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)"
-)
-register_metric(
-    "fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)"
-)
-register_metric(
-    "kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)"
-)
-register_metric(
-    "is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)"
-)
+register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
+register_metric("fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)")
+register_metric("kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)")
+register_metric("is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)")
 register_metric(
     "classification",
     "evalsuite.metrics.classification:Classification",
@@ -143,5 +134,4 @@ def resolve_metrics(names: Sequence[str]) -> list[str]:
 def build_metric(name: str, ctx: MetricContext) -> Metric:
     """Build a registered metric."""
     entry = METRICS[name]
-    module, _, attr = entry.target.partition(":")
-    return getattr(importlib.import_module(module), attr)(ctx)
+    return load_object(entry.target)(ctx)
