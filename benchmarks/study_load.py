@@ -138,10 +138,9 @@ def audit(db: str, logs: list[RaterLog]) -> tuple[int, int]:
     """(lost, duplicated): answers sent but not stored as sent; stored judgments nobody sent, or extra."""
     from studies.store import Store
 
-    store = Store(db, create=False)
-    frame = store.judgments_frame()
-    public = {log.token: store.rater_by_token(log.token).public_id for log in logs}
-    store.dispose()
+    with Store(db, create=False) as store:
+        frame = store.judgments_frame()
+        public = {log.token: store.rater_by_token(log.token).public_id for log in logs}
     stored = {}
     duplicated = 0
     for r in frame.itertuples():

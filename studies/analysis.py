@@ -224,7 +224,7 @@ def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
     for rid, g in main.groupby("rater_id", sort=True):
         catch = g[g["kind"] == "catch"]
         acc = float(catch["chose_real"].mean()) if len(catch) else float("nan")
-        excluded = bool(rule is not None and len(catch) and rule.excluded(len(catch), acc))
+        excluded = rule is not None and rule.excluded(len(catch), acc)  # no catch trial: acc is NaN, kept
         rows.append(
             {
                 "rater_id": rid,
@@ -243,11 +243,11 @@ def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame
     """Fool rate per (method, task) with Wilson and two-way bootstrap CIs and a test against 50%."""
     rows = []
     for (method, task), g in real.groupby(["method", "task"], sort=True):
-        y = g["fooled"].to_numpy(float)
+        y, rater, image = g["fooled"].to_numpy(float), g["rater_id"].to_numpy(), g["image_id"].to_numpy()
         k, n = int(y.sum()), int(y.size)
         w_lo, w_hi = wilson_interval(k, n)
-        b_lo, b_hi = two_way_bootstrap(y, g["rater_id"].to_numpy(), g["image_id"].to_numpy(), n_resamples, seed)
-        test = cluster_wald_test(y, None, g["rater_id"].to_numpy(), g["image_id"].to_numpy(), null=0.5)
+        b_lo, b_hi = two_way_bootstrap(y, rater, image, n_resamples, seed)
+        test = cluster_wald_test(y, None, rater, image, null=0.5)
         rows.append(
             {
                 "method": method,
@@ -366,11 +366,8 @@ def analyze(
     """Analyze every study in a database (file path or SQLAlchemy URL) into fool rates, CIs and tests."""
     from studies.store import Store
 
-    store = Store(db, create=False)
-    try:
+    with Store(db, create=False) as store:
         return analyze_frame(store.judgments_frame(), store.studies(), exclude_rule, n_resamples, seed)
-    finally:
-        store.dispose()
 
 
 __all__ = [

@@ -13,13 +13,12 @@ import os
 import sys
 from datetime import datetime, timezone
 
-import pandas as pd
 import streamlit as st
 
 from studies.design import StudyConfig
-from studies.store import RaterInfo, Store, Trial
+from studies.service import DB_ENV
+from studies.store import SIDES, RaterInfo, Store, Trial
 
-DB_ENV = "EVALSUITE_STUDY_DB"
 INSTRUCTIONS = """
 You will see pairs of images, side by side{lr}. Each pair is shown for **{exposure:g} seconds**, then it
 is hidden and you choose.
@@ -71,14 +70,14 @@ def _answer(db: str, rater_id: int, trial: Trial, choice: str) -> None:
     """Button callback: record the choice once (a repeated click on the same trial changes nothing)."""
     get_store(db).submit(rater_id, trial.assignment_id, choice)
     if trial.block == "practice":
-        st.session_state["feedback"] = (trial.position, choice)
+        st.session_state["feedback"] = trial.assignment_id
 
 
 def _cell(src: str, alt: str, cls: str) -> str:
     return f'<div class="es-box"><img class="{cls}" alt="{alt}" src="{src}"></div>'
 
 
-def _pair_html(db: str, trial: Trial, config: StudyConfig, remaining_s: float) -> str:
+def _pair_html(db: str, trial: Trial, remaining_s: float) -> str:
     """The images of a trial; both sides hide together after `remaining_s` seconds (CSS, in the browser)."""
     style = (
         "<style>"
@@ -108,42 +107,26 @@ def _remaining(exposure_s: float, shown_at: datetime | None) -> float:
     """Seconds of exposure left: the full time on first show, less after a reload."""
     if shown_at is None:
         return exposure_s
-    if shown_at.tzinfo is None:
-        shown_at = shown_at.replace(tzinfo=timezone.utc)
     return exposure_s - (datetime.now(timezone.utc) - shown_at).total_seconds()
 
 
 def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trial: Trial, done: int, total: int) -> None:
     """One trial: progress, question, the timed pair, and the two answer buttons."""
-    store = get_store(db)
-    if trial.block == "practice":
-        st.progress(done / max(total, 1), text=f"Practice {done + 1} of {total}")
-    else:
-        st.progress(done / max(total, 1), text=f"Image pair {done + 1} of {total}")
+    label = "Practice" if trial.block == "practice" else "Image pair"
+    st.progress(done / max(total, 1), text=f"{label} {done + 1} of {total}")
     st.markdown(f"**{config.question}**")
-    shown_at = trial.shown_at
-    if shown_at is None:
-        store.mark_shown(trial.assignment_id)
-        shown_at = store.shown_at(trial.assignment_id)
-    remaining = _remaining(config.exposure_s, shown_at)
-    st.html(_pair_html(db, trial, config, remaining))
-    left, right = st.columns(2)
-    left.button(
-        "Left",
-        key=f"a{trial.position}l",
-        on_click=_answer,
-        args=(db, rater.id, trial, "left"),
-        use_container_width=True,
-        type="primary",
-    )
-    right.button(
-        "Right",
-        key=f"a{trial.position}r",
-        on_click=_answer,
-        args=(db, rater.id, trial, "right"),
-        use_container_width=True,
-        type="primary",
-    )
+    shown_at = trial.shown_at or get_store(db).mark_shown(trial.assignment_id)
+    st.html(_pair_html(db, trial, _remaining(config.exposure_s, shown_at)))
+    # Keys a<position>l / a<position>r: only the trial's position, never which side is real.
+    for column, side in zip(st.columns(2), SIDES, strict=True):
+        column.button(
+            side.capitalize(),
+            key=f"a{trial.position}{side[0]}",
+            on_click=_answer,
+            args=(db, rater.id, trial, side),
+            use_container_width=True,
+            type="primary",
+        )
     st.caption("The images disappear after a few seconds; then choose Left or Right.")
 
 
@@ -163,11 +146,9 @@ def rater_page(db: str, token: str) -> None:
     practice = [t for t in trials if t.block == "practice"]
     main = [t for t in trials if t.block == "main"]
     pending = [t for t in trials if not t.answered]
-    feedback = st.session_state.pop("feedback", None)
+    feedback = st.session_state.pop("feedback", None)  # the practice trial just answered
     if feedback is not None:
-        pos, choice = feedback
-        t = next(t for t in practice if t.position == pos)
-        st.info(store.practice_feedback(rater.id, t.assignment_id))
+        st.info(store.practice_feedback(rater.id, feedback))
     if not pending:
         st.title("Thank you!")
         st.success("You have finished the study. Your answers are saved; you can close this page.")
@@ -232,7 +213,7 @@ def admin_page(db: str, token: str) -> None:
     fooled = real[real["answered"]]
     per_method["fool_rate_so_far"] = (fooled["choice"] != fooled["real_side"]).groupby(fooled["method"]).mean()
     st.subheader("Methods")
-    st.dataframe(pd.DataFrame(per_method).reset_index(), hide_index=True)
+    st.dataframe(per_method.reset_index(), hide_index=True)
 
 
 def main() -> None:

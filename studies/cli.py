@@ -6,6 +6,8 @@ import argparse
 import sys
 from urllib.parse import urlencode
 
+_FLOAT = "{:.3f}".format  # numbers in the printed analysis tables
+
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
@@ -125,12 +127,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if result.fool_rates.empty:
         print("no judgments yet")
     else:
-        print(result.fool_rates[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(result.fool_rates[cols].to_string(index=False, float_format=_FLOAT))
     if len(result.comparisons):
         print()
         print(
             result.comparisons[["method_a", "method_b", "task", "difference", "p_value"]].to_string(
-                index=False, float_format=lambda v: f"{v:.3f}"
+                index=False, float_format=_FLOAT
             )
         )
     ext = result.extremes(k=3)
@@ -138,7 +140,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print("\nimages with the highest (best) and lowest (worst) fool rates:")
         print(
             ext[["task", "method", "which", "image_id", "n_judgments", "fool_rate"]].to_string(
-                index=False, float_format=lambda v: f"{v:.3f}"
+                index=False, float_format=_FLOAT
             )
         )
     print()

@@ -9,7 +9,7 @@ every (method, image) pair has the same number of judgments.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -84,19 +84,8 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
-        """Inverse of to_dict()."""
-        keys = {
-            "name",
-            "run_dir",
-            "task",
-            "methods",
-            "image_ids",
-            "per_rater",
-            "exposure_s",
-            "n_catch",
-            "n_practice",
-            "seed",
-        }
+        """Inverse of to_dict() (derived fields such as n_images and extra keys such as a study id are ignored)."""
+        keys = {f.name for f in fields(cls) if f.init}
         return cls(**{k: v for k, v in d.items() if k in keys})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from studies.stimuli import build_stimuli, run_images
 from studies.store import Store
 
 APP_PATH = Path(__file__).with_name("app.py")
-DB_ENV = "EVALSUITE_STUDY_DB"
+DB_ENV = "EVALSUITE_STUDY_DB"  # the app's database when its command line names none (AppTest)
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,10 @@ def create_study(
         n_practice=min(n_practice, len(image_ids)),
         seed=seed,
     )
-    store = Store(db)
-    try:
+    with Store(db) as store:
         study_id, token = store.add_study(
             config.name, task, config.to_dict(), build_stimuli(run, image_ids, config.methods, config.show_lr)
         )
-    finally:
-        store.dispose()
     return CreatedStudy(study_id, token, config, balanced_raters(config))
 
 
@@ -88,23 +85,16 @@ def invite_raters(db: str, n: int, study_id: int | None = None) -> list[tuple[st
     """Add n raters with their seeded trial plans; returns (public id, invite token) per rater."""
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
-    store = Store(db, create=False)
-    try:
+    with Store(db, create=False) as store:
         sid = _only_study(store, study_id)
         config = StudyConfig.from_dict(store.study(sid))
-        start = store.rater_count(sid)
-        return store.add_raters(sid, [rater_plan(config, start + k) for k in range(n)])
-    finally:
-        store.dispose()
+        return store.add_raters(sid, n, functools.partial(rater_plan, config))
 
 
 def admin_token(db: str, study_id: int | None = None) -> str:
     """A fresh admin token for a study (the old one stops working)."""
-    store = Store(db, create=False)
-    try:
+    with Store(db, create=False) as store:
         return store.rotate_admin_token(_only_study(store, study_id))
-    finally:
-        store.dispose()
 
 
 def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list[str]:
@@ -142,5 +132,4 @@ def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list
 def serve(db: str, port: int = 8501, address: str = "127.0.0.1") -> int:
     """Run the rater app until interrupted; returns Streamlit's exit code."""
     Store(db, create=False).dispose()  # fail early, with the fix, on a database without a study
-    env = {**os.environ, DB_ENV: db}
-    return subprocess.call(serve_command(db, port, address), env=env)
+    return subprocess.call(serve_command(db, port, address))  # the command passes the database: `-- --db`

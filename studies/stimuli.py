@@ -63,23 +63,32 @@ def run_images(run_dir: str | Path, methods: list[str] | tuple[str, ...]) -> lis
         raise FileNotFoundError(
             f"{run} is not a run folder (no hr/ and lr/); make one with `evalsuite run benchmark --out {run}`"
         )
-    known: list[str] = []
-    if (run / "summary.csv").exists():
-        known = [str(m) for m in pd.read_csv(run / "summary.csv")["method"].tolist()]
-    ids = {p.relative_to(run / "hr").with_suffix("").as_posix() for p in (run / "hr").rglob("*.png")}
-    ids &= {p.relative_to(run / "lr").with_suffix("").as_posix() for p in (run / "lr").rglob("*.png")}
+    ids = _png_ids(run / "hr") & _png_ids(run / "lr")
     for m in methods:
         out = run / "outputs" / m
         if not out.is_dir():
+            known = _run_methods(run)
             hint = f"methods in this run: {', '.join(known)}" if known else "no summary.csv in this run"
             raise FileNotFoundError(
                 f"no outputs for method {m!r} in {out} ({hint}); pass --methods with "
                 f"labels from the run's summary.csv or rerun the benchmark with it"
             )
-        ids &= {p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*.png")}
+        ids &= _png_ids(out)
     if not ids:
         raise FileNotFoundError(f"no image in {run} has hr/, lr/ and outputs for {', '.join(methods)}")
     return sorted(ids)
+
+
+def _png_ids(folder: Path) -> set[str]:
+    """Image ids of the PNG files under a folder: relative paths without the suffix."""
+    return {p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.png")}
+
+
+def _run_methods(run: Path) -> list[str]:
+    """The method labels of a run's summary.csv (empty without one), for error messages."""
+    if not (run / "summary.csv").exists():
+        return []
+    return [str(m) for m in pd.read_csv(run / "summary.csv")["method"].tolist()]
 
 
 def build_stimuli(

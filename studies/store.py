@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -116,6 +117,17 @@ class Judgment(Base):
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# A trial's plan as read-outs show it (the columns judgments_frame and assignments_frame share).
+_PLAN_COLUMNS = (
+    Assignment.position,
+    Assignment.block,
+    Assignment.kind,
+    Assignment.method,
+    Assignment.image_id,
+    Assignment.real_side,
+)
 
 
 @dataclass(frozen=True)
@@ -252,6 +264,12 @@ class Store:
         """Close pooled connections."""
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
     # ----------------------------------------------------------------- studies and stimuli
     def add_study(
         self, name: str, task: int, config: dict[str, Any], stimuli: Iterable[StimulusImage]
@@ -285,15 +303,15 @@ class Store:
     def studies(self) -> list[dict[str, Any]]:
         """Every study: id, name, task and its config dict."""
         with self._session() as s:
-            rows = s.scalars(select(Study).order_by(Study.id)).all()
-            return [{"id": r.id, "name": r.name, "task": r.task, **json.loads(r.config_json)} for r in rows]
+            return [_study_info(r) for r in s.scalars(select(Study).order_by(Study.id))]
 
     def study(self, study_id: int) -> dict[str, Any]:
         """One study's id, name, task and config."""
-        for st in self.studies():
-            if st["id"] == study_id:
-                return st
-        raise KeyError(f"no study {study_id} in {self.url}")
+        with self._session() as s:
+            r = s.get(Study, study_id)
+            if r is None:
+                raise KeyError(f"no study {study_id} in {self.url}")
+            return _study_info(r)
 
     def rotate_admin_token(self, study_id: int) -> str:
         """Replace a study's admin token; returns the new one."""
@@ -326,13 +344,17 @@ class Store:
         return png
 
     # ----------------------------------------------------------------- raters and trials
-    def add_raters(self, study_id: int, plans: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
-        """Add one rater per plan (a list of `design.TrialPlan`); returns (public id, token) per rater."""
+    def add_raters(self, study_id: int, n: int, plan: Callable[[int], Sequence[Any]]) -> list[tuple[str, str]]:
+        """Add n raters; `plan(index)` gives the trials (`design.TrialPlan`s) of the rater with that index.
+
+        Indices continue after the study's last rater and are taken in the write transaction, so each plan is
+        built for the index its rater is stored under. Returns (public id, token) per rater.
+        """
         stim = self.stimulus_ids(study_id)
         out = []
         with self._writing(), self._session.begin() as s:
             start = s.scalar(select(func.coalesce(func.max(Rater.index) + 1, 0)).where(Rater.study_id == study_id))
-            for k, plan in enumerate(plans):
+            for k in range(n):
                 token, public_id = new_token(), secrets.token_hex(8)
                 rater = Rater(
                     study_id=study_id,
@@ -343,15 +365,10 @@ class Store:
                 )
                 s.add(rater)
                 s.flush()
-                for t in plan:
+                for t in plan(start + k):
                     s.add(_assignment(rater.id, t, stim))
                 out.append((public_id, token))
         return out
-
-    def rater_count(self, study_id: int) -> int:
-        """How many raters a study has."""
-        with self._session() as s:
-            return int(s.scalar(select(func.count(Rater.id)).where(Rater.study_id == study_id)))
 
     def rater_by_token(self, token: str) -> RaterInfo | None:
         """The rater an invite token belongs to, or None."""
@@ -375,18 +392,18 @@ class Store:
             rows = conn.execute(query).all()
         return [Trial(*r[:7], r[7] is not None, _aware(r[8])) for r in rows]
 
-    def mark_shown(self, assignment_id: int, when: datetime | None = None) -> None:
-        """Record when a trial was first shown (later calls keep the first time)."""
+    def mark_shown(self, assignment_id: int, when: datetime | None = None) -> datetime | None:
+        """Record when a trial was first shown (later calls keep the first time); returns that first time (UTC)."""
+        when = when or _now()
         with self._writing(), self._session.begin() as s:
-            s.execute(
+            marked = s.execute(
                 update(Assignment)
                 .where(Assignment.id == assignment_id, Assignment.shown_at.is_(None))
-                .values(shown_at=when or _now())
+                .values(shown_at=when)
             )
-
-    def shown_at(self, assignment_id: int) -> datetime | None:
-        """When a trial was first shown (UTC), or None."""
-        with self._session() as s:
+            if marked.rowcount == 1:
+                return _aware(when)
+            # Shown before (a reload, or the same link in another tab): the first time stays; return it.
             return _aware(s.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id)))
 
     def practice_feedback(self, rater_id: int, assignment_id: int) -> str:
@@ -458,87 +475,57 @@ class Store:
     # ----------------------------------------------------------------- read-outs
     def judgments_frame(self) -> pd.DataFrame:
         """Every judgment joined with its trial, rater and study (one row per judgment)."""
-        with self._session() as s:
-            rows = s.execute(
-                select(
-                    Study.id,
-                    Study.name,
-                    Study.task,
-                    Rater.public_id,
-                    Assignment.position,
-                    Assignment.block,
-                    Assignment.kind,
-                    Assignment.method,
-                    Assignment.image_id,
-                    Assignment.real_side,
-                    Judgment.choice,
-                    Judgment.chose_real,
-                    Judgment.latency_s,
-                    Judgment.answered_at,
-                )
-                .join(Assignment, Judgment.assignment_id == Assignment.id)
-                .join(Rater, Assignment.rater_id == Rater.id)
-                .join(Study, Rater.study_id == Study.id)
-                .order_by(Judgment.id)
-            ).all()
-        cols = [
-            "study_id",
-            "study",
-            "task",
-            "rater_id",
-            "position",
-            "block",
-            "kind",
-            "method",
-            "image_id",
-            "real_side",
-            "choice",
-            "chose_real",
-            "latency_s",
-            "answered_at",
-        ]
-        df = pd.DataFrame(rows, columns=cols)
+        query = (
+            select(
+                Study.id.label("study_id"),
+                Study.name.label("study"),
+                Study.task,
+                Rater.public_id.label("rater_id"),
+                *_PLAN_COLUMNS,
+                Judgment.choice,
+                Judgment.chose_real,
+                Judgment.latency_s,
+                Judgment.answered_at,
+            )
+            .join(Assignment, Judgment.assignment_id == Assignment.id)
+            .join(Rater, Assignment.rater_id == Rater.id)
+            .join(Study, Rater.study_id == Study.id)
+            .order_by(Judgment.id)
+        )
+        df = self._frame(query)
         df["chose_real"] = df["chose_real"].astype(bool)
         return df
 
     def assignments_frame(self, study_id: int | None = None) -> pd.DataFrame:
         """Every trial with its rater and whether it is answered (for progress and design checks)."""
-        with self._session() as s:
-            q = (
-                select(
-                    Rater.study_id,
-                    Rater.public_id,
-                    Rater.index,
-                    Assignment.position,
-                    Assignment.block,
-                    Assignment.kind,
-                    Assignment.method,
-                    Assignment.image_id,
-                    Assignment.real_side,
-                    Judgment.choice,
-                )
-                .join(Rater, Assignment.rater_id == Rater.id)
-                .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
-                .order_by(Rater.index, Assignment.position)
+        query = (
+            select(
+                Rater.study_id,
+                Rater.public_id.label("rater_id"),
+                Rater.index.label("rater_index"),
+                *_PLAN_COLUMNS,
+                Judgment.choice,
             )
-            if study_id is not None:
-                q = q.where(Rater.study_id == study_id)
-            rows = s.execute(q).all()
-        cols = [
-            "study_id",
-            "rater_id",
-            "rater_index",
-            "position",
-            "block",
-            "kind",
-            "method",
-            "image_id",
-            "real_side",
-            "choice",
-        ]
-        df = pd.DataFrame(rows, columns=cols)
+            .join(Rater, Assignment.rater_id == Rater.id)
+            .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
+            .order_by(Rater.index, Assignment.position)
+        )
+        if study_id is not None:
+            query = query.where(Rater.study_id == study_id)
+        df = self._frame(query)
         df["answered"] = df["choice"].notna()
         return df
+
+    def _frame(self, query: Select) -> pd.DataFrame:
+        """A query's rows as a DataFrame whose columns are the query's column labels."""
+        with self.engine.connect() as conn:
+            result = conn.execute(query)
+            return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def _study_info(r: Study) -> dict[str, Any]:
+    """A study row as a dict: id, name, task and its config."""
+    return {"id": r.id, "name": r.name, "task": r.task, **json.loads(r.config_json)}
 
 
 def _assignment(rater_id: int, t: Any, stim: dict[tuple[str, str, str | None], str]) -> Assignment:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from studies.service import DB_ENV, serve_command
+from studies.service import serve_command
 
 
 def make_run_folder(
@@ -50,11 +50,11 @@ def make_run_folder(
         lr = degrade(to_tensor(hr)[None], scale)
         to_image(lr[0]).save(root / "lr" / f"{image_id}.png")
         for m in methods:
-            mode = "nearest" if m == "nearest" else "bicubic"
-            if mode == "bicubic":
-                sr = upsample(lr, scale)[0]
-            else:
+            # "nearest": pixel replication; any other label: the engine's bicubic upsampling.
+            if m == "nearest":
                 sr = lr[0].repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            else:
+                sr = upsample(lr, scale)[0]
             to_image(sr).save(root / "outputs" / m / f"{image_id}.png")
     (root / "summary.csv").write_text("method,n_images\n" + "".join(f"{m},{n_images}\n" for m in methods))
     return root
@@ -147,7 +147,6 @@ def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Ite
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         serve_command(db, port, "127.0.0.1"),
-        env={**os.environ, DB_ENV: db},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -187,17 +186,14 @@ def submit_all(db: str, jobs: list[tuple[int, int, str]], seed: int = 0) -> list
     """
     from studies.store import Store
 
-    store = Store(db, create=False)
     rng = np.random.default_rng(seed)
     out = []
-    try:
+    with Store(db, create=False) as store:
         for idx in rng.permutation(len(jobs)):
             rater_id, assignment_id, choice = jobs[idx]
             for _ in range(2):
                 res = store.submit(rater_id, assignment_id, choice)
                 out.append((assignment_id, choice, res.created))
-    finally:
-        store.dispose()
     return out
 
 

@@ -110,11 +110,25 @@ def test_bad_links_and_the_admin_page(study):
     assert "personal link" in _app().warning[0].value
     at = _app(admin=made.admin_token)
     assert "No raters yet" in at.info[0].value
-    invite_raters(db, 2)
+    (public_id, token), _ = invite_raters(db, 2)
     at = _app(admin=made.admin_token)
     raters, methods = at.dataframe[0].value, at.dataframe[1].value
     assert len(raters) == 2 and list(raters["trials"]) == [5, 5] and list(raters["answered"]) == [0, 0]
     assert list(methods["method"]) == ["bicubic", "nearest"] and list(methods["planned"]) == [4, 4]
+    # One rater answers every trial: the catch trial right, every real trial fooled.
+    store = Store(db, create=False)
+    rater = store.rater_by_token(token)
+    plan = store.assignments_frame().set_index(["rater_id", "position"])
+    for t in store.trials(rater.id):
+        real_side = plan.loc[(public_id, t.position), "real_side"]
+        fake_side = "left" if real_side == "right" else "right"
+        store.submit(rater.id, t.assignment_id, real_side if t.kind == "catch" else fake_side)
+    store.dispose()
+    at = _app(admin=made.admin_token)
+    raters, methods = at.dataframe[0].value.set_index("rater_id"), at.dataframe[1].value.set_index("method")
+    assert raters.loc[public_id, ["answered", "catch_correct", "catch_answered"]].tolist() == [5, 1, 1]
+    assert raters["answered"].sum() == 5
+    assert methods["answered"].tolist() == [2, 2] and methods["fool_rate_so_far"].tolist() == [1.0, 1.0]
     # A new admin token replaces the old one.
     new = admin_token(db)
     assert "not valid" in _app(admin=made.admin_token).error[0].value

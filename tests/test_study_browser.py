@@ -163,14 +163,19 @@ def test_browser_rater_completes_a_study_and_nothing_leaks(engine_run, tmp_path)
     for left, right in pixels_seen:
         assert left[0].shape == right[0].shape
         assert set(left[1]) == set(right[1]) == {"IHDR", "IDAT", "IEND"}
-    # The pixels are the run's own: one side of each real pair is the ground truth, the other an output.
+    # The pixels are the run's own: the real side of each pair is its image's ground truth, the other side
+    # the method's output (real trials) or a degraded copy (catch and practice trials).
     hr = {i: np.asarray(Image.open(engine_run / "hr" / f"{i}.png").convert("RGB")) for i in image_ids}
-    real_pairs = 0
-    for left, right in pixels_seen:
+    trials = frame.to_dict("records")  # in position order: one per page shown
+    assert len(pixels_seen) == len(trials) == 6
+    for (left, right), trial in zip(pixels_seen, trials, strict=True):
         matches = [any(np.array_equal(side[0], h) for h in hr.values()) for side in (left, right)]
         assert sum(matches) == 1
-        real_pairs += 1
-    assert real_pairs == 6
+        real, other = (left, right) if trial["real_side"] == "left" else (right, left)
+        assert np.array_equal(real[0], hr[trial["image_id"]])
+        if trial["kind"] == "real":
+            output = engine_run / "outputs" / trial["method"] / f"{trial['image_id']}.png"
+            assert np.array_equal(other[0], np.asarray(Image.open(output).convert("RGB")))
 
 
 def _decode(src: str) -> tuple[np.ndarray, list[str]]:

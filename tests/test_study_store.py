@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from studies.design import StudyConfig, rater_plan
 from studies.service import create_study, invite_raters
 from studies.stimuli import build_stimuli, png_chunks, run_images
 from studies.store import Judgment, Store
@@ -110,7 +112,9 @@ def test_resume_after_restart_and_tokens_bind_raters(db, run_dir):
     a, b = store.rater_by_token(tokens[0]), store.rater_by_token(tokens[1])
     trials = store.trials(a.id)
     for t in trials[:3]:
-        store.mark_shown(t.assignment_id)
+        first = store.mark_shown(t.assignment_id)
+        # A second show (a reload) keeps and returns the first time.
+        assert first is not None and store.mark_shown(t.assignment_id) == first
         assert store.submit(a.id, t.assignment_id, "left").created
     # A repeat (double click, reload) keeps the first answer.
     assert store.submit(a.id, trials[0].assignment_id, "right") == store.submit(
@@ -126,9 +130,27 @@ def test_resume_after_restart_and_tokens_bind_raters(db, run_dir):
     again = Store(db, create=False)
     resumed = again.trials(a.id)
     assert [t.answered for t in resumed] == [True] * 3 + [False] * (len(resumed) - 3)
+    assert [t.shown_at for t in resumed[:3]] == [again.mark_shown(t.assignment_id) for t in trials[:3]]
     frame = again.judgments_frame()
     assert len(frame) == 3 and (frame["latency_s"] >= 0).all() and set(frame["choice"]) == {"left"}
     again.dispose()
+
+
+def test_invites_continue_the_rater_indices_with_their_own_plans(tmp_path, run_dir):
+    db = str(tmp_path / "s.db")
+    _make_study(db, run_dir, 2)
+    invite_raters(db, 1)
+    store = Store(db, create=False)
+    config = StudyConfig.from_dict(store.study(1))
+    plan = store.assignments_frame(1)
+    store.dispose()
+    assert sorted(plan["rater_index"].unique()) == [0, 1, 2]
+    for index, trials in plan.groupby("rater_index"):
+        expected = [
+            (t.position, t.block, t.kind, t.method, t.image_id, t.real_side) for t in rater_plan(config, int(index))
+        ]
+        got = trials[["position", "block", "kind", "method", "image_id", "real_side"]].astype(object)
+        assert [tuple(None if pd.isna(v) else v for v in row) for row in got.itertuples(index=False)] == expected
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path, run_dir):
