@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -28,14 +27,18 @@ def photo(size: int) -> Image.Image:
 
 
 def timed(fn, repeats: int, cuda: bool) -> float:
-    """Median seconds of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    """Median seconds of `repeats` calls after one warm-up call (CUDA work finished before each clock read)."""
+
+    def run() -> None:
         fn()
         if cuda:
             torch.cuda.synchronize()
+
+    run()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -47,12 +50,13 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    from evalsuite.degrade import to_tensor
     from evalsuite.methods import MethodContext, build_method
+    from evalsuite.runner import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = pick_device(args.device)
     cuda = device.type == "cuda"
 
     anchor = None
@@ -70,7 +74,7 @@ def main() -> None:
              ("esrgan-thick-x3", 3, 64), ("esrgan-thick-x8", 8, 16)]
     for name, scale, size in cases:
         method = build_method(name, MethodContext(scale, device))
-        x = torch.from_numpy(np.asarray(photo(size), dtype=np.float32) / 255).permute(2, 0, 1)[None].to(device)
+        x = to_tensor(photo(size))[None].to(device)
         sec = timed(lambda m=method, x=x: m(x, ["astronaut"]), args.repeats, cuda)
         ratio = f"  ratio anchor/ours {anchor / sec:5.2f}" if anchor else ""
         what = f"{name:<18} {device.type} {method.info['precision']:<8} {size}->{size * scale}"

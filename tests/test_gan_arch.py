@@ -16,11 +16,11 @@ from baselines.gan.convert_tfjs import (
     depth_to_space_permutation,
     load_rrdn,
     load_tfjs_rrdn,
-    save_rrdn,
 )
 from baselines.gan.esrgan_thick import RRDN, RRDNConfig
 from baselines.gan.recipe import Discriminator, ragan_d_loss, ragan_g_loss
 from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig, config_from_state_dict, load_rrdbnet
+from baselines.gan.weights import save_converted
 
 TINY_RRDB = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 
@@ -132,6 +132,14 @@ def test_ncnn_converter_errors(tmp_path: Path) -> None:
     p2, b2 = _write_ncnn(tmp_path, small, "fp32")  # type: ignore[arg-type]
     with pytest.raises(NcnnFormatError, match="do not form an RRDBNet"):
         ncnn_to_rrdbnet(p2, b2)
+    # A conv stored without a bias (5=0) does not fit RRDBNet, whose convs all have one.
+    param, binf = _write_ncnn(tmp_path, net, "fp32")
+    start = 4 + 4 * net.conv_first.weight.numel()  # the first conv's bias follows its tagged weights
+    blob = binf.read_bytes()
+    binf.write_bytes(blob[:start] + blob[start + 4 * net.conv_first.out_channels :])
+    param.write_text(param.read_text().replace(" 5=1 ", " 5=0 ", 1))
+    with pytest.raises(NcnnFormatError, match="conv0 .* and no bias"):
+        ncnn_to_rrdbnet(param, binf)
 
 
 # ---------- TF.js converter on a synthetic model.json + shards ----------
@@ -256,7 +264,7 @@ def test_tfjs_converter_matches_keras_graph(tmp_path: Path, scale: int, quantize
     assert y.shape == ref.shape == (2, 5 * scale, 7 * scale, 3)
     assert np.abs(y - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
     # Round trip through the safetensors file the weights registry keeps.
-    save_rrdn(model, tmp_path / "m.safetensors", source="test")
+    save_converted(model, tmp_path / "m.safetensors", "rrdn", source="test")
     again = load_rrdn(tmp_path / "m.safetensors")
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)
     torch.testing.assert_close(again(xt), model(xt), rtol=0, atol=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -24,8 +23,9 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def _photo_tensor(name: str, size: int) -> torch.Tensor:
     from skimage import data
 
-    img = Image.fromarray(getattr(data, name)()).convert("RGB").resize((size, size), Image.BOX)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    from evalsuite.degrade import to_tensor
+
+    return to_tensor(Image.fromarray(getattr(data, name)()).convert("RGB").resize((size, size), Image.BOX))[None]
 
 
 def test_tiles_blend_close_to_whole_image(gan_weights: Path) -> None:
@@ -35,7 +35,9 @@ def test_tiles_blend_close_to_whole_image(gan_weights: Path) -> None:
     method = build_method("esrgan-thick-x4", MethodContext(4))
     whole = method(x)
     assert whole.shape == (1, 3, 160, 160) and 0 <= float(whole.min()) and float(whole.max()) <= 1
-    blended = dataclasses.replace(method, tile=24, overlap=8)(x)
+    blended_method = dataclasses.replace(method, tile=24, overlap=8)
+    assert (blended_method.info["tile"], blended_method.info["tile_overlap"]) == (24, 8)  # info follows the settings
+    blended = blended_method(x)
     hard = dataclasses.replace(method, tile=20, overlap=0)(x)
     # Overlap + linear blending keeps tiled output close to the whole-image output; hard seams do not.
     assert _psnr(blended, whole) > 45.0
@@ -62,6 +64,7 @@ def test_precision_choice() -> None:
     assert resolve_precision("auto", cuda, True) == torch.bfloat16
     assert resolve_precision("auto", cuda, False) == torch.float32
     assert resolve_precision("fp32", cuda, True) == torch.float32
+    assert resolve_precision("bf16", cpu, False) == torch.bfloat16  # an explicit request is honoured anywhere
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", cpu, True)
 
@@ -97,6 +100,8 @@ def test_official_pth_is_preferred(gan_weights: Path) -> None:
     try:
         m = build_method("realesrgan-x4plus", MethodContext(4))
         assert m.info["weights"] == str(pth)
+        # The info describes the network actually loaded (1 block here), and CPU runs in fp32.
+        assert m.info["arch"] == "RRDBNet 1 blocks (Real-ESRGAN x4plus)" and m.info["precision"] == "float32"
         x = _photo_tensor("coffee", 12)
         with torch.no_grad():
             ref = official(F.pad(x, (10, 10, 10, 10), mode="reflect"))[..., 40:88, 40:88].clamp(0, 1)

@@ -19,6 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
+from evalsuite.degrade import to_tensor
+
 NODE_DIR = Path(__file__).parent / "node"
 
 
@@ -50,6 +52,15 @@ def tfjs_node() -> Path:
     return NODE_DIR
 
 
+def _run_tfjs(tfjs_node: Path, tmp_path: Path, jobs: list[dict]) -> None:
+    """Run TF.js jobs (see tests/node/run_tfjs.js) in Node on the pure-JS CPU backend."""
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run(["node", str(tfjs_node / "run_tfjs.js"), str(tmp_path / "jobs.json")],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "NODE_NO_WARNINGS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"backend":"cpu"' in proc.stdout
+
+
 def test_realesrgan_matches_ncnn_runtime(gan_weights: Path) -> None:
     pytest.importorskip("cv2")
     try:
@@ -64,7 +75,7 @@ def test_realesrgan_matches_ncnn_runtime(gan_weights: Path) -> None:
     for name, size in (("astronaut", 24), ("coffee", 16)):
         lr = _photo(name, size)
         ref = np.asarray(runtime.process_pil(lr), dtype=np.float32) / 255.0  # (4h,4w,3) uint8 -> [0,1]
-        x = torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        x = to_tensor(lr)[None]
         ours = torch.round(method(x, [name]) * 255.0)[0].permute(1, 2, 0).numpy() / 255.0
         psnr = _psnr(ours, ref)
         print(f"realesrgan-x4plus vs ncnn runtime, {name} {size}px: PSNR {psnr:.2f} dB")
@@ -72,10 +83,10 @@ def test_realesrgan_matches_ncnn_runtime(gan_weights: Path) -> None:
 
 
 def _tfjs_parity(gan_weights: Path, tfjs_node: Path, tmp_path: Path, cases: list[tuple[int, str, int]]) -> None:
-    from baselines.gan.convert_tfjs import NPM_VERSION
+    from baselines.gan.convert_tfjs import npm_package_dir
     from evalsuite.methods import MethodContext, build_method
 
-    pkg = gan_weights / "npm" / f"upscalerjs-esrgan-thick-{NPM_VERSION}" / "package" / "models"
+    pkg = npm_package_dir(gan_weights / "npm") / "models"  # the fixture's cached package: nothing is fetched
     jobs, inputs = [], {}
     for scale, name, size in cases:
         x = np.asarray(_photo(name, size), dtype=np.float32)[None] / 255.0  # (1,h,w,3)
@@ -83,11 +94,7 @@ def _tfjs_parity(gan_weights: Path, tfjs_node: Path, tmp_path: Path, cases: list
         inputs[scale] = x
         jobs.append({"model": str(pkg / f"x{scale}"), "input": str(tmp_path / f"in{scale}.f32"),
                      "shape": [1, size, size], "output": str(tmp_path / f"out{scale}.f32")})
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(["node", str(tfjs_node / "run_tfjs.js"), str(tmp_path / "jobs.json")],
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "NODE_NO_WARNINGS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert '"backend":"cpu"' in proc.stdout
+    _run_tfjs(tfjs_node, tmp_path, jobs)
     for scale, name, size in cases:
         method = build_method(f"esrgan-thick-x{scale}", MethodContext(scale))
         ref = np.fromfile(tmp_path / f"out{scale}.f32", dtype=np.float32).reshape(1, size * scale, size * scale, 3)
@@ -125,10 +132,7 @@ def test_synthetic_tfjs_model_matches_tfjs(tfjs_node: Path, tmp_path: Path) -> N
     x.tofile(tmp_path / "in.f32")
     jobs = [{"model": str(tmp_path / "m"), "input": str(tmp_path / "in.f32"), "shape": [2, 6, 5],
              "output": str(tmp_path / "out.f32")}]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(["node", str(tfjs_node / "run_tfjs.js"), str(tmp_path / "jobs.json")],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _run_tfjs(tfjs_node, tmp_path, jobs)
     ref = np.fromfile(tmp_path / "out.f32", dtype=np.float32).reshape(2, 18, 15, 3)
     with torch.no_grad():
         y = load_tfjs_rrdn(tmp_path / "m")(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
@@ -228,7 +232,7 @@ def test_synthetic_ncnn_model_matches_ncnn_runtime(tmp_path: Path) -> None:
     lr = _photo("chelsea", 20)
     ref = np.asarray(runtime.process_pil(lr), dtype=np.float32) / 255.0
     method = GanMethod("synthetic", 4, ncnn_to_rrdbnet(param, binf), torch.device("cpu"), pre_pad=10)
-    x = torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = to_tensor(lr)[None]
     ours = torch.round(method(x) * 255.0)[0].permute(1, 2, 0).numpy() / 255.0
     same = float(np.mean(np.round(ours * 255) == np.round(ref * 255)))
     print(f"synthetic RRDBNet vs ncnn runtime: PSNR {_psnr(ours, ref):.2f} dB, {same:.2%} of 8-bit values equal")

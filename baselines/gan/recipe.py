@@ -13,7 +13,7 @@ present (`perceptual=auto`), and `pretrain_steps` runs L1-only steps first (ESRG
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -185,8 +185,8 @@ class GanRecipe:
         return out
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        """The generator config (for `gan:CKPT`) and whether the perceptual loss was used."""
-        return {"generator": asdict(self.config.generator_config()), "perceptual_used": self.vgg_path is not None}
+        """Whether the perceptual loss was used (`gan:CKPT` rebuilds the generator from the checkpoint's config)."""
+        return {"perceptual_used": self.vgg_path is not None}
 
 
 # `--preset NAME`: sizes of generator and discriminator; `--set` options override them.

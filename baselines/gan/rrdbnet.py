@@ -36,6 +36,11 @@ class RRDBNetConfig:
         return asdict(self)
 
 
+def unshuffle_factor(scale: int) -> int:
+    """How much the input is pixel-unshuffled first: x1 by 4 and x2 by 2, as the official model does."""
+    return {1: 4, 2: 2}.get(scale, 1)
+
+
 class ResidualDenseBlock(nn.Module):
     """Five densely connected 3x3 convs; the output is scaled by 0.2 and added to the input."""
 
@@ -83,8 +88,7 @@ class RRDBNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         nf = cfg.num_feat
-        # x1 and x2 work on pixel-unshuffled inputs, as the official model does.
-        self.unshuffle = {1: 4, 2: 2}.get(cfg.scale, 1)
+        self.unshuffle = unshuffle_factor(cfg.scale)
         self.conv_first = nn.Conv2d(cfg.num_in_ch * self.unshuffle**2, nf, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(nf, cfg.num_grow_ch) for _ in range(cfg.num_block)])
         self.conv_body = nn.Conv2d(nf, nf, 3, 1, 1)
