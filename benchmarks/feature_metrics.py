@@ -38,15 +38,20 @@ def make_images(n: int, size: int = 256) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int) -> float:
-    """Median seconds of `repeats` calls of fn after one warm-up call."""
+    """Median seconds of `repeats` calls of fn after one warm-up call (finished before the clock starts)."""
     fn()
+    _sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -90,8 +95,7 @@ def main() -> None:
         hr = x.flip(-1)
         folder = tmp / "images"
         folder.mkdir()
-        for k, img in enumerate(x.cpu()):
-            arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        for k, arr in enumerate(to_uint8_hwc(x)):  # the 8-bit images our path extracts from
             Image.fromarray(arr).save(folder / f"{k:04d}.png")
         ctx = MetricContext(device, 4)
         lpips_metric = LPIPS(ctx)

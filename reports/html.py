@@ -287,9 +287,9 @@ def _image_values(per: pd.DataFrame, cols: list[str], method: str, image_id: str
     row = per[(per["method"] == method) & (per["image_id"].astype(str) == image_id)]
     if row.empty:
         return []
-    return [{"col": c, "title": SHORT_TITLES.get(c, c), "value": _num(row.iloc[0][c]),
-             "text": fmt(_num(row.iloc[0][c])), "best": False}
-            for c in cols if c in per and _num(row.iloc[0][c]) is not None]
+    values = {c: _num(row.iloc[0][c]) for c in cols if c in per}
+    return [{"col": c, "title": SHORT_TITLES.get(c, c), "value": v, "text": fmt(v), "best": False}
+            for c, v in values.items() if v is not None]
 
 
 def _failure_reason(res: Results, method: str, image_id: str) -> str:
@@ -359,9 +359,8 @@ def _gallery(run_dir: Path, res: Results, manifest: dict, cols: list[str], prima
             best = max(nums) if hibc else min(nums)
             for _, v in vals:
                 v["best"] = v["value"] == best
-        cropped = (cw, ch) != (w, h)
         figures.append({"id": image_id, "anchor": f"img-{slug(image_id)}", "why": why, "panels": panels,
-                        "w": cw, "h": ch, "box": box, "size": detail.size, "full": (w, h), "cropped": cropped,
+                        "w": cw, "h": ch, "box": box, "size": detail.size, "full": (w, h), "cropped": not whole,
                         "crop": (left, top)})
     return {"figures": figures, "n_ids": len(ids), "zoom": opts.zoom, "primary": primary}
 
@@ -461,11 +460,7 @@ def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) ->
 
 def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = ReportOptions()) -> dict[str, Any]:
     """Everything the template shows, computed from the run folder and the optional study analysis."""
-    res = Results.load(run_dir)
-    # Image ids are names: "0001" must stay "0001" (pandas would read it as the number 1).
-    for name, attr in (("per_image.csv", "per_image"), ("failures.csv", "failures")):
-        if (run_dir / name).exists():
-            setattr(res, attr, pd.read_csv(run_dir / name, dtype={"method": str, "image_id": str}))
+    res = Results.load(run_dir)  # reads method and image_id as text: "0001" stays "0001"
     manifest = _read_json(run_dir / "manifest.json")
     spec = _read_yaml(run_dir / "spec.yaml")
     cols = metric_columns(res.summary)
@@ -502,7 +497,6 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
         "gallery": gallery,
         "worst": _worst(run_dir, res, cols, primary, gallery_ids, opts),
         "study": study_ctx,
-        "conventions": dict(manifest.get("conventions") or {}),
     }
 
 

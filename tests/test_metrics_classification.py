@@ -117,6 +117,15 @@ def test_full_path_errors_follow_the_predictions(resnet, tmp_path):
     assert metric.classify(sr)[0].tolist() == top5["img0"]
     ref = metric.reference(ids, tmp_path / "hr")
     assert 0.0 <= ref["top1_error"].value <= 1.0
+    # The reference row scores the HR images' own 56/64 view against the same labels.
+    labels = {"img0": top5["img0"][0], "img1": top5["img1"][4], "img2": wrong}
+    hr_top5 = {}
+    for i in ids:
+        with Image.open(tmp_path / "hr" / f"{i}.png") as im:
+            x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255
+        hr_top5[i] = metric.classify(hr_view(x))[0].tolist()
+    assert ref["top1_error"].value == pytest.approx(np.mean([hr_top5[i][0] != labels[i] for i in ids]))
+    assert ref["top5_error"].value == pytest.approx(np.mean([labels[i] not in hr_top5[i] for i in ids]))
 
 
 def test_no_labels_and_wrong_scale_are_notes_not_numbers(resnet, tmp_path):
@@ -132,6 +141,10 @@ def test_no_labels_and_wrong_scale_are_notes_not_numbers(resnet, tmp_path):
     other = Classification(MetricContext(torch.device("cpu"), 2, options={"labels": "folders"}))
     other.evaluate(_Two(), ids, tmp_path / "hr")
     assert "needs a 4x method" in other.compute()["top1_error"].note
+    # A method that does not say its scale is refused the same way (not an AttributeError).
+    unscaled = Classification(MetricContext(torch.device("cpu"), 4, options={"labels": "folders"}))
+    unscaled.evaluate(lambda x_lr, ids=None: x_lr, ids, tmp_path / "hr")
+    assert "needs a 4x method" in unscaled.compute()["top1_error"].note
 
 
 def test_runner_fills_classification_and_the_reference_row(resnet, tmp_path):

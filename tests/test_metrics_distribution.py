@@ -230,6 +230,8 @@ def test_inception_score_full_path_with_random_standard_network(tmp_path, monkey
     metric.update(x, x, x, ["a", "b", "c", "d"])
     value = metric.compute()["is"]
     assert value.value is not None and 1.0 <= value.value <= 1008.0
+    # The number is torch-fidelity's IS of this network's logits of the images.
+    assert value.value == pytest.approx(inception_score(metric.extractor(x).float().numpy())[0], rel=1e-6)
     assert "4 images" in value.note and "NON-STANDARD" in value.note and "sha256" in value.note
     # The torch-fidelity network is loaded from the file: its weights are the saved ones.
     saved = torch.load(tmp_path / SPECS["inception-is"].entry.filename, weights_only=True)

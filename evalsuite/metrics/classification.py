@@ -160,8 +160,9 @@ class Classification:
 
     def evaluate(self, method: Any, ids: Sequence[str], hr_dir: Path) -> None:
         """Run the method on the protocol's 64x64 inputs of `ids` (this rank's share) and keep the top-5."""
-        if getattr(method, "scale", None) != SCALE:
-            self.problem = f"the SR3 classification protocol needs a 4x method, this one is x{method.scale}"
+        scale = getattr(method, "scale", None)
+        if scale != SCALE:
+            self.problem = f"the SR3 classification protocol needs a 4x method, this one is x{scale}"
             return
         for chunk, images in self._batches(ids, hr_dir):
             x_lr = torch.cat([lr_input(im[None]) for im in images]).to(self.ctx.device)  # (B,3,64,64)
@@ -180,10 +181,13 @@ class Classification:
         """Nothing: this metric drives the method itself through `evaluate`."""
         return None
 
-    def errors(self, top5: dict[str, list[int]]) -> dict[str, MetricValue]:
-        """Top-1/top-5 error of the gathered predictions against the labels, with bootstrap CIs."""
+    def errors(self, top5: dict[str, list[int]], problem: str = "") -> dict[str, MetricValue]:
+        """Top-1/top-5 error of the gathered predictions against the labels, with bootstrap CIs.
+
+        `problem` is this rank's reason not to score (any rank's reason voids the number on every rank).
+        """
         merged = {i: p for part in D.gather_objects(top5) for i, p in part.items()}
-        problem = next((p for p in D.gather_objects(self.problem) if p), "")
+        problem = next((p for p in D.gather_objects(problem) if p), "")
         option = self.ctx.option("labels")
         ids = sorted(merged)
         if not problem and option is None:
@@ -211,7 +215,7 @@ class Classification:
 
     def compute(self) -> dict[str, MetricValue]:
         """Top-1/top-5 error of the method's predictions (gathered over ranks)."""
-        return self.errors(self.top5)
+        return self.errors(self.top5, self.problem)
 
     def reference(self, ids: Sequence[str], hr_dir: Path) -> dict[str, MetricValue]:
         """The reference row: the same numbers for the HR images (sharded over ranks)."""
@@ -220,8 +224,4 @@ class Classification:
         for chunk, images in self._batches(mine, hr_dir):
             preds = self.classify(torch.cat([hr_view(im[None]) for im in images]))
             top5.update({i: p.tolist() for i, p in zip(chunk, preds, strict=True)})
-        saved, self.problem = self.problem, ""
-        try:
-            return self.errors(top5)
-        finally:
-            self.problem = saved
+        return self.errors(top5)

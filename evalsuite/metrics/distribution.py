@@ -10,7 +10,6 @@ Reference statistics (the run's HR images, a folder, or an .npz) are cached by c
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from PIL import Image
 
 from evalsuite import distributed as D
 from evalsuite.datasets import scan_folder
+from evalsuite.io import atomic_write
 from evalsuite.metrics.base import MetricContext, MetricValue
 from evalsuite.metrics.weights import CheckedWeight, checked_weight
 from evalsuite.paths import cache_dir
@@ -252,13 +252,17 @@ def stats_of_files(
         keys.extend(f"{i:09d}" for i in idx)
     stats.all_reduce()
     _, feats = gather_by_id(keys, rows)  # file order at any world size
+    feats = feats.astype(np.float32, copy=False)
     mu, sigma = stats.mean_cov()
     if D.is_main():
-        tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.partial.npz")
-        np.savez(tmp, mu=mu, sigma=sigma, n=np.int64(len(paths)), feats=feats.astype(np.float32))
-        os.replace(tmp, cache)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+                np.savez(f, mu=mu, sigma=sigma, n=np.int64(len(paths)), feats=feats)
+
+        atomic_write(cache, write)
     D.barrier()
-    return Reference(mu, sigma, len(paths), feats.astype(np.float32), label)
+    return Reference(mu, sigma, len(paths), feats, label)
 
 
 def load_stats_file(path: Path) -> Reference:

@@ -55,7 +55,6 @@ class LPIPS:
         state = torch.load(self.weight.path, map_location="cpu", weights_only=True)
         load_backbone(model.net, state, str(self.weight.path))
         self.model = model.to(ctx.device).eval().requires_grad_(False)
-        self.net = net
         if self.weight.note:
             print(f"warning: lpips: {self.weight.note}")
 
