@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from evalsuite.io import atomic_write
 
 FORMAT = "evalsuite-checkpoint"
 FORMAT_VERSION = "1"
@@ -52,13 +52,6 @@ def state_path(path: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".safetensors") + ".state.pt")
 
 
-def _atomic_target(path: Path) -> tuple[Path, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp), path
-
-
 def save_checkpoint(
     path: str | Path,
     state_dict: dict[str, torch.Tensor],
@@ -79,14 +72,8 @@ def save_checkpoint(
         "config": json.dumps(config_to_dict(config), sort_keys=True),
         "extra": json.dumps(extra or {}, sort_keys=True, default=str),
     }
-    tmp, final = _atomic_target(path)
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -135,14 +122,8 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
 def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Write the training state (optimizer, step, RNG, data position) with torch.save, atomically."""
     path = Path(path)
-    tmp, final = _atomic_target(path)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

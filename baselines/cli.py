@@ -125,14 +125,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     tune_schedule(
         args.ckpt,
         args.data,
-        args.out,
-        args.metric,
-        args.steps,
-        args.beta_start,
-        args.beta_end,
-        args.limit,
-        args.batch_size,
-        args.device,
-        args.seed,
+        out=args.out,
+        metric=args.metric,
+        steps_grid=args.steps,
+        beta_start_grid=args.beta_start,
+        beta_end_grid=args.beta_end,
+        limit=args.limit,
+        batch=args.batch_size,
+        device=args.device,
+        seed=args.seed,
     )
     return 0

@@ -7,21 +7,16 @@ is exact, and under DDP rank r simply takes its own slice of each global batch.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
-from evalsuite.degrade import to_tensor
-
-
-def _seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+from evalsuite.methods import image_seed
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -55,7 +50,7 @@ class CropDataset(torch.utils.data.Dataset):
 
     def _decode(self, k: int) -> torch.Tensor:
         # (3,H,W) uint8: decoded once, kept in a small LRU cache.
-        return (to_tensor(load_rgb(self.paths[k])) * 255.0).round().to(torch.uint8)
+        return torch.from_numpy(np.array(load_rgb(self.paths[k]), dtype=np.uint8)).permute(2, 0, 1)
 
     def __len__(self) -> int:
         """Images per epoch (the stream itself is infinite)."""
@@ -64,13 +59,13 @@ class CropDataset(torch.utils.data.Dataset):
     def image_index(self, i: int) -> int:
         """Which image sample i crops: position i mod n of epoch i // n's permutation."""
         n = len(self.paths)
-        g = torch.Generator().manual_seed(_seed(self.seed, "epoch", i // n))
+        g = torch.Generator().manual_seed(image_seed(self.seed, f"epoch:{i // n}"))
         return int(torch.randperm(n, generator=g)[i % n])
 
     def __getitem__(self, i: int) -> torch.Tensor:
         """Sample i: a (3,crop,crop) uint8 crop, randomly placed and (optionally) flipped."""
         img = self._load(self.image_index(i))
-        g = torch.Generator().manual_seed(_seed(self.seed, "crop", i))
+        g = torch.Generator().manual_seed(image_seed(self.seed, f"crop:{i}"))
         _, h, w = img.shape
         top = int(torch.randint(0, h - self.crop + 1, (1,), generator=g))
         left = int(torch.randint(0, w - self.crop + 1, (1,), generator=g))

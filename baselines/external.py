@@ -1,4 +1,4 @@
-"""External methods: folders of precomputed outputs (`folder:DIR`) and spandrel checkpoints (`spandrel:CKPT`)."""
+"""External methods: folders of precomputed outputs (`folder:DIR`); `spandrel:CKPT` lives with the GANs."""
 
 from __future__ import annotations
 
@@ -66,9 +66,3 @@ def build_folder(arg: str, ctx: MethodContext) -> FolderMethod:
         raise FileNotFoundError(f"folder method: {folder} is not a folder of outputs named <image_id>.png")
     return FolderMethod(f"folder:{folder}", ctx.scale, folder)
 
-
-def build_spandrel(arg: str, ctx: MethodContext):
-    """`spandrel:CKPT` factory (implemented with the GAN baselines)."""
-    from baselines.gan.method import build_spandrel_method
-
-    return build_spandrel_method(arg, ctx)

@@ -14,7 +14,7 @@ from baselines.checkpoint import load_checkpoint
 from baselines.sr3.method import pad_to_multiple
 from baselines.tiling import tiled_apply
 from baselines.train import Batch, TrainConfig, Update, config_from_options
-from baselines.unet import UNet, UNetConfig, preset, unet_config_from_dict
+from baselines.unet import UNet, UNetConfig, training_preset, unet_config_from_dict
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext
 
@@ -83,9 +83,7 @@ class RegressionRecipe:
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> RegressionRecipe:
     """Build the regression recipe from the run config and `--preset/--set` options."""
     o = config_from_options(RegressionOptions, options, "regression")
-    unet = preset(o.preset, image_size=cfg.crop)
-    if o.dropout >= 0:
-        unet = replace(unet, dropout=o.dropout)
+    unet = training_preset(o.preset, cfg.crop, o.dropout)
     return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale))
 
 
@@ -102,7 +100,7 @@ class RegressionMethod:
     info: dict[str, Any] = field(default_factory=dict)
 
     def _forward(self, x_lr: torch.Tensor) -> torch.Tensor:
-        x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, 2 ** (len(self.model.cfg.unet.mults) - 1))
+        x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, self.model.cfg.unet.multiple)
         x_up = upsample(x_lr, self.scale) * 2 - 1
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             y0 = self.model(x_up).float()
@@ -114,8 +112,9 @@ class RegressionMethod:
     def __call__(self, x_lr: torch.Tensor, ids: Sequence[str] | None = None) -> torch.Tensor:
         """(B,3,h,w) -> (B,3,h*s,w*s)."""
         x_lr = x_lr.to(self.device).float()
-        if not self.tile or max(x_lr.shape[-2:]) <= self.tile:
+        if not self.tile:
             return self._forward(x_lr)
+        # tiled_apply runs images no larger than a tile whole.
         return tiled_apply(self._forward, x_lr, self.scale, self.tile, max(1, self.tile // 8))
 
 

@@ -15,7 +15,7 @@ import importlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from baselines.checkpoint import config_to_dict, load_state, save_checkpoint, sa
 from baselines.data import CropDataset, crop_loader
 from evalsuite import distributed as D
 from evalsuite.degrade import degrade
+from evalsuite.runner import pick_device
 
 # kind -> "module:function" (TrainConfig, options: dict) -> Recipe; imported only when used.
 RECIPES: dict[str, str] = {
@@ -169,12 +170,6 @@ def load_recipe(kind: str, cfg: TrainConfig, options: dict[str, Any]) -> Recipe:
     return getattr(importlib.import_module(module), attr)(cfg, options)
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -204,7 +199,7 @@ class TrainResult:
 
 def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
     """Train `recipe` for `cfg.steps` steps in all (continuing from out/model.state.pt on resume)."""
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     D.init_from_env(device)
     device = D.local_rank_device(device)
     if device.type == "cuda":
@@ -247,7 +242,6 @@ def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[
     else:
         # Each rank draws its own noise/dropout; the weights above were made identical by the shared seed.
         torch.manual_seed(cfg.seed * 1000 + rank + 1)
-    ema.module.to(device)
 
     # DDP wraps every module that has trainable parameters; one process uses the modules as they are.
     models: dict[str, nn.Module] = {}
@@ -287,7 +281,7 @@ def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[
             bar = tqdm(total=cfg.steps, initial=step, desc=f"train {recipe.kind}", dynamic_ncols=True)
     t_last, n_last = time.perf_counter(), 0
 
-    def checkpoint(final: bool = False) -> None:
+    def checkpoint() -> None:
         # Every rank joins the RNG gather; rank 0 writes the EMA weights and the training state.
         rngs = D.gather_objects(_rng_state(device))
         if D.is_main():
@@ -375,7 +369,7 @@ def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[
                 bar.update(1)
             if step % cfg.save_every == 0 and step < cfg.steps:
                 checkpoint()
-        checkpoint(final=True)
+        checkpoint()
     finally:
         if bar is not None:
             bar.close()
@@ -422,4 +416,4 @@ def _parse_value(text: str, like: Any) -> Any:
     return text
 
 
-__all__ = ["Batch", "EMA", "Recipe", "TrainConfig", "TrainResult", "Update", "asdict", "load_recipe", "train"]
+__all__ = ["Batch", "EMA", "Recipe", "TrainConfig", "TrainResult", "Update", "load_recipe", "train"]

@@ -41,6 +41,11 @@ class UNetConfig:
     emb_mult: int = 4  # embedding width = width * emb_mult
     noise_scale: float = 1000.0  # sinusoidal features of noise_scale * c
 
+    @property
+    def multiple(self) -> int:
+        """Input sides (H, W) must be multiples of this: 2 ** (number of down-samplings)."""
+        return 2 ** (len(self.mults) - 1)
+
 
 PRESETS: dict[str, UNetConfig] = {
     # The SR3 paper's sizes (protocols.md).
@@ -98,6 +103,14 @@ def preset(name: str, **changes: object) -> UNetConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown U-Net preset {name!r}; known: {', '.join(PRESETS)}")
     return replace(PRESETS[name], **changes)
+
+
+def training_preset(name: str, crop: int, dropout: float = -1.0) -> UNetConfig:
+    """A preset for `crop` px training crops (dropout < 0: the preset's); the crop must fit the U-Net."""
+    cfg = preset(name, image_size=crop, **({"dropout": dropout} if dropout >= 0 else {}))
+    if crop % cfg.multiple:
+        raise ValueError(f"--crop {crop} must be a multiple of {cfg.multiple} for preset {name}")
+    return cfg
 
 
 def unet_config_from_dict(d: dict) -> UNetConfig:
@@ -198,7 +211,7 @@ class UNet(nn.Module):
     """The SR3 U-Net: (B,6,H,W) = concat(x_up, y_t) and a (B,) noise condition -> (B,3,H,W)."""
 
     def __init__(self, cfg: UNetConfig):
-        """Build from a config; H and W of inputs must be multiples of 2**(len(mults)-1)."""
+        """Build from a config; H and W of inputs must be multiples of `cfg.multiple`."""
         super().__init__()
         self.cfg = cfg
         w, emb = cfg.width, cfg.width * cfg.emb_mult
@@ -207,13 +220,11 @@ class UNet(nn.Module):
         self.stem = nn.Conv2d(cfg.in_channels, w, 3, padding=1)
         chans, ch, res = [w], w, cfg.image_size
         self.down = nn.ModuleList()
-        self.down_is_resample: list[bool] = []
         # Encoder: res_blocks blocks per level, then a down-sampling (BigGAN block or strided conv).
         for i, m in enumerate(cfg.mults):
             for _ in range(cfg.res_blocks):
                 attn = Attention(w * m, cfg) if res in cfg.attn_res else None
                 self.down.append(_Level(ResBlock(ch, w * m, emb, cfg), attn))
-                self.down_is_resample.append(False)
                 ch = w * m
                 chans.append(ch)
             if i < len(cfg.mults) - 1:
@@ -221,7 +232,6 @@ class UNet(nn.Module):
                     self.down.append(_Level(ResBlock(ch, ch, emb, cfg, down=True), None))
                 else:
                     self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-                self.down_is_resample.append(True)
                 chans.append(ch)
                 res //= 2
         # Middle: block, attention (optional), block.
@@ -267,11 +277,6 @@ class UNet(nn.Module):
             else:
                 h = layer(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)
-
-    @property
-    def multiple(self) -> int:
-        """Input sides must be multiples of this."""
-        return 2 ** (len(self.cfg.mults) - 1)
 
 
 def count_parameters(module: nn.Module) -> int:

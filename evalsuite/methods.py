@@ -69,7 +69,7 @@ def register(name: str, target: str, help: str, takes_arg: bool = False, availab
 for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
     register(_interp, "baselines.interpolate:build", f"{_interp} interpolation")
 register("folder", "baselines.external:build_folder", "precomputed outputs in DIR/<image_id>.png", True)
-register("spandrel", "baselines.external:build_spandrel", "any checkpoint spandrel can load", True)
+register("spandrel", "baselines.gan.method:build_spandrel_method", "any checkpoint spandrel can load", True)
 register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True)
 register(
     "regression",

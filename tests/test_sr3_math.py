@@ -78,6 +78,8 @@ def test_gamma_is_drawn_per_example_within_its_interval():
     # t is uniform: the fraction with γ below γ_1000 is ~1/2.
     frac = float((g < s.gamma()[999].float()).float().mean())
     assert 0.45 < frac < 0.55
+    # The per-device γ table sample_gamma caches is no part of the schedule's value.
+    assert s == linear(2000, 1e-6, 0.01) and hash(s) == hash(linear(2000, 1e-6, 0.01))
 
 
 @pytest.mark.parametrize("param", ["eps", "x0", "v"])

@@ -132,6 +132,7 @@ def test_tune_schedule_writes_the_best_schedule_into_a_new_checkpoint(tmp_path):
     )
     assert metric == "psnr" and len(ranked) == 5  # the current schedule + 2x1x2 grid
     assert ranked[0].score >= ranked[-1].score
+    assert [c.score for c in ranked] == sorted((c.score for c in ranked), reverse=True)  # PSNR: higher first
     ck = load_checkpoint(dest)
     assert ck.extra["sampling"]["schedule"] == ranked[0].spec and ck.extra["tuned"]["metric"] == "psnr"
     assert load_checkpoint(ckpt).extra["sampling"]["steps"] == 10  # the input checkpoint is untouched

@@ -47,6 +47,10 @@ def test_forward_shapes_and_config_round_trip():
     x = torch.randn(2, 6, 32, 48)
     out = net(x, torch.tensor([0.1, 0.9]))
     assert out.shape == (2, 3, 32, 48)
+    assert cfg.multiple == 4  # two down-samplings
+    # The DDPM-style path (janspiry-16-128): strided-conv down, upsample+conv up, additive embedding.
+    ddpm = UNet(preset("tiny", biggan_updown=False, scale_shift=False, skip_rescale=False, head_channels=0))
+    assert ddpm(x, torch.tensor([0.1, 0.9])).shape == (2, 3, 32, 48)
     import json
     from dataclasses import asdict
 

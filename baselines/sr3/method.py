@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.checkpoint import load_checkpoint
+from baselines.checkpoint import Checkpoint, load_checkpoint
 from baselines.sr3.model import SR3Denoiser, sr3_config_from_dict
 from baselines.sr3.recipe import sampling_defaults
 from baselines.sr3.samplers import get_sampler
@@ -22,7 +22,11 @@ from evalsuite.methods import MethodContext, image_generators
 
 def load_sr3(path: str, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, dict[str, Any]]:
     """Load an SR3 checkpoint -> (denoiser in eval mode on `device`, sampling defaults)."""
-    ck = load_checkpoint(path, kind="sr3")
+    return sr3_from_checkpoint(load_checkpoint(path, kind="sr3"), device)
+
+
+def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, dict[str, Any]]:
+    """An already loaded SR3 checkpoint -> (denoiser in eval mode on `device`, sampling defaults)."""
     cfg = sr3_config_from_dict(ck.config)
     model = SR3Denoiser(cfg)
     model.load_state_dict(ck.state_dict)
@@ -52,14 +56,13 @@ class SR3Method:
     clip_x0: bool = True
     seed: int = 0
     tile: int = 0
-    overlap: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
     def _sample(self, x_lr: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
         """Sample SR images for an LR batch whose upsampled size fits the U-Net."""
-        x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, 2 ** (len(self.model.cfg.unet.mults) - 1))
+        x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, self.model.cfg.unet.multiple)
         x_up = upsample(x_lr, self.scale) * 2 - 1  # (B,3,H,W) in [-1,1]
 
         def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +93,7 @@ class SR3Method:
             tile_ids = [f"{ids[j % b]}#tile{first + j // b}" for j in range(tiles.shape[0])]
             return self._sample(tiles, tile_ids)
 
-        return tiled_apply(fn, x_lr, self.scale, self.tile, self.overlap or max(1, self.tile // 8))
+        return tiled_apply(fn, x_lr, self.scale, self.tile, max(1, self.tile // 8))
 
 
 def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
@@ -123,12 +126,11 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         cfg.scale,
         model,
         schedule,
-        sampler,
-        bool(ctx.option("clip_x0", sampling.get("clip_x0", True))),
-        ctx.seed,
-        tile,
-        0,
-        ctx.device,
-        bf16,
-        info,
+        sampler=sampler,
+        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", True))),
+        seed=ctx.seed,
+        tile=tile,
+        device=ctx.device,
+        bf16=bf16,
+        info=info,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from baselines.sr3.loss import sr3_loss
 from baselines.sr3.model import SR3Config, SR3Denoiser
 from baselines.sr3.schedule import from_spec
 from baselines.train import Batch, TrainConfig, Update, config_from_options
-from baselines.unet import preset
+from baselines.unet import training_preset
 from evalsuite.degrade import upsample
 
 
@@ -79,11 +79,7 @@ class SR3Recipe:
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
     """Build the SR3 recipe from the run config and `--preset/--set` options."""
     o = config_from_options(SR3Options, options, "sr3")
-    unet = preset(o.preset, image_size=cfg.crop)
-    if o.dropout >= 0:
-        unet = replace(unet, dropout=o.dropout)
-    if cfg.crop % (2 ** (len(unet.mults) - 1)):
-        raise ValueError(f"--crop {cfg.crop} must be a multiple of {2 ** (len(unet.mults) - 1)} for preset {o.preset}")
+    unet = training_preset(o.preset, cfg.crop, o.dropout)
     sched = {"kind": "linear", "T": o.T, "beta_start": o.beta_start, "beta_end": o.beta_end}
     config = SR3Config(
         unet=unet,

@@ -8,7 +8,7 @@ A schedule is described by a JSON-able spec (stored in checkpoints) and rebuilt 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +22,9 @@ class Schedule:
 
     betas: tuple[float, ...]
     spec: tuple[tuple[str, Any], ...] = ()  # the spec it was built from, as sorted items
+    # (T+1,) γ_0 = 1, γ_1..γ_T per device, built on first use: sample_gamma runs every training step, and a
+    # fresh host-to-device copy there would synchronize the device each step.
+    _gamma_tables: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Check 0 < β < 1."""
@@ -58,7 +61,10 @@ class Schedule:
 
     def sample_gamma(self, b: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """(B,) training noise levels, per example: t ~ U{1..T}, then γ ~ U(γ_t, γ_{t−1}) (SR3 §2.4)."""
-        g = torch.cat([torch.ones(1, dtype=torch.float64), self.gamma()]).to(device)
+        key = str(torch.device(device))
+        if key not in self._gamma_tables:
+            self._gamma_tables[key] = torch.cat([torch.ones(1, dtype=torch.float64), self.gamma()]).to(device)
+        g = self._gamma_tables[key]
         # t uniform over 1..T for each example (global RNG: the training loop saves and restores it).
         t = torch.randint(1, self.T + 1, (b,), device=device)
         u = torch.rand(b, device=device, dtype=torch.float64)

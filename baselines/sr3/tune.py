@@ -17,11 +17,13 @@ from typing import Any
 import torch
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
-from baselines.sr3.method import SR3Method, load_sr3
+from baselines.sr3.method import SR3Method, sr3_from_checkpoint
 from baselines.sr3.schedule import Schedule, from_spec, linear
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
 from evalsuite.degrade import degrade, to_tensor
 from evalsuite.metrics.base import HIGHER_IS_BETTER, MetricContext, build_metric
+from evalsuite.metrics.pixel import Consistency
+from evalsuite.runner import pick_device
 from evalsuite.weights import MissingWeightsError
 
 FALLBACK = ("fid", "lpips", "psnr")
@@ -83,18 +85,20 @@ def score(
     hr: torch.Tensor,
     batch: int,
 ) -> tuple[float, float]:
-    """(metric value, mean consistency ×1e-5) of the method's outputs on the held-out crops."""
+    """(metric value, mean consistency ×1e5) of the method's outputs on the held-out crops."""
     metric = metric_factory()
+    consistency = Consistency(MetricContext(device=method.device, scale=method.scale))
     per_image: list[torch.Tensor] = []
     cons: list[torch.Tensor] = []
     for i in range(0, len(ids), batch):
         hr_b = hr[i : i + batch].to(method.device)
         lr_b = degrade(hr_b, method.scale)
-        sr = method(lr_b, ids[i : i + batch])
-        out = metric.update(sr, hr_b, lr_b, ids[i : i + batch])
+        ids_b = ids[i : i + batch]
+        sr = method(lr_b, ids_b)
+        out = metric.update(sr, hr_b, lr_b, ids_b)
         if out and column in out:
             per_image.append(out[column].float().cpu())
-        cons.append(((degrade(sr, method.scale) - lr_b) ** 2).mean(dim=(1, 2, 3)).cpu() * 1e5)
+        cons.append(consistency.update(sr, hr_b, lr_b, ids_b)["consistency"].cpu())
     final = metric.compute()
     value = (
         final[column].value
@@ -119,10 +123,10 @@ def tune_schedule(
     log: Callable[[str], None] = print,
 ) -> tuple[Path, list[Candidate], str]:
     """Score every candidate schedule, write the best into a new checkpoint -> (path, ranked, metric)."""
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    model, sampling = load_sr3(str(ckpt), dev)
+    dev = pick_device(device)
+    # One read of the checkpoint: its weights build the model and go unchanged into the tuned copy.
+    ck = load_checkpoint(ckpt, kind="sr3")
+    model, sampling = sr3_from_checkpoint(ck, dev)
     cfg = model.cfg
     ids, hr = held_out_crops(data, cfg.unet.image_size, limit)
     metric_name, factory = pick_metric(metric, dev, cfg.scale)
@@ -141,13 +145,11 @@ def tune_schedule(
             cfg.scale,
             model,
             sched,
-            sampling.get("sampler", "ancestral"),
-            bool(sampling.get("clip_x0", True)),
-            seed,
-            0,
-            0,
-            dev,
-            dev.type == "cuda",
+            sampler=sampling.get("sampler", "ancestral"),
+            clip_x0=bool(sampling.get("clip_x0", True)),
+            seed=seed,
+            device=dev,
+            bf16=dev.type == "cuda",
         )
         value, cons = score(method, factory, metric_name, ids, hr, batch)
         results.append(Candidate(sched.to_spec(), sched.T, value, cons))
@@ -155,7 +157,6 @@ def tune_schedule(
     ranked = sorted(results, key=lambda c: -c.score if higher else c.score)
     best = ranked[0]
     # Write a new checkpoint: same weights and config, sampling defaults = the best schedule.
-    ck = load_checkpoint(ckpt, kind="sr3")
     extra = dict(ck.extra)
     extra["sampling"] = {**sampling, "steps": best.steps, "schedule": best.spec}
     extra["tuned"] = {"metric": metric_name, "score": best.score, "images": len(ids), "data": str(data)}
