@@ -30,9 +30,7 @@ class FolderMethod:
             for cand in (self.folder / f"{image_id}{ext}", self.folder / f"{image_id}{ext.upper()}"):
                 if cand.exists():
                     return cand
-        raise MissingOutputError(
-            f"no output for image {image_id!r} in {self.folder} (expected {image_id}.png)"
-        )
+        raise MissingOutputError(f"no output for image {image_id!r} in {self.folder} (expected {image_id}.png)")
 
     def __call__(self, x_lr: torch.Tensor, ids: Sequence[str] | None = None) -> torch.Tensor:
         """Load the outputs of `ids`; raises for the first missing or wrong-size one."""
@@ -47,9 +45,7 @@ class FolderMethod:
             except BadImageError as exc:
                 raise MissingOutputError(f"{path}: {exc}") from exc
             if t.shape[-2:] != (h, w):
-                raise MissingOutputError(
-                    f"{path} is {t.shape[-1]}x{t.shape[-2]}, expected {w}x{h} (LR x{self.scale})"
-                )
+                raise MissingOutputError(f"{path} is {t.shape[-1]}x{t.shape[-2]}, expected {w}x{h} (LR x{self.scale})")
             out.append(t)
         return torch.stack(out).to(x_lr.device)
 
@@ -65,4 +61,3 @@ def build_folder(arg: str, ctx: MethodContext) -> FolderMethod:
     if not folder.is_dir():
         raise FileNotFoundError(f"folder method: {folder} is not a folder of outputs named <image_id>.png")
     return FolderMethod(f"folder:{folder}", ctx.scale, folder)
-

@@ -19,10 +19,7 @@ def _lanczos(x_lr: torch.Tensor, scale: int) -> torch.Tensor:
     out = []
     for img in x_lr.detach().float().cpu().numpy():
         h, w = img.shape[-2:]
-        chans = [
-            np.asarray(Image.fromarray(c, mode="F").resize((w * scale, h * scale), Image.LANCZOS))
-            for c in img
-        ]
+        chans = [np.asarray(Image.fromarray(c, mode="F").resize((w * scale, h * scale), Image.LANCZOS)) for c in img]
         out.append(np.stack(chans))
     return torch.from_numpy(np.stack(out)).to(x_lr.device).clamp(0.0, 1.0)
 

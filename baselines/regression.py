@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
-from baselines.sr3.method import pad_to_multiple
-from baselines.tiling import tiled_apply
+from baselines.tiling import pad_to_multiple, tiled_apply
 from baselines.train import Batch, TrainConfig, Update, config_from_options
 from baselines.unet import UNet, UNetConfig, training_preset, unet_config_from_dict
 from evalsuite.degrade import upsample

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:
@@ -65,3 +67,14 @@ def tiled_apply(
             out[:, :, ys_, xs_] += sr[k] * wgt
             weight[:, :, ys_, xs_] += wgt
     return out / weight
+
+
+def pad_to_multiple(x_lr: torch.Tensor, scale: int, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad LR so its upsampled size is a multiple of `multiple`; returns (padded, pad_h, pad_w)."""
+    step = multiple // math.gcd(multiple, scale)
+    h, w = x_lr.shape[-2:]
+    ph, pw = (-h) % step, (-w) % step
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x_lr = F.pad(x_lr, (0, pw, 0, ph), mode=mode)
+    return x_lr, ph, pw

@@ -27,7 +27,7 @@ from baselines.checkpoint import config_to_dict, load_state, save_checkpoint, sa
 from baselines.data import CropDataset, crop_loader
 from evalsuite import distributed as D
 from evalsuite.degrade import degrade
-from evalsuite.runner import pick_device
+from evalsuite.distributed import pick_device
 
 # kind -> "module:function" (TrainConfig, options: dict) -> Recipe; imported only when used.
 RECIPES: dict[str, str] = {

@@ -80,8 +80,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
     args = p.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     from cleanfid.fid import get_folder_features
 
     from evalsuite.metrics.base import MetricContext
@@ -111,8 +114,15 @@ def main() -> None:
                 fid.extractor.features_u8(to_uint8_hwc(x[b]))
 
         def run_cleanfid() -> None:
-            get_folder_features(str(folder), model=fid.extractor.model, num_workers=0, batch_size=args.batch,
-                                device=device, mode="clean", verbose=False)
+            get_folder_features(
+                str(folder),
+                model=fid.extractor.model,
+                num_workers=0,
+                batch_size=args.batch,
+                device=device,
+                mode="clean",
+                verbose=False,
+            )
 
         t_lpips = timed(run_lpips, args.repeats)
         t_ours = timed(run_ours, args.repeats)

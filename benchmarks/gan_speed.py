@@ -51,8 +51,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     from evalsuite.degrade import to_tensor
+    from evalsuite.distributed import pick_device
     from evalsuite.methods import MethodContext, build_method
-    from evalsuite.runner import pick_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -70,8 +70,13 @@ def main() -> None:
     except Exception as exc:  # the anchor needs libvulkan1 + libomp5
         print(f"anchor unavailable ({type(exc).__name__}: {exc}); ratios omitted")
 
-    cases = [("realesrgan-x4plus", 4, 64), ("esrgan-thick-x4", 4, 64), ("esrgan-thick-x2", 2, 64),
-             ("esrgan-thick-x3", 3, 64), ("esrgan-thick-x8", 8, 16)]
+    cases = [
+        ("realesrgan-x4plus", 4, 64),
+        ("esrgan-thick-x4", 4, 64),
+        ("esrgan-thick-x2", 2, 64),
+        ("esrgan-thick-x3", 3, 64),
+        ("esrgan-thick-x8", 8, 16),
+    ]
     for name, scale, size in cases:
         method = build_method(name, MethodContext(scale, device))
         x = to_tensor(photo(size))[None].to(device)

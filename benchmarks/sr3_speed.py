@@ -27,7 +27,7 @@ from baselines.sr3.schedule import linear
 from baselines.train import Batch, Update
 from baselines.unet import count_parameters, preset
 from evalsuite.degrade import degrade
-from evalsuite.runner import pick_device
+from evalsuite.distributed import pick_device
 
 ANCHOR_FWD_MS = {1: 11.0, 64: 56.0}  # H200, bf16 eager, public implementation
 ANCHOR_FWD_COMPILED_MS_64 = 23.0

@@ -64,9 +64,7 @@ def prepare_hr(image: Image.Image, task: Task) -> Image.Image:
     if task.fixed_size:
         target = int(task.hr_size)
         if min(w, h) < target:
-            raise TooSmallError(
-                f"image is {w}x{h}; task {task.name} needs a shorter side of at least {target} px"
-            )
+            raise TooSmallError(f"image is {w}x{h}; task {task.name} needs a shorter side of at least {target} px")
         # Largest central square crop.
         sq = image.crop(central_crop_box(w, h, 1.0))
         # Area resampling to the target size (exact box filter; a no-op when already at size).

@@ -9,6 +9,15 @@ import torch
 import torch.distributed as dist
 
 
+def pick_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu; cuda without a GPU is an error that says so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
 def init_from_env(device: torch.device) -> bool:
     """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA); True if distributed."""
     if dist.is_available() and dist.is_initialized():

@@ -37,10 +37,16 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def summary_columns(metric_columns: list[str]) -> list[str]:
+def metric_columns(summary: pd.DataFrame) -> list[str]:
+    """The metric columns of a summary table, in order."""
+    skip = {"method", "n_images", "notes"}
+    return [c for c in summary.columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
+
+
+def summary_columns(metric_cols: list[str]) -> list[str]:
     """The summary.csv header for the given metric columns."""
     cols = ["method", "n_images"]
-    for m in metric_columns:
+    for m in metric_cols:
         cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
     return cols + ["notes"]
 
@@ -53,9 +59,7 @@ class Results:
     summary: pd.DataFrame
     per_image: pd.DataFrame
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
-    failures: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"])
-    )
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"]))
     # Notes that hold for every method (a metric left empty, and why); summary.csv repeats them per row.
     run_notes: list[str] = field(default_factory=list)
 
@@ -91,13 +95,7 @@ class Results:
     def table(self) -> str:
         """A console table of the summary: value [CI] per metric."""
         df = self.summary
-        metric_cols = [
-            c
-            for c in df.columns
-            if c not in ("method", "n_images", "notes")
-            and not c.endswith("_ci_low")
-            and not c.endswith("_ci_high")
-        ]
+        metric_cols = metric_columns(df)
         rows = []
         for _, r in df.iterrows():
             row = {"method": r["method"], "n": int(r["n_images"])}

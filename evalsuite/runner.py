@@ -30,22 +30,21 @@ from evalsuite import distributed as D
 from evalsuite.datasets import resolve_data
 from evalsuite.degrade import quantize, to_image, to_tensor
 from evalsuite.io import atomic_write_text, remove_partials, save_png
+from evalsuite.lazy import load_object
 from evalsuite.methods import Method, MethodContext, build_method, method_available, method_label, split_name
-from evalsuite.metrics.base import METRICS, MetricContext, MetricValue, build_metric, resolve_metrics
+from evalsuite.metrics.base import (
+    METRICS,
+    MetricContext,
+    MetricValue,
+    build_metric,
+    column_metric,
+    resolve_metrics,
+)
 from evalsuite.prepare import NoUsableImagesError, PreparedImages
 from evalsuite.results import Results, bootstrap_ci, summary_columns
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
 from evalsuite.tasks import Task, resolve_task
 from evalsuite.weights import MissingWeightsError
-
-
-def pick_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; cuda without a GPU is an error that says so."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
 
 
 def resolve_spec_task(spec: BenchmarkSpec) -> Task:
@@ -392,7 +391,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
 def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     """Run a benchmark spec end to end and return its Results (also written to the run folder)."""
     t_start = time.time()
-    device = pick_device(spec.device)
+    device = D.pick_device(spec.device)
     D.init_from_env(device)
     device = D.local_rank_device(device)
     main = D.is_main()
@@ -498,22 +497,21 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     for n in metric_names:
         if METRICS[n].per_image or n in metric_notes:
             continue
-        m = build_metric(n, mctx)
-        if hasattr(m, "reference"):
-            for c, mv in m.reference(ids, prep.hr_dir).items():
-                ref_row[c], ref_row[f"{c}_ci_low"], ref_row[f"{c}_ci_high"] = (
-                    math.nan if x is None else x for x in (mv.value, mv.ci_low, mv.ci_high)
-                )
-                if mv.note:
-                    ref_row["notes"] = "; ".join(x for x in (ref_row.get("notes"), f"{c}: {mv.note}") if x)
+        if not hasattr(load_object(METRICS[n].target), "reference"):
+            continue  # FID/KID have no reference row: not built for nothing
+        for c, mv in build_metric(n, mctx).reference(ids, prep.hr_dir).items():
+            ref_row[c], ref_row[f"{c}_ci_low"], ref_row[f"{c}_ci_high"] = (
+                math.nan if x is None else x for x in (mv.value, mv.ci_low, mv.ci_high)
+            )
+            if mv.note:
+                ref_row["notes"] = "; ".join(x for x in (ref_row.get("notes"), f"{c}: {mv.note}") if x)
     if ref_row:
         summary_rows.append({"method": "reference (HR)", "n_images": len(ids), "notes": "", **ref_row})
 
     # 3. Summary and files (rank 0).
     summary = pd.DataFrame(summary_rows)
     for c in all_cols:
-        n = next(k for k, m in METRICS.items() if c in m.columns and k in metric_names)
-        if n in metric_notes:
+        if column_metric(c) in metric_notes:
             summary[c] = math.nan
             summary[f"{c}_ci_low"] = math.nan
             summary[f"{c}_ci_high"] = math.nan

@@ -39,9 +39,7 @@ def resolve_task(name: str | None = None, scale: int | None = None) -> Task:
         if name in PAPER_TASKS:
             task = PAPER_TASKS[name]
             if scale is not None and scale != task.scale:
-                raise ValueError(
-                    f"--scale {scale} contradicts task {name!r} (scale {task.scale}); give one of them"
-                )
+                raise ValueError(f"--scale {scale} contradicts task {name!r} (scale {task.scale}); give one of them")
             return task
         if name.startswith("x") and name[1:].isdigit():
             return resolve_task(None, int(name[1:]))

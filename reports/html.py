@@ -23,8 +23,8 @@ from PIL import Image
 
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
-from evalsuite.metrics.base import HIGHER_IS_BETTER, METRICS
-from evalsuite.results import Results, bootstrap_ci, fmt_number
+from evalsuite.metrics.base import HIGHER_IS_BETTER, column_metric
+from evalsuite.results import Results, bootstrap_ci, fmt_number, metric_columns
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
@@ -102,20 +102,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "x"
 
 
-def metric_columns(summary: pd.DataFrame) -> list[str]:
-    """The metric columns of a summary table, in order."""
-    skip = {"method", "n_images", "notes"}
-    return [c for c in summary.columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
-
-
-def column_metric(col: str) -> str:
-    """The registered metric that owns a column (classification owns top1_error and top5_error)."""
-    for name, entry in METRICS.items():
-        if col in entry.columns:
-            return name
-    return col
-
-
 def _num(v: Any) -> float | None:
     try:
         f = float(v)
@@ -150,15 +136,23 @@ def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[
     if task.get("lr_size"):
         sizes = f"{task['lr_size']}\u00d7{task['lr_size']} \u2192 {task['hr_size']}\u00d7{task['hr_size']}"
     facts = [
-        ("Task", f"{task.get('name', spec.get('task') or '?')} (\u00d7{task.get('scale', '?')}"
-                 + (f", {sizes})" if sizes else ", HR images keep their size)")),
-        ("Data", manifest.get("data", spec.get("data", "unknown"))
-                 + (" (scikit-image's bundled public-domain photos)" if spec.get("data") == BUILTIN else "")),
-        ("Images", f"{_n_images(run_dir, manifest, res)} used, "
-                   f"{manifest.get('n_skipped', len(res.errors))} skipped"),
+        (
+            "Task",
+            f"{task.get('name', spec.get('task') or '?')} (\u00d7{task.get('scale', '?')}"
+            + (f", {sizes})" if sizes else ", HR images keep their size)"),
+        ),
+        (
+            "Data",
+            manifest.get("data", spec.get("data", "unknown"))
+            + (" (scikit-image's bundled public-domain photos)" if spec.get("data") == BUILTIN else ""),
+        ),
+        ("Images", f"{_n_images(run_dir, manifest, res)} used, {manifest.get('n_skipped', len(res.errors))} skipped"),
         ("Metrics", ", ".join(manifest.get("metrics", {}) or spec.get("metrics", [])) or "none"),
-        ("Device", f"{manifest.get('device', 'unknown')}"
-                   + (f", {manifest['world_size']} processes" if manifest.get("world_size", 1) > 1 else "")),
+        (
+            "Device",
+            f"{manifest.get('device', 'unknown')}"
+            + (f", {manifest['world_size']} processes" if manifest.get("world_size", 1) > 1 else ""),
+        ),
         ("Time taken", f"{fmt_seconds(manifest.get('seconds'))} (started {manifest.get('started', '?')})"),
         ("Command", manifest.get("command", "")),
         ("Seed / bootstrap", f"seed {spec.get('seed', '?')}, {spec.get('bootstrap', '?')} resamples"),
@@ -172,15 +166,26 @@ def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[
         spi = m.pop("seconds_per_image", None)
         spec_name = m.pop("spec", label)
         settings = ", ".join(f"{k}: {v}" for k, v in m.items()) or "defaults (no checkpoint)"
-        methods.append({"label": label, "spec": spec_name, "settings": settings,
-                        "seconds": fmt_seconds(spi) if spi is not None else "cached outputs (not timed)"})
+        methods.append(
+            {
+                "label": label,
+                "spec": spec_name,
+                "settings": settings,
+                "seconds": fmt_seconds(spi) if spi is not None else "cached outputs (not timed)",
+            }
+        )
     versions = ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())
     hashes = sorted((manifest.get("inputs") or {}).items())
-    return {"facts": [(k, str(v)) for k, v in facts if v not in ("", None)], "conventions": conventions,
-            "methods": methods, "versions": versions, "hashes": hashes,
-            "errors": res.errors.fillna("").to_dict("records"),
-            "failures": res.failures.fillna("").to_dict("records"),
-            "manifest_missing": not manifest}
+    return {
+        "facts": [(k, str(v)) for k, v in facts if v not in ("", None)],
+        "conventions": conventions,
+        "methods": methods,
+        "versions": versions,
+        "hashes": hashes,
+        "errors": res.errors.fillna("").to_dict("records"),
+        "failures": res.failures.fillna("").to_dict("records"),
+        "manifest_missing": not manifest,
+    }
 
 
 def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, Any]:
@@ -198,8 +203,16 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
             best = max(present) if hib else min(present)
         arrow = "\u2191" if hib else ("\u2193" if hib is False else "")
         direction = "higher is better" if hib else ("lower is better" if hib is False else "no direction")
-        headers.append({"col": c, "title": COLUMN_TITLES.get(c, c), "arrow": arrow, "direction": direction,
-                        "help": COLUMN_HELP.get(c, ""), "best": best})
+        headers.append(
+            {
+                "col": c,
+                "title": COLUMN_TITLES.get(c, c),
+                "arrow": arrow,
+                "direction": direction,
+                "help": COLUMN_HELP.get(c, ""),
+                "best": best,
+            }
+        )
         if not present:
             reason = metric_notes.get(column_metric(c)) or "no value was computed (see the notes column)"
             missing.append({"col": c, "title": COLUMN_TITLES.get(c, c), "reason": reason})
@@ -210,16 +223,36 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
             c = h["col"]
             v, lo, hi = _num(r.get(c)), _num(r.get(f"{c}_ci_low")), _num(r.get(f"{c}_ci_high"))
             ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None and lo != hi else ""
-            cells.append({"col": c, "value": v, "text": fmt(v), "ci": ci, "lo": lo, "hi": hi,
-                          "best": v is not None and h["best"] is not None and v == h["best"]})
+            cells.append(
+                {
+                    "col": c,
+                    "value": v,
+                    "text": fmt(v),
+                    "ci": ci,
+                    "lo": lo,
+                    "hi": hi,
+                    "best": v is not None and h["best"] is not None and v == h["best"],
+                }
+            )
         notes = str(r.get("notes")) if pd.notna(r.get("notes")) else ""
         # A metric note that applies to every method is explained once, under the table.
         for note_metric, msg in metric_notes.items():
             notes = notes.replace(f"{note_metric}: {msg}", "").strip("; ")
-        rows.append({"method": str(r["method"]), "n": int(r["n_images"]) if pd.notna(r["n_images"]) else 0,
-                     "cells": cells, "notes": notes})
-    return {"headers": headers, "rows": rows, "missing": missing, "n_methods": n_methods,
-            "has_notes": any(r["notes"] for r in rows)}
+        rows.append(
+            {
+                "method": str(r["method"]),
+                "n": int(r["n_images"]) if pd.notna(r["n_images"]) else 0,
+                "cells": cells,
+                "notes": notes,
+            }
+        )
+    return {
+        "headers": headers,
+        "rows": rows,
+        "missing": missing,
+        "n_methods": n_methods,
+        "has_notes": any(r["notes"] for r in rows),
+    }
 
 
 def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
@@ -234,8 +267,10 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
         d = d.sort_values(c, ascending=not hib, kind="stable")
         best, second = d.iloc[0], d.iloc[1]
         name, arrow = SHORT_TITLES.get(c, c), "\u2191" if hib else "\u2193"
-        text = (f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
-                f"then {_esc(second['method'])} {fmt(second[c])}")
+        text = (
+            f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
+            f"then {_esc(second['method'])} {fmt(second[c])}"
+        )
         if c in per:
             a = per[per["method"] == best["method"]].set_index("image_id")[c]
             b = per[per["method"] == second["method"]].set_index("image_id")[c]
@@ -245,8 +280,10 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
                 lo, hi = bootstrap_ci(lead.to_numpy(), 2000, seed)
                 wins = int((lead > 0).sum())
                 verdict = "a clear lead" if lo > 0 else "not a clear lead (the interval includes 0)"
-                text += (f" \u2014 ahead on {wins} of {len(lead)} images, by {fmt(lead.mean())} on average "
-                         f"(paired 95% CI {fmt(lo)} to {fmt(hi)}): {verdict}.")
+                text += (
+                    f" \u2014 ahead on {wins} of {len(lead)} images, by {fmt(lead.mean())} on average "
+                    f"(paired 95% CI {fmt(lo)} to {fmt(hi)}): {verdict}."
+                )
         out.append(text)
     return out
 
@@ -260,18 +297,31 @@ def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
     table = paper_table((manifest.get("task") or {}).get("name"))
     if table is None:
         return None
-    headers = [{"col": c, "title": SHORT_TITLES.get(c, c),
-                "arrow": "\u2191" if HIGHER_IS_BETTER.get(c) else "\u2193", "in_run": c in cols}
-               for c in table.columns]
+    headers = [
+        {
+            "col": c,
+            "title": SHORT_TITLES.get(c, c),
+            "arrow": "\u2191" if HIGHER_IS_BETTER.get(c) else "\u2193",
+            "in_run": c in cols,
+        }
+        for c in table.columns
+    ]
 
     def paper_fmt(v: float | None) -> str:
         # The paper's own precision, as printed.
         return "\u2014" if v is None else f"{v:g}"
 
-    rows = [{"method": name, "cells": [paper_fmt(table.value(name, c)) for c in table.columns]}
-            for name, _ in table.rows]
-    return {"title": table.title, "data": table.data, "source": table.source, "headers": headers,
-            "rows": rows, "human": table.human}
+    rows = [
+        {"method": name, "cells": [paper_fmt(table.value(name, c)) for c in table.columns]} for name, _ in table.rows
+    ]
+    return {
+        "title": table.title,
+        "data": table.data,
+        "source": table.source,
+        "headers": headers,
+        "rows": rows,
+        "human": table.human,
+    }
 
 
 def _primary(cols: list[str], per_image: pd.DataFrame) -> str | None:
@@ -288,8 +338,11 @@ def _image_values(per: pd.DataFrame, cols: list[str], method: str, image_id: str
     if row.empty:
         return []
     values = {c: _num(row.iloc[0][c]) for c in cols if c in per}
-    return [{"col": c, "title": SHORT_TITLES.get(c, c), "value": v, "text": fmt(v), "best": False}
-            for c, v in values.items() if v is not None]
+    return [
+        {"col": c, "title": SHORT_TITLES.get(c, c), "value": v, "text": fmt(v), "best": False}
+        for c, v in values.items()
+        if v is not None
+    ]
 
 
 def _failure_reason(res: Results, method: str, image_id: str) -> str:
@@ -303,15 +356,17 @@ def _panel_uri(path: Path, region: tuple[int, int, int, int], whole: bool, s: in
     return I.file_uri(path) if whole else I.png_uri(I.crop_image(I.load_array(path), region, s))
 
 
-def _gallery(run_dir: Path, res: Results, manifest: dict, cols: list[str], primary: str | None,
-             opts: ReportOptions) -> dict[str, Any]:
+def _gallery(
+    run_dir: Path, res: Results, manifest: dict, cols: list[str], primary: str | None, opts: ReportOptions
+) -> dict[str, Any]:
     """Section 4: for chosen images, LR | each method | HR with a synchronized zoom on one detail."""
     methods = list(res.summary["method"].astype(str))
     ids = sorted(p.stem for p in (run_dir / "hr").glob("*.png"))
     scale = int((manifest.get("task") or {}).get("scale") or 0)
     hib = HIGHER_IS_BETTER.get(primary or "", True)
-    chosen = I.choose_gallery(res.per_image, ids, methods, primary, hib, opts.n_gallery,
-                              SHORT_TITLES.get(primary or "", primary))
+    chosen = I.choose_gallery(
+        res.per_image, ids, methods, primary, hib, opts.n_gallery, SHORT_TITLES.get(primary or "", primary)
+    )
     figures = []
     for image_id, why in chosen:
         hr_path, lr_path = run_dir / "hr" / f"{image_id}.png", run_dir / "lr" / f"{image_id}.png"
@@ -338,17 +393,35 @@ def _gallery(run_dir: Path, res: Results, manifest: dict, cols: list[str], prima
         whole = region == (0, 0, w, h)
         panels = []
         if lr_path.exists():
-            panels.append({"kind": "lr", "title": f"LR input (\u00f7{scale})",
-                           "uri": _panel_uri(lr_path, region, whole, scale), "values": []})
+            panels.append(
+                {
+                    "kind": "lr",
+                    "title": f"LR input (\u00f7{scale})",
+                    "uri": _panel_uri(lr_path, region, whole, scale),
+                    "values": [],
+                }
+            )
         for m in methods:
             if m in outs and outs[m].shape == hr.shape:
-                panels.append({"kind": "method", "title": m, "uri": _panel_uri(out_paths[m], region, whole),
-                               "values": _image_values(res.per_image, cols, m, image_id)})
+                panels.append(
+                    {
+                        "kind": "method",
+                        "title": m,
+                        "uri": _panel_uri(out_paths[m], region, whole),
+                        "values": _image_values(res.per_image, cols, m, image_id),
+                    }
+                )
             else:
-                panels.append({"kind": "failed", "title": m, "uri": None,
-                               "reason": _failure_reason(res, m, image_id), "values": []})
-        panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole),
-                       "values": []})
+                panels.append(
+                    {
+                        "kind": "failed",
+                        "title": m,
+                        "uri": None,
+                        "reason": _failure_reason(res, m, image_id),
+                        "values": [],
+                    }
+                )
+        panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []})
         # Mark the best value per metric among the methods on this image.
         for c in cols:
             hibc = HIGHER_IS_BETTER.get(c)
@@ -359,14 +432,27 @@ def _gallery(run_dir: Path, res: Results, manifest: dict, cols: list[str], prima
             best = max(nums) if hibc else min(nums)
             for _, v in vals:
                 v["best"] = v["value"] == best
-        figures.append({"id": image_id, "anchor": f"img-{slug(image_id)}", "why": why, "panels": panels,
-                        "w": cw, "h": ch, "box": box, "size": detail.size, "full": (w, h), "cropped": not whole,
-                        "crop": (left, top)})
+        figures.append(
+            {
+                "id": image_id,
+                "anchor": f"img-{slug(image_id)}",
+                "why": why,
+                "panels": panels,
+                "w": cw,
+                "h": ch,
+                "box": box,
+                "size": detail.size,
+                "full": (w, h),
+                "cropped": not whole,
+                "crop": (left, top),
+            }
+        )
     return {"figures": figures, "n_ids": len(ids), "zoom": opts.zoom, "primary": primary}
 
 
-def _worst(run_dir: Path, res: Results, cols: list[str], primary: str | None, gallery_ids: set[str],
-           opts: ReportOptions) -> dict[str, Any]:
+def _worst(
+    run_dir: Path, res: Results, cols: list[str], primary: str | None, gallery_ids: set[str], opts: ReportOptions
+) -> dict[str, Any]:
     """Section 5: each method's worst images by the primary metric, and its failed images."""
     per = res.per_image
     out = []
@@ -379,14 +465,18 @@ def _worst(run_dir: Path, res: Results, cols: list[str], primary: str | None, ga
             for _, r in d.iterrows():
                 i = str(r["image_id"])
                 sr, hr = run_dir / "outputs" / m / f"{i}.png", run_dir / "hr" / f"{i}.png"
-                items.append({"id": i, "sr": I.thumbnail_uri(sr) if sr.exists() else None,
-                              "hr": I.thumbnail_uri(hr) if hr.exists() else None,
-                              "values": _image_values(per, cols, m, i),
-                              "anchor": f"img-{slug(i)}" if i in gallery_ids else None})
+                items.append(
+                    {
+                        "id": i,
+                        "sr": I.thumbnail_uri(sr) if sr.exists() else None,
+                        "hr": I.thumbnail_uri(hr) if hr.exists() else None,
+                        "values": _image_values(per, cols, m, i),
+                        "anchor": f"img-{slug(i)}" if i in gallery_ids else None,
+                    }
+                )
         fails = res.failures[res.failures["method"].astype(str) == m].fillna("").to_dict("records")
         out.append({"method": m, "items": items, "failures": fails})
-    return {"methods": out, "primary": primary, "title": COLUMN_TITLES.get(primary or "", primary),
-            "n": opts.n_worst}
+    return {"methods": out, "primary": primary, "title": COLUMN_TITLES.get(primary or "", primary), "n": opts.n_worst}
 
 
 def _pct(v: Any) -> str:
@@ -412,18 +502,33 @@ def _task_label(task: Any) -> str:
 def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) -> dict[str, Any]:
     """Section 6: the human study: fool rates with intervals, raters, exclusions, best and worst images."""
     fr = analysis.fool_rates
-    rows = [{"method": str(r["method"]), "task": _task_label(r.get("task")), "task_id": str(r.get("task")),
-             "n_judgments": int(r["n_judgments"]), "n_raters": int(r["n_raters"]),
-             "fool_rate": _num(r["fool_rate"]), "rate": _pct(r["fool_rate"]),
-             "wilson": f"{_pct(r.get('wilson_low'))} \u2013 {_pct(r.get('wilson_high'))}",
-             "boot": f"{_pct(r.get('boot_low'))} \u2013 {_pct(r.get('boot_high'))}",
-             "p": _p(r.get("p_value_vs_50"))}
-            for _, r in fr.iterrows()]
+    rows = [
+        {
+            "method": str(r["method"]),
+            "task": _task_label(r.get("task")),
+            "task_id": str(r.get("task")),
+            "n_judgments": int(r["n_judgments"]),
+            "n_raters": int(r["n_raters"]),
+            "fool_rate": _num(r["fool_rate"]),
+            "rate": _pct(r["fool_rate"]),
+            "wilson": f"{_pct(r.get('wilson_low'))} \u2013 {_pct(r.get('wilson_high'))}",
+            "boot": f"{_pct(r.get('boot_low'))} \u2013 {_pct(r.get('boot_high'))}",
+            "p": _p(r.get("p_value_vs_50")),
+        }
+        for _, r in fr.iterrows()
+    ]
     raters = analysis.raters
     n_excluded = int(raters["excluded"].astype(bool).sum()) if len(raters) else 0
     catch = pd.to_numeric(raters["catch_accuracy"], errors="coerce") if len(raters) else pd.Series([], float)
-    rater_rows = [{"id": r["rater_id"], "n": int(r["n_judgments"]), "catch": _pct(r["catch_accuracy"]),
-                   "excluded": bool(r["excluded"])} for _, r in raters.iterrows()]
+    rater_rows = [
+        {
+            "id": r["rater_id"],
+            "n": int(r["n_judgments"]),
+            "catch": _pct(r["catch_accuracy"]),
+            "excluded": bool(r["excluded"]),
+        }
+        for _, r in raters.iterrows()
+    ]
     # Per method and task: the images that fooled raters most and least (the analysis picks them).
     extremes = []
     per = analysis.per_image
@@ -431,28 +536,61 @@ def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) ->
     fewest = int(per.groupby(["task", "method"]).size().min()) if len(per) else 0
     ext = analysis.extremes(max(1, min(opts.n_worst, fewest // 2)))
     for (t, m), d in ext.groupby(["task", "method"], sort=True):
+
         def items(part: pd.DataFrame, method: str = str(m)) -> list[dict[str, Any]]:
             out = []
             for _, r in part.iterrows():
                 i = str(r["image_id"])
                 sr = run_dir / "outputs" / method / f"{i}.png"
-                out.append({"id": i, "rate": _pct(r["fool_rate"]), "n": int(r["n_judgments"]),
-                            "sr": I.thumbnail_uri(sr) if sr.exists() else None})
+                out.append(
+                    {
+                        "id": i,
+                        "rate": _pct(r["fool_rate"]),
+                        "n": int(r["n_judgments"]),
+                        "sr": I.thumbnail_uri(sr) if sr.exists() else None,
+                    }
+                )
             return out
-        extremes.append({"method": str(m), "task": _task_label(t), "best": items(d[d["which"] == "best"]),
-                         "worst": items(d[d["which"] == "worst"])})
-    comps = [{"a": r["method_a"], "b": r["method_b"], "task": _task_label(r.get("task")),
-              "diff": f"{100 * float(r['difference']):+.1f}", "p": _p(r.get("p_value")),
-              "test": r.get("test", "")} for _, r in analysis.comparisons.iterrows()]
-    study_items = [(k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
-                   for k, v in (analysis.study or {}).items() if k != "studies"]
+
+        extremes.append(
+            {
+                "method": str(m),
+                "task": _task_label(t),
+                "best": items(d[d["which"] == "best"]),
+                "worst": items(d[d["which"] == "worst"]),
+            }
+        )
+    comps = [
+        {
+            "a": r["method_a"],
+            "b": r["method_b"],
+            "task": _task_label(r.get("task")),
+            "diff": f"{100 * float(r['difference']):+.1f}",
+            "p": _p(r.get("p_value")),
+            "test": r.get("test", ""),
+        }
+        for _, r in analysis.comparisons.iterrows()
+    ]
+    study_items = [
+        (k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
+        for k, v in (analysis.study or {}).items()
+        if k != "studies"
+    ]
     paper = paper_table((manifest.get("task") or {}).get("name"))
-    return {"rows": rows, "plot": plots.fool_rates(fr), "n_raters": len(raters), "n_excluded": n_excluded,
-            "mean_catch": _pct(float(catch.mean())) if catch.notna().any() else "\u2014",
-            "raters": rater_rows, "extremes": extremes, "comparisons": comps,
-            "notes": list(analysis.notes or []),
-            "items": study_items, "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,
-            "paper_human": paper.human if paper else None}
+    return {
+        "rows": rows,
+        "plot": plots.fool_rates(fr),
+        "n_raters": len(raters),
+        "n_excluded": n_excluded,
+        "mean_catch": _pct(float(catch.mean())) if catch.notna().any() else "\u2014",
+        "raters": rater_rows,
+        "extremes": extremes,
+        "comparisons": comps,
+        "notes": list(analysis.notes or []),
+        "items": study_items,
+        "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,
+        "paper_human": paper.human if paper else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -467,8 +605,10 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
     methods = list(res.summary["method"].astype(str))
     primary = _primary(cols, res.per_image)
     table = _metric_table(res, manifest, cols)
-    titles = {c: f"{COLUMN_TITLES.get(c, c)}  {h['arrow']} {h['direction']}" for c, h in
-              zip(cols, table["headers"], strict=True)}
+    titles = {
+        c: f"{COLUMN_TITLES.get(c, c)}  {h['arrow']} {h['direction']}"
+        for c, h in zip(cols, table["headers"], strict=True)
+    }
     gallery = _gallery(run_dir, res, manifest, cols, primary, opts)
     gallery_ids = {f["id"] for f in gallery["figures"]}
     analysis = load_study(study) if isinstance(study, (str, Path)) else study
@@ -477,9 +617,14 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
     if study_ctx and study_ctx["rows"]:
         # The human verdict next to the metrics: fool rates, highest first.
         ranked = sorted(study_ctx["rows"], key=lambda r: -(r["fool_rate"] or 0))
-        headline.append("<b>Human study</b>: fool rate (50% = indistinguishable from real) "
-                        + ", ".join(f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, "
-                                    f"95% CI {r['wilson']})" for r in ranked) + ".")
+        headline.append(
+            "<b>Human study</b>: fool rate (50% = indistinguishable from real) "
+            + ", ".join(
+                f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, 95% CI {r['wilson']})"
+                for r in ranked
+            )
+            + "."
+        )
     task = (manifest.get("task") or {}).get("name") or spec.get("task") or "custom"
     return {
         "title": f"Super-resolution benchmark \u2014 {task}",
@@ -502,13 +647,19 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
 
 def render(context: dict[str, Any]) -> str:
     """The report's HTML from its context."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template("report.html.j2").render(**context)
 
 
-def write_report(run_dir: str | Path, study: Any = None, out: str | Path | None = None,
-                 options: ReportOptions = ReportOptions()) -> Path:
+def write_report(
+    run_dir: str | Path, study: Any = None, out: str | Path | None = None, options: ReportOptions = ReportOptions()
+) -> Path:
     """Write the run's report (default RUN_DIR/report.html) and return its path."""
     run_dir = Path(run_dir)
     if not (run_dir / "summary.csv").exists():

@@ -114,7 +114,10 @@ def depth_to_space_permutation(scale: int, channels: int = 3) -> torch.Tensor:
 
 # Keras layers outside the RRDB trunk -> RRDN module names.
 _OUTER_LAYERS = {
-    "Pre_blocks_conv": "pre_blocks", "post_blocks_conv": "post_blocks", "PreShuffle": "pre_shuffle", "SR": "sr"
+    "Pre_blocks_conv": "pre_blocks",
+    "post_blocks_conv": "post_blocks",
+    "PreShuffle": "pre_shuffle",
+    "SR": "sr",
 }
 
 

@@ -53,8 +53,13 @@ class GanMethod:
     def info(self) -> dict[str, Any]:
         """What the report shows about this method: `about` plus the run settings."""
         precision = str(self.dtype).removeprefix("torch.")
-        return {**self.about, "precision": precision, "tile": self.tile, "tile_overlap": self.overlap,
-                "pre_pad": self.pre_pad}
+        return {
+            **self.about,
+            "precision": precision,
+            "tile": self.tile,
+            "tile_overlap": self.overlap,
+            "pre_pad": self.pre_pad,
+        }
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         # autocast keeps numerically sensitive ops in fp32 while convolutions run in bf16.
@@ -78,8 +83,15 @@ class GanMethod:
         return y.clamp(0.0, 1.0)
 
 
-def _make(name: str, scale: int, model: nn.Module, ctx: MethodContext, about: dict[str, Any], pre_pad: int = 0,
-          bf16_ok: bool = True) -> GanMethod:
+def _make(
+    name: str,
+    scale: int,
+    model: nn.Module,
+    ctx: MethodContext,
+    about: dict[str, Any],
+    pre_pad: int = 0,
+    bf16_ok: bool = True,
+) -> GanMethod:
     # bf16_ok: bf16 vs fp32 output PSNR is above 40 dB ("does not hurt accuracy") for the shipped models on
     # real photos (docs/gan.md), and `gan:` checkpoints train under bf16 autocast; spandrel models say.
     tile = int(ctx.option("tile", DEFAULT_TILE))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from baselines.checkpoint import Checkpoint, load_checkpoint
 from baselines.sr3.model import SR3Denoiser, sr3_config_from_dict
 from baselines.sr3.recipe import sampling_defaults
 from baselines.sr3.samplers import get_sampler
 from baselines.sr3.schedule import Schedule, from_spec
-from baselines.tiling import tiled_apply
+from baselines.tiling import pad_to_multiple, tiled_apply
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext, image_generators
 
@@ -31,17 +29,6 @@ def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> t
     model = SR3Denoiser(cfg)
     model.load_state_dict(ck.state_dict)
     return model.to(device).eval().requires_grad_(False), dict(ck.extra.get("sampling") or sampling_defaults(cfg))
-
-
-def pad_to_multiple(x_lr: torch.Tensor, scale: int, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Reflect-pad LR so its upsampled size is a multiple of `multiple`; returns (padded, pad_h, pad_w)."""
-    step = multiple // math.gcd(multiple, scale)
-    h, w = x_lr.shape[-2:]
-    ph, pw = (-h) % step, (-w) % step
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x_lr = F.pad(x_lr, (0, pw, 0, ph), mode=mode)
-    return x_lr, ph, pw
 
 
 @dataclass

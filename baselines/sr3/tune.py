@@ -21,9 +21,9 @@ from baselines.sr3.method import SR3Method, sr3_from_checkpoint
 from baselines.sr3.schedule import Schedule, from_spec, linear
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
 from evalsuite.degrade import degrade, to_tensor
+from evalsuite.distributed import pick_device
 from evalsuite.metrics.base import HIGHER_IS_BETTER, MetricContext, build_metric
 from evalsuite.metrics.pixel import Consistency
-from evalsuite.runner import pick_device
 from evalsuite.weights import MissingWeightsError
 
 FALLBACK = ("fid", "lpips", "psnr")

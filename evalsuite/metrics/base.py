@@ -117,6 +117,14 @@ HIGHER_IS_BETTER = {
 }
 
 
+def column_metric(col: str) -> str:
+    """The registered metric that owns a column (classification owns top1_error and top5_error)."""
+    for name, entry in METRICS.items():
+        if col in entry.columns:
+            return name
+    return col
+
+
 def resolve_metrics(names: Sequence[str]) -> list[str]:
     """Validate metric names (aliases: top1_error/top5_error -> classification), keep order, no repeats."""
     out: list[str] = []

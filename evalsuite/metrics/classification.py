@@ -117,9 +117,7 @@ def load_labels(option: Any, ids: Sequence[str]) -> tuple[dict[str, int], str]:
             try:
                 out[row["image_id"]] = int(row["label"])
             except ValueError:
-                raise ValueError(
-                    f"{path} line {row_no}: label {row['label']!r} is not a class index (0-999)"
-                ) from None
+                raise ValueError(f"{path} line {row_no}: label {row['label']!r} is not a class index (0-999)") from None
     return out, f"labels from {path.name}"
 
 

@@ -177,8 +177,9 @@ def frechet_distance_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + trace_s - 2.0 * tr_sqrt)
 
 
-def kernel_distance(feats1: np.ndarray, feats2: np.ndarray, seed: int, num_subsets: int = 100,
-                    max_subset_size: int = 1000) -> float:
+def kernel_distance(
+    feats1: np.ndarray, feats2: np.ndarray, seed: int, num_subsets: int = 100, max_subset_size: int = 1000
+) -> float:
     """clean-fid's KID (unbiased MMD^2, cubic polynomial kernel, subsets) with a seeded subset draw."""
     from cleanfid.fid import kernel_distance as cleanfid_kid
 
@@ -225,7 +226,10 @@ def _file_sha(path: Path) -> str:
 
 
 def stats_of_files(
-    paths: Sequence[Path], features: Callable[[Sequence[np.ndarray]], torch.Tensor], weights_sha: str, label: str,
+    paths: Sequence[Path],
+    features: Callable[[Sequence[np.ndarray]], torch.Tensor],
+    weights_sha: str,
+    label: str,
     batch_size: int = REF_BATCH,
 ) -> Reference:
     """Reference statistics of image files, sharded over ranks, cached by content hash (files + weights)."""
@@ -332,16 +336,18 @@ class _InceptionDistance:
             refs = scan_folder(self.ref_option)
             if not refs:
                 raise ValueError(f"fid_ref folder {self.ref_option} holds no image files")
-            return stats_of_files([r.path for r in refs], self.extractor.features_u8, weights_sha,
-                                  f"folder {self.ref_option}")
+            return stats_of_files(
+                [r.path for r in refs], self.extractor.features_u8, weights_sha, f"folder {self.ref_option}"
+            )
         if self.hr_stats is not None:
             self.hr_stats.all_reduce()
             _, feats = gather_by_id(self.hr_ids, self.hr_rows)
             mu, sigma = self.hr_stats.mean_cov()
             return Reference(mu, sigma, int(self.hr_stats.n), feats, "HR images of the batches")
         hr_dir = Path(self.ctx.run_dir) / "hr"
-        return stats_of_files([hr_dir / f"{i}.png" for i in ids], self.extractor.features_u8, weights_sha,
-                              "HR images of the run")
+        return stats_of_files(
+            [hr_dir / f"{i}.png" for i in ids], self.extractor.features_u8, weights_sha, "HR images of the run"
+        )
 
     def note(self, n: int, ref: Reference) -> str:
         """How many images the value used, against what, and any warning."""
@@ -389,8 +395,11 @@ class FID(_InceptionDistance):
         mu, sigma = self.stats.mean_cov()
         if D.is_main():
             # Few images: exact, from the features; otherwise clean-fid's sqrtm (rank 0 only, seconds on a CPU).
-            value = (frechet_distance_from_features(feats, ref.feats) if feats is not None
-                     else frechet_distance(mu, sigma, ref.mu, ref.sigma))
+            value = (
+                frechet_distance_from_features(feats, ref.feats)
+                if feats is not None
+                else frechet_distance(mu, sigma, ref.mu, ref.sigma)
+            )
         value = D.gather_objects(value if D.is_main() else None)[0]
         return {"fid": MetricValue(value, note=self.note(len(ids), ref))}
 

@@ -189,8 +189,13 @@ def write_random_weights(name: str, dest: Path, seed: int = 0, small: bool = Fal
         raise ValueError("small=True exists only for inception-fid")
     if small:
         trunk = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 5, stride=4), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, stride=2),
-            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(512, 2048),
+            torch.nn.Conv2d(3, 16, 5, stride=4),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4),
+            torch.nn.Flatten(),
+            torch.nn.Linear(512, 2048),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
@@ -241,9 +246,25 @@ class _PoolFeatures(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.inception
         for layer in (
-            m.Conv2d_1a_3x3, m.Conv2d_2a_3x3, m.Conv2d_2b_3x3, m.MaxPool_1, m.Conv2d_3b_1x1, m.Conv2d_4a_3x3,
-            m.MaxPool_2, m.Mixed_5b, m.Mixed_5c, m.Mixed_5d, m.Mixed_6a, m.Mixed_6b, m.Mixed_6c, m.Mixed_6d,
-            m.Mixed_6e, m.Mixed_7a, m.Mixed_7b, m.Mixed_7c, m.AvgPool,
+            m.Conv2d_1a_3x3,
+            m.Conv2d_2a_3x3,
+            m.Conv2d_2b_3x3,
+            m.MaxPool_1,
+            m.Conv2d_3b_1x1,
+            m.Conv2d_4a_3x3,
+            m.MaxPool_2,
+            m.Mixed_5b,
+            m.Mixed_5c,
+            m.Mixed_5d,
+            m.Mixed_6a,
+            m.Mixed_6b,
+            m.Mixed_6c,
+            m.Mixed_6d,
+            m.Mixed_6e,
+            m.Mixed_7a,
+            m.Mixed_7b,
+            m.Mixed_7c,
+            m.AvgPool,
         ):
             x = layer(x)
         return x.flatten(1)  # (B, 2048)
