@@ -55,7 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="recipe option, e.g. parameterization=eps, embedding=gamma, loss=l2 (see docs/training.md)",
+        help="recipe option, e.g. parameterization=eps, schedule=linear, loss=l2 (see docs/training.md)",
     )
     p.set_defaults(func=_cmd_train)
 

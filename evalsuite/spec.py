@@ -14,7 +14,7 @@ import yaml
 from evalsuite.datasets import BUILTIN
 
 DEFAULT_TASK = "imagenet-64-256"
-DEFAULT_METRICS = ("psnr", "ssim", "consistency", "lpips")
+DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "lpips")
 # With no --methods: the interpolations and every GAN whose weights are here or obtainable.
 DEFAULT_METHOD_CANDIDATES = (
     "nearest",

@@ -37,6 +37,7 @@ COLUMN_TITLES = {
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
     "consistency": "Consistency (\u00d71e-5)",
+    "detail": "Detail (dB, 0 = HR)",
     "lpips": "LPIPS",
     "fid": "FID",
     "kid": "KID",
@@ -48,6 +49,8 @@ COLUMN_HELP = {
     "psnr": "peak signal-to-noise ratio against the HR image",
     "ssim": "structural similarity against the HR image",
     "consistency": "MSE between the downsampled output and the LR input (SR3 Table 1)",
+    "detail": "energy above the LR band vs the HR image's, dB: 0 = as much fine detail as the truth, "
+    "below = blurrier, above = noisier (amount of detail, not its correctness)",
     "lpips": "learned perceptual distance to the HR image",
     "fid": "Fr\u00e9chet Inception Distance to the reference images",
     "kid": "Kernel Inception Distance to the reference images",
@@ -59,6 +62,7 @@ SHORT_TITLES = {
     "psnr": "PSNR",
     "ssim": "SSIM",
     "consistency": "Consistency",
+    "detail": "Detail",
     "lpips": "LPIPS",
     "fid": "FID",
     "kid": "KID",
@@ -326,7 +330,7 @@ def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
 
 def _primary(cols: list[str], per_image: pd.DataFrame) -> str | None:
     """The metric that ranks images (worst images, gallery): PSNR when present."""
-    usable = [c for c in cols if c in per_image and per_image[c].notna().any() and c in HIGHER_IS_BETTER]
+    usable = [c for c in cols if c in per_image and per_image[c].notna().any() and HIGHER_IS_BETTER.get(c) is not None]
     for c in PRIMARY_ORDER:
         if c in usable:
             return c

@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 from evalsuite.degrade import degrade, quantize, to_tensor, upsample
 from evalsuite.metrics.base import MetricContext
-from evalsuite.metrics.pixel import PSNR, SSIM, Consistency
+from evalsuite.metrics.pixel import PSNR, SSIM, Consistency, Detail
 from evalsuite.results import bootstrap_ci
 
 
@@ -81,11 +81,41 @@ def test_consistency_is_mse_of_degraded_output_times_1e5(pairs):
         ref = float(((down - lr[k].double()) ** 2).mean()) * 1e5
         assert abs(float(c[k]) - ref) < 1e-4 * max(1.0, ref)
     # The HR image itself is consistent up to the LR's 8-bit rounding only.
-    c_hr = Consistency(MetricContext(torch.device("cpu"), 4)).update(hr, hr, lr, ["a"] * len(sr))[
-        "consistency"
-    ]
+    c_hr = Consistency(MetricContext(torch.device("cpu"), 4)).update(hr, hr, lr, ["a"] * len(sr))["consistency"]
     assert float(c_hr.max()) < (0.5 / 255) ** 2 * 1e5 + 1e-6
     assert float(c.mean()) > float(c_hr.mean())
+
+
+def _detail_reference(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    # Written out with numpy: Hann-windowed luminance spectra, energy outside the LR Nyquist square, in dB.
+    def energy(img: np.ndarray) -> float:
+        lum = img.mean(axis=2)
+        lum = (lum - lum.mean()) * np.outer(np.hanning(lum.shape[0]), np.hanning(lum.shape[1]))
+        power = np.abs(np.fft.fft2(lum)) ** 2
+        fy, fx = np.meshgrid(np.fft.fftfreq(lum.shape[0]), np.fft.fftfreq(lum.shape[1]), indexing="ij")
+        return float(power[(np.abs(fy) > 0.5 / scale) | (np.abs(fx) > 0.5 / scale)].sum())
+
+    return 10 * np.log10(energy(sr) / energy(hr))
+
+
+def test_detail_matches_a_direct_computation_and_orders_blur_and_noise(pairs):
+    sr, hr, lr = pairs
+    ctx = MetricContext(torch.device("cpu"), 4)
+    d = Detail(ctx).update(sr, hr, lr, ["a"] * len(sr))["detail"]
+    for k in range(len(sr)):
+        assert abs(float(d[k]) - _detail_reference(_np(sr[k]), _np(hr[k]), 4)) < 1e-3
+    # The truth scores 0 dB; bicubic from 4x LR is far below it; HR plus noise is above it.
+    assert float(Detail(ctx).update(hr, hr, lr, ["a"] * len(sr))["detail"].abs().max()) < 1e-4
+    assert float(d.max()) < -6
+    noisy = (hr + 0.1 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert float(Detail(ctx).update(noisy, hr, lr, ["a"] * len(sr))["detail"].min()) > 0
+    # More blur, less detail, image by image.
+    blur1 = upsample(degrade(hr, 2), 2)
+    d1 = Detail(ctx).update(blur1, hr, lr, ["a"] * len(sr))["detail"]
+    assert bool((d1 > d).all()) and bool((d1 < 0).all())
+    # A flat HR image has no reference detail: NaN, not a huge number.
+    flat = torch.full_like(hr[:1], 0.5)
+    assert bool(torch.isnan(Detail(ctx).update(sr[:1], flat, lr[:1], ["a"])["detail"]).all())
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_seeded(rng):
@@ -106,6 +136,13 @@ def test_ssim_matches_scikit_image_on_odd_and_small_sizes(size, rng):
     sr = (hr + 0.1 * torch.from_numpy(rng.standard_normal((2, 3, h, w))).float()).clamp(0, 1)
     ssim = SSIM(MetricContext(torch.device("cpu"), 1)).update(sr, hr, hr, ["a", "b"])["ssim"]
     for k in range(2):
-        ref = sk_ssim(_np(hr[k]), _np(sr[k]), data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
-                      use_sample_covariance=False)
+        ref = sk_ssim(
+            _np(hr[k]),
+            _np(sr[k]),
+            data_range=1.0,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
         assert abs(float(ssim[k]) - ref) < 1e-4

@@ -28,7 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 METHODS = ("bicubic", "nearest", "lanczos")
-METRICS = ("psnr", "ssim", "consistency")
+METRICS = ("psnr", "ssim", "consistency", "detail")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -130,8 +130,7 @@ def test_runner_writes_report_whose_metric_table_equals_summary_csv(run_dir):
     html = (run_dir / "report.html").read_text()
     summary = pd.read_csv(run_dir / "summary.csv")
     doc = Elements(section(html, "results"))
-    cells = doc.find("td", data_metric="psnr") + doc.find("td", data_metric="ssim") + doc.find(
-        "td", data_metric="consistency")
+    cells = [td for col in METRICS for td in doc.find("td", data_metric=col)]
     assert len(cells) == len(METHODS) * len(METRICS)
     rows = doc.find("tr")
     seen = 0
@@ -161,6 +160,9 @@ def test_runner_writes_report_whose_metric_table_equals_summary_csv(run_dir):
     headers = " ".join(th["text"] for th in doc.find("th"))
     assert "PSNR (dB) \u2191" in headers and "Consistency (\u00d71e-5) \u2193" in headers
     assert "higher is better" in headers and "lower is better" in headers
+    # Detail has no better direction (0 dB is the truth): no arrow, no best mark.
+    assert "Detail (dB, 0 = HR)" in headers and "no direction" in headers
+    assert not [td for td in doc.find("td", data_metric="detail") if "best" in td["attrs"]["class"].split()]
 
 
 def test_report_says_what_was_run(run_dir):

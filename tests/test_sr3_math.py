@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from baselines.sr3.model import target, to_eps_y0
+from baselines.sr3.model import SIGMA_DATA, target, to_eps_y0
 from baselines.sr3.samplers import ancestral, ddim, per_image_normal
-from baselines.sr3.schedule import TRAIN_DEFAULT, cosine, from_spec, linear, posterior
+from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear, posterior
 from evalsuite.methods import image_generators
 
 
@@ -35,7 +35,7 @@ def test_schedule_is_immutable_and_round_trips_through_its_spec():
     r = s.respace(7)
     assert r.to_spec()["kind"] == "respace" and from_spec(r.to_spec()) == r
     assert from_spec(cosine(20).to_spec()) == cosine(20)
-    assert from_spec(TRAIN_DEFAULT).T == 2000
+    assert from_spec(TRAIN_DEFAULT) == cosine(2000) and from_spec(PAPER_TRAIN) == linear(2000, 1e-6, 0.01)
     with pytest.raises(ValueError, match="unknown schedule kind"):
         from_spec({"kind": "quadratic"})
 
@@ -82,7 +82,7 @@ def test_gamma_is_drawn_per_example_within_its_interval():
     assert s == linear(2000, 1e-6, 0.01) and hash(s) == hash(linear(2000, 1e-6, 0.01))
 
 
-@pytest.mark.parametrize("param", ["eps", "x0", "v"])
+@pytest.mark.parametrize("param", ["eps", "x0", "v", "edm"])
 def test_parameterizations_invert(param):
     torch.manual_seed(1)
     y0, eps = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4)
@@ -92,6 +92,21 @@ def test_parameterizations_invert(param):
     e_hat, y0_hat = to_eps_y0(target(y0, eps, gamma, param), y_t, gamma, param)
     torch.testing.assert_close(e_hat, eps, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(y0_hat, y0, atol=1e-4, rtol=1e-4)
+
+
+def test_edm_target_has_unit_variance_and_the_skip_is_the_optimal_linear_denoiser():
+    # For data of std σ_data the `edm` target F has unit variance at every noise level, and with F = 0
+    # the prediction c_skip·ỹ is the exact posterior mean of Gaussian data (the best linear denoiser).
+    torch.manual_seed(2)
+    y0 = torch.randn(6, 3, 64, 64) * SIGMA_DATA
+    eps = torch.randn_like(y0)
+    gamma = torch.tensor([1e-4, 0.01, 0.2, 0.5, 0.9, 0.9999])
+    f = target(y0, eps, gamma, "edm")
+    torch.testing.assert_close(f.var(dim=(1, 2, 3)), torch.ones(6), atol=0.03, rtol=0)
+    a, s = gamma.sqrt()[:, None, None, None], (1 - gamma).sqrt()[:, None, None, None]
+    _, y0_hat = to_eps_y0(torch.zeros_like(y0), a * y0 + s * eps, gamma, "edm")
+    _, exact = _gaussian_denoiser(SIGMA_DATA**2)(a * y0 + s * eps, gamma)
+    torch.testing.assert_close(y0_hat, exact, atol=1e-5, rtol=1e-4)
 
 
 def _gaussian_denoiser(var: float):

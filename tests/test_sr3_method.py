@@ -137,6 +137,9 @@ def test_tune_schedule_writes_the_best_schedule_into_a_new_checkpoint(tmp_path):
     assert ck.extra["sampling"]["schedule"] == ranked[0].spec and ck.extra["tuned"]["metric"] == "psnr"
     assert load_checkpoint(ckpt).extra["sampling"]["steps"] == 10  # the input checkpoint is untouched
     assert any("best:" in s for s in lines)
+    # A metric with no better direction cannot rank schedules.
+    with pytest.raises(ValueError, match="no better direction"):
+        tune_schedule(ckpt, data, metric="detail", steps_grid=(2,), limit=1, batch=1, log=lines.append)
 
 
 def test_cli_trains_and_tunes(tmp_path):
@@ -169,11 +172,16 @@ def test_cli_trains_and_tunes(tmp_path):
             "loss=l2",
             "--set",
             "parameterization=eps",
+            "--set",
+            "schedule=cosine",
         ]
     )
     assert rc == 0
     ck = load_checkpoint(out / "model.safetensors")
     assert ck.config["loss"] == "l2" and ck.config["parameterization"] == "eps" and ck.config["unet"]["width"] == 16
+    # The cosine training schedule is stored, and sampling respaces that same schedule.
+    assert ck.config["train_schedule"] == {"kind": "cosine", "T": 2000, "s": 0.008}
+    assert ck.extra["sampling"]["schedule"]["base"] == ck.config["train_schedule"]
     rc = main(
         [
             "sr3",

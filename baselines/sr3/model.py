@@ -3,7 +3,9 @@
 The paper's network predicts ε from (x, ỹ, γ) with ỹ = sqrt(γ)·y0 + sqrt(1−γ)·ε. Options measured against
 the colour shift of short runs: the embedding input (`gamma`: sin/cos of 1000·γ, as the paper's
 re-implementations; `logsnr`: of 50·log(γ/(1−γ)), which resolves the high-noise end) and the prediction
-target (`eps` as the paper, `x0`, or `v` = sqrt(γ)·ε − sqrt(1−γ)·y0).
+target (`eps` as the paper, `x0`, `v` = sqrt(γ)·ε − sqrt(1−γ)·y0, or `edm`: ŷ0 = c_skip·ỹ + c_out·F with
+Karras et al.'s (2022) preconditioning written for the variance-preserving process and σ_data = 0.5, so the
+network refines the noisy image instead of redrawing it, and its target F has unit variance at every γ).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import nn
 from baselines.sr3.schedule import TRAIN_DEFAULT
 from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 
-PARAMETERIZATIONS = ("eps", "x0", "v")
+PARAMETERIZATIONS = ("eps", "x0", "v", "edm")
+SIGMA_DATA = 0.5  # std of images in [-1, 1], the `edm` preconditioning's σ_data
 EMBEDDINGS = ("gamma", "logsnr")
 NOISE_SCALE = {"gamma": 1000.0, "logsnr": 50.0}
 
@@ -28,7 +31,7 @@ class SR3Config:
 
     unet: UNetConfig = field(default_factory=UNetConfig)
     scale: int = 8
-    parameterization: str = "x0"
+    parameterization: str = "v"
     embedding: str = "logsnr"
     loss: str = "l1"
     train_schedule: dict[str, Any] = field(default_factory=lambda: dict(TRAIN_DEFAULT))
@@ -76,16 +79,34 @@ class SR3Denoiser(nn.Module):
         return to_eps_y0(self(x_up, y_t, gamma).float(), y_t.float(), gamma, self.cfg.parameterization)
 
 
+def _a_s(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = sqrt(γ) and s = sqrt(1−γ) shaped (B,1,1,1), fp32."""
+    g = gamma.float()[:, None, None, None]
+    return g.sqrt(), (1 - g).clamp(min=0).sqrt()
+
+
+def edm_coefficients(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) of ŷ0 = c_skip·ỹ + c_out·F for ỹ = a·y0 + s·ε and data std σ_data (Karras et al. 2022)."""
+    a, s = _a_s(gamma)
+    sd2 = SIGMA_DATA**2
+    # Var(ỹ) = a²σ_d² + s²; c_skip minimizes the target's variance, c_out scales it to unit variance.
+    var = a * a * sd2 + s * s
+    return a * sd2 / var, s * SIGMA_DATA / var.sqrt()
+
+
 def to_eps_y0(
     out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor, param: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert a raw prediction to (ε̂, ŷ0) using y_t = a·y0 + s·ε, a = sqrt(γ), s = sqrt(1−γ)."""
-    a = gamma.float().sqrt()[:, None, None, None]
-    s = (1 - gamma.float()).clamp(min=0).sqrt()[:, None, None, None]
+    a, s = _a_s(gamma)
     if param == "eps":
         return out, (y_t - s * out) / a
     if param == "x0":
         return (y_t - a * out) / s.clamp(min=1e-6), out
+    if param == "edm":
+        c_skip, c_out = edm_coefficients(gamma)
+        y0 = c_skip * y_t + c_out * out
+        return (y_t - a * y0) / s.clamp(min=1e-6), y0
     # v = a·ε − s·y0  =>  y0 = a·y_t − s·v,  ε = s·y_t + a·v.
     return s * y_t + a * out, a * y_t - s * out
 
@@ -96,6 +117,9 @@ def target(y0: torch.Tensor, eps: torch.Tensor, gamma: torch.Tensor, param: str)
         return eps
     if param == "x0":
         return y0
-    a = gamma.float().sqrt()[:, None, None, None]
-    s = (1 - gamma.float()).sqrt()[:, None, None, None]
+    a, s = _a_s(gamma)
+    if param == "edm":
+        # F = (y0 − c_skip·ỹ) / c_out, with ỹ rebuilt from (y0, ε).
+        c_skip, c_out = edm_coefficients(gamma)
+        return (y0 - c_skip * (a * y0 + s * eps)) / c_out
     return a * eps - s * y0

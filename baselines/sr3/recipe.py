@@ -21,9 +21,10 @@ class SR3Options:
     """`evalsuite train sr3 --preset P --set KEY=VALUE` options."""
 
     preset: str = "small"
-    parameterization: str = "x0"  # eps (the paper) | x0 | v; x0 by measurement (docs/sr3.md)
+    parameterization: str = "v"  # eps (the paper) | x0 | v | edm; v by measurement (docs/sr3.md)
     embedding: str = "logsnr"  # gamma (sin/cos of 1000·γ) | logsnr
     loss: str = "l1"
+    schedule: str = "cosine"  # training schedule: cosine (by measurement) | linear (the paper: beta_start..beta_end)
     T: int = 2000  # noqa: N815 - the paper's name
     beta_start: float = 1e-6
     beta_end: float = 0.01
@@ -80,7 +81,12 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
     """Build the SR3 recipe from the run config and `--preset/--set` options."""
     o = config_from_options(SR3Options, options, "sr3")
     unet = training_preset(o.preset, cfg.crop, o.dropout)
-    sched = {"kind": "linear", "T": o.T, "beta_start": o.beta_start, "beta_end": o.beta_end}
+    if o.schedule == "linear":
+        sched = {"kind": "linear", "T": o.T, "beta_start": o.beta_start, "beta_end": o.beta_end}
+    elif o.schedule == "cosine":
+        sched = {"kind": "cosine", "T": o.T, "s": 0.008}
+    else:
+        raise ValueError(f"--set schedule={o.schedule}: the training schedule must be linear or cosine")
     config = SR3Config(
         unet=unet,
         scale=cfg.scale,

@@ -63,6 +63,8 @@ def held_out_crops(data: str | Path, size: int, limit: int) -> tuple[list[str], 
 def pick_metric(name: str, device: torch.device, scale: int) -> tuple[str, Callable[[], Any]]:
     """The metric to use: `name`, or for `auto` the first of FID, LPIPS, PSNR whose weights are here."""
     names = FALLBACK if name == "auto" else (name,)
+    if name != "auto" and HIGHER_IS_BETTER.get(name) is None:
+        raise ValueError(f"metric {name!r} has no better direction, so it cannot rank schedules: use fid, lpips, psnr")
     missing: list[str] = []
     for n in names:
         ctx = MetricContext(device=device, scale=scale)
@@ -130,7 +132,7 @@ def tune_schedule(
     cfg = model.cfg
     ids, hr = held_out_crops(data, cfg.unet.image_size, limit)
     metric_name, factory = pick_metric(metric, dev, cfg.scale)
-    higher = HIGHER_IS_BETTER.get(metric_name, True)
+    higher = bool(HIGHER_IS_BETTER[metric_name])
     fallback = f" (auto: the first usable of {', '.join(FALLBACK)})" if metric == "auto" else ""
     log(f"tuning on {len(ids)} held-out crops of {cfg.unet.image_size}px with metric {metric_name}{fallback}")
     # Candidates: the checkpoint's current schedule, then the linear-β grid.

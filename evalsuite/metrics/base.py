@@ -91,6 +91,13 @@ register_metric(
     True,
     "MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
 )
+register_metric(
+    "detail",
+    "evalsuite.metrics.pixel:Detail",
+    ["detail"],
+    True,
+    "fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
+)
 register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
 register_metric("fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)")
 register_metric("kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)")
@@ -108,6 +115,7 @@ HIGHER_IS_BETTER = {
     "psnr": True,
     "ssim": True,
     "consistency": False,
+    "detail": None,  # 0 dB is ideal: neither direction is better
     "lpips": False,
     "fid": False,
     "kid": False,

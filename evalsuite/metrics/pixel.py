@@ -1,4 +1,4 @@
-"""Pixel metrics: PSNR and SSIM (torchmetrics) on RGB or BasicSR's Y channel, and SR3's consistency."""
+"""Pixel metrics: PSNR and SSIM on RGB or BasicSR's Y channel, SR3's consistency, and the detail ratio."""
 
 from __future__ import annotations
 
@@ -136,6 +136,65 @@ class Consistency:
         down = degrade(sr.float(), self.ctx.scale)
         mse = (down - lr.float()).pow(2).mean(dim=(1, 2, 3))
         return {"consistency": (mse * self.FACTOR).float()}
+
+    def compute(self) -> dict[str, MetricValue]:
+        """Per-image metric: nothing at dataset level."""
+        return {}
+
+
+@functools.lru_cache(maxsize=16)
+def _detail_mask(h: int, w: int, scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2-D Hann window (h,w), rfft2 weights: the frequencies above the LR Nyquist 1/(2·scale) cycles/px)."""
+    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    fy = torch.fft.fftfreq(h).abs()[:, None]
+    fx = torch.fft.rfftfreq(w)[None, :]
+    cut = 0.5 / scale
+    # rfft2 keeps one of each ±fx pair: count those columns twice (not fx = 0, nor fx = 1/2 for even w).
+    twice = torch.full((w // 2 + 1,), 2.0)
+    twice[0] = 1.0
+    if w % 2 == 0:
+        twice[-1] = 1.0
+    return window.to(device), (((fy > cut) | (fx > cut)) * twice[None, :]).to(device)
+
+
+def detail_energy(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Per-image spectral energy of the luminance above the LR Nyquist frequency (B,), Hann-windowed."""
+    h, w = x.shape[-2:]
+    window, mask = _detail_mask(h, w, scale, x.device)
+    # Luminance without its mean, windowed so the image border adds no spurious high frequencies.
+    lum = x.float().mean(dim=1)
+    lum = (lum - lum.mean(dim=(1, 2), keepdim=True)) * window
+    # Power above the band the LR image can carry: what a method has to invent.
+    power = torch.fft.rfft2(lum).abs().square()
+    return (power * mask).sum(dim=(1, 2))
+
+
+class Detail:
+    """Fine detail in dB: 10·log10 of SR's energy above the LR Nyquist frequency over HR's, per image.
+
+    0 dB means as much fine detail as the ground truth; negative is blurrier (bicubic lands near −16 dB),
+    positive is noise or over-sharpening. It scores the amount of detail, not its correctness (PSNR, SSIM
+    and LPIPS do that), and needs no weights, so it is the sharpness check where LPIPS cannot run. In dB
+    the mean over images is the geometric mean of the ratios, so a few flat images do not dominate it.
+    """
+
+    name = "detail"
+    columns = ("detail",)
+    per_image = True
+
+    def __init__(self, ctx: MetricContext) -> None:
+        self.ctx = ctx
+
+    def update(
+        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Per-image values in dB (B,); NaN where the HR image has no detail above the LR band (flat)."""
+        a, b = prepare_pair(sr, hr, False, self.ctx.crop_border)
+        e_sr, e_hr = detail_energy(a, self.ctx.scale), detail_energy(b, self.ctx.scale)
+        # A floor far below any real texture keeps a flat SR output finite; a flat HR image has no reference.
+        floor = 1e-10 * a.shape[-1] * a.shape[-2]
+        db = 10 * torch.log10((e_sr + floor) / (e_hr + floor))
+        return {"detail": torch.where(e_hr > 1e3 * floor, db, torch.nan).float()}
 
     def compute(self) -> dict[str, MetricValue]:
         """Per-image metric: nothing at dataset level."""
