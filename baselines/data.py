@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
+from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder, stored_size
 from evalsuite.methods import image_seed
 
 
@@ -23,14 +23,14 @@ class CropDataset(torch.utils.data.Dataset):
     """HR crops of `crop` px; `dataset[i]` is sample i of an infinite stream, a (3,crop,crop) uint8 tensor."""
 
     def __init__(self, data: str | Path, crop: int, seed: int = 0, flip: bool = True, cache: int = 256):
-        """Scan `data` (recursive) and keep the images that are at least `crop` px on each side."""
-        folder = resolve_data(data)
+        """Scan `data` (recursive; headers only) and keep the images that are at least `crop` px on each side."""
+        folder = self.folder = resolve_data(data)
         self.crop, self.seed, self.flip = int(crop), int(seed), flip
         self.paths: list[Path] = []
         self.skipped: list[tuple[Path, str]] = []
         for ref in scan_folder(folder):
             try:
-                w, h = load_rgb(ref.path).size
+                w, h = stored_size(ref.path)
             except BadImageError as exc:
                 self.skipped.append((ref.path, str(exc)))
                 continue
@@ -49,8 +49,26 @@ class CropDataset(torch.utils.data.Dataset):
         self._load = lru_cache(maxsize=cache)(self._decode)
 
     def _decode(self, k: int) -> torch.Tensor:
-        # (3,H,W) uint8: decoded once, kept in a small LRU cache.
-        return torch.from_numpy(np.array(load_rgb(self.paths[k]), dtype=np.uint8)).permute(2, 0, 1)
+        """(3,H,W) uint8 of image k, decoded on first use and kept in a small LRU cache.
+
+        The scan read headers only, so a file whose data is corrupt is found here: it is reported once and
+        replaced by the next image in the list that decodes (a pure function of the files, so every rank,
+        worker and resumed run makes the same replacement).
+        """
+        n = len(self.paths)
+        for j in range(n):
+            path = self.paths[(k + j) % n]
+            try:
+                img = load_rgb(path)
+            except BadImageError as exc:
+                if path not in {p for p, _ in self.skipped}:
+                    self.skipped.append((path, str(exc)))
+                    warnings.warn(f"training data: cannot decode {path} ({exc}); using the next image", stacklevel=2)
+                continue
+            if min(img.size) < self.crop:
+                continue
+            return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+        raise ValueError(f"no training image in {self.folder} decodes: check the files listed above")
 
     def __len__(self) -> int:
         """Images per epoch (the stream itself is infinite)."""

@@ -129,6 +129,27 @@ def load_rgb(path: Path) -> Image.Image:
     return img
 
 
+def stored_size(path: Path) -> tuple[int, int]:
+    """(width, height) as stored (before EXIF orientation), from the file's header only; BadImageError if unreadable.
+
+    Enough to check a minimum side, which orientation does not change; the pixel data is not decoded, so
+    corrupt data is found only by `load_rgb`.
+    """
+    try:
+        if path.stat().st_size == 0:
+            raise BadImageError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except UnidentifiedImageError as exc:
+        raise BadImageError("not an image (no decoder recognizes the file's contents)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(f"image too large to decode safely ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(f"unreadable image header ({exc})") from exc
+
+
 @dataclass
 class Prepared:
     """One usable image: its id, source file and prepared HR (PIL, RGB)."""

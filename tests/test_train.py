@@ -95,6 +95,29 @@ def test_crop_stream_is_a_pure_function_of_the_index(tmp_path):
         CropDataset(data, 4096)
 
 
+def test_corrupt_training_files_are_skipped_at_scan_or_replaced_when_decoded(tmp_path):
+    data = make_photos(tmp_path / "photos")
+    (data / "empty.png").write_bytes(b"")
+    (data / "notes.jpg").write_text("not an image")
+    # A JPEG whose header is intact but whose pixel data is cut: only decoding finds it.
+    Image.open(data / "coffee.png").save(data / "cut.jpg", quality=95)
+    good = (data / "cut.jpg").read_bytes()
+    (data / "cut.jpg").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning, match="skipped"):
+        ds = CropDataset(data, 16, seed=3)
+    assert {p.name for p, _ in ds.skipped} == {"empty.png", "notes.jpg"}  # the scan reads headers only
+    assert len(ds) == 4
+    cut = [p.name for p in ds.paths].index("cut.jpg")
+    # Decoding it warns once and yields the next image in the list instead, the same in every process.
+    with pytest.warns(UserWarning, match="cannot decode .*cut.jpg"):
+        replaced = ds._load(cut)
+    nxt = ds.paths[(cut + 1) % len(ds)]
+    assert torch.equal(replaced, torch.from_numpy(np.array(Image.open(nxt).convert("RGB"))).permute(2, 0, 1))
+    assert "cut.jpg" in {p.name for p, _ in ds.skipped}
+    # Every sample of the stream is a valid crop.
+    assert all(ds[i].shape == (3, 16, 16) for i in range(12))
+
+
 def test_blur_augmentation_blurs_about_half_and_keeps_the_mean():
     torch.manual_seed(0)
     x = torch.rand(400, 3, 8, 8)
