@@ -136,8 +136,12 @@ def stored_size(path: Path) -> tuple[int, int]:
     corrupt data is found only by `load_rgb`.
     """
     try:
-        if path.stat().st_size == 0:
-            raise BadImageError("empty file (0 bytes)")
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadImageError(f"cannot read file: {exc.strerror}") from exc
+    if size == 0:
+        raise BadImageError("empty file (0 bytes)")
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:

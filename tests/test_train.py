@@ -105,7 +105,11 @@ def test_corrupt_training_files_are_skipped_at_scan_or_replaced_when_decoded(tmp
     (data / "cut.jpg").write_bytes(good[: len(good) // 2])
     with pytest.warns(UserWarning, match="skipped"):
         ds = CropDataset(data, 16, seed=3)
-    assert {p.name for p, _ in ds.skipped} == {"empty.png", "notes.jpg"}  # the scan reads headers only
+    # The scan reads headers only: the empty and non-image files are skipped there, with their reasons.
+    assert dict((p.name, r) for p, r in ds.skipped) == {
+        "empty.png": "empty file (0 bytes)",
+        "notes.jpg": "not an image (no decoder recognizes the file's contents)",
+    }
     assert len(ds) == 4
     cut = [p.name for p in ds.paths].index("cut.jpg")
     # Decoding it warns once and yields the next image in the list instead, the same in every process.
