@@ -201,6 +201,21 @@ def test_fid_and_kid_against_run_hr_share_one_cached_reference(small_inception, 
         FID(MetricContext(torch.device("cpu"), 4, options={"fid_ref": str(tmp_path / "nope")}))
 
 
+def test_kid_against_streamed_hr_keeps_only_features(small_inception):
+    x, y = _images(6, seed=1), _images(6, seed=2)
+    ids = [str(k) for k in range(6)]
+    kid = KID(MetricContext(torch.device("cpu"), 4))
+    assert kid.hr_stats is None  # KID never uses the reference's covariance: none is accumulated
+    kid.update(x[:4], y[:4], y[:4], ids[:4])
+    kid.update(x[4:], y[4:], y[4:], ids[4:])
+    value = kid.compute()["kid"]
+    expected = kernel_distance(
+        kid.extractor(x).double().numpy(), kid.extractor(y).double().numpy(), 0
+    )
+    assert value.value == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert "6 images vs 6 reference (HR images of the batches" in value.note
+
+
 def test_missing_and_nonstandard_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALSUITE_WEIGHTS", str(tmp_path))
     monkeypatch.delenv(ALLOW_ENV, raising=False)
@@ -250,6 +265,9 @@ def test_fid_with_random_inception_architecture_and_both_distance_paths(tmp_path
     fid = FID(ctx)
     fid.update(x, x, x, [str(k) for k in range(6)])
     assert fid.compute()["fid"].value == pytest.approx(0.0, abs=1e-4)
+    # compute() sums over ranks into new objects: asking again gives the same value and the same counts.
+    assert fid.compute()["fid"].value == pytest.approx(0.0, abs=1e-4)
+    assert int(fid.stats.n) == 6 and int(fid.hr_stats.n) == 6
     # The few-images path equals clean-fid's 2048 x 2048 sqrtm on the same features.
     f1, f2 = fid.extractor(x).numpy(), fid.extractor(x.flip(-1) * 0.8).numpy()
     assert frechet_distance_from_features(f1, f2) == pytest.approx(fid_from_feats(f1, f2), rel=1e-4)

@@ -137,10 +137,13 @@ class GaussianStats:
         self.s += f.sum(0)
         self.ss += f.T @ f
 
-    def all_reduce(self) -> None:
-        """Sum the statistics over ranks (no-op in one process)."""
-        for t in (self.n, self.s, self.ss):
-            D.all_reduce_sum(t)
+    def reduced(self) -> GaussianStats:
+        """The statistics summed over ranks, as a new object (this one is unchanged, so it can be asked again)."""
+        out = GaussianStats(self.s.shape[0])
+        for mine, total in ((self.n, out.n), (self.s, out.s), (self.ss, out.ss)):
+            total.copy_(mine)
+            D.all_reduce_sum(total)
+        return out
 
     def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean (dim,) and unbiased covariance (dim, dim), as np.mean / np.cov(rowvar=False) give them."""
@@ -205,10 +208,11 @@ def gather_by_id(ids: Sequence[str], rows: Sequence[np.ndarray]) -> tuple[list[s
 
 @dataclass(frozen=True)
 class Reference:
-    """Reference statistics for FID/KID: mean, covariance, count, features (None from a stats file), label."""
+    """Reference statistics for FID/KID: mean, covariance (None where only KID needs it), count, features
+    (None from a stats file), label."""
 
-    mu: np.ndarray
-    sigma: np.ndarray
+    mu: np.ndarray | None
+    sigma: np.ndarray | None
     n: int
     feats: np.ndarray | None
     label: str
@@ -254,7 +258,7 @@ def stats_of_files(
         stats.add(f)
         rows.extend(f.float().numpy())
         keys.extend(f"{i:09d}" for i in idx)
-    stats.all_reduce()
+    stats = stats.reduced()
     _, feats = gather_by_id(keys, rows)  # file order at any world size
     feats = feats.astype(np.float32, copy=False)
     mu, sigma = stats.mean_cov()
@@ -295,6 +299,7 @@ class _InceptionDistance:
 
     name = ""
     per_image = False
+    uses_gaussian = True  # whether the reference's mean and covariance are used (FID), or only features (KID)
 
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
@@ -306,10 +311,12 @@ class _InceptionDistance:
         self.ref_option = Path(ref).expanduser() if ref else None
         if self.ref_option is not None and not self.ref_option.exists():
             raise FileNotFoundError(f"fid_ref {self.ref_option} does not exist; pass a folder of images or an .npz")
-        # Without a run folder or a reference, the HR batches themselves are the reference (streamed).
+        # Without a run folder or a reference, the HR batches themselves are the reference (streamed): their
+        # features, and for FID also their mean and covariance.
+        self.collect_hr = self.ref_option is None and ctx.run_dir is None
         self.hr_ids: list[str] = []
         self.hr_rows: list[np.ndarray] = []
-        self.hr_stats = GaussianStats() if (self.ref_option is None and ctx.run_dir is None) else None
+        self.hr_stats = GaussianStats() if (self.collect_hr and self.uses_gaussian) else None
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
         raise NotImplementedError
@@ -320,9 +327,10 @@ class _InceptionDistance:
         """Extract Inception features of the SR batch and accumulate them."""
         self._add(self.extractor(sr), ids)
         self.ids.extend(ids)
-        if self.hr_stats is not None:
+        if self.collect_hr:
             f = self.extractor(hr)
-            self.hr_stats.add(f)
+            if self.hr_stats is not None:
+                self.hr_stats.add(f)
             self.hr_rows.extend(f.float().numpy())
             self.hr_ids.extend(ids)
         return None
@@ -339,11 +347,13 @@ class _InceptionDistance:
             return stats_of_files(
                 [r.path for r in refs], self.extractor.features_u8, weights_sha, f"folder {self.ref_option}"
             )
-        if self.hr_stats is not None:
-            self.hr_stats.all_reduce()
+        if self.collect_hr:
             _, feats = gather_by_id(self.hr_ids, self.hr_rows)
-            mu, sigma = self.hr_stats.mean_cov()
-            return Reference(mu, sigma, int(self.hr_stats.n), feats, "HR images of the batches")
+            if self.hr_stats is None:
+                return Reference(None, None, len(feats), feats, "HR images of the batches")
+            stats = self.hr_stats.reduced()
+            mu, sigma = stats.mean_cov()
+            return Reference(mu, sigma, int(stats.n), feats, "HR images of the batches")
         hr_dir = Path(self.ctx.run_dir) / "hr"
         return stats_of_files(
             [hr_dir / f"{i}.png" for i in ids], self.extractor.features_u8, weights_sha, "HR images of the run"
@@ -384,7 +394,7 @@ class FID(_InceptionDistance):
 
     def compute(self) -> dict[str, MetricValue]:
         """All-reduce the statistics, then the Fréchet distance to the reference statistics."""
-        self.stats.all_reduce()
+        stats = self.stats.reduced()
         ids = sorted(i for part in D.gather_objects(self.ids) for i in part)
         if len(ids) < 2:
             return {"fid": MetricValue(None, note=f"FID needs at least 2 images, got {len(ids)}")}
@@ -392,7 +402,7 @@ class FID(_InceptionDistance):
         kept = all(D.gather_objects(self.rows is not None))
         few = kept and len(ids) < FEATURE_DIM and ref.feats is not None and len(ref.feats) < FEATURE_DIM
         feats = gather_by_id(self.ids, self.rows)[1] if few else None
-        mu, sigma = self.stats.mean_cov()
+        mu, sigma = stats.mean_cov()
         if D.is_main():
             # Few images: exact, from the features; otherwise clean-fid's sqrtm (rank 0 only, seconds on a CPU).
             value = (
@@ -408,6 +418,7 @@ class KID(_InceptionDistance):
     """Kernel Inception Distance (clean-fid: unbiased MMD^2, cubic kernel, 100 subsets of <= 1000)."""
 
     name = "kid"
+    uses_gaussian = False
 
     def __init__(self, ctx: MetricContext) -> None:
         super().__init__(ctx)
