@@ -8,7 +8,7 @@ consistency (SR3 within 3x of regression), colour shift (mean |mean colour of SR
 more than 3 dB, i.e. sharper and not noise) and LPIPS when its weights are here. Reruns resume the
 trainings and reuse the benchmark's outputs.
 
-CPU (tiny preset, 32 px crops; about 35 min on 2 cores for 6,400 steps each):
+CPU (tiny preset, 32 px crops; about 25 min on 2 cores for 6,400 steps each):
     python benchmarks/sr3_quality.py --out runs/sr3-quality
 GPU (small preset, the paper's 64 -> 256 task on full held-out photos):
     python benchmarks/sr3_quality.py --preset small --crop 256 --task imagenet-64-256 --steps 6000 \
