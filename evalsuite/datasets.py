@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file to 8-bit RGB with its EXIF orientation applied; BadImageError if unusable."""
+@contextmanager
+def _open_image(path: Path, failure: str) -> Iterator[Image.Image]:
+    """Open an image file; any problem inside the block becomes a BadImageError (`failure` names a data error)."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -116,16 +118,21 @@ def load_rgb(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                im.load()  # decodes fully: raises on truncated or corrupt data
-                img = ImageOps.exif_transpose(im)
-                img = _to_rgb(img)
-                img.load()
+                yield im
     except UnidentifiedImageError as exc:
         raise BadImageError("not an image (no decoder recognizes the file's contents)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError(f"image too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"truncated or corrupt image data ({exc})") from exc
+        raise BadImageError(f"{failure} ({exc})") from exc
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode an image file to 8-bit RGB with its EXIF orientation applied; BadImageError if unusable."""
+    with _open_image(path, "truncated or corrupt image data") as im:
+        im.load()  # decodes fully: raises on truncated or corrupt data
+        img = _to_rgb(ImageOps.exif_transpose(im))
+        img.load()
     return img
 
 
@@ -135,23 +142,8 @@ def stored_size(path: Path) -> tuple[int, int]:
     Enough to check a minimum side, which orientation does not change; the pixel data is not decoded, so
     corrupt data is found only by `load_rgb`.
     """
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadImageError(f"cannot read file: {exc.strerror}") from exc
-    if size == 0:
-        raise BadImageError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return im.size
-    except UnidentifiedImageError as exc:
-        raise BadImageError("not an image (no decoder recognizes the file's contents)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"image too large to decode safely ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"unreadable image header ({exc})") from exc
+    with _open_image(path, "unreadable image header") as im:
+        return im.size
 
 
 @dataclass

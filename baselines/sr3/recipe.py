@@ -10,7 +10,7 @@ from torch import nn
 
 from baselines.sr3.loss import sr3_loss
 from baselines.sr3.model import SR3Config, SR3Denoiser
-from baselines.sr3.schedule import from_spec
+from baselines.sr3.schedule import cosine, from_spec, linear
 from baselines.train import Batch, TrainConfig, Update, config_from_options
 from baselines.unet import training_preset
 from evalsuite.degrade import upsample
@@ -82,9 +82,9 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
     o = config_from_options(SR3Options, options, "sr3")
     unet = training_preset(o.preset, cfg.crop, o.dropout)
     if o.schedule == "linear":
-        sched = {"kind": "linear", "T": o.T, "beta_start": o.beta_start, "beta_end": o.beta_end}
+        sched = linear(o.T, o.beta_start, o.beta_end).to_spec()
     elif o.schedule == "cosine":
-        sched = {"kind": "cosine", "T": o.T, "s": 0.008}
+        sched = cosine(o.T).to_spec()
     else:
         raise ValueError(f"--set schedule={o.schedule}: the training schedule must be linear or cosine")
     config = SR3Config(
