@@ -20,10 +20,23 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+class _MetricsHelp(argparse.HelpFormatter):
+    """Writes the `--metrics` help from the metric declarations, only when help is printed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.dest == "metrics":
+            from evalsuite.metrics.base import metrics_help
+
+            return "comma-separated metric names. " + metrics_help().replace("%", "%%")
+        return super()._get_help_string(action)
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an evaluation")
     rsub = p.add_subparsers(dest="what", required=True)
-    b = rsub.add_parser("benchmark", help="benchmark SR methods on a folder of HR images")
+    b = rsub.add_parser(
+        "benchmark", help="benchmark SR methods on a folder of HR images", formatter_class=_MetricsHelp
+    )
     b.add_argument("--config", help="YAML spec file; flags given here override its keys")
     b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
     b.add_argument("--data", help="folder of HR images (recursive); default: scikit-image's bundled photos")
@@ -32,9 +45,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--scale", type=int, help="custom integer scale (HR images keep their size)")
     b.add_argument("--methods", type=_csv, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors")
-    b.add_argument(
-        "--metrics", type=_csv, help="comma-separated: psnr,ssim,consistency,lpips,fid,kid,is,classification"
-    )
+    b.add_argument("--metrics", type=_csv, help="comma-separated metric names (listed from their declarations)")
     b.add_argument("--out", help="run folder")
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
     b.add_argument("--batch-size", type=int)

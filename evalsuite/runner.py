@@ -30,14 +30,13 @@ from evalsuite import distributed as D
 from evalsuite.datasets import resolve_data
 from evalsuite.degrade import quantize, to_image, to_tensor
 from evalsuite.io import atomic_write_text, remove_partials, save_png
-from evalsuite.lazy import load_object
 from evalsuite.methods import Method, MethodContext, build_method, method_available, method_label, split_name
 from evalsuite.metrics.base import (
-    METRICS,
     MetricContext,
     MetricValue,
     build_metric,
     column_metric,
+    metric_info,
     resolve_metrics,
 )
 from evalsuite.prepare import NoUsableImagesError, PreparedImages
@@ -81,7 +80,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("evalsuite", "torch", "torchvision", "torchmetrics", "numpy", "pillow", "lpips", "clean-fid"):
+    for pkg in ("evalsuite", "torch", "torchvision", "torchmetrics", "numpy", "pillow", "lpips", "clean-fid", "pyiqa"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -241,7 +240,7 @@ def _dataset_metrics(rc: _RunContext) -> dict[str, Any]:
     """Fresh dataset-level metrics (FID, KID, IS, classification) for one method."""
     out: dict[str, Any] = {}
     for n in rc.metric_names:
-        if not METRICS[n].per_image and n not in rc.metric_notes:
+        if not metric_info(n).per_image and n not in rc.metric_notes:
             try:
                 out[n] = build_metric(n, rc.mctx)
             except MissingWeightsError as exc:
@@ -340,7 +339,7 @@ def _evaluate_method(rc: _RunContext, name: str, label: str) -> _MethodResult:
     bar.close()
 
     # Metrics that drive the method on their own inputs (classification protocol).
-    drivers = [m for m in ds_metrics.values() if getattr(m, "drives_method", False)]
+    drivers = [m for n, m in ds_metrics.items() if metric_info(n).drives_method]
     if drivers and lazy.get() is not None:
         for m in drivers:
             m.evaluate(lazy.method, rc.my_ids, rc.prep.hr_dir)
@@ -440,13 +439,13 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     metric_notes: dict[str, str] = {}
     shared: dict[str, Any] = {}
     for name in metric_names:
-        if METRICS[name].per_image:
+        if metric_info(name).per_image:
             try:
                 shared[name] = build_metric(name, mctx)
             except MissingWeightsError as exc:
                 metric_notes[name] = str(exc)
                 say(f"warning: {name} not computed: {exc}")
-    all_cols = [c for n in metric_names for c in METRICS[n].columns]
+    all_cols = [c for n in metric_names for c in metric_info(n).column_names]
     metric_cfg = stable_hash(
         {
             "metrics": metric_names,
@@ -495,9 +494,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     # Reference row: metrics with a `reference(ids, hr_dir)` (IS, classification) score the HR images.
     ref_row: dict[str, Any] = {}
     for n in metric_names:
-        if METRICS[n].per_image or n in metric_notes:
-            continue
-        if not hasattr(load_object(METRICS[n].target), "reference"):
+        if not metric_info(n).hr_row or n in metric_notes:
             continue  # FID/KID have no reference row: not built for nothing
         for c, mv in build_metric(n, mctx).reference(ids, prep.hr_dir).items():
             ref_row[c], ref_row[f"{c}_ci_low"], ref_row[f"{c}_ci_high"] = (
@@ -538,7 +535,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             "n_skipped": len(errors_df),
             "inputs": {i: index["images"][i]["sha256"] for i in ids},
             "methods": method_info,
-            "metrics": {n: METRICS[n].help for n in metric_names},
+            "metrics": {n: metric_info(n).help for n in metric_names},
             "metric_notes": metric_notes,
             "conventions": {
                 "pixel_range": "[0,1]; SR outputs rounded to 8 bits (as saved) before scoring",

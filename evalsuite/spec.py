@@ -56,6 +56,10 @@ class BenchmarkSpec:
         object.__setattr__(self, "metrics", tuple(self.metrics or ()))
         object.__setattr__(self, "method_options", dict(self.method_options or {}))
         object.__setattr__(self, "metric_options", dict(self.metric_options or {}))
+        if self.metric_options:
+            from evalsuite.metrics.base import validate_metric_options  # typos fail here, at spec load
+
+            validate_metric_options(self.metrics, self.metric_options)
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:

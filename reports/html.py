@@ -23,7 +23,7 @@ from PIL import Image
 
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
-from evalsuite.metrics.base import HIGHER_IS_BETTER, column_metric
+from evalsuite.metrics.base import column_info, column_metric
 from evalsuite.results import Results, bootstrap_ci, fmt_number, metric_columns
 from reports import images as I
 from reports import plots
@@ -32,45 +32,13 @@ from reports.study import load_study
 
 TEMPLATES = Path(__file__).parent / "templates"
 
-# How each metric column is named and what unit it has in the report.
-COLUMN_TITLES = {
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM",
-    "consistency": "Consistency (\u00d71e-5)",
-    "detail": "Detail (dB, 0 = HR)",
-    "lpips": "LPIPS",
-    "fid": "FID",
-    "kid": "KID",
-    "is": "Inception Score",
-    "top1_error": "Top-1 error",
-    "top5_error": "Top-5 error",
-}
-COLUMN_HELP = {
-    "psnr": "peak signal-to-noise ratio against the HR image",
-    "ssim": "structural similarity against the HR image",
-    "consistency": "MSE between the downsampled output and the LR input (SR3 Table 1)",
-    "detail": "energy above the LR band vs the HR image's, dB: 0 = as much fine detail as the truth, "
-    "below = blurrier, above = noisier (amount of detail, not its correctness)",
-    "lpips": "learned perceptual distance to the HR image",
-    "fid": "Fr\u00e9chet Inception Distance to the reference images",
-    "kid": "Kernel Inception Distance to the reference images",
-    "is": "Inception Score of the outputs",
-    "top1_error": "ResNet-50 top-1 error on the outputs",
-    "top5_error": "ResNet-50 top-5 error on the outputs",
-}
-SHORT_TITLES = {
-    "psnr": "PSNR",
-    "ssim": "SSIM",
-    "consistency": "Consistency",
-    "detail": "Detail",
-    "lpips": "LPIPS",
-    "fid": "FID",
-    "kid": "KID",
-    "is": "IS",
-    "top1_error": "Top-1 err.",
-    "top5_error": "Top-5 err.",
-}
 PRIMARY_ORDER = ("psnr", "ssim", "lpips", "consistency")
+
+
+def _higher(col: str | None) -> bool:
+    """Whether higher is better for a column (True when the column has no direction or there is none)."""
+    hib = column_info(col).higher_is_better if col else None
+    return True if hib is None else hib
 
 
 @dataclass(frozen=True)
@@ -199,7 +167,7 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
     n_methods = len(summary)
     headers, missing = [], []
     for c in cols:
-        hib = HIGHER_IS_BETTER.get(c)
+        hib = column_info(c).higher_is_better
         values = [(_num(v)) for v in summary[c]]
         present = [v for v in values if v is not None]
         best = None
@@ -210,16 +178,16 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
         headers.append(
             {
                 "col": c,
-                "title": COLUMN_TITLES.get(c, c),
+                "title": column_info(c).title,
                 "arrow": arrow,
                 "direction": direction,
-                "help": COLUMN_HELP.get(c, ""),
+                "help": column_info(c).help,
                 "best": best,
             }
         )
         if not present:
             reason = metric_notes.get(column_metric(c)) or "no value was computed (see the notes column)"
-            missing.append({"col": c, "title": COLUMN_TITLES.get(c, c), "reason": reason})
+            missing.append({"col": c, "title": column_info(c).title, "reason": reason})
     rows = []
     for _, r in summary.iterrows():
         cells = []
@@ -264,13 +232,13 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
     out = []
     summary, per = res.summary, res.per_image
     for c in cols:
-        hib = HIGHER_IS_BETTER.get(c)
+        hib = column_info(c).higher_is_better
         d = summary[["method", c]].dropna()
         if hib is None or len(d) < 2:
             continue
         d = d.sort_values(c, ascending=not hib, kind="stable")
         best, second = d.iloc[0], d.iloc[1]
-        name, arrow = SHORT_TITLES.get(c, c), "\u2191" if hib else "\u2193"
+        name, arrow = column_info(c).short, "\u2191" if hib else "\u2193"
         text = (
             f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
             f"then {_esc(second['method'])} {fmt(second[c])}"
@@ -304,8 +272,8 @@ def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
     headers = [
         {
             "col": c,
-            "title": SHORT_TITLES.get(c, c),
-            "arrow": "\u2191" if HIGHER_IS_BETTER.get(c) else "\u2193",
+            "title": column_info(c).short,
+            "arrow": "\u2191" if column_info(c).higher_is_better else "\u2193",
             "in_run": c in cols,
         }
         for c in table.columns
@@ -330,7 +298,9 @@ def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
 
 def _primary(cols: list[str], per_image: pd.DataFrame) -> str | None:
     """The metric that ranks images (worst images, gallery): PSNR when present."""
-    usable = [c for c in cols if c in per_image and per_image[c].notna().any() and HIGHER_IS_BETTER.get(c) is not None]
+    usable = [
+        c for c in cols if c in per_image and per_image[c].notna().any() and column_info(c).higher_is_better is not None
+    ]
     for c in PRIMARY_ORDER:
         if c in usable:
             return c
@@ -343,7 +313,7 @@ def _image_values(per: pd.DataFrame, cols: list[str], method: str, image_id: str
         return []
     values = {c: _num(row.iloc[0][c]) for c in cols if c in per}
     return [
-        {"col": c, "title": SHORT_TITLES.get(c, c), "value": v, "text": fmt(v), "best": False}
+        {"col": c, "title": column_info(c).short, "value": v, "text": fmt(v), "best": False}
         for c, v in values.items()
         if v is not None
     ]
@@ -367,9 +337,9 @@ def _gallery(
     methods = list(res.summary["method"].astype(str))
     ids = sorted(p.stem for p in (run_dir / "hr").glob("*.png"))
     scale = int((manifest.get("task") or {}).get("scale") or 0)
-    hib = HIGHER_IS_BETTER.get(primary or "", True)
+    hib = _higher(primary)
     chosen = I.choose_gallery(
-        res.per_image, ids, methods, primary, hib, opts.n_gallery, SHORT_TITLES.get(primary or "", primary)
+        res.per_image, ids, methods, primary, hib, opts.n_gallery, column_info(primary or "").short
     )
     figures = []
     for image_id, why in chosen:
@@ -428,7 +398,7 @@ def _gallery(
         panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []})
         # Mark the best value per metric among the methods on this image.
         for c in cols:
-            hibc = HIGHER_IS_BETTER.get(c)
+            hibc = column_info(c).higher_is_better
             vals = [(p, v) for p in panels for v in p["values"] if v["col"] == c]
             nums = [v["value"] for _, v in vals]
             if hibc is None or len(nums) < 2:
@@ -460,7 +430,7 @@ def _worst(
     """Section 5: each method's worst images by the primary metric, and its failed images."""
     per = res.per_image
     out = []
-    hib = HIGHER_IS_BETTER.get(primary or "", True)
+    hib = _higher(primary)
     for m in res.summary["method"].astype(str):
         items = []
         if primary is not None:
@@ -480,7 +450,7 @@ def _worst(
                 )
         fails = res.failures[res.failures["method"].astype(str) == m].fillna("").to_dict("records")
         out.append({"method": m, "items": items, "failures": fails})
-    return {"methods": out, "primary": primary, "title": COLUMN_TITLES.get(primary or "", primary), "n": opts.n_worst}
+    return {"methods": out, "primary": primary, "title": column_info(primary or "").title, "n": opts.n_worst}
 
 
 def _pct(v: Any) -> str:
@@ -610,7 +580,7 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
     primary = _primary(cols, res.per_image)
     table = _metric_table(res, manifest, cols)
     titles = {
-        c: f"{COLUMN_TITLES.get(c, c)}  {h['arrow']} {h['direction']}"
+        c: f"{column_info(c).title}  {h['arrow']} {h['direction']}"
         for c, h in zip(cols, table["headers"], strict=True)
     }
     gallery = _gallery(run_dir, res, manifest, cols, primary, opts)

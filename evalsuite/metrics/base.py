@@ -1,22 +1,33 @@
-"""The streamed-metric protocol and the metric registry.
+"""The streamed-metric protocol and the metric registry: one declaration (`MetricInfo`) per metric.
 
 A metric is built once per method by its factory `(MetricContext) -> Metric`, fed batches with
 `update(sr, hr, lr, ids)`, and asked for dataset-level values with `compute()`. Per-image metrics return
 their values from `update` (one tensor of shape (B,) per column); dataset-level metrics (FID, KID, IS)
 accumulate statistics and return values from `compute`. A factory that cannot get its weights raises
 `evalsuite.weights.MissingWeightsError`: the runner leaves the columns empty with the message as a note.
+A per-image metric that cannot score an image (too small, say) raises a ValueError that names the reason.
+
+Every fact about a metric (its columns with their titles, help and direction, per image or not, full- or
+no-reference, whether it needs a reference set, drives the method or scores the HR images too, the smallest
+image it can score, its options dataclass, its source and what it needs) is declared once, in the metric's
+own module, by `register(MetricInfo(...))`. Every module of this package is imported on the first lookup,
+so adding a metric is one new module (plus its test). Prefixes such as `pyiqa:` resolve names on demand
+(`register_prefix`). The runner, the summary, the report and the CLI's `--metrics` help read `metric_info`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from evalsuite.lazy import load_object
+from evalsuite.options import OptionError, build_options, option_names, unknown_key_message
 
 
 @dataclass(frozen=True)
@@ -38,20 +49,24 @@ class MetricContext:
     y_channel: bool = False
     crop_border: int = 0
     run_dir: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # e.g. lpips_net, fid_ref, labels
+    # The spec's metric_options (flat: lpips_net, fid_ref, labels, ...) plus `seed`, set by the runner.
+    options: dict[str, Any] = field(default_factory=dict)
 
-    def option(self, key: str, default: Any = None) -> Any:
-        """An option from the spec, or the default when unset."""
-        value = self.options.get(key)
-        return default if value is None else value
+    def options_of(self, cls: type) -> Any:
+        """The options dataclass `cls` filled from the keys of `options` it declares (values checked)."""
+        names = set(option_names(cls))
+        return build_options(cls, {k: v for k, v in self.options.items() if k in names and v is not None}, "metric")
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (the spec's `seed`), for metrics that draw subsets or resamples."""
+        return int(self.options.get("seed") or 0)
 
 
 class Metric(Protocol):
-    """A streamed metric."""
+    """A streamed metric (its columns are set from its declaration by `build_metric`)."""
 
-    name: str
     columns: tuple[str, ...]
-    per_image: bool
 
     def update(
         self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
@@ -65,89 +80,232 @@ class Metric(Protocol):
 
 
 @dataclass(frozen=True)
-class MetricEntry:
-    """A registered metric: its factory, columns and whether it is per image."""
+class Column:
+    """One output column of a metric: its name in the CSVs, its titles and help, and its direction."""
 
-    target: str  # "module:function" -> factory(ctx) -> Metric
-    columns: tuple[str, ...]
-    per_image: bool
-    help: str
+    name: str
+    title: str  # the report's table header, with the unit: "PSNR (dB)"
+    short: str  # headlines and plots: "PSNR"
+    help: str  # one line for the report's header tooltip
+    higher_is_better: bool | None  # None: neither direction is better (detail: 0 dB is ideal)
 
-
-METRICS: dict[str, MetricEntry] = {}
-
-
-def register_metric(name: str, target: str, columns: Sequence[str], per_image: bool, help: str) -> None:
-    """Register a metric under its `--metrics` name."""
-    METRICS[name] = MetricEntry(target, tuple(columns), per_image, help)
+    @property
+    def direction(self) -> str:
+        """'higher is better', 'lower is better' or 'no direction'."""
+        return {True: "higher is better", False: "lower is better"}.get(self.higher_is_better, "no direction")
 
 
-register_metric("psnr", "evalsuite.metrics.pixel:PSNR", ["psnr"], True, "PSNR in dB against HR (higher is better)")
-register_metric("ssim", "evalsuite.metrics.pixel:SSIM", ["ssim"], True, "SSIM against HR (higher is better)")
-register_metric(
-    "consistency",
-    "evalsuite.metrics.pixel:Consistency",
-    ["consistency"],
-    True,
-    "MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
-)
-register_metric(
-    "detail",
-    "evalsuite.metrics.pixel:Detail",
-    ["detail"],
-    True,
-    "fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
-)
-register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
-register_metric("fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)")
-register_metric("kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)")
-register_metric("is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)")
-register_metric(
-    "classification",
-    "evalsuite.metrics.classification:Classification",
-    ["top1_error", "top5_error"],
-    False,
-    "ResNet-50 top-1/top-5 error, SR3 Table 3 protocol (lower)",
-)
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a metric that takes none."""
 
-# Whether higher values are better, per column (for reports and tables).
-HIGHER_IS_BETTER = {
-    "psnr": True,
-    "ssim": True,
-    "consistency": False,
-    "detail": None,  # 0 dB is ideal: neither direction is better
-    "lpips": False,
-    "fid": False,
-    "kid": False,
-    "is": True,
-    "top1_error": False,
-    "top5_error": False,
-}
+
+def _one_px(ctx: MetricContext) -> int:
+    return 1 + 2 * ctx.crop_border
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """Everything about one metric, declared once in its own module and registered with `register`."""
+
+    name: str  # the `--metrics` name
+    factory: Callable[[MetricContext], Any]  # builds the metric (raises MissingWeightsError without weights)
+    columns: tuple[Column, ...]
+    help: str  # one line: the `--metrics` help and the manifest
+    source: str  # the implementation it follows or wraps (docs/metrics.md)
+    needs: str = ""  # weights files or extras it needs ("" = nothing beyond the base install)
+    per_image: bool = True  # False: a dataset-level value from compute() (FID, KID, IS, classification)
+    full_reference: bool = True  # compares with the HR image (or the LR input); False: no-reference
+    needs_reference_set: bool = False  # compares with a set of reference images (FID, KID)
+    drives_method: bool = False  # calls the method on its own inputs through `evaluate` (classification)
+    hr_row: bool = False  # scores the HR images too, for the summary's "reference (HR)" row (`reference()`)
+    options: type = NoOptions  # frozen dataclass of its metric_options keys
+    min_size: Callable[[MetricContext], int] = _one_px  # smallest HR side (px) it can score
+    aliases: tuple[str, ...] = ()  # other names `--metrics` accepts (top1_error -> classification)
+    version: str = ""  # the version of the library it wraps, where that matters (pyiqa)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The names of its columns, in order."""
+        return tuple(c.name for c in self.columns)
+
+
+_REGISTRY: dict[str, MetricInfo] = {}
+_ALIASES: dict[str, str] = {}
+_PREFIXES: dict[str, Callable[[str], MetricInfo]] = {}  # "pyiqa" -> resolver("musiq") -> MetricInfo
+_DYNAMIC: dict[str, MetricInfo] = {}  # resolved prefixed names, by full name
+_SKIP = {"base", "weights"}
+_FIRST = ("pixel", "perceptual")  # listed first in help and docs; the other modules follow by name
+_discovered = False
+
+
+def register(info: MetricInfo) -> MetricInfo:
+    """Register a metric declaration under its name and aliases (once per name)."""
+    if info.name in _REGISTRY and _REGISTRY[info.name] is not info:
+        raise ValueError(f"metric {info.name!r} is declared twice")
+    _REGISTRY[info.name] = info
+    for a in info.aliases:
+        _ALIASES[a] = info.name
+    return info
+
+
+def register_prefix(prefix: str, resolver: Callable[[str], MetricInfo]) -> None:
+    """Let `prefix:NAME` metric names resolve on demand to the declaration `resolver(NAME)` returns."""
+    _PREFIXES[prefix] = resolver
+
+
+def _discover() -> None:
+    """Import every module of evalsuite.metrics once, so their declarations are registered."""
+    global _discovered
+    if _discovered:
+        return
+    import evalsuite.metrics as pkg
+
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    for name in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0, n)):
+        if name not in _SKIP and not name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{name}")
+    _discovered = True
+
+
+def registered_metrics() -> dict[str, MetricInfo]:
+    """Every statically declared metric, by name, in declaration order."""
+    _discover()
+    return dict(_REGISTRY)
+
+
+def metric_prefixes() -> tuple[str, ...]:
+    """The prefixes that resolve names on demand (e.g. `pyiqa`)."""
+    _discover()
+    return tuple(_PREFIXES)
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The declaration of a metric by name, alias or `prefix:NAME`; ValueError listing the known ones."""
+    _discover()
+    key = name.strip()
+    low = key.lower()
+    if low in _REGISTRY:
+        return _REGISTRY[low]
+    if low in _ALIASES:
+        return _REGISTRY[_ALIASES[low]]
+    prefix, sep, rest = key.partition(":")
+    if sep and prefix.lower() in _PREFIXES and rest:
+        full = f"{prefix.lower()}:{rest}"
+        if full not in _DYNAMIC:
+            _DYNAMIC[full] = _PREFIXES[prefix.lower()](rest)
+        return _DYNAMIC[full]
+    known = ", ".join([*_REGISTRY, *(f"{p}:NAME" for p in _PREFIXES)])
+    raise ValueError(f"unknown metric {name!r}; known metrics: {known}")
+
+
+def dynamic_column_metric(col: str) -> str | None:
+    """The `prefix:NAME` metric a column such as `pyiqa_musiq` belongs to (None when no prefix matches)."""
+    _discover()
+    for p in _PREFIXES:
+        if col.startswith(f"{p}_") and len(col) > len(p) + 1:
+            return f"{p}:{col[len(p) + 1 :]}"
+    return None
 
 
 def column_metric(col: str) -> str:
-    """The registered metric that owns a column (classification owns top1_error and top5_error)."""
-    for name, entry in METRICS.items():
-        if col in entry.columns:
+    """The metric that owns a column (classification owns top1_error and top5_error)."""
+    for name, info in registered_metrics().items():
+        if col in info.column_names:
             return name
-    return col
+    return dynamic_column_metric(col) or col
+
+
+def column_info(col: str) -> Column:
+    """A column's declaration; an undeclared column gets its own name as title and no direction."""
+    for info in registered_metrics().values():
+        for c in info.columns:
+            if c.name == col:
+                return c
+    name = dynamic_column_metric(col)
+    if name is not None:
+        try:
+            return next(c for c in metric_info(name).columns if c.name == col)
+        except (ValueError, StopIteration):
+            pass
+    return Column(col, col, col, "", None)
+
+
+class _Directions(Mapping):
+    """Read-only view {column: higher_is_better} over the declarations (for callers that want a mapping)."""
+
+    def __getitem__(self, col: str) -> bool | None:
+        return column_info(col).higher_is_better
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([c.name for info in registered_metrics().values() for c in info.columns])
+
+    def __len__(self) -> int:
+        return sum(len(info.columns) for info in registered_metrics().values())
+
+
+# Whether higher values are better, per column, as the declarations say.
+HIGHER_IS_BETTER: Mapping[str, bool | None] = _Directions()
 
 
 def resolve_metrics(names: Sequence[str]) -> list[str]:
-    """Validate metric names (aliases: top1_error/top5_error -> classification), keep order, no repeats."""
+    """Validate metric names (aliases -> their metric), keep order, no repeats."""
     out: list[str] = []
     for n in names:
-        n = n.strip().lower()
-        if n in ("top1_error", "top5_error", "top1", "top5"):
-            n = "classification"
-        if n not in METRICS:
-            raise ValueError(f"unknown metric {n!r}; known metrics: {', '.join(METRICS)}")
-        if n not in out:
-            out.append(n)
+        info = metric_info(n)
+        if info.name not in out:
+            out.append(info.name)
     return out
 
 
-def build_metric(name: str, ctx: MetricContext) -> Metric:
-    """Build a registered metric."""
-    entry = METRICS[name]
-    return load_object(entry.target)(ctx)
+def build_metric(name: str, ctx: MetricContext) -> Any:
+    """Build a metric from its declaration; its `columns` are the declared ones."""
+    info = metric_info(name)
+    metric = info.factory(ctx)
+    metric.columns = info.column_names
+    return metric
+
+
+# Keys every metric accepts (read by evalsuite.metrics.weights), besides the metrics' own options.
+COMMON_OPTIONS = ("allow_nonstandard_weights",)
+
+
+def metric_option_names() -> set[str]:
+    """Every key `metric_options` may hold: the declared metrics' option fields and the common keys."""
+    return {n for info in registered_metrics().values() for n in option_names(info.options)} | set(COMMON_OPTIONS)
+
+
+def validate_metric_options(metrics: Sequence[str], options: Mapping[str, Any]) -> None:
+    """Check a spec's `metric_options` (flat) when it is loaded: unknown keys and bad values are errors."""
+    known = metric_option_names()
+    for key in options:
+        if key == "seed":
+            raise OptionError("metric option 'seed' is the spec's own `seed`: set that instead")
+        if key not in known:
+            raise OptionError(unknown_key_message(key, known, "metric"))
+    # Each static metric of the spec builds its options now, so a bad value fails before any work.
+    for name in metrics:
+        info = _REGISTRY.get(name.strip().lower()) or _REGISTRY.get(_ALIASES.get(name.strip().lower(), ""))
+        if info is not None and info.options is not NoOptions:
+            own = set(option_names(info.options))
+            build_options(info.options, {k: v for k, v in options.items() if k in own and v is not None}, "metric")
+
+
+def metrics_help() -> str:
+    """One line per metric for the CLI's `--metrics` help."""
+    lines = [f"{info.name}: {info.help}" for info in registered_metrics().values()]
+    lines += [f"{p}:NAME: {_PREFIXES[p].__doc__ or ''}".strip() for p in metric_prefixes()]
+    return "; ".join(lines)
+
+
+def describe(info: MetricInfo) -> dict[str, Any]:
+    """The declaration as plain data (the manifest's `metrics` entries)."""
+    return {
+        "help": info.help,
+        "source": info.source,
+        "needs": info.needs,
+        "version": info.version,
+        "per_image": info.per_image,
+        "full_reference": info.full_reference,
+        "columns": {c.name: dataclasses.asdict(c) for c in info.columns},
+    }

@@ -6,13 +6,14 @@ Protocol, per HR image (as the 64x64 ImageNet image the paper starts from):
 3. the method's 4x output (256x256), rounded to 8 bits, resized to 224x224 (bicubic, anti-aliased);
 4. torchvision's ResNet-50 (IMAGENET1K_V1) with ImageNet normalization -> top-5 classes.
 The reference row classifies the same 56/64 central region of the HR image itself, resized to 224.
-This metric drives the method on its own inputs (`drives_method = True`): the runner calls `evaluate`.
+This metric drives the method on its own inputs (declared `drives_method=True`): the runner calls `evaluate`.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from PIL import Image
 
 from evalsuite import distributed as D
 from evalsuite.degrade import quantize, to_tensor
-from evalsuite.metrics.base import MetricContext, MetricValue
+from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
 from evalsuite.metrics.weights import checked_weight
 from evalsuite.results import bootstrap_ci
 
@@ -121,13 +122,15 @@ def load_labels(option: Any, ids: Sequence[str]) -> tuple[dict[str, int], str]:
     return out, f"labels from {path.name}"
 
 
+@dataclass(frozen=True)
+class ClassificationOptions:
+    """`metric_options` of classification."""
+
+    labels: str | None = None  # a CSV image_id,label or 'folders' (ImageNet-style class folders)
+
+
 class Classification:
     """ResNet-50 top-1/top-5 error of a 4x method on SR3's 56->64->256->224 protocol, and of the HR images."""
-
-    name = "classification"
-    columns = ("top1_error", "top5_error")
-    per_image = False
-    drives_method = True
 
     def __init__(self, ctx: MetricContext) -> None:
         import torchvision.models as tvm
@@ -186,7 +189,7 @@ class Classification:
         """
         merged = {i: p for part in D.gather_objects(top5) for i, p in part.items()}
         problem = next((p for p in D.gather_objects(problem) if p), "")
-        option = self.ctx.option("labels")
+        option = self.ctx.options_of(ClassificationOptions).labels
         ids = sorted(merged)
         if not problem and option is None:
             problem = "no labels: set metric option labels to a CSV (image_id,label) or 'folders'"
@@ -207,7 +210,7 @@ class Classification:
             note += f"; {self.weight.note}"
         out = {}
         for col, v in (("top1_error", top1), ("top5_error", top5)):
-            lo, hi = bootstrap_ci(v, 2000, int(self.ctx.option("seed", 0)))
+            lo, hi = bootstrap_ci(v, 2000, self.ctx.seed)
             out[col] = MetricValue(float(v.mean()), lo, hi, note=note if col == "top1_error" else "")
         return out
 
@@ -223,3 +226,24 @@ class Classification:
             preds = self.classify(torch.cat([hr_view(im[None]) for im in images]))
             top5.update({i: p.tolist() for i, p in zip(chunk, preds, strict=True)})
         return self.errors(top5)
+
+
+register(
+    MetricInfo(
+        name="classification",
+        factory=Classification,
+        columns=(
+            Column("top1_error", "Top-1 error", "Top-1 err.", "ResNet-50 top-1 error on the outputs", False),
+            Column("top5_error", "Top-5 error", "Top-5 err.", "ResNet-50 top-5 error on the outputs", False),
+        ),
+        help="ResNet-50 top-1/top-5 error, SR3 Table 3 protocol (lower)",
+        source="SR3 Table 3 protocol; torchvision ResNet-50 IMAGENET1K_V1",
+        needs="resnet50-0676ba61.pth (resnet50) and image labels (metric option labels)",
+        per_image=False,
+        full_reference=False,
+        drives_method=True,
+        hr_row=True,
+        options=ClassificationOptions,
+        aliases=("top1_error", "top5_error", "top1", "top5"),
+    )
+)

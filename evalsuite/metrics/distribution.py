@@ -24,7 +24,7 @@ from PIL import Image
 from evalsuite import distributed as D
 from evalsuite.datasets import scan_folder
 from evalsuite.io import atomic_write
-from evalsuite.metrics.base import MetricContext, MetricValue
+from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
 from evalsuite.metrics.weights import CheckedWeight, checked_weight
 from evalsuite.paths import cache_dir
 from evalsuite.weights import sha256_file
@@ -294,20 +294,25 @@ def few_images_warning(n: int, what: str) -> str:
     return f"WARNING: {what} from {n} images (< {FEW_IMAGES:,}) is biased and noisy; compare only equal-size runs"
 
 
+@dataclass(frozen=True)
+class FIDOptions:
+    """`metric_options` of FID and KID."""
+
+    fid_ref: str | None = None  # a folder of reference images or an .npz of mu/sigma; default: the run's HR
+
+
 class _InceptionDistance:
     """Shared plumbing of FID and KID: clean-fid features of SR outputs, references, notes, rank sync."""
 
-    name = ""
-    per_image = False
+    name = ""  # its column
     uses_gaussian = True  # whether the reference's mean and covariance are used (FID), or only features (KID)
 
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
-        self.columns = (self.name,)
         self.weight = checked_weight("inception-fid", self.name.upper(), ctx.options)
         self.extractor = extractor(CleanInception, self.weight, ctx.device)
         self.ids: list[str] = []
-        ref = ctx.option("fid_ref")
+        ref = ctx.options_of(FIDOptions).fid_ref
         self.ref_option = Path(ref).expanduser() if ref else None
         if self.ref_option is not None and not self.ref_option.exists():
             raise FileNotFoundError(f"fid_ref {self.ref_option} does not exist; pass a folder of images or an .npz")
@@ -435,7 +440,7 @@ class KID(_InceptionDistance):
         ref = self.reference_stats(ids)
         if ref.feats is None:
             return {"kid": MetricValue(None, note=f"KID needs reference features; {ref.label} holds only mu/sigma")}
-        value = kernel_distance(feats.astype(np.float64), ref.feats.astype(np.float64), int(self.ctx.option("seed", 0)))
+        value = kernel_distance(feats.astype(np.float64), ref.feats.astype(np.float64), self.ctx.seed)
         return {"kid": MetricValue(value, note=self.note(len(ids), ref))}
 
 
@@ -454,10 +459,6 @@ def inception_score(logits: np.ndarray) -> tuple[float, float, int]:
 
 class InceptionScore:
     """Inception Score with torch-fidelity's Inception (logits_unbiased, 10 splits, its shuffle seed)."""
-
-    name = "is"
-    columns = ("is",)
-    per_image = False
 
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
@@ -504,3 +505,45 @@ class InceptionScore:
             for g in groups:
                 rows.extend(self.extractor.features_u8(g).float().numpy())
         return {"is": self.score(mine, rows)}
+
+
+_FID_NEEDS = "inception-2015-12-05.pt (inception-fid)"
+register(
+    MetricInfo(
+        name="fid",
+        factory=FID,
+        columns=(Column("fid", "FID", "FID", "Fr\u00e9chet Inception Distance to the reference images", False),),
+        help="clean-fid FID vs references (lower)",
+        source="clean-fid, clean mode (Parmar et al. 2022)",
+        needs=_FID_NEEDS,
+        per_image=False,
+        needs_reference_set=True,
+        options=FIDOptions,
+    )
+)
+register(
+    MetricInfo(
+        name="kid",
+        factory=KID,
+        columns=(Column("kid", "KID", "KID", "Kernel Inception Distance to the reference images", False),),
+        help="clean-fid KID vs references (lower)",
+        source="clean-fid kernel_distance (Binkowski et al. 2018), subsets drawn with the run's seed",
+        needs=_FID_NEEDS,
+        per_image=False,
+        needs_reference_set=True,
+        options=FIDOptions,
+    )
+)
+register(
+    MetricInfo(
+        name="is",
+        factory=InceptionScore,
+        columns=(Column("is", "Inception Score", "IS", "Inception Score of the outputs", True),),
+        help="Inception Score (higher)",
+        source="torch-fidelity isc_features_to_metric (Salimans et al. 2016)",
+        needs="weights-inception-2015-12-05-6726825d.pth (inception-is)",
+        per_image=False,
+        full_reference=False,
+        hr_row=True,
+    )
+)

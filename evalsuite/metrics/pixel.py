@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
 from evalsuite.degrade import degrade
-from evalsuite.metrics.base import MetricContext, MetricValue
+from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -34,12 +34,10 @@ def prepare_pair(
 class _PairMetric:
     """Shared plumbing of PSNR and SSIM: per-image values, nothing at dataset level."""
 
-    name = ""
-    per_image = True
+    name = ""  # its column
 
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
-        self.columns = (self.name,)
 
     def _value(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -118,12 +116,32 @@ class SSIM(_PairMetric):
         return torch.cat([ssim_per_image(sr[i : i + 1], hr[i : i + 1]) for i in range(sr.shape[0])])
 
 
+# MS-SSIM's five scales: torchmetrics needs the side halved four times to stay above the 11-tap window.
+MS_SSIM_SCALES = 5
+MS_SSIM_MIN_SIDE = 11 * 2 ** (MS_SSIM_SCALES - 1)  # 176 px
+
+
+class MSSSIM(_PairMetric):
+    """Multi-scale SSIM through torchmetrics: Gaussian window 11, sigma 1.5, five scales, Wang et al.'s weights.
+
+    Same conventions as SSIM (data range 1, optional Y channel, crop border); torchmetrics' default `relu`
+    normalization of the per-scale terms keeps the product real for anticorrelated images.
+    """
+
+    name = "ms_ssim"
+
+    def _value(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if min(sr.shape[-2:]) < MS_SSIM_MIN_SIDE:
+            raise ValueError(
+                f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px after the crop border "
+                f"(five scales of an 11-px window), got {tuple(sr.shape[-2:])}"
+            )
+        return multiscale_structural_similarity_index_measure(sr, hr, data_range=1.0, reduction="none")
+
+
 class Consistency:
     """SR3's consistency: MSE between degrade(SR) and the LR input on [0,1], reported x1e5."""
 
-    name = "consistency"
-    columns = ("consistency",)
-    per_image = True
     FACTOR = 1e5
 
     def __init__(self, ctx: MetricContext) -> None:
@@ -178,9 +196,6 @@ class Detail:
     the mean over images is the geometric mean of the ratios, so a few flat images do not dominate it.
     """
 
-    name = "detail"
-    columns = ("detail",)
-    per_image = True
 
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
@@ -199,3 +214,77 @@ class Detail:
     def compute(self) -> dict[str, MetricValue]:
         """Per-image metric: nothing at dataset level."""
         return {}
+
+
+def _window(side: int) -> Callable[[MetricContext], int]:
+    """min_size for a metric that needs `side` px after cropping the border from each side."""
+    return lambda ctx: side + 2 * ctx.crop_border
+
+
+register(
+    MetricInfo(
+        name="psnr",
+        factory=PSNR,
+        columns=(Column("psnr", "PSNR (dB)", "PSNR", "peak signal-to-noise ratio against the HR image", True),),
+        help="PSNR in dB against HR (higher is better)",
+        source="torchmetrics peak_signal_noise_ratio, data range 1; BasicSR's Y channel and crop border",
+    )
+)
+register(
+    MetricInfo(
+        name="ssim",
+        factory=SSIM,
+        columns=(Column("ssim", "SSIM", "SSIM", "structural similarity against the HR image", True),),
+        help="SSIM against HR (higher is better)",
+        source="Wang et al. 2004 (Gaussian 11x11, sigma 1.5), valid positions as scikit-image/BasicSR; FFT in torch",
+        min_size=_window(11),
+    )
+)
+register(
+    MetricInfo(
+        name="ms_ssim",
+        factory=MSSSIM,
+        columns=(
+            Column("ms_ssim", "MS-SSIM", "MS-SSIM", "multi-scale structural similarity against the HR image", True),
+        ),
+        help="multi-scale SSIM against HR, five scales (higher is better)",
+        source="torchmetrics multiscale_structural_similarity_index_measure (Wang et al. 2003 weights)",
+        min_size=_window(MS_SSIM_MIN_SIDE),
+    )
+)
+register(
+    MetricInfo(
+        name="consistency",
+        factory=Consistency,
+        columns=(
+            Column(
+                "consistency",
+                "Consistency (\u00d71e-5)",
+                "Consistency",
+                "MSE between the downsampled output and the LR input (SR3 Table 1)",
+                False,
+            ),
+        ),
+        help="MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
+        source="SR3 (Saharia et al. 2021) Table 1, with this task's degradation",
+        min_size=lambda ctx: ctx.scale,
+    )
+)
+register(
+    MetricInfo(
+        name="detail",
+        factory=Detail,
+        columns=(
+            Column(
+                "detail",
+                "Detail (dB, 0 = HR)",
+                "Detail",
+                "energy above the LR band vs the HR image's, dB: 0 = as much fine detail as the truth, "
+                "below = blurrier, above = noisier (amount of detail, not its correctness)",
+                None,
+            ),
+        ),
+        help="fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
+        source="evalsuite (Hann-windowed spectrum above the LR Nyquist frequency)",
+    )
+)

@@ -36,6 +36,22 @@ def _download(url: str, dest: Path, prefix: str | None) -> None:
     torch.hub.download_url_to_file(url, str(dest), hash_prefix=prefix, progress=True)
 
 
+def _copy_from_package(dists: tuple[str, ...], member: str, dest: Path) -> None:
+    """Copy `member` out of the first installed distribution in `dists` that ships it (nothing is imported)."""
+    import importlib.metadata as md
+    import shutil
+
+    for dist in dists:
+        try:
+            path = Path(str(md.distribution(dist).locate_file(member)))
+        except md.PackageNotFoundError:
+            continue
+        if path.is_file():
+            shutil.copyfile(path, dest)
+            return
+    raise FileNotFoundError(f"none of the packages {', '.join(dists)} is installed with {member}")
+
+
 def _spec(name: str, filename: str, used_by: str, url: str, prefix: str | None) -> MetricWeight:
     fetch = f"{__name__}:fetch_{name.replace('-', '_')}"
     entry = register_weight(WeightFile(name=name, filename=filename, used_by=used_by, source=url, fetch=fetch))
@@ -55,7 +71,7 @@ SPECS: dict[str, MetricWeight] = {
         _spec(
             "lpips-vgg",
             "vgg16-397923af.pth",
-            "lpips (net vgg)",
+            "lpips (net vgg), dists",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
             "397923af",
         ),
@@ -80,7 +96,26 @@ SPECS: dict[str, MetricWeight] = {
             "https://download.pytorch.org/models/resnet50-0676ba61.pth",
             "0676ba61",
         ),
+        _spec(
+            "niqe-pris-params",
+            "niqe_pris_params.npz",
+            "niqe (pristine natural-scene model of the LIVE images)",
+            "the basicsr wheel on PyPI (`pip install --no-deps basicsr-fixed`): basicsr/metrics/niqe_pris_params.npz",
+            "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
+        ),
+        _spec(
+            "dists-alpha-beta",
+            "dists_weights.pt",
+            "dists (published alpha/beta)",
+            "the DISTS-pytorch wheel on PyPI (`pip install --no-deps dists-pytorch`): DISTS_pytorch/weights.pt",
+            "f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218",
+        ),
     )
+}
+# Files copied out of an installed wheel instead of downloaded: registry name -> (distributions, member).
+FROM_PACKAGES = {
+    "niqe-pris-params": (("basicsr-fixed", "basicsr"), "basicsr/metrics/niqe_pris_params.npz"),
+    "dists-alpha-beta": (("DISTS-pytorch",), "DISTS_pytorch/weights.pt"),
 }
 
 
@@ -112,6 +147,16 @@ def fetch_inception_is(dest: Path) -> None:
 def fetch_resnet50(dest: Path) -> None:
     """Download torchvision's ResNet-50 IMAGENET1K_V1 weights."""
     _fetch("resnet50", dest)
+
+
+def fetch_niqe_pris_params(dest: Path) -> None:
+    """Copy NIQE's pristine parameters from the installed basicsr(-fixed) wheel, without importing it."""
+    _copy_from_package(*FROM_PACKAGES["niqe-pris-params"], dest)
+
+
+def fetch_dists_alpha_beta(dest: Path) -> None:
+    """Copy DISTS' published alpha/beta from the installed DISTS-pytorch wheel, without importing it."""
+    _copy_from_package(*FROM_PACKAGES["dists-alpha-beta"], dest)
 
 
 @dataclass(frozen=True)
