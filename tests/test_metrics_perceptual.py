@@ -88,3 +88,93 @@ def test_load_backbone_rejects_a_file_of_another_network():
     vgg_like = {"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
     with pytest.raises(ValueError, match="has shape"):
         load_backbone(net, vgg_like, "vgg.pth")
+
+
+def _random_vgg_features(seed: int) -> dict[str, torch.Tensor]:
+    """torchvision's VGG-16 convolutional trunk, randomly initialized, under its `features.<i>` keys."""
+    from torchvision.models import vgg
+
+    with torch.device("meta"):
+        shapes = vgg.make_layers(vgg.cfgs["D"]).state_dict()
+    g = torch.Generator().manual_seed(seed)
+    # He-scaled Gaussian weights (what PyTorch's init draws, without its slower per-layer calls), small biases.
+    return {
+        f"features.{k}": torch.randn(v.shape, generator=g) * (2 / v[0].numel()) ** 0.5 if v.dim() == 4
+        else 0.01 * torch.randn(v.shape, generator=g)
+        for k, v in shapes.items()
+    }
+
+
+def test_dists_equals_the_dists_package_with_the_same_backbone(monkeypatch, tmp_path):
+    import types
+
+    import DISTS_pytorch.DISTS_pt as dists_pt
+    from torchvision.models import vgg
+
+    from evalsuite.metrics.base import build_metric
+
+    state, other_state = _random_vgg_features(5), _random_vgg_features(6)
+    torch.save(state, tmp_path / SPECS["lpips-vgg"].entry.filename)
+    monkeypatch.setenv("EVALSUITE_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    ours = build_metric("dists", MetricContext(torch.device("cpu"), 4))
+    # The alpha/beta file was copied out of the DISTS-pytorch wheel: the official one, by its sha256.
+    assert (tmp_path / "dists_weights.pt").exists()
+
+    # The package's own model, its torchvision VGG-16 given the same random trunk instead of a download
+    # (DISTS_pt reads only `.features`).
+    def same_vgg(*args, **kwargs):
+        with torch.device("meta"):
+            trunk = vgg.make_layers(vgg.cfgs["D"])
+        trunk.load_state_dict({k.removeprefix("features."): v for k, v in state.items()}, assign=True)
+        return types.SimpleNamespace(features=trunk)
+
+    monkeypatch.setattr(dists_pt.models, "vgg16", same_vgg)
+    reference = dists_pt.DISTS().eval()
+    a, b = _pair(1)
+    got = ours.update(b, a, a, ["x", "y", "z"])["dists"]
+    want = reference(b, a).reshape(-1)
+    assert got.shape == (3,)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert (got > 0).all() and ours.update(a, a, a, ["x", "y", "z"])["dists"].abs().max() < 1e-5
+    # Another backbone changes the distances: the file is really used.
+    torch.save(other_state, tmp_path / SPECS["lpips-vgg"].entry.filename)
+    other = build_metric("dists", MetricContext(torch.device("cpu"), 4)).update(b, a, a, ["x", "y", "z"])["dists"]
+    assert not torch.allclose(other, got)
+
+
+def test_dists_refuses_missing_or_nonstandard_files(monkeypatch, tmp_path):
+    from evalsuite.metrics.perceptual import DISTS
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setenv("EVALSUITE_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr("evalsuite.metrics.weights._download", _offline)
+    with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
+        DISTS(MetricContext(torch.device("cpu"), 4))
+    torch.save(_random_vgg_features(5), tmp_path / SPECS["lpips-vgg"].entry.filename)
+    with pytest.raises(MissingWeightsError, match="not the official vgg16-397923af.pth"):
+        DISTS(MetricContext(torch.device("cpu"), 4))
+    # A file under the alpha/beta name that is not the published one is refused too.
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    (tmp_path / "dists_weights.pt").write_bytes(b"not the published weights")
+    monkeypatch.delenv(ALLOW_ENV)
+    with pytest.raises(MissingWeightsError, match="vgg16|dists_weights.pt"):
+        DISTS(MetricContext(torch.device("cpu"), 4, options={"allow_nonstandard_weights": False}))
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_min_size_is_the_smallest_side_its_backbone_takes(net, monkeypatch, tmp_path):
+    from evalsuite.metrics.base import metric_info
+
+    ctx = MetricContext(torch.device("cpu"), 4, options={"lpips_net": net})
+    side = metric_info("lpips").min_size(ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import lpips
+
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False).eval()
+    x = torch.rand(1, 3, side, side)
+    with torch.no_grad():
+        assert model(x, x).shape == (1, 1, 1, 1)
+        with pytest.raises(RuntimeError):
+            model(x[..., 1:, 1:], x[..., 1:, 1:])

@@ -146,3 +146,43 @@ def test_ssim_matches_scikit_image_on_odd_and_small_sizes(size, rng):
             use_sample_covariance=False,
         )
         assert abs(float(ssim[k]) - ref) < 1e-4
+
+
+def test_ms_ssim_is_torchmetrics_on_the_ssim_conventions_and_fails_small_images(photos_dir):
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+
+    from evalsuite.metrics.base import build_metric, metric_info
+    from evalsuite.metrics.pixel import prepare_pair
+
+    # Real photos at 200x184 (above MS-SSIM's 176 px after a 4 px crop), SR = bicubic from 4x LR.
+    paths = sorted(photos_dir.glob("*.png"))
+    hr = torch.stack([to_tensor(Image.open(p).convert("RGB").resize((200, 184))) for p in paths])
+    sr = quantize(upsample(quantize(degrade(hr, 4)), 4))
+    ctx = MetricContext(torch.device("cpu"), 4, y_channel=True, crop_border=4)
+    got = build_metric("ms_ssim", ctx).update(sr, hr, hr, ["a"] * len(hr))["ms_ssim"]
+    a, b = prepare_pair(sr, hr, True, 4)
+    want = torch.stack([tm_ms_ssim(a[k : k + 1], b[k : k + 1], data_range=1.0) for k in range(len(a))])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert ((got > 0.5) & (got < 1)).all()
+    # Same images scored as RGB: a different number, so the Y convention is really applied.
+    rgb = build_metric("ms_ssim", MetricContext(torch.device("cpu"), 4, crop_border=4)).update(sr, hr, hr, ["a"] * 4)
+    assert not torch.allclose(rgb["ms_ssim"], got)
+    # The declared minimum side is exact: one pixel less is a clear per-image error.
+    side = metric_info("ms_ssim").min_size(ctx)
+    assert side == 176 + 2 * 4
+    ok = build_metric("ms_ssim", ctx).update(sr[:1, :, :side, :side], hr[:1, :, :side, :side], hr[:1], ["a"])
+    assert ok["ms_ssim"].shape == (1,)
+    with pytest.raises(ValueError, match="MS-SSIM needs images of at least 176x176"):
+        build_metric("ms_ssim", ctx).update(sr[:1, :, : side - 1, :side], hr[:1, :, : side - 1, :side], hr[:1], ["a"])
+
+
+def test_ssim_min_size_is_the_window_plus_the_crop_border():
+    from evalsuite.metrics.base import build_metric, metric_info
+
+    ctx = MetricContext(torch.device("cpu"), 4, crop_border=3)
+    side = metric_info("ssim").min_size(ctx)
+    assert side == 11 + 6
+    x = torch.rand(1, 3, side, side)
+    assert build_metric("ssim", ctx).update(x, x, x, ["a"])["ssim"].item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="SSIM needs images of at least 11x11"):
+        build_metric("ssim", ctx).update(x[..., 1:, 1:], x[..., 1:, 1:], x, ["a"])

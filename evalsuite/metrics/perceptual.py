@@ -107,13 +107,19 @@ class DISTSNet(torch.nn.Module):
 
     def __init__(self, vgg_state: dict[str, torch.Tensor], alpha: torch.Tensor, beta: torch.Tensor) -> None:
         super().__init__()
-        import torchvision
+        from torchvision.models import vgg
 
-        vgg = torchvision.models.vgg16(weights=None)
-        vgg.load_state_dict(vgg_state, strict=True)
+        # Only the convolutional trunk is used (built alone, uninitialized: the file fills every tensor).
+        with torch.device("meta"):
+            trunk = vgg.make_layers(vgg.cfgs["D"])
+        own = {f"features.{k}": v for k, v in trunk.state_dict().items()}
+        missing = sorted(set(own) - set(vgg_state))
+        if missing:
+            raise ValueError(f"the VGG-16 file has no {missing[0]}: it is not torchvision's VGG-16")
+        trunk.load_state_dict({k.removeprefix("features."): vgg_state[k] for k in own}, strict=True, assign=True)
         stages = []
         for k, (a, b) in enumerate(DISTS_STAGES):
-            layers = [vgg.features[i] for i in range(a, b)]
+            layers = [trunk[i] for i in range(a, b)]
             if k:
                 layers.insert(0, _L2Pool(DISTS_CHANNELS[k]))
             stages.append(torch.nn.Sequential(*layers))

@@ -1,0 +1,97 @@
+"""NIQE: our batched torch version equals BasicSR's (MATLAB-equal) calculate_niqe on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evalsuite.metrics.base import MetricContext, build_metric, metric_info
+from evalsuite.metrics.weights import ALLOW_ENV, SPECS
+from evalsuite.weights import MissingWeightsError, sha256_file
+
+# scikit-image's bundled photos, cut to several sizes (none a multiple of the 96-px blocks).
+PHOTOS = {"astronaut": (300, 410), "coffee": (400, 600), "chelsea": (300, 451), "camera": (512, 512)}
+
+
+def _photo(name: str) -> np.ndarray:
+    from skimage import data
+
+    img = getattr(data, name)()
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    h, w = PHOTOS[name]
+    return np.ascontiguousarray(img[:h, :w])
+
+
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float().div(255.0)[None]
+
+
+@pytest.fixture()
+def weights(monkeypatch, tmp_path):
+    """An empty weights folder: NIQE copies the pristine parameters out of the installed basicsr wheel."""
+    monkeypatch.setenv("EVALSUITE_WEIGHTS", str(tmp_path))
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("crop_border", [0, 4])
+def test_niqe_equals_basicsr_on_real_photos_of_several_sizes(weights, crop_border):
+    pytest.importorskip("basicsr", reason="basicsr-fixed is the reference (make setup installs it)")
+    from basicsr.metrics.niqe import calculate_niqe
+
+    metric = build_metric("niqe", MetricContext(torch.device("cpu"), 4, crop_border=crop_border))
+    params = weights / "niqe_pris_params.npz"
+    assert sha256_file(params) == SPECS["niqe-pris-params"].sha256_prefix
+    values = []
+    for name in PHOTOS:
+        img = _photo(name)
+        ours = float(metric.update(_tensor(img), _tensor(img), _tensor(img), [name])["niqe"][0])
+        # BasicSR reads BGR images in [0, 255].
+        ref = calculate_niqe(img[..., ::-1].astype(np.float64), crop_border=crop_border)
+        assert abs(ours - ref) < 1e-3, (name, ours, ref)
+        values.append(ours)
+    assert len(set(np.round(values, 3))) == len(values)  # the photos really differ
+
+
+def test_niqe_batches_like_single_images_and_ranks_blur_worse(weights):
+    from evalsuite.degrade import degrade, quantize, upsample
+
+    metric = build_metric("niqe", MetricContext(torch.device("cpu"), 4))
+    crops = torch.cat([_tensor(_photo("astronaut"))[..., :288, :384], _tensor(_photo("coffee"))[..., :288, :384]])
+    batch = metric.update(crops, crops, crops, ["a", "b"])["niqe"]
+    one = torch.cat([metric.update(c[None], c[None], c[None], ["x"])["niqe"] for c in crops])
+    torch.testing.assert_close(batch, one, rtol=0, atol=1e-6)
+    # A 4x bicubic round trip is less natural than the photo: higher NIQE.
+    blurred = quantize(upsample(quantize(degrade(crops, 4)), 4))
+    assert (metric.update(blurred, crops, crops, ["a", "b"])["niqe"] > batch + 1).all()
+
+
+def test_niqe_too_small_images_fail_with_a_reason(weights):
+    ctx = MetricContext(torch.device("cpu"), 4, crop_border=4)
+    assert metric_info("niqe").min_size(ctx) == 96 + 8
+    metric = build_metric("niqe", ctx)
+    with pytest.raises(ValueError, match="NIQE needs at least two 96x96 blocks"):
+        metric.update(torch.rand(1, 3, 90, 300), None, None, ["small"])
+    # One block is not enough for the image's covariance either.
+    with pytest.raises(ValueError, match=r"got an image of \(96, 96\)"):
+        metric.update(torch.rand(1, 3, 104, 104), None, None, ["one block"])
+    assert metric.update(torch.rand(1, 3, 104, 200), None, None, ["two blocks"])["niqe"].isfinite().all()
+
+
+def test_niqe_refuses_other_parameters_under_the_standard_name(weights, monkeypatch):
+    np.savez(weights / "niqe_pris_params.npz", mu_pris_param=np.zeros((1, 36)), cov_pris_param=np.eye(36),
+             gaussian_window=np.ones((7, 7)) / 49)
+    with pytest.raises(MissingWeightsError, match="not the official niqe_pris_params.npz"):
+        build_metric("niqe", MetricContext(torch.device("cpu"), 4))
+    # Without the file and without a basicsr wheel to copy it from, the error says what to install.
+    (weights / "niqe_pris_params.npz").unlink()
+    monkeypatch.setitem(
+        __import__("evalsuite.metrics.weights", fromlist=["FROM_PACKAGES"]).FROM_PACKAGES,
+        "niqe-pris-params",
+        (("no-such-dist",), "basicsr/metrics/niqe_pris_params.npz"),
+    )
+    with pytest.raises(MissingWeightsError, match="basicsr-fixed") as err:
+        build_metric("niqe", MetricContext(torch.device("cpu"), 4))
+    assert "no-such-dist" in str(err.value)
