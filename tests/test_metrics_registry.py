@@ -116,3 +116,16 @@ def test_a_new_metric_is_one_module_read_by_runner_summary_report_and_help(photo
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Toy MAE (x1)" in html and "toy mean absolute error" in html
     sys.modules.pop("evalsuite.metrics.toy", None)
+
+
+def test_docs_list_every_metric_with_its_direction():
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| `")]
+    for name, info in registered_metrics().items():
+        row = next((r for r in rows if r.startswith(f"| `{name}`")), None)
+        assert row is not None, f"docs/metrics.md has no table row for {name}"
+        want = {True: "higher", False: "lower", None: "none"}[info.columns[0].higher_is_better]
+        assert f"| {want}" in row, (name, row)
+    assert any(r.startswith("| `pyiqa:NAME`") for r in rows)

@@ -32,8 +32,9 @@ _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 def y_channel_255(x: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB in [0,1] -> (B,H,W) BT.601 Y in [16,235], float32 as BasicSR computes it (not rounded)."""
-    w = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=x.device)
-    y = (torch.einsum("bchw,c->bhw", x.double(), w) + 16.0) / 255.0
+    r, g, b = (x[:, c].double() for c in range(3))
+    # Blue, green, red: the order of BasicSR's dot product over BGR pixels, in float64, then +16.
+    y = (b * _Y_WEIGHTS[2] + g * _Y_WEIGHTS[1] + r * _Y_WEIGHTS[0] + 16.0) / 255.0
     return y.float() * 255.0
 
 
@@ -81,8 +82,8 @@ def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     neg, pos = x < 0, x > 0
     sq = x.square()
     # Left and right standard deviations (NaN for a side with no samples, as numpy's mean of nothing).
-    left = (torch.where(neg, sq, 0).sum(1) / neg.sum(1)).sqrt()
-    right = (torch.where(pos, sq, 0).sum(1) / pos.sum(1)).sqrt()
+    left = ((sq * neg).sum(1) / neg.sum(1)).sqrt()
+    right = ((sq * pos).sum(1) / pos.sum(1)).sqrt()
     g = left / right
     rhat = x.abs().mean(1).square() / sq.mean(1)
     rnorm = (rhat * (g**3 + 1) * (g + 1) / (g**2 + 1).square()).double()
@@ -129,8 +130,17 @@ def _blur(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     g = separable_taps(window)
     if g is None:
         return F.conv2d(pad, window.flip(-1, -2)[None, None].double())[:, 0].float()
-    g = g.flip(0)
-    return F.conv2d(F.conv2d(pad, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))[:, 0].float()
+    # Each 1-D pass as a weighted sum of shifted views, accumulated in place (float64 conv2d is slow on CPUs):
+    # out[i] = sum_k g[k] in[i + 2r - k] over the padded input, a true convolution.
+    p = pad[:, 0]
+    h, w = x.shape[-2:]
+    rows = p[:, 2 * r : 2 * r + h, :] * g[0]
+    for k in range(1, 2 * r + 1):
+        rows.add_(p[:, 2 * r - k : 2 * r - k + h, :], alpha=float(g[k]))
+    out = rows[:, :, 2 * r : 2 * r + w] * g[0]
+    for k in range(1, 2 * r + 1):
+        out.add_(rows[:, :, 2 * r - k : 2 * r - k + w], alpha=float(g[k]))
+    return out.float()
 
 
 def mscn(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
@@ -166,9 +176,9 @@ def niqe_batch(
     x: torch.Tensor, mu_p: torch.Tensor, cov_p: torch.Tensor, window: torch.Tensor, crop_border: int = 0
 ) -> torch.Tensor:
     """NIQE (B,) of RGB images (B,3,H,W) in [0,1] of equal size, on the rounded Y channel."""
-    y = y_channel_255(x)
     if crop_border:
-        y = y[:, crop_border:-crop_border, crop_border:-crop_border]
+        x = x[..., crop_border:-crop_border, crop_border:-crop_border]
+    y = y_channel_255(x)
     # Integer Y values (the MATLAB release reads 8-bit images), cut to whole 96x96 blocks from the top left.
     y = y.round()
     nh, nw = y.shape[1] // BLOCK, y.shape[2] // BLOCK
