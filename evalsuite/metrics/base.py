@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import torch
 
-from evalsuite.options import OptionError, build_options, option_names, unknown_key_message
+from evalsuite.options import OptionError, build_options, check_keys, option_names
 
 
 @dataclass(frozen=True)
@@ -277,12 +277,9 @@ def metric_option_names() -> set[str]:
 
 def validate_metric_options(metrics: Sequence[str], options: Mapping[str, Any]) -> None:
     """Check a spec's `metric_options` (flat) when it is loaded: unknown keys and bad values are errors."""
-    known = metric_option_names()
-    for key in options:
-        if key == "seed":
-            raise OptionError("metric option 'seed' is the spec's own `seed`: set that instead")
-        if key not in known:
-            raise OptionError(unknown_key_message(key, known, "metric"))
+    if "seed" in options:
+        raise OptionError("metric option 'seed' is the spec's own `seed`: set that instead")
+    check_keys(options, sorted(metric_option_names()), "metric")
     # Each static metric of the spec builds its options now, so a bad value fails before any work.
     for name in metrics:
         info = _REGISTRY.get(name.strip().lower()) or _REGISTRY.get(_ALIASES.get(name.strip().lower(), ""))
