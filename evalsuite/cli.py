@@ -85,7 +85,9 @@ def spec_from_args(args: argparse.Namespace):
     mopts = {k: getattr(args, k) for k in ("steps", "sampler", "tile") if getattr(args, k) is not None}
     xopts = {k: getattr(args, k) for k in ("lpips_net", "fid_ref", "labels") if getattr(args, k) is not None}
     if mopts:
-        changes["method_options"] = {**spec.method_options, **mopts}
+        # Flags apply to every method that has the option (`*`); a spec file can key options by method.
+        every = {**spec.method_options.get("*", {}), **mopts}
+        changes["method_options"] = {**spec.method_options, "*": every}
     if xopts:
         changes["metric_options"] = {**spec.metric_options, **xopts}
     if args.no_report:
@@ -116,6 +118,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"\nrun folder: {results.run_dir.resolve()}")
     if (results.run_dir / "report.html").exists():
         print(f"report: {(results.run_dir / 'report.html').resolve()}")
+    if results.per_image.empty:
+        print(f"error: no image was scored by any method; see {results.run_dir / 'failures.csv'}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from evalsuite.datasets import BUILTIN
+from evalsuite.methods import normalize_method_options
 
 DEFAULT_TASK = "imagenet-64-256"
 DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "lpips")
@@ -24,6 +25,8 @@ DEFAULT_METHOD_CANDIDATES = (
     "realesrgan-x4plus",
     "esrgan-thick-x4",
 )
+# The post-run hook that writes report.html ("module:function(run_dir)"), run when `report` is true.
+REPORT_HOOK = "reports.html:write_report"
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,19 @@ class BenchmarkSpec:
     seed: int = 0
     workers: int = 4
     bootstrap: int = 2000
-    # Options passed to methods (sampler steps, sampler, tile size) and to metrics (LPIPS net, FID refs).
+    # Options of methods, keyed by method name or `*` ({"sr3:m.safetensors": {"steps": 50}, "*": {"tile": 64}}),
+    # and of metrics (LPIPS net, FID refs); unknown keys are errors that list the valid ones.
     method_options: dict[str, Any] = field(default_factory=dict)
     metric_options: dict[str, Any] = field(default_factory=dict)
-    report: bool = True
+    report: bool = True  # run REPORT_HOOK after the run's files are written
+    post_run: tuple[str, ...] = ()  # more "module:function(run_dir)" hooks, called on rank 0 at the end
 
     def __post_init__(self) -> None:
         # Normalize sequences so a spec from YAML equals one from flags.
         object.__setattr__(self, "methods", tuple(self.methods or ()))
         object.__setattr__(self, "metrics", tuple(self.metrics or ()))
-        object.__setattr__(self, "method_options", dict(self.method_options or {}))
+        object.__setattr__(self, "method_options", normalize_method_options(self.method_options or {}))
+        object.__setattr__(self, "post_run", tuple(self.post_run or ()))
         object.__setattr__(self, "metric_options", dict(self.metric_options or {}))
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
@@ -73,7 +79,7 @@ class BenchmarkSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) for YAML/JSON."""
         d = dataclasses.asdict(self)
-        d["methods"], d["metrics"] = list(self.methods), list(self.metrics)
+        d["methods"], d["metrics"], d["post_run"] = list(self.methods), list(self.metrics), list(self.post_run)
         return d
 
     def to_yaml(self) -> str:
@@ -104,6 +110,11 @@ class BenchmarkSpec:
         if not isinstance(d, dict):
             raise ValueError(f"spec file {path} must hold a mapping of keys to values")
         return cls.from_dict(d)
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        """The post-run hooks to call: the report's when `report`, then `post_run`."""
+        return ((REPORT_HOOK,) if self.report else ()) + self.post_run
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         """A copy with some fields changed."""

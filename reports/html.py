@@ -24,7 +24,7 @@ from PIL import Image
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.metrics.base import HIGHER_IS_BETTER, column_metric
-from evalsuite.results import Results, bootstrap_ci, fmt_number, metric_columns
+from evalsuite.results import Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
@@ -275,19 +275,14 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
             f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
             f"then {_esc(second['method'])} {fmt(second[c])}"
         )
-        if c in per:
-            a = per[per["method"] == best["method"]].set_index("image_id")[c]
-            b = per[per["method"] == second["method"]].set_index("image_id")[c]
-            # Paired comparison on the images both methods have: the lead, image by image.
-            lead = ((a - b) * (1 if hib else -1)).dropna()
-            if len(lead) >= 2:
-                lo, hi = bootstrap_ci(lead.to_numpy(), 2000, seed)
-                wins = int((lead > 0).sum())
-                verdict = "a clear lead" if lo > 0 else "not a clear lead (the interval includes 0)"
-                text += (
-                    f" \u2014 ahead on {wins} of {len(lead)} images, by {fmt(lead.mean())} on average "
-                    f"(paired 95% CI {fmt(lo)} to {fmt(hi)}): {verdict}."
-                )
+        # Paired comparison on the images both methods have: the lead, image by image.
+        lead = paired_lead(per, best["method"], second["method"], c, hib, seed) if c in per else None
+        if lead is not None:
+            verdict = "a clear lead" if lead.clear else "not a clear lead (the interval includes 0)"
+            text += (
+                f" \u2014 ahead on {lead.wins} of {lead.n} images, by {fmt(lead.mean)} on average "
+                f"(paired 95% CI {fmt(lead.ci_low)} to {fmt(lead.ci_high)}): {verdict}."
+            )
         out.append(text)
     return out
 
