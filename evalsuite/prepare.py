@@ -96,12 +96,17 @@ class PreparedImages:
                 images.pop(ref.image_id, None)
                 continue
             old = images.get(ref.image_id)
-            hr = to_tensor(r.hr)[None]  # (1,3,H,W)
-            # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
-            lr = quantize(degrade(hr, self.task.scale))
-            save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
-            save_png(to_image(lr[0]), self.lr_dir / f"{ref.image_id}.png")
-            sha = sha256_file(ref.path)
+            try:
+                hr = to_tensor(r.hr)[None]  # (1,3,H,W)
+                # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
+                lr = quantize(degrade(hr, self.task.scale))
+                save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
+                save_png(to_image(lr[0]), self.lr_dir / f"{ref.image_id}.png")
+                sha = sha256_file(ref.path)
+            except Exception as exc:  # one image that cannot be prepared is skipped and listed, never fatal
+                errors.append({"path": str(ref.path), "reason": f"could not prepare: {type(exc).__name__}: {exc}"})
+                images.pop(ref.image_id, None)
+                continue
             if old is not None and old.get("sha256") != sha:
                 # The source changed: outputs made from its old LR are stale.
                 for d in (self.run_dir / "outputs").glob("*"):
