@@ -46,6 +46,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--steps", type=int, help="sampler steps for diffusion methods")
     b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
     b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
+    b.add_argument(
+        "--samples", type=int, help="K outputs per image for stochastic methods (diversity; the table shows sample 0)"
+    )
     b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
@@ -72,6 +75,7 @@ def spec_from_args(args: argparse.Namespace):
         "crop_border",
         "seed",
         "workers",
+        "samples",
     ):
         value = getattr(args, key)
         if value is not None:

@@ -26,7 +26,7 @@ from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import METRICS, MetricContext, build_metric, column_metric, resolve_metrics
 from evalsuite.prepare import NoUsableImagesError, PreparedImages
 from evalsuite.results import FAILURE_COLUMNS, Results, assemble_summary
-from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason
+from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
 from evalsuite.tasks import Task, resolve_task
 from evalsuite.weights import MissingWeightsError
@@ -106,14 +106,20 @@ def _build_metrics(spec: BenchmarkSpec, task: Task, device: torch.device, say: C
         options={**spec.metric_options, "seed": spec.seed},
     )
     key = {"metrics": names, "y": spec.y_channel, "crop": spec.crop_border, "opts": spec.metric_options, "v": 1}
-    metrics = RunMetrics(names, ctx, columns=[c for n in names for c in METRICS[n].columns], key=stable_hash(key))
+    if spec.samples > 1:
+        key["samples"] = spec.samples
+    metrics = RunMetrics(names, ctx, key=stable_hash(key), samples=spec.samples)
     for name in names:
-        if METRICS[name].per_image:
+        if uses_samples(load_object(METRICS[name].target)) and spec.samples < 2:
+            metrics.notes[name] = "needs --samples K with K >= 2 (K outputs per image)"
+        elif METRICS[name].per_image:
             try:
                 metrics.per_image[name] = build_metric(name, ctx)
             except MissingWeightsError as exc:
                 metrics.notes[name] = str(exc)
                 say(f"warning: {name} not computed: {exc}")
+    # Per-image metrics also as the mean over the K samples (the table's own column is sample 0).
+    metrics.columns = [c for n in names for c in METRICS[n].columns] + metrics.mean_columns()
     return metrics
 
 

@@ -45,10 +45,17 @@ class RunMetrics:
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why its columns are empty
     columns: list[str] = field(default_factory=list)  # every metric column, in order
     key: str = ""  # what per-image values depend on (metrics and their conventions)
+    samples: int = 1  # K outputs per image of stochastic methods
+
+    def mean_columns(self) -> list[str]:
+        """With K > 1 samples: each single-output per-image column's mean over the samples."""
+        if self.samples < 2:
+            return []
+        return [mean_column(c) for m in self.per_image.values() if not uses_samples(m) for c in m.columns]
 
     def per_image_columns(self) -> list[str]:
-        """The columns of the per-image metrics that were built."""
-        return [c for m in self.per_image.values() for c in m.columns]
+        """The columns of the per-image metrics that were built (with their means over samples)."""
+        return [c for m in self.per_image.values() for c in m.columns] + self.mean_columns()
 
     def build_dataset_metrics(self, say: Callable[[str], None]) -> dict[str, Metric]:
         """Fresh dataset-level metrics (FID, KID, IS, classification) for one method."""
@@ -88,6 +95,16 @@ class MethodResult:
     per_image_rows: list[dict[str, Any]]
     failures: list[dict[str, str]]
     info: dict[str, Any]
+
+
+def uses_samples(metric: Any) -> bool:
+    """Whether a metric scores the K samples of an image together (diversity) rather than one output."""
+    return bool(getattr(metric, "uses_samples", False))
+
+
+def mean_column(col: str) -> str:
+    """The column of a per-image metric's mean over the K samples (with --samples K > 1)."""
+    return f"{col}_samples_mean"
 
 
 def reason(exc: BaseException) -> str:
@@ -181,13 +198,23 @@ class LazyMethod:
             try:
                 ctx = MethodContext(rc.task.scale, rc.device, rc.spec.seed, self.options)
                 self.method = build_method(self.name, ctx)
-                self.info = {"spec": self.name, **dict(getattr(self.method, "info", {}) or {})}
+                self.info = {
+                    "spec": self.name,
+                    "stochastic": bool(getattr(self.method, "stochastic", False)),
+                    **dict(getattr(self.method, "info", {}) or {}),
+                }
                 if D.is_main():
                     atomic_write_text(self.info_path, json.dumps(self.info, default=str))
             except Exception as exc:  # a method that cannot be built fails alone, with its reason
                 self.error = reason(exc)
                 rc.say(f"error: method {self.name} could not be built: {self.error}")
         return self.method
+
+    def stochastic(self) -> bool:
+        """Whether the method draws different outputs for different seeds (known without a build when cached)."""
+        if "stochastic" not in self.info:
+            self.get()
+        return bool(self.info.get("stochastic", False))
 
 
 @dataclass
@@ -230,19 +257,58 @@ def _generate(rc: RunContext, st: _Method, lr: torch.Tensor, ids: list[str]) -> 
     return made
 
 
-def _score(rc: RunContext, st: _Method, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: list[str]) -> None:
-    """Stream a batch of valid outputs through every metric; a metric failing on an image fails there only."""
-    per_cols = {n: m.columns for n, m in rc.metrics.per_image.items()}
-    values: dict[str, dict[str, float]] = {i: dict.fromkeys(c for cs in per_cols.values() for c in cs) for i in ids}
+def _metric_values(
+    metrics: dict[str, Metric], call: Callable[[Metric, list[int]], dict[str, torch.Tensor]], ids: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+    """Per-image values of several metrics ({id: {column: value}}) and failures ({id: {metric: reason}})."""
+    values: dict[str, dict[str, float]] = {i: {} for i in ids}
     failed: dict[str, dict[str, str]] = {i: {} for i in ids}
-    for name, m in rc.metrics.per_image.items():
-        ok, bad = contained(lambda idx, m=m: m.update(sr[idx], hr[idx], lr[idx], [ids[k] for k in idx]) or {}, len(ids))
+    for name, m in metrics.items():
+        ok, bad = contained(lambda idx, m=m: call(m, idx) or {}, len(ids))
         for idx, vals in ok:
-            for c in per_cols[name]:
+            for c in m.columns:
                 for j, k in enumerate(idx):
                     values[ids[k]][c] = float(vals[c][j])
         for k, why in bad.items():
             failed[ids[k]][name] = why
+    return values, failed
+
+
+def _score(
+    rc: RunContext,
+    st: _Method,
+    samples: torch.Tensor,
+    hr: torch.Tensor,
+    lr: torch.Tensor,
+    ids: list[str],
+) -> None:
+    """Stream a batch's valid outputs (K,B,3,H,W; K=1 unless --samples) through every metric.
+
+    Metrics score sample 0; with K > 1 each per-image metric's mean over the samples is kept too, and the
+    diversity metrics see all K. A metric failing on an image leaves that image's value empty, nothing else.
+    """
+    single = {n: m for n, m in rc.metrics.per_image.items() if not uses_samples(m)}
+    multi = {n: m for n, m in rc.metrics.per_image.items() if uses_samples(m)}
+    sr = samples[0]
+
+    def on(k: int) -> Callable[[Metric, list[int]], dict[str, torch.Tensor]]:
+        return lambda m, idx: m.update(samples[k][idx], hr[idx], lr[idx], [ids[j] for j in idx])
+
+    values, failed = _metric_values(single, on(0), ids)
+    more, more_failed = _metric_values(
+        multi, lambda m, idx: m.update_samples(samples[:, idx], hr[idx], lr[idx], [ids[j] for j in idx]), ids
+    )
+    for i in ids:
+        values[i].update(more[i])
+        failed[i].update(more_failed[i])
+    if rc.metrics.samples > 1:
+        # The mean over the K samples of every single-output metric (sample 0 alone for a deterministic method).
+        per_k = [values] + [_metric_values(single, on(k), ids)[0] for k in range(1, samples.shape[0])]
+        for i in ids:
+            for m in single.values():
+                for c in m.columns:
+                    vals = [v[i][c] for v in per_k if v[i].get(c) is not None]
+                    values[i][mean_column(c)] = sum(vals) / len(vals) if vals else None
     for name, m in st.dataset_metrics.items():
         _, bad = contained(lambda idx, m=m: m.update(sr[idx], hr[idx], lr[idx], [ids[k] for k in idx]), len(ids))
         for k, why in bad.items():
@@ -252,6 +318,45 @@ def _score(rc: RunContext, st: _Method, sr: torch.Tensor, hr: torch.Tensor, lr: 
             st.fail(i, f"metric:{name}", why)
     # Dataset-level failures are not cached: they are found again when the statistics are rebuilt.
     st.cache.add(values, {i: {n: w for n, w in f.items() if n in rc.metrics.per_image} for i, f in failed.items()})
+
+
+def _extra_samples(rc: RunContext, st: _Method, lr: torch.Tensor, ids: list[str]) -> dict[str, list[torch.Tensor]]:
+    """Samples 1..K-1 of each image (outputs/<label>/samples/s<k>/<id>.png), read or drawn with seeds from
+    '<id>#s<k>'; an image whose draw fails is failed for the method."""
+    out: dict[str, list[torch.Tensor]] = {i: [] for i in ids}
+    for k in range(1, rc.metrics.samples):
+        folder = st.out_dir / "samples" / f"s{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        todo = []
+        for j, i in enumerate(ids):
+            got = _read_png(folder / f"{i}.png") if (folder / f"{i}.png").exists() else None
+            if isinstance(got, torch.Tensor):
+                out[i].append(got.to(rc.device))
+            else:
+                todo.append(j)
+        method = st.lazy.get() if todo else None
+        if todo:
+            ks = [f"{ids[j]}#s{k}" for j in todo]
+            outs = call_method(method, lr[todo], ks, rc.task.scale) if method else [st.lazy.error] * len(todo)
+            for j, o in zip(todo, outs):
+                if isinstance(o, str):
+                    st.fail(ids[j], "method", f"sample {k}: {o}")
+                    continue
+                o = quantize(o)
+                save_png(to_image(o), folder / f"{ids[j]}.png")
+                out[ids[j]].append(o)
+    return {i: v for i, v in out.items() if len(v) == rc.metrics.samples - 1}
+
+
+def _stack_samples(rc: RunContext, st: _Method, sr: dict[str, torch.Tensor], lr: torch.Tensor, ids: list[str]):
+    """(K,B,3,H,W) samples of the images (K=1 without --samples or for a deterministic method), and their ids."""
+    if rc.metrics.samples < 2 or not st.lazy.stochastic():
+        return torch.stack([sr[i] for i in ids])[None], ids
+    extra = _extra_samples(rc, st, lr, ids)
+    keep = [i for i in ids if i in extra]
+    if not keep:
+        return None, []
+    return torch.stack([torch.stack([sr[i], *extra[i]]) for i in keep], dim=1), keep
 
 
 def _plan(rc: RunContext, st: _Method) -> list[tuple[list[str], list[str]]]:
@@ -282,9 +387,13 @@ def _process(rc: RunContext, st: _Method, b: list[str], missing: list[str], tens
         sr.update(_generate(rc, st, lr, [b[k] for k in todo]))
     ok = [k for k in usable if b[k] in sr]
     if ok:
-        hr = torch.stack([hr_t[k] for k in ok]).to(rc.device)
+        ids_ok = [b[k] for k in ok]
         lr = torch.stack([lr_t[k] for k in ok]).to(rc.device)
-        _score(rc, st, torch.stack([sr[b[k]] for k in ok]), hr, lr, [b[k] for k in ok])
+        samples, kept = _stack_samples(rc, st, sr, lr, ids_ok)
+        if kept:
+            pos = [ids_ok.index(i) for i in kept]
+            hr = torch.stack([hr_t[ok[p]] for p in pos]).to(rc.device)
+            _score(rc, st, samples, hr, lr[pos], kept)
 
 
 def _stream(rc: RunContext, st: _Method) -> None:

@@ -48,6 +48,7 @@ class BenchmarkSpec:
     seed: int = 0
     workers: int = 4
     bootstrap: int = 2000
+    samples: int = 1  # K outputs per image for stochastic methods (diversity metrics; sample 0 is the table's)
     # Options of methods, keyed by method name or `*` ({"sr3:m.safetensors": {"steps": 50}, "*": {"tile": 64}}),
     # and of metrics (LPIPS net, FID refs); unknown keys are errors that list the valid ones.
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +67,8 @@ class BenchmarkSpec:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {self.limit}")
+        if self.samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {self.samples}")
         if self.crop_border < 0:
             raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

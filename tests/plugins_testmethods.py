@@ -138,6 +138,33 @@ class ComputeBoom(CountingBoom):
 
 
 register("failon", "plugins_testmethods:build_failon", "bicubic that fails on FAIL_ID")
+
+
+@dataclass
+class NoisyBicubic:
+    """Bicubic plus noise drawn from the per-image generators: a stochastic method (seeded by image id)."""
+
+    name: str
+    scale: int
+    stochastic = True
+    calls = 0
+
+    def __call__(self, x_lr, ids=None):
+        from evalsuite.methods import image_generators
+
+        NoisyBicubic.calls += len(ids)
+        up = upsample(x_lr, self.scale)
+        gens = image_generators(0, list(ids), up.device)
+        noise = torch.stack([torch.randn(up.shape[1:], generator=g) for g in gens])
+        return (up + 0.05 * noise).clamp(0, 1)
+
+
+def build_noisy(name, ctx):
+    """Factory of the stochastic test method."""
+    return NoisyBicubic(name, ctx.scale)
+
+
+register("noisybicubic", "plugins_testmethods:build_noisy", "bicubic + seeded noise (stochastic)")
 register_metric("boom", "plugins_testmethods:PerImageBoom", ["boom"], True, "test: fails in update")
 register_metric("countboom", "plugins_testmethods:CountingBoom", ["countboom"], False, "test: fails in update")
 register_metric("computeboom", "plugins_testmethods:ComputeBoom", ["computeboom"], False, "test: fails in compute")

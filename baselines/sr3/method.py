@@ -35,6 +35,8 @@ def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> t
 class SR3Method:
     """SR3 as a harness method: (B,3,h,w) LR in [0,1] -> (B,3,h*s,w*s)."""
 
+    stochastic = True  # different seeds draw different outputs (--samples K measures how different)
+
     name: str
     scale: int
     model: SR3Denoiser

@@ -99,6 +99,20 @@ register_metric(
     "fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
 )
 register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
+register_metric(
+    "diversity",
+    "evalsuite.metrics.diversity:Diversity",
+    ["diversity"],
+    True,
+    "mean per-pixel std across --samples K outputs on [0,1] (0 = one output for every draw)",
+)
+register_metric(
+    "lpips_diversity",
+    "evalsuite.metrics.diversity:LPIPSDiversity",
+    ["lpips_diversity"],
+    True,
+    "mean pairwise LPIPS between the --samples K outputs (0 = identical samples)",
+)
 register_metric("fid", "evalsuite.metrics.distribution:FID", ["fid"], False, "clean-fid FID vs references (lower)")
 register_metric("kid", "evalsuite.metrics.distribution:KID", ["kid"], False, "clean-fid KID vs references (lower)")
 register_metric("is", "evalsuite.metrics.distribution:InceptionScore", ["is"], False, "Inception Score (higher)")
@@ -117,6 +131,8 @@ HIGHER_IS_BETTER = {
     "consistency": False,
     "detail": None,  # 0 dB is ideal: neither direction is better
     "lpips": False,
+    "diversity": None,  # more spread is not better in itself (noise spreads too)
+    "lpips_diversity": None,
     "fid": False,
     "kid": False,
     "is": True,
