@@ -28,6 +28,7 @@ from evalsuite.results import Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
+from reports.samples import samples_section
 from reports.study import load_study
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -640,6 +641,7 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
         "has_psnr_consistency": all(c in cols for c in ("psnr", "consistency")),
         "gallery": gallery,
         "worst": _worst(run_dir, res, cols, primary, gallery_ids, opts),
+        "samples": samples_section(run_dir, res.per_image, methods),
         "study": study_ctx,
     }
 

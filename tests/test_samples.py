@@ -92,3 +92,19 @@ def test_sr3_samples_through_the_cli(photos_dir, tmp_path):
     s = pd.read_csv(tmp_path / "run" / "summary.csv").set_index("method")
     assert s.loc["bicubic", "diversity"] == 0 and s.loc["sr3-sr3", "diversity"] > 0
     assert len(list((tmp_path / "run" / "outputs" / "sr3-sr3" / "samples").rglob("*.png"))) == 2 * 3
+
+
+def test_report_shows_samples_side_by_side_with_a_std_heat_map(photos_dir, tmp_path):
+    import re
+
+    evalsuite.run(_spec(photos_dir, tmp_path / "run", report=True), progress=False)
+    html = (tmp_path / "run" / "report.html").read_text()
+    section = html[html.index('<section id="samples">') : html.index('<section id="worst">')]
+    assert "mode dropping" in section and "noisybicubic" in section
+    assert "<h3>bicubic " not in section and "<h3>noisybicubic " in section  # deterministic: nothing to show
+    rows = re.findall(r'<figure class="samples".*?</figure>', section, flags=re.S)
+    assert len(rows) == 3  # most, median and least diverse of four images
+    for r in rows:
+        assert len(re.findall(r"alt=\"noisybicubic sample \d of", r)) == 3
+        assert "standard deviation across samples" in r
+    assert "most diverse" in rows[0] and "least diverse" in rows[-1]
