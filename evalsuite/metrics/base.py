@@ -98,6 +98,13 @@ register_metric(
     True,
     "fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
 )
+register_metric(
+    "detail_fidelity",
+    "evalsuite.metrics.pixel:DetailFidelity",
+    ["detail_fidelity"],
+    True,
+    "SSIM-like index of SR vs HR fine detail above the LR band (1 = the true detail; 0 = noise, shift or blur)",
+)
 register_metric("lpips", "evalsuite.metrics.perceptual:LPIPS", ["lpips"], True, "LPIPS distance to HR (lower)")
 register_metric(
     "diversity",
@@ -130,6 +137,7 @@ HIGHER_IS_BETTER = {
     "ssim": True,
     "consistency": False,
     "detail": None,  # 0 dB is ideal: neither direction is better
+    "detail_fidelity": True,
     "lpips": False,
     "diversity": None,  # more spread is not better in itself (noise spreads too)
     "lpips_diversity": None,
