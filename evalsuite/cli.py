@@ -100,6 +100,7 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from evalsuite import distributed as D
     from evalsuite.runner import NoUsableImagesError, run
 
     spec = spec_from_args(args)
@@ -108,6 +109,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     except NoUsableImagesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if D.is_main():  # under torchrun, one table and one set of notes
+        _print_results(results)
+    if results.per_image.empty:
+        if D.is_main():
+            print(f"error: no image was scored by any method; see {results.run_dir / 'failures.csv'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_results(results) -> None:
+    """The summary table, run-wide notes once, per-method notes, and where the run folder and report are."""
     print()
     print(results.table())
     for note in results.run_notes:
@@ -122,10 +134,6 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"\nrun folder: {results.run_dir.resolve()}")
     if (results.run_dir / "report.html").exists():
         print(f"report: {(results.run_dir / 'report.html').resolve()}")
-    if results.per_image.empty:
-        print(f"error: no image was scored by any method; see {results.run_dir / 'failures.csv'}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _add_weights(sub: argparse._SubParsersAction) -> None:

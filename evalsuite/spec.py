@@ -15,7 +15,7 @@ from evalsuite.datasets import BUILTIN
 from evalsuite.methods import normalize_method_options
 
 DEFAULT_TASK = "imagenet-64-256"
-DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "lpips")
+DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips")
 # With no --methods: the interpolations and every GAN whose weights are here or obtainable.
 DEFAULT_METHOD_CANDIDATES = (
     "nearest",
