@@ -73,15 +73,66 @@ def materialize_builtin() -> Path:
 
 
 def resolve_data(data: str | Path) -> Path:
-    """A data argument (folder path or `builtin:skimage`) -> an existing folder."""
+    """A data argument -> an existing folder: a folder path, `builtin:skimage`, or a registered set's name.
+
+    A registered set (`set5`, `div2k-val`, ... see `evalsuite data list`) that is not in the data folder
+    fails at once with one line saying what to download and where to put it.
+    """
     if str(data) == BUILTIN:
         return materialize_builtin()
     path = Path(data).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"data folder {path} does not exist; pass --data DIR with your HR images")
+        from evalsuite.testsets import find_set, resolve_hr
+
+        if find_set(str(data)) is not None:
+            return resolve_hr(str(data))
+        raise FileNotFoundError(
+            f"data folder {path} does not exist; pass --data DIR with your HR images, or a set name "
+            "(`evalsuite data list`)"
+        )
     if not path.is_dir():
         raise NotADirectoryError(f"--data {path} is a file; pass the folder that holds the HR images")
     return path
+
+
+def resolve_lr_data(lr: str | Path | None, scale: int | None) -> Path | None:
+    """An `--lr` argument -> the folder of given LR images: a folder path, or a registered set's shipped LR.
+
+    A set name gives the set's LR folder at `scale` (`--data div2k-val --lr div2k-val --scale 4`); None -> None.
+    """
+    if lr is None:
+        return None
+    path = Path(lr).expanduser()
+    if path.is_dir():
+        return path
+    from evalsuite.testsets import find_set, resolve_lr
+
+    if not path.exists() and find_set(str(lr)) is not None:
+        return resolve_lr(str(lr), scale)
+    if path.exists():
+        raise NotADirectoryError(f"--lr {path} is a file; pass the folder that holds the LR images")
+    raise FileNotFoundError(f"LR folder {path} does not exist; pass --lr DIR with LR images named as the HR ones")
+
+
+def resolve_inputs(
+    data: str | Path, lr: str | Path | None, task: str | None, scale: int | None, default_task: str
+) -> tuple[Path, Path | None, Task]:
+    """(HR folder, LR folder or None, task) of a run: names resolved, the scale of paired data inferred.
+
+    Unpaired with neither task nor scale: `default_task`. Paired with neither: the one integer scale the
+    sizes give (`infer_pair_scale`), as a custom task.
+    """
+    from evalsuite.tasks import resolve_task
+
+    data_dir = resolve_data(data)
+    if task is not None:
+        scale = resolve_task(task, scale).scale if scale is None else scale
+    lr_dir = resolve_lr_data(lr, scale)
+    if task is None and scale is None:
+        if lr_dir is None:
+            return data_dir, None, resolve_task(default_task)
+        scale = infer_pair_scale(data_dir, lr_dir)
+    return data_dir, lr_dir, resolve_task(task, scale)
 
 
 @dataclass(frozen=True)
