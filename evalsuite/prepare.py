@@ -21,6 +21,12 @@ from evalsuite.spec import stable_hash
 from evalsuite.tasks import Task
 from evalsuite.weights import sha256_file
 
+# What the summary notes and the report say when `PreparedImages.paired` (index["paired"]) is True.
+PAIRED_CONSISTENCY_NOTE = (
+    "paired data: LR images were given (--lr), not made by our degradation; consistency compares "
+    "degrade(SR) with them, so even a perfect method scores above 0"
+)
+
 
 class NoUsableImagesError(RuntimeError):
     """No input image could be used; errors.csv says why for each file."""
