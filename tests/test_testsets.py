@@ -159,3 +159,30 @@ def test_own_copy_sets_and_the_cli(data_root: Path, tmp_path: Path, capsys: pyte
         str(data_root / "div2k-val" / d) for d in ("HR", "LR_x2", "LR_x3", "LR_x4")
     ]
     assert main(["data", "fetch", "nope"]) == 1 and "unknown data set" in capsys.readouterr().err
+
+
+def test_fetch_over_http_from_localhost(data_root: Path, tmp_path: Path) -> None:
+    """The same path over HTTP, from a server on the loopback interface only."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    srv = tmp_path / "www"
+    srv.mkdir()
+    sha = _zip(srv / "set.zip", {"imgs/a.png": _png_bytes(6, 4, 0)})
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep the test output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(srv)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/set.zip"
+        T.register_set(T.TestSet("web", "t", 1, (), "test", "https://example.org", (T.Archive(url, sha, "HR"),)))
+        hr = T.fetch("web", log=lambda *a: None)
+        assert (hr / "a.png").read_bytes() == _png_bytes(6, 4, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
