@@ -57,6 +57,31 @@ def _png16(path: Path, a: np.ndarray) -> None:
     )
 
 
+def _icc_rgb(r: tuple, g: tuple, b: tuple, gamma: float = 2.2) -> bytes:
+    """A minimal ICC v2 RGB matrix/TRC display profile: primaries r, g, b (XYZ, D50) and a gamma curve."""
+
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def xyz(v: tuple) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    curv = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    name = b"test primaries\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(4 + 4 + 2 + 1 + 67)
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = [(b"desc", desc), (b"wtpt", xyz(d50)), (b"rXYZ", xyz(r)), (b"gXYZ", xyz(g)), (b"bXYZ", xyz(b))]
+    tags += [(b"rTRC", curv), (b"gTRC", curv), (b"bTRC", curv)]
+    start, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = struct.pack(">I", start + len(body)) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+    header += bytes(12) + b"acsp" + bytes(28) + b"".join(s15(c) for c in d50) + bytes(48)
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
 def _on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     a = alpha[..., None].astype(np.float64) / 255.0
     return np.round(rgb * a + 255.0 * (1 - a)).astype(np.uint8)
@@ -123,6 +148,16 @@ def make_corpus(folder: Path, task: Task) -> tuple[dict[str, Expect], int]:
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     save("icc_srgb.png", Image.fromarray(icc), icc_profile=srgb)
     exp["icc_srgb.png"] = Expect(icc, tol=1)
+    # A profile whose red primary is sRGB's green and vice versa: pure red pixels are green in sRGB.
+    srgb_r, srgb_g, srgb_b = (0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)
+    bands = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)], np.uint8)
+    cols = np.arange(gw) * len(bands) // gw
+    save(
+        "icc_swapped.png",
+        Image.fromarray(np.tile(bands[cols], (gh, 1, 1))),
+        icc_profile=_icc_rgb(srgb_g, srgb_r, srgb_b),
+    )
+    exp["icc_swapped.png"] = Expect(np.tile(bands[[1, 0, 2, 3, 4]][cols], (gh, 1, 1)), tol=1)
     save("icc_broken.png", Image.fromarray(icc), icc_profile=b"not a profile at all" * 8)
     exp["icc_broken.png"] = Expect(icc)
     rgba = _pattern(gw, gh, 10)
