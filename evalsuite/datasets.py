@@ -37,7 +37,6 @@ def max_image_pixels() -> int:
 
 # PIL's own guard stays on as a backstop, never below ours.
 Image.MAX_IMAGE_PIXELS = max(max_image_pixels(), DEFAULT_MAX_PIXELS)
-_SRGB = ImageCms.createProfile("sRGB")
 
 # The embedded default: public-domain photos that ship inside scikit-image's wheel.
 BUILTIN = "builtin:skimage"
@@ -335,7 +334,7 @@ def _icc_to_srgb(img: Image.Image) -> Image.Image:
         return img
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        out = ImageCms.profileToProfile(img, src, _SRGB, outputMode="RGB")
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return img
     if out is None:

@@ -162,6 +162,14 @@ class PreparedImages:
                 errors.append({"path": str(ref.path), "reason": r})
                 images.pop(ref.image_id, None)
                 continue
+            try:
+                sha = sha256_file(ref.path)
+                if r.lr_path is not None:
+                    sha = stable_hash([sha, sha256_file(r.lr_path)])
+            except OSError as exc:  # a source that vanished or became unreadable since it was decoded
+                errors.append({"path": str(ref.path), "reason": f"cannot read file: {exc}"})
+                images.pop(ref.image_id, None)
+                continue
             old = images.get(ref.image_id)
             if r.lr is not None:
                 # Paired data: the given LR, as decoded (8-bit sRGB), is what every method sees.
@@ -172,19 +180,11 @@ class PreparedImages:
                 lr_image = to_image(quantize(degrade(hr, self.task.scale))[0])
             save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
             save_png(lr_image, self.lr_dir / f"{ref.image_id}.png")
-            sha = sha256_file(ref.path)
-            if r.lr_path is not None:
-                sha = stable_hash([sha, sha256_file(r.lr_path)])
             if old is not None and old.get("sha256") != sha:
                 # The source changed: outputs made from its old LR are stale.
                 for d in (self.run_dir / "outputs").glob("*"):
                     (d / f"{ref.image_id}.png").unlink(missing_ok=True)
-            images[ref.image_id] = {
-                "path": str(ref.path),
-                "fingerprint": fp,
-                "sha256": sha,
-                "size": list(r.hr.size),
-            }
+            images[ref.image_id] = {"path": str(ref.path), "fingerprint": fp, "sha256": sha, "size": list(r.hr.size)}
             if r.lr_path is not None:
                 images[ref.image_id]["lr_path"] = str(r.lr_path)
             ids.append(ref.image_id)
