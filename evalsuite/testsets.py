@@ -214,7 +214,17 @@ def _unpack(archive: Path, dest: Path) -> None:
             z.extractall(dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            t.extractall(dest, filter="data")  # no absolute paths, links out, or devices
+            if hasattr(tarfile, "data_filter"):
+                try:
+                    t.extractall(dest, filter="data")  # no absolute paths, links out, or devices
+                except tarfile.TarError as exc:
+                    raise ValueError(f"{archive.name}: {exc}") from exc
+                return
+            # Pythons without extraction filters: regular files and folders inside `dest` only.
+            for m in t.getmembers():
+                if not (m.isfile() or m.isdir()) or not (dest / m.name).resolve().is_relative_to(dest.resolve()):
+                    raise ValueError(f"{archive.name}: member {m.name!r} is not a plain file inside {dest}")
+            t.extractall(dest)
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
 

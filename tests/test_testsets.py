@@ -186,3 +186,14 @@ def test_fetch_over_http_from_localhost(data_root: Path, tmp_path: Path) -> None
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_tar_members_outside_the_folder_are_refused(data_root: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    sha = _targz(archive, {"../outside.png": _png_bytes(4, 4, 0)})
+    T.register_set(
+        T.TestSet("eviltar", "t", 1, (), "test", "https://example.org", (T.Archive(archive.as_uri(), sha, "HR"),))
+    )
+    with pytest.raises(ValueError, match="outside|not a plain file"):
+        T.fetch("eviltar", log=lambda *a: None)
+    assert not (data_root / "outside.png").exists() and T.count_images(data_root / "eviltar" / "HR") == 0
