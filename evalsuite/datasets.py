@@ -15,7 +15,7 @@ from pathlib import Path
 from struct import error as struct_error
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from evalsuite.degrade import TooSmallError, prepare_hr
 from evalsuite.paths import cache_dir
@@ -310,11 +310,6 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-@contextmanager
-def _open_image(path: Path, failure: str) -> Iterator[Image.Image]:
-    """Open an image file; any problem inside the block becomes a BadImageError (`failure` names a data error)."""
-
-
 def _icc_to_srgb(img: Image.Image) -> Image.Image:
     """Convert pixels tagged with an ICC profile to sRGB (relative colorimetric); alpha is kept.
 
@@ -388,6 +383,18 @@ def _open_image(path: Path, failure: str, max_pixels: int | None = None) -> Iter
         fh.close()
 
 
+# EXIF orientation tag value -> the transpose that displays the stored pixels upright.
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def _orientation(im: Image.Image) -> int:
     """The EXIF orientation tag (1 when absent or unreadable)."""
     try:
@@ -409,11 +416,9 @@ def load_rgb(path: Path, max_pixels: int | None = None) -> Image.Image:
         im.load()  # decodes fully: raises on truncated or corrupt data
         orient = _orientation(im)
         img = _icc_to_srgb(im)
-        if orient in (2, 3, 4, 5, 6, 7, 8):
-            try:
-                img = ImageOps.exif_transpose(img if img is not im else im) or img
-            except Exception:  # unreadable orientation data: keep the stored pixels
-                pass
+        # EXIF orientation, applied by its tag value (the converted image no longer carries the EXIF block).
+        if orient in _ORIENT:
+            img = img.transpose(_ORIENT[orient])
         img = _to_rgb(img)
         img.load()
     return img

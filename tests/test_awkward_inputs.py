@@ -190,6 +190,12 @@ def make_corpus(folder: Path, task: Task) -> tuple[dict[str, Expect], int]:
     rot_path = save("exif_rot.jpg", Image.fromarray(_pattern(gw, gh, 15)), exif=rot.tobytes(), quality=95)
     with Image.open(rot_path) as im:
         exp["exif_rot.jpg"] = Expect(np.asarray(im.convert("RGB").transpose(Image.Transpose.ROTATE_270)))
+    # An ICC profile and an EXIF rotation together: converted, then rotated.
+    icc_rot = save(
+        "icc_rot.jpg", Image.fromarray(_pattern(gw, gh, 24)), exif=rot.tobytes(), icc_profile=srgb, quality=95
+    )
+    with Image.open(icc_rot) as im:
+        exp["icc_rot.jpg"] = Expect(np.asarray(im.convert("RGB").transpose(Image.Transpose.ROTATE_270)), tol=1)
     bad_exif = b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01" + struct.pack(">HHII", 0x0112, 3, 1000, 0x1000)
     bad_path = save("bad_exif.jpg", Image.fromarray(_pattern(gw, gh, 16)), exif=bad_exif + b"\x00" * 4, quality=95)
     with Image.open(bad_path) as im:
