@@ -13,6 +13,7 @@ EXTENSIONS = (
     "baselines.cli:add_parsers",  # train sr3|regression|gan, sr3 tune-schedule
     "studies.cli:add_parsers",  # study create|invite|serve|analyze
     "reports.cli:add_parsers",  # report RUN_DIR
+    "evalsuite.testsets:add_parsers",  # data list|fetch|path
 )
 
 
@@ -26,7 +27,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b = rsub.add_parser("benchmark", help="benchmark SR methods on a folder of HR images")
     b.add_argument("--config", help="YAML spec file; flags given here override its keys")
     b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
-    b.add_argument("--data", help="folder of HR images (recursive); default: scikit-image's bundled photos")
+    b.add_argument(
+        "--data", help="folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data list`)"
+    )
+    b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
     b.add_argument(
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
@@ -41,6 +45,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
     b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
     b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
+    b.add_argument("--protocol", choices=["basicsr"], help="basicsr: exactly --y-channel --crop-border SCALE")
     b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
     b.add_argument("--workers", type=int, help="image decoding threads")
     b.add_argument("--steps", type=int, help="sampler steps for diffusion methods")
@@ -65,6 +70,7 @@ def spec_from_args(args: argparse.Namespace):
     for key in (
         "name",
         "data",
+        "lr",
         "methods",
         "metrics",
         "out",
@@ -73,6 +79,7 @@ def spec_from_args(args: argparse.Namespace):
         "limit",
         "y_channel",
         "crop_border",
+        "protocol",
         "seed",
         "workers",
         "samples",

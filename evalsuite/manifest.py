@@ -41,11 +41,15 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def conventions(spec: BenchmarkSpec) -> dict[str, str]:
+def conventions(spec: BenchmarkSpec, paired: bool = False) -> dict[str, str]:
     """The conventions the numbers follow, in words."""
+    from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE
+
     return {
         "pixel_range": "[0,1]; SR outputs rounded to 8 bits (as saved) before scoring",
-        "consistency": "MSE(degrade(SR), LR) on [0,1], x1e5 (SR3 Table 1)",
+        "lr": "given (--lr), HR cropped top-left to scale x LR (BasicSR)" if paired else "degrade(HR), ours",
+        "consistency": "MSE(degrade(SR), LR) on [0,1], x1e5 (SR3 Table 1)"
+        + (f"; {PAIRED_CONSISTENCY_NOTE}" if paired else ""),
         "psnr_ssim": ("Y channel (BT.601, BasicSR)" if spec.y_channel else "RGB") + f", crop_border={spec.crop_border}",
         "ci": f"95% percentile bootstrap of the mean over images, {spec.bootstrap} resamples, seed {spec.seed}",
     }
@@ -61,6 +65,7 @@ def write_manifest(
     methods: dict[str, Any],
     metrics: dict[str, str],
     metric_notes: dict[str, str],
+    paired: bool,
     device: torch.device,
     t_start: float,
 ) -> None:
@@ -75,7 +80,8 @@ def write_manifest(
         "methods": methods,
         "metrics": metrics,
         "metric_notes": metric_notes,
-        "conventions": conventions(spec),
+        "paired": paired,
+        "conventions": conventions(spec, paired),
         "versions": versions(),
         "device": device_name(device),
         "world_size": D.world_size(),

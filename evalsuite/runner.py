@@ -18,27 +18,20 @@ import pandas as pd
 import torch
 
 from evalsuite import distributed as D
-from evalsuite.datasets import resolve_data
+from evalsuite.datasets import resolve_inputs
 from evalsuite.io import atomic_write_text
 from evalsuite.lazy import load_object
 from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import METRICS, MetricContext, build_metric, column_metric, resolve_metrics
-from evalsuite.prepare import NoUsableImagesError, PreparedImages
+from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, PreparedImages
 from evalsuite.results import FAILURE_COLUMNS, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
-from evalsuite.tasks import Task, resolve_task
+from evalsuite.tasks import Task
 from evalsuite.weights import MissingWeightsError
 
-__all__ = ["NoUsableImagesError", "default_methods", "resolve_spec_task", "run"]
-
-
-def resolve_spec_task(spec: BenchmarkSpec) -> Task:
-    """The spec's task: named, custom scale, or the default demo task."""
-    if spec.task is None and spec.scale is None:
-        return resolve_task(DEFAULT_TASK)
-    return resolve_task(spec.task, spec.scale)
+__all__ = ["NoUsableImagesError", "default_methods", "run"]
 
 
 def default_methods(task: Task, log=print) -> list[str]:
@@ -74,12 +67,21 @@ def _methods(spec: BenchmarkSpec, task: Task, say: Callable[[str], None]) -> lis
     return out
 
 
-def _prepare(spec: BenchmarkSpec, task: Task, data_dir: Path, say: Callable[[str], None]):
+def min_hr_size(metric_names: list[str], crop_border: int) -> tuple[int, str]:
+    """The smallest HR side (px) every chosen metric can score, and which metric needs it (checked up front)."""
+    need, why = 1, ""
+    if "ssim" in metric_names:
+        need, why = 11 + 2 * crop_border, f"SSIM's 11x11 window after cropping {crop_border} px per side"
+    return need, why
+
+
+def _prepare(spec: BenchmarkSpec, task: Task, data_dir: Path, lr_dir: Path | None, say: Callable[[str], None]):
     """Prepare HR/LR once (rank 0) and share rank 0's image list -> (prep, ids, errors, index)."""
-    prep = PreparedImages(spec.out_dir, task, data_dir)
+    prep = PreparedImages(spec.out_dir, task, data_dir, lr_dir)
+    need, why = min_hr_size(resolve_metrics(spec.metrics), spec.crop_border)
     prepared = None
     if D.is_main():
-        ids, errors, index = prep.prepare(spec.limit, spec.workers, say)
+        ids, errors, index = prep.prepare(spec.limit, spec.workers, say, min_hr_size=need, min_hr_why=why)
         errors_csv = pd.DataFrame(errors, columns=["path", "reason"]).to_csv(index=False)
         atomic_write_text(spec.out_dir / "errors.csv", errors_csv)
         atomic_write_text(spec.out_dir / "spec.yaml", spec.to_yaml())
@@ -147,7 +149,7 @@ def _reference_row(rc: RunContext) -> dict[str, Any] | None:
     return {"method": "reference (HR)", "n_images": len(rc.ids), **row, "notes": "; ".join(notes)}
 
 
-def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[str, str]]) -> Results:
+def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[str, str]], paired: bool) -> Results:
     """The run's tables: one summary row per method (+ the HR reference), per-image rows, skips and failures."""
     rows = [r.summary_row for r in evaluated]
     ref = _reference_row(rc)
@@ -155,6 +157,8 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         rows.append(ref)
     notes = rc.metrics.notes
     run_notes = [f"{n}: {msg}" for n, msg in notes.items()]
+    if paired and "consistency" in rc.metrics.columns:
+        run_notes.append(f"consistency: {PAIRED_CONSISTENCY_NOTE}")
     empty = [c for c in rc.metrics.columns if column_metric(c) in notes]
     per_image = [p for r in evaluated for p in r.per_image_rows]
     return Results(
@@ -183,13 +187,13 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     D.init_from_env(device)
     device = D.local_rank_device(device)
     say = log if D.is_main() else (lambda *a, **k: None)
-    task = resolve_spec_task(spec)
+    data_dir, lr_dir, task = resolve_inputs(spec.data, spec.lr, spec.task, spec.scale, DEFAULT_TASK)
+    spec = spec.with_protocol(task.scale)  # --protocol basicsr: Y channel, crop border = scale
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = resolve_data(spec.data)
     methods = _methods(spec, task, say)
 
-    # 1. Data: validated HR images and the one degradation's LR, prepared once and reused on reruns.
-    prep, ids, errors, index = _prepare(spec, task, data_dir, say)
+    # 1. Data: validated HR images and the one degradation's LR (or the given LR), prepared once and reused.
+    prep, ids, errors, index = _prepare(spec, task, data_dir, lr_dir, say)
     say(f"task {task.name} (x{task.scale}), {len(ids)} images, {len(errors)} skipped, device {device}")
     # 2. Metrics: per-image ones built once; a metric without weights is left empty with a note.
     metrics = _build_metrics(spec, task, device, say)
@@ -209,7 +213,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     # 3. Methods: missing outputs made and cached, every image streamed through the metrics.
     evaluated = [evaluate_method(rc, name, label) for name, label in methods]
     # 4. Summary: per-method means with bootstrap CIs, the HR reference row, skipped and failed images.
-    results = _results(rc, evaluated, errors)
+    results = _results(rc, evaluated, errors, paired=prep.paired)
     # 5. Files: the tables, the manifest, then the post-run hooks (the report) on rank 0.
     if D.is_main():
         results.write()
@@ -223,6 +227,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             methods={label: r.info for (_, label), r in zip(methods, evaluated) if r.info},
             metrics={n: METRICS[n].help for n in metrics.names},
             metric_notes=metrics.notes,
+            paired=prep.paired,
             device=device,
             t_start=t_start,
         )

@@ -15,6 +15,7 @@ from evalsuite.datasets import BUILTIN
 from evalsuite.methods import normalize_method_options
 
 DEFAULT_TASK = "imagenet-64-256"
+PROTOCOLS = (None, "basicsr")  # named metric conventions (--protocol)
 DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips")
 # With no --methods: the interpolations and every GAN whose weights are here or obtainable.
 DEFAULT_METHOD_CANDIDATES = (
@@ -34,7 +35,8 @@ class BenchmarkSpec:
     """Everything that defines a benchmark run."""
 
     name: str = "demo"
-    data: str = BUILTIN
+    data: str = BUILTIN  # folder, builtin:skimage, or a registered set's name (evalsuite data list)
+    lr: str | None = None  # paired data: folder of given LR images (or a set name: its shipped LR), matched by id
     task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
     scale: int | None = None
     methods: tuple[str, ...] = ()  # empty = every available default method
@@ -45,6 +47,7 @@ class BenchmarkSpec:
     limit: int | None = None
     y_channel: bool = False
     crop_border: int = 0
+    protocol: str | None = None  # "basicsr": PSNR/SSIM on the Y channel with crop_border = scale (with_protocol)
     seed: int = 0
     workers: int = 4
     bootstrap: int = 2000
@@ -71,6 +74,8 @@ class BenchmarkSpec:
             raise ValueError(f"--samples must be at least 1, got {self.samples}")
         if self.crop_border < 0:
             raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {', '.join(p for p in PROTOCOLS if p)}, got {self.protocol!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -118,6 +123,16 @@ class BenchmarkSpec:
     def hooks(self) -> tuple[str, ...]:
         """The post-run hooks to call: the report's when `report`, then `post_run`."""
         return ((REPORT_HOOK,) if self.report else ()) + self.post_run
+
+    def with_protocol(self, scale: int) -> BenchmarkSpec:
+        """The spec with its protocol's conventions set: `basicsr` means exactly y_channel and crop_border = scale."""
+        if self.protocol != "basicsr":
+            return self
+        if self.crop_border not in (0, scale):
+            raise ValueError(
+                f"--protocol basicsr sets --crop-border {scale} (the scale); drop --crop-border {self.crop_border}"
+            )
+        return self.replace(y_channel=True, crop_border=scale)
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         """A copy with some fields changed."""
