@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from baselines.sr3.model import SIGMA_DATA, target, to_eps_y0
-from baselines.sr3.samplers import ancestral, ddim, per_image_normal
+from baselines.sr3.samplers import ancestral, ddim, per_image_noise, per_image_normal
 from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear, posterior
 from evalsuite.methods import image_generators
 
@@ -105,7 +105,7 @@ def test_edm_target_has_unit_variance_and_the_skip_is_the_optimal_linear_denoise
     torch.testing.assert_close(f.var(dim=(1, 2, 3)), torch.ones(6), atol=0.03, rtol=0)
     a, s = gamma.sqrt()[:, None, None, None], (1 - gamma).sqrt()[:, None, None, None]
     _, y0_hat = to_eps_y0(torch.zeros_like(y0), a * y0 + s * eps, gamma, "edm")
-    _, exact = _gaussian_denoiser(SIGMA_DATA**2)(a * y0 + s * eps, gamma)
+    exact = _gaussian_denoiser(SIGMA_DATA**2)(a * y0 + s * eps, gamma)
     torch.testing.assert_close(y0_hat, exact, atol=1e-5, rtol=1e-4)
 
 
@@ -113,11 +113,17 @@ def _gaussian_denoiser(var: float):
     # Data y0 ~ N(0, var·I): E[y0 | y_t] = sqrt(γ)·var / (γ·var + 1 − γ) · y_t exactly.
     def denoise(y_t: torch.Tensor, gamma: torch.Tensor):
         g = gamma.double()[:, None, None, None]
-        y0 = (g.sqrt() * var / (g * var + 1 - g)) * y_t.double()
-        eps = (y_t.double() - g.sqrt() * y0) / (1 - g).sqrt()
-        return eps.float(), y0.float()
+        return ((g.sqrt() * var / (g * var + 1 - g)) * y_t.double()).float()
 
     return denoise
+
+
+def _sample(sampler, denoise, shape, sched, gens):
+    # k-diffusion's contract: starting noise, noise levels and a noise source, all per image.
+    cpu = torch.device("cpu")
+    return sampler(
+        denoise, per_image_normal(shape, gens, cpu), sched.sampling_gammas(), per_image_noise(shape, gens, cpu)
+    )
 
 
 @pytest.mark.parametrize("sampler", [ancestral, ddim])
@@ -125,7 +131,7 @@ def test_sampler_recovers_gaussian_data_variance(sampler):
     var = 0.25
     sched = linear(2000, 1e-6, 0.01).respace(200)
     gens = image_generators(0, [f"img{i}" for i in range(8)], torch.device("cpu"))
-    out = sampler(_gaussian_denoiser(var), (1, 32, 32), sched, gens)
+    out = _sample(sampler, _gaussian_denoiser(var), (1, 32, 32), sched, gens)
     assert out.shape == (8, 1, 32, 32)
     assert float(out.var()) == pytest.approx(var, rel=0.08)
     assert abs(float(out.mean())) < 0.02
@@ -135,7 +141,7 @@ def test_sampler_with_wrong_denoiser_misses_the_variance():
     # Guard: the variance test can fail (a denoiser for var 1.0 yields var ≈ 1.0, not 0.25).
     sched = linear(2000, 1e-6, 0.01).respace(100)
     gens = image_generators(0, ["a", "b", "c", "d"], torch.device("cpu"))
-    out = ancestral(_gaussian_denoiser(1.0), (1, 32, 32), sched, gens)
+    out = _sample(ancestral, _gaussian_denoiser(1.0), (1, 32, 32), sched, gens)
     assert float(out.var()) > 0.8
 
 
@@ -144,9 +150,10 @@ def test_samples_do_not_depend_on_batch_size(sampler):
     sched = linear(100, 1e-4, 0.1).respace(20)
     ids = ["a", "b", "c", "d", "e"]
     den = _gaussian_denoiser(0.5)
-    full = sampler(den, (3, 8, 8), sched, image_generators(7, ids, torch.device("cpu")))
+    full = _sample(sampler, den, (3, 8, 8), sched, image_generators(7, ids, torch.device("cpu")))
     parts = [
-        sampler(den, (3, 8, 8), sched, image_generators(7, ids[i : i + 2], torch.device("cpu"))) for i in range(0, 5, 2)
+        _sample(sampler, den, (3, 8, 8), sched, image_generators(7, ids[i : i + 2], torch.device("cpu")))
+        for i in range(0, 5, 2)
     ]
     torch.testing.assert_close(torch.cat(parts), full, rtol=0, atol=0)
     assert not torch.allclose(full[0], full[1])

@@ -11,8 +11,7 @@ from test_train import make_photos, tiny_cfg
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.sr3.method import build_sr3
-from baselines.sr3.model import SR3Config, SR3Denoiser
-from baselines.sr3.recipe import sampling_defaults
+from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
 from baselines.train import load_recipe, train
 from baselines.unet import preset
 from evalsuite.degrade import degrade, to_tensor, upsample

@@ -21,8 +21,9 @@ from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 
 PARAMETERIZATIONS = ("eps", "x0", "v", "edm")
 SIGMA_DATA = 0.5  # std of images in [-1, 1], the `edm` preconditioning's σ_data
-EMBEDDINGS = ("gamma", "logsnr")
-NOISE_SCALE = {"gamma": 1000.0, "logsnr": 50.0}
+EMBEDDINGS = ("gamma", "logsnr", "sqrt_gamma")
+# `sqrt_gamma`: sin/cos of √γ itself, unscaled (the public re-implementation's convention, for its checkpoints).
+NOISE_SCALE = {"gamma": 1000.0, "logsnr": 50.0, "sqrt_gamma": 1.0}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class SR3Config:
             raise ValueError(f"loss must be l1 or l2, got {self.loss!r}")
 
 
+def sampling_defaults(cfg: SR3Config, sampler: str = "ancestral", steps: int = 100, clip_x0: bool = True) -> dict:
+    """Default inference settings: the training γ range respaced to `steps` steps."""
+    return {
+        "sampler": sampler,
+        "steps": steps,
+        "clip_x0": clip_x0,
+        "schedule": {"kind": "respace", "steps": steps, "base": dict(cfg.train_schedule)},
+    }
+
+
 def sr3_config_from_dict(d: dict[str, Any]) -> SR3Config:
     """Rebuild an SR3Config from a checkpoint's JSON config."""
     d = dict(d)
@@ -53,7 +64,9 @@ def sr3_config_from_dict(d: dict[str, Any]) -> SR3Config:
 
 
 def noise_condition(gamma: torch.Tensor, embedding: str) -> torch.Tensor:
-    """The scalar the U-Net embeds: γ itself, or log-SNR = log(γ/(1−γ)) clamped to [−20, 20]."""
+    """The scalar the U-Net embeds: γ, √γ, or log-SNR = log(γ/(1−γ)) clamped to [−20, 20]."""
+    if embedding == "sqrt_gamma":
+        return gamma.double().sqrt().float()
     g = gamma.float()
     if embedding == "gamma":
         return g
@@ -77,6 +90,10 @@ class SR3Denoiser(nn.Module):
     def predict(self, x_up: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, ŷ0) in fp32 from the raw prediction, whatever the parameterization."""
         return to_eps_y0(self(x_up, y_t, gamma).float(), y_t.float(), gamma, self.cfg.parameterization)
+
+    def eps(self, x_cond: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """Predicted ε (B,3,H,W) for x_cond (the upsampled LR) and y_t in [-1, 1], γ of shape (B,)."""
+        return self.predict(x_cond, y_t, gamma)[0]
 
 
 def _a_s(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from baselines.sr3.loss import sr3_loss
-from baselines.sr3.model import SR3Config, SR3Denoiser
+from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
 from baselines.sr3.schedule import cosine, from_spec, linear
 from baselines.train import Batch, TrainConfig, Update, config_from_options
 from baselines.unet import training_preset
@@ -32,16 +32,6 @@ class SR3Options:
     sampler: str = "ancestral"  # sampling defaults stored in the checkpoint
     steps: int = 100
     clip_x0: bool = True
-
-
-def sampling_defaults(cfg: SR3Config, sampler: str = "ancestral", steps: int = 100, clip_x0: bool = True) -> dict:
-    """Default inference settings: the training γ range respaced to `steps` steps."""
-    return {
-        "sampler": sampler,
-        "steps": steps,
-        "clip_x0": clip_x0,
-        "schedule": {"kind": "respace", "steps": steps, "base": dict(cfg.train_schedule)},
-    }
 
 
 class SR3Recipe:

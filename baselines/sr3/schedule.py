@@ -58,6 +58,10 @@ class Schedule:
         g = self.gamma()
         return torch.cat([torch.ones(1, dtype=g.dtype), g[:-1]])
 
+    def sampling_gammas(self) -> torch.Tensor:
+        """(T+1,) float64 noise levels for the samplers: γ_T, ..., γ_1, then 1 (clean)."""
+        return torch.cat([self.gamma().flip(0), torch.ones(1, dtype=torch.float64)])
+
     def to_spec(self) -> dict[str, Any]:
         """The JSON spec this schedule was built from."""
         return _unitems(self.spec)
