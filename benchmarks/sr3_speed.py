@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def denoise(y_t, gamma):
             with ac():
-                return model.predict(x_up, y_t, gamma)[1].clamp(-1, 1)
+                return model(x_up, y_t, gamma).clamp(-1, 1)
 
         def sample():
             with torch.no_grad():

@@ -72,7 +72,7 @@ def test_ancestral_sampler_fed_the_same_noises_reproduces_every_state(imported, 
     seen: list[torch.Tensor] = []
 
     def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        return den.predict(x_cond, y_t, gamma)[1].clamp(-1, 1)
+        return den(x_cond, y_t, gamma).clamp(-1, 1)
 
     with torch.no_grad():
         out = ancestral(

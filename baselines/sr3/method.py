@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from baselines.checkpoint import Checkpoint, load_checkpoint
-from baselines.sr3.model import SR3Denoiser, sampling_defaults, sr3_config_from_dict
+from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults, sr3_config_from_dict
 from baselines.sr3.samplers import VARIANCES, get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import Schedule, from_spec
 from baselines.tiling import pad_to_multiple, tiled_apply
@@ -52,9 +52,9 @@ class SR3Method:
     scale: int
     model: SR3Denoiser
     schedule: Schedule
-    sampler: str = "ancestral"
-    clip_x0: bool = True
-    variance: str = "beta"  # ancestral noise: β_t (Algorithm 2) or the posterior's β̃_t (the public code)
+    sampler: str = SR3Config.SAMPLER
+    clip_x0: bool = SR3Config.CLIP_X0
+    variance: str = SR3Config.VARIANCE  # ancestral noise: β_t (Algorithm 2) or the posterior's β̃_t (the public code)
     seed: int = 0
     tile: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -69,7 +69,7 @@ class SR3Method:
         def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
             # ŷ0 of the network, clipped to the data range with clip_x0.
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                y0 = self.model.predict(x_up, y_t, gamma)[1]
+                y0 = self.model(x_up, y_t, gamma)
             return y0.clamp(-1, 1) if self.clip_x0 else y0
 
         # y_T and every later draw of image k come from its own generator.
@@ -111,9 +111,9 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
     """
     model, sampling = load_sr3(arg, ctx.device, ctx.option("config"))
     cfg = model.cfg
-    sampler = str(ctx.option("sampler", sampling.get("sampler", "ancestral")))
+    sampler = str(ctx.option("sampler", sampling.get("sampler", SR3Config.SAMPLER)))
     get_sampler(sampler)  # fail early on an unknown name
-    variance = str(ctx.option("variance", sampling.get("variance", "beta")))
+    variance = str(ctx.option("variance", sampling.get("variance", SR3Config.VARIANCE)))
     if variance not in VARIANCES:
         raise ValueError(f"option variance must be one of {VARIANCES}, got {variance!r}")
     schedule = from_spec(sampling["schedule"])
@@ -142,7 +142,7 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         model,
         schedule,
         sampler=sampler,
-        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", True))),
+        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", SR3Config.CLIP_X0))),
         variance=variance,
         seed=ctx.seed,
         tile=tile,
