@@ -24,7 +24,7 @@ import torch
 from baselines.checkpoint import Checkpoint, config_to_dict, save_checkpoint
 from baselines.sr3.model import SR3Config
 from baselines.sr3.schedule import Schedule, cosine, linear
-from baselines.unet import UNet, UNetConfig
+from baselines.unet import JANSPIRY_LAYOUT, UNet, UNetConfig
 
 PREFIX = "denoise_fn."
 # That code's defaults where its config is silent (its UNet's norm_groups and image_size; the schedule and
@@ -183,12 +183,7 @@ def janspiry_unet(
         dropout=float(dropout),
         image_size=image_size,
         groups=norm_groups,
-        head_channels=0,
-        biggan_updown=False,
-        scale_shift=False,
-        skip_rescale=False,
-        emb_mult=1,
-        emb_act=False,
+        **JANSPIRY_LAYOUT,
     )
 
 
