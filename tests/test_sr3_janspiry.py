@@ -43,14 +43,15 @@ def io() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("imp") / "small.safetensors"
-    assert main(["sr3", "import", str(GEN), "--config", str(CONFIG), "-o", str(out)]) == 0
+    # The fixture's config has no `datasets` section (the scale's source); its LR is 8 px for 32 px.
+    assert main(["sr3", "import", str(GEN), "--config", str(CONFIG), "--scale", "4", "-o", str(out)]) == 0
     return out
 
 
 def test_imported_checkpoint_gives_the_public_codes_eps(imported, io):
     ck = load_checkpoint(imported, kind="sr3")
     assert ck.config["parameterization"] == "eps" and ck.config["embedding"] == "sqrt_gamma"
-    assert ck.config["unet"]["groups"] == 8 and ck.config["unet"]["attn_res"] == [8]
+    assert ck.config["unet"]["groups"] == 8 and ck.config["unet"]["attn_res"] == [8] and ck.config["scale"] == 4
     # Sampling as that code does: its val schedule, every step, posterior variance, ŷ0 clipped.
     assert ck.extra["sampling"]["schedule"] == linear(2000, 1e-6, 1e-2).to_spec()
     assert ck.extra["sampling"]["variance"] == "posterior" and ck.extra["sampling"]["clip_x0"] is True
@@ -129,12 +130,16 @@ def test_published_parameter_counts():
 def test_sr3_method_evaluates_the_imported_file_and_the_pth_on_the_fly(imported):
     x = torch.rand(1, 3, 8, 8)
     opts = {"steps": 3, "tile": 0}
-    a = build_sr3(str(imported), MethodContext(8, seed=1, options=opts))
-    b = build_sr3(str(GEN), MethodContext(8, seed=1, options={**opts, "config": str(CONFIG)}))
-    assert a.variance == "posterior" and a.info["embedding"] == "sqrt_gamma"
+    a = build_sr3(str(imported), MethodContext(4, seed=1, options=opts))
+    b = build_sr3(str(GEN), MethodContext(4, seed=1, options={**opts, "config": str(CONFIG)}))  # 8x: no --scale
+    assert a.variance == "posterior" and a.info["embedding"] == "sqrt_gamma" and b.scale == 8
     out = a(x, ["img"])
-    assert out.shape == (1, 3, 64, 64)
-    torch.testing.assert_close(b(x, ["img"]), out, rtol=0, atol=0)
+    assert out.shape == (1, 3, 32, 32)
+    # On the fly: the same weights and sampling settings (its scale is the default 8x without --scale).
+    assert b.schedule == a.schedule and b.variance == a.variance and b.clip_x0 == a.clip_x0
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[k], v, rtol=0, atol=0)
+    assert b(x, ["img"]).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="option `config`"):
         build_sr3(str(imported), MethodContext(8, options={"config": str(CONFIG)}))
 
