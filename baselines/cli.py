@@ -1,4 +1,4 @@
-"""Baselines sub-commands: `evalsuite train sr3|regression|gan ...`, `evalsuite sr3 tune-schedule ...`."""
+"""Baselines sub-commands: `evalsuite train sr3|regression|gan ...`, `evalsuite sr3 tune-schedule|import ...`."""
 
 from __future__ import annotations
 
@@ -79,6 +79,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_cmd_tune)
 
+    i = ssub.add_parser("import", help="convert the public SR3 code's I<iter>_E<epoch>_gen.pth into an sr3 checkpoint")
+    i.add_argument("gen", help="I<iter>_E<epoch>_gen.pth of Janspiry/Image-Super-Resolution-via-Iterative-Refinement")
+    i.add_argument("--config", help="its config JSON (// comments accepted): norm_groups, image size, schedules, scale")
+    i.add_argument("-o", "--out", required=True, help="the sr3 checkpoint to write (.safetensors)")
+    i.add_argument(
+        "--scale", type=int, help="upscaling factor (default: the config's r_resolution / l_resolution, else 8)"
+    )
+    i.set_defaults(func=_cmd_import)
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from baselines.train import TrainConfig, load_recipe, train
@@ -135,4 +144,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from baselines.sr3.janspiry import import_checkpoint
+
+    out = import_checkpoint(args.gen, args.out, config=args.config, scale=args.scale)
+    print(f"wrote {out}: evaluate it as sr3:{out}")
     return 0

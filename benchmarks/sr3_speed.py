@@ -22,7 +22,7 @@ import torch
 
 from baselines.sr3.model import SR3Config, SR3Denoiser
 from baselines.sr3.recipe import SR3Options, SR3Recipe
-from baselines.sr3.samplers import get_sampler
+from baselines.sr3.samplers import get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import linear
 from baselines.train import Batch, Update
 from baselines.unet import count_parameters, preset
@@ -125,11 +125,14 @@ def main(argv: list[str] | None = None) -> None:
 
         def denoise(y_t, gamma):
             with ac():
-                return model.predict(x_up, y_t, gamma)
+                return model(x_up, y_t, gamma).clamp(-1, 1)
 
         def sample():
             with torch.no_grad():
-                return get_sampler("ancestral")(denoise, (3, size, size), sched, gens, device, True)
+                shape = (3, size, size)
+                y_T = per_image_normal(shape, gens, device)  # noqa: N806 - the paper's name
+                noise = per_image_noise(shape, gens, device)
+                return get_sampler("ancestral")(denoise, y_T, sched.sampling_gammas(), noise)
 
         per_image_ms = timed(sample, device, a.repeats, 1) / b * 1e3
         per_100 = per_image_ms * 100 / steps
