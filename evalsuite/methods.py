@@ -87,7 +87,9 @@ def register(
     REGISTRY[name] = MethodEntry(target, help, takes_arg, available, options, free_options)
 
 
-_SR3, _REG, _GAN = "baselines.options:SR3Options", "baselines.options:RegressionOptions", "baselines.options:GANOptions"
+_SR3 = "baselines.options:SR3MethodOptions"
+_REG = "baselines.options:RegressionMethodOptions"
+_GAN = "baselines.options:GANMethodOptions"
 for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
     register(_interp, "baselines.interpolate:build", f"{_interp} interpolation")
 register("folder", "baselines.external:build_folder", "precomputed outputs in DIR/<image_id>.png", True)

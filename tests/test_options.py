@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from baselines.options import GANOptions, SR3Options
+from baselines.options import GANMethodOptions as GANOptions
+from baselines.options import SR3MethodOptions as SR3Options
 from evalsuite import cli
 from evalsuite.methods import method_options
 from evalsuite.options import OptionError, build_options
