@@ -244,3 +244,28 @@ def test_cli_trains_and_tunes(tmp_path):
         )
         == 2
     )
+
+
+def test_sampling_progress_counts_every_tile_step(tmp_path, monkeypatch):
+    import baselines.sr3.method as M
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, **kw):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(M, "tqdm", Bar)
+    ckpt = random_sr3(tmp_path)
+    m = build_sr3(str(ckpt), MethodContext(2, options={"steps": 3, "sampler": "ddim", "tile": 8}))
+    m(torch.rand(2, 3, 13, 21), ["a", "b"])  # 2 x 3 tiles per image, 3 steps
+    assert [(b.total, b.n) for b in bars] == [(2 * 6 * 3, 2 * 6 * 3)]
+    m(torch.rand(1, 3, 6, 6), ["c"])  # one piece
+    assert (bars[-1].total, bars[-1].n) == (3, 3)

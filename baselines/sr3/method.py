@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from baselines.checkpoint import Checkpoint, load_checkpoint
 from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults, sr3_config_from_dict
 from baselines.sr3.samplers import VARIANCES, get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import Schedule, from_spec
-from baselines.tiling import pad_to_multiple, tiled_apply
+from baselines.tiling import pad_to_multiple, tile_count, tiled_apply
+from evalsuite import distributed as D
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext, image_generators
 
@@ -62,6 +65,7 @@ class SR3Method:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    _bar: Any = field(default=None, repr=False, compare=False)  # the sampling progress bar while sampling
 
     def _sample(self, x_lr: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
         """Sample SR images for an LR batch whose upsampled size fits the U-Net."""
@@ -80,6 +84,8 @@ class SR3Method:
         y_T = per_image_normal(shape, gens, self.device)  # noqa: N806 - the paper's name
         noise = per_image_noise(shape, gens, self.device)
         extra = {"variance": self.variance} if self.sampler == "ancestral" else {}
+        if self._bar is not None:
+            extra["callback"] = lambda _: self._bar.update(x_lr.shape[0])  # one step of every tile in the call
         y0 = get_sampler(self.sampler)(denoise, y_T, self.schedule.sampling_gammas(), noise, **extra)
         out = ((y0 + 1) / 2).clamp(0, 1)
         h, w = out.shape[-2:]
@@ -90,8 +96,35 @@ class SR3Method:
         """Super-resolve a batch; tiles of `tile` LR px for larger images, each tile with its own seed."""
         ids = list(ids) if ids is not None else [str(i) for i in range(x_lr.shape[0])]
         x_lr = x_lr.to(self.device).float()
-        if not self.tile or max(x_lr.shape[-2:]) <= self.tile:
-            return self._sample(x_lr, ids)
+        with self._progress(x_lr):
+            if not self.tile or max(x_lr.shape[-2:]) <= self.tile:
+                return self._sample(x_lr, ids)
+            return self._tiled(x_lr, ids)
+
+    @contextlib.contextmanager
+    def _progress(self, x_lr: torch.Tensor) -> Iterator[None]:
+        """A bar over tile x sampler steps (on a terminal, rank 0): minutes of CPU sampling show movement."""
+        tiles = x_lr.shape[0] * tile_count(*x_lr.shape[-2:], self.tile or max(x_lr.shape[-2:]), self._overlap())
+        steps = len(self.schedule.sampling_gammas()) - 1
+        self._bar = tqdm(
+            total=tiles * steps,
+            desc=f"{self.name.split('/')[-1]} sampling",
+            unit="tile-step",
+            leave=False,
+            disable=None if D.is_main() else True,
+        )
+        try:
+            yield
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _overlap(self) -> int:
+        """LR tile overlap (the cross-fade width)."""
+        return max(1, self.tile // 8)
+
+    def _tiled(self, x_lr: torch.Tensor, ids: list[str]) -> torch.Tensor:
+        """Tiles of `tile` LR px, each with its own seed (image id and tile index), blended."""
         b = x_lr.shape[0]
         calls = [0]
 
@@ -103,7 +136,7 @@ class SR3Method:
             tile_ids = [f"{ids[j % b]}#tile{first + j // b}" for j in range(tiles.shape[0])]
             return self._sample(tiles, tile_ids)
 
-        return tiled_apply(fn, x_lr, self.scale, self.tile, max(1, self.tile // 8))
+        return tiled_apply(fn, x_lr, self.scale, self.tile, self._overlap())
 
 
 def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
