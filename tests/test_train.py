@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from baselines.checkpoint import NotACheckpointError, load_checkpoint, save_checkpoint, state_path
-from baselines.data import BatchIndices, CropDataset
-from baselines.train import EMA, TrainConfig, gaussian_blur_aug, load_recipe, train
+from baselines.data import BatchIndices, CropDataset, gaussian_blur_aug
+from baselines.train import EMA, TrainConfig, load_recipe, train
 from baselines.unet import preset
 
 

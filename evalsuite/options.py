@@ -1,0 +1,60 @@
+"""Typed options that reject typos: frozen dataclasses filled from dicts of (often string) values.
+
+`check_keys` is the one place that turns an unknown key into an error listing the valid keys and the
+closest match (difflib); `config_from_options` builds a frozen dataclass from `--set KEY=VALUE` strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def check_keys(given: Iterable[str], valid: Iterable[str], what: str) -> None:
+    """Raise ValueError for keys not in `valid`, naming each with its closest valid key and listing them all."""
+    valid = sorted(valid)
+    unknown = sorted(set(given) - set(valid))
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        # The closest valid spelling, if any is close enough to be a typo of it.
+        close = difflib.get_close_matches(key, valid, n=1)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(unknown) > 1 else ""
+    raise ValueError(f"unknown {what} option{plural} {', '.join(named)}; known: {', '.join(valid)}")
+
+
+def config_from_options(cls: type[T], options: Mapping[str, Any], what: str) -> T:
+    """Build the frozen dataclass `cls` from a dict; string values are parsed to the type of the field's default."""
+    check_keys(options, [f.name for f in dataclasses.fields(cls)], what)
+    base = cls()
+    typed = {}
+    for key, value in options.items():
+        current = getattr(base, key)
+        typed[key] = parse_value(value, current) if isinstance(value, str) and not isinstance(current, str) else value
+    return dataclasses.replace(base, **typed)
+
+
+def parse_value(text: str, like: Any) -> Any:
+    """Parse `text` to the type of `like` (bool, int, float, tuple); None-like defaults take a float or the text."""
+    if isinstance(like, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(like, int):
+        return int(text)
+    if isinstance(like, float) or like is None:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if isinstance(like, tuple):
+        return tuple(type(like[0])(x) for x in text.split(",")) if like else tuple(text.split(","))
+    return text
