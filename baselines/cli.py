@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import typing
 
+from baselines.train_config import TrainConfig
+
 
 def _kv(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
@@ -54,8 +56,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[st
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `train` and `sr3` to the evalsuite command line."""
-    from baselines.train_config import TrainConfig
-
     p = sub.add_parser("train", help="train a baseline (sr3, regression, gan) on random crops of an image folder")
     p.add_argument("kind", choices=["sr3", "regression", "gan"])
     p.add_argument("--task", help="paper task (sets the scale and the crop size)")
@@ -94,15 +94,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=_cmd_tune)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from baselines.train import TrainConfig, load_recipe, train
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `evalsuite train` flags: the given ones, the task's scale (and crop), in one call."""
     from evalsuite.tasks import resolve_task
 
     task = resolve_task(args.task, args.custom_scale)
-    # The flags that were given, plus the scale (and the crop, unless given) of the task: one TrainConfig.
     given = {k: getattr(args, k) for k in args.config_keys if hasattr(args, k)}
     crop = {"crop": task.hr_size} if task.hr_size and "crop" not in given else {}
-    cfg = TrainConfig.from_dict({**given, **crop, "scale": task.scale})
+    return TrainConfig.from_dict({**given, **crop, "scale": task.scale})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from baselines.train import load_recipe, train
+
+    cfg = train_config(args)
     options = dict(args.options)
     if args.preset:
         options["preset"] = args.preset
