@@ -230,22 +230,30 @@ class TrainResult:
 
 
 def _run_steps(
-    recipe: Recipe, cfg: TrainConfig, state: TrainState, models: dict[str, nn.Module], loader: Iterable, log: TrainLog
+    recipe: Recipe,
+    cfg: TrainConfig,
+    state: TrainState,
+    models: dict[str, nn.Module],
+    loader: Iterable[torch.Tensor],
+    run_log: TrainLog,
 ) -> None:
     """Optimizer steps until cfg.steps: EMA after each, log rows and checkpoints at their intervals."""
     ckpt_path, train_config = Path(cfg.out) / "model.safetensors", config_to_dict(cfg)
     bf16 = use_bf16(cfg.precision, state.device)
     micro_batches = iter(loader)
     while state.step < cfg.steps:
+        # One optimizer step over this rank's accum micro-batches, each moved to the device when it is used.
         batches = (make_batch(next(micro_batches), cfg.scale, cfg.blur_aug, state.device) for _ in range(cfg.accum))
         report = optimizer_step(recipe, models, state.optim, batches, state.step, cfg.accum, bf16)
+        # The EMA of the exported module follows the raw weights after every step.
         state.ema.update(state.modules[recipe.export], state.step)
         state.step += 1
         state.position += cfg.batch_size
-        log.add(report.metrics, report.grad_norms, cfg.batch_size)
+        # Metrics stay on the device until a log row (one sync per row); checkpoints every save_every steps.
+        run_log.add(report.metrics, report.grad_norms, cfg.batch_size)
         at_save = state.step % cfg.save_every == 0
         if state.step % cfg.log_every == 0 or state.step == cfg.steps or at_save:
-            log.row(state.step, state.optim.lr)
+            run_log.row(state.step, state.optim.lr)
         if at_save and state.step < cfg.steps:
             save_training(ckpt_path, recipe, train_config, state, _keep(cfg, state.step))
     save_training(ckpt_path, recipe, train_config, state, _keep(cfg, state.step))

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
         )
 
-    # Training: the SR3 recipe's train_step (loss, backward, clip, Adam) on an in-memory batch; no EMA, no data.
+    # Training: one optimizer_step of the SR3 recipe (forward, backward, clip, Adam) on an in-memory batch.
     if "train" not in skip:
         b = a.train_batch
         recipe = SR3Recipe(cfg, SR3Options())
