@@ -1,14 +1,16 @@
 """Typed options that reject typos: frozen dataclasses filled from dicts of (often string) values.
 
 `check_keys` is the one place that turns an unknown key into an error listing the valid keys and the
-closest match (difflib); `config_from_options` builds a frozen dataclass from `--set KEY=VALUE` strings.
+closest match (difflib); `config_from_options` builds a frozen dataclass from `--set KEY=VALUE` strings;
+`SuggestingParser` does the same for command-line flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -58,3 +60,21 @@ def parse_value(text: str, like: Any) -> Any:
     if isinstance(like, tuple):
         return tuple(type(like[0])(x) for x in text.split(",")) if like else tuple(text.split(","))
     return text
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through add_subparsers, its sub-commands) whose unknown flags fail naming the closest."""
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse as argparse does, then reject a leftover `--flag` with the valid flags and the closest one."""
+        namespace, extra = super().parse_known_args(args, namespace)
+        unknown = [a.split("=", 1)[0] for a in extra if a.startswith("--")]
+        if unknown:
+            flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            try:
+                check_keys(unknown, flags, f"`{self.prog}`")
+            except ValueError as exc:
+                self.error(str(exc))
+        return namespace, extra

@@ -47,3 +47,18 @@ def test_the_cli_fills_trainconfig_from_given_flags_only():
         train_config(_parse("--scale", "2", "--batch-size", "6", "--accum", "4"))
     with pytest.raises(ValueError, match="--crop 18 is not a multiple of the scale 4"):
         train_config(_parse("--scale", "4", "--crop", "18"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint", "listed"),
+    [
+        (["train", "sr3", "--data", "d", "--out", "o", "--stpes", "5"], "'--stpes' (did you mean '--steps'?)",
+         "--accum, --batch-size"),
+        (["run", "benchmark", "--metircs", "psnr"], "'--metircs' (did you mean '--metrics'?)", "--methods, --metrics"),
+    ],
+)
+def test_a_command_line_flag_typo_names_the_closest_flag(capsys, argv, hint, listed):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and hint in err and "; known: --" in err and listed in err
