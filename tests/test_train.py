@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +282,36 @@ def test_mean_meter_averages_on_the_device_per_name():
     # Popping starts over; a name with nothing added since is left out of the row.
     meter.add({"loss": torch.tensor(4.0)})
     assert meter.pop() == {"loss": 4.0}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device syncs are observable on CUDA only")
+def test_training_steps_do_not_synchronize_with_the_device():
+    from baselines.regression import RegressionConfig, RegressionRecipe
+    from baselines.train import Optimizers, make_batch, optimizer_step
+    from baselines.train_log import MeanMeter
+
+    cuda = torch.device("cuda")
+    recipe = RegressionRecipe(RegressionConfig(unet=preset("tiny", image_size=16), scale=2))
+    modules = {k: m.to(cuda) for k, m in recipe.build_modules().items()}
+    optim = Optimizers(recipe.build_optimizers(modules, None), warmup=10, grad_clip=1.0)
+    ema = EMA(modules["net"], 0.999)
+    meter = MeanMeter(["loss", "grad_norm_net"], cuda)
+    hr_u8 = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8).pin_memory()
+
+    def step(i: int) -> None:
+        report = optimizer_step(recipe, modules, optim, [make_batch(hr_u8, 2, True, cuda)] * 2, i, accum=2, bf16=True)
+        ema.update(modules["net"], i)
+        for m in report.metrics:
+            meter.add(m)
+        meter.add({f"grad_norm_{k}": v for k, v in report.grad_norms.items()})
+
+    step(0)  # the optimizer creates its state on the first step
+    # Between log rows nothing waits for the GPU: any synchronizing call raises in this mode.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(1, 4):
+            step(i)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    row = meter.pop()  # the one sync of a log row
+    assert set(row) == {"loss", "grad_norm_net"} and all(math.isfinite(v) for v in row.values())
