@@ -12,7 +12,7 @@ from torch import nn
 
 from baselines.checkpoint import load_checkpoint
 from baselines.tiling import pad_to_multiple, tiled_apply
-from baselines.train import Batch, TrainConfig, Update, config_from_options
+from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import UNet, UNetConfig, training_preset, unet_config_from_dict
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext
@@ -54,6 +54,7 @@ class RegressionRecipe:
 
     kind = "regression"
     export = "net"
+    metrics = ("loss",)
 
     def __init__(self, config: RegressionConfig):
         """Keep the config."""
@@ -67,12 +68,11 @@ class RegressionRecipe:
         """Adam, lr 1e-5 unless given."""
         return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-5)}
 
-    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int, update: Update) -> dict[str, float]:
+    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
         """MSE between f(upsample(x_lr)) and the HR crop, both in [-1,1]."""
         x_up = upsample(batch.lr, batch.scale) * 2 - 1
         loss = F.mse_loss(models["net"](x_up).float(), batch.hr * 2 - 1)
-        update.step("net", loss)
-        return {"loss": loss.detach()}
+        return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Nothing beyond the config."""

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from evalsuite.lazy import load_object
+from evalsuite.options import SuggestingParser
 
 # Sub-commands owned by other packages: module -> function(subparsers) that adds their parsers.
 EXTENSIONS = (
@@ -177,7 +178,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with the sub-commands of every package."""
-    parser = argparse.ArgumentParser(prog="evalsuite", description=__doc__)
+    parser = SuggestingParser(prog="evalsuite", description=__doc__)  # unknown --flags name the closest valid one
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_weights(sub)

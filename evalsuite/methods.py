@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from evalsuite.lazy import load_object
-from evalsuite.options import OptionError, build_options, option_names, unknown_key_message
+from evalsuite.options import OptionError, build_options, check_keys, option_names
 
 
 @runtime_checkable
@@ -163,16 +163,14 @@ def normalize_method_options(method_options: Mapping[str, Any]) -> dict[str, dic
             )
         if key == ALL_METHODS:
             known = {n for e in REGISTRY.values() if e.options for n in option_names(e.options_class())}
-            for k in values:
-                if k not in known:
-                    raise OptionError(unknown_key_message(k, known, "method"))
+            check_keys(values, known, "method")
         else:
             entry = REGISTRY[split_name(key)[0]]
             cls = entry.options_class()
             if cls is not None:
                 build_options(cls, values, f"method {key!r}")
-            elif values and not entry.free_options:
-                raise OptionError(unknown_key_message(next(iter(values)), [], f"method {key!r}"))
+            elif not entry.free_options:
+                check_keys(values, [], f"method {key!r}")
         out[key] = dict(values)
     return out
 

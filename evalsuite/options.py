@@ -1,31 +1,42 @@
-"""Typed option sets: frozen dataclasses filled from a spec's plain dicts, rejecting typos by name.
+"""Typed options that reject typos: frozen dataclasses filled from dicts of (often string) values.
 
-A method or metric declares its options as a frozen dataclass; `build_options` turns the spec's dict into
-an instance, and an unknown key fails with the valid keys and the closest match (`{step: 50}` ->
-"did you mean 'steps'?") instead of being silently ignored.
+`check_keys` is the one place that turns an unknown key into an error listing the valid keys and the
+closest match (difflib); `config_from_options` builds a frozen dataclass from `--set KEY=VALUE` strings;
+`build_options` from a spec's typed values (methods' and metrics' options); `SuggestingParser` does the
+same for command-line flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class OptionError(ValueError):
     """An option key or value that the option set does not accept."""
 
 
-def unknown_key_message(key: str, valid: Iterable[str], what: str) -> str:
-    """'unknown <what> option 'step'; valid: a, b; did you mean 'steps'?'"""
+def check_keys(given: Iterable[str], valid: Iterable[str], what: str) -> None:
+    """Raise OptionError for keys not in `valid`, naming each with its closest valid key and listing them all."""
     valid = sorted(valid)
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    listed = ", ".join(valid) if valid else "(none: this takes no options)"
-    return f"unknown {what} option {key!r}; valid: {listed}{hint}"
+    unknown = sorted(set(given) - set(valid))
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        # The closest valid spelling, if any is close enough to be a typo of it.
+        close = difflib.get_close_matches(key, valid, n=1)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(unknown) > 1 else ""
+    known = ", ".join(valid) if valid else "none (this takes no options)"
+    raise OptionError(f"unknown {what} option{plural} {', '.join(named)}; known: {known}")
 
 
 def option_names(cls: type) -> list[str]:
@@ -51,14 +62,61 @@ def _accepts(tp: Any, value: Any) -> bool:
     return True  # containers and other annotations: accepted as given
 
 
-def build_options(cls: type, values: Mapping[str, Any] | None, what: str) -> Any:
-    """An instance of the options dataclass `cls` from a dict; unknown keys or ill-typed values are errors."""
+def build_options(cls: type[T], values: Mapping[str, Any] | None, what: str) -> T:
+    """An instance of the options dataclass `cls` from a spec's dict; unknown keys or ill-typed values fail."""
     values = dict(values or {})
+    check_keys(values, option_names(cls), what)
     hints = typing.get_type_hints(cls)
-    names = option_names(cls)
     for key, value in values.items():
-        if key not in names:
-            raise OptionError(unknown_key_message(key, names, what))
         if not _accepts(hints[key], value):
             raise OptionError(f"{what} option {key}={value!r}: expected {hints[key]}")
     return cls(**values)
+
+
+def config_from_options(cls: type[T], options: Mapping[str, Any], what: str) -> T:
+    """Build the frozen dataclass `cls` from a dict; string values are parsed to the type of the field's default."""
+    check_keys(options, [f.name for f in dataclasses.fields(cls)], what)
+    base = cls()
+    typed = {}
+    for key, value in options.items():
+        current = getattr(base, key)
+        typed[key] = parse_value(value, current) if isinstance(value, str) and not isinstance(current, str) else value
+    return dataclasses.replace(base, **typed)
+
+
+def parse_value(text: str, like: Any) -> Any:
+    """Parse `text` to the type of `like` (bool, int, float, tuple); None-like defaults take a float or the text."""
+    if isinstance(like, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(like, int):
+        return int(text)
+    if isinstance(like, float) or like is None:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if isinstance(like, tuple):
+        return tuple(type(like[0])(x) for x in text.split(",")) if like else tuple(text.split(","))
+    return text
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through add_subparsers, its sub-commands) whose unknown flags fail naming the closest."""
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse as argparse does, then reject a leftover `--flag` with the valid flags and the closest one."""
+        namespace, extra = super().parse_known_args(args, namespace)
+        unknown = [a.split("=", 1)[0] for a in extra if a.startswith("--")]
+        if unknown:
+            flags = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            try:
+                check_keys(unknown, flags, f"`{self.prog}`")
+            except ValueError as exc:
+                self.error(str(exc))
+        return namespace, extra

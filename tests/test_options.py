@@ -28,7 +28,7 @@ from evalsuite.spec import BenchmarkSpec
 def test_a_typo_in_a_method_option_fails_at_spec_load(opts, hint):
     with pytest.raises(OptionError) as err:
         BenchmarkSpec(method_options=opts)
-    assert hint in str(err.value) and "valid:" in str(err.value)
+    assert hint in str(err.value) and "known:" in str(err.value)
 
 
 def test_ill_typed_value_and_unknown_method_fail():

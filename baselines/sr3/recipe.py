@@ -12,7 +12,7 @@ from baselines.sr3.loss import sr3_loss
 from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
 from baselines.sr3.precond import get_precond
 from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear
-from baselines.train import Batch, TrainConfig, Update, config_from_options
+from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 from evalsuite.degrade import upsample
 
@@ -40,6 +40,7 @@ class SR3Recipe:
 
     kind = "sr3"
     export = "net"
+    metrics = ("loss",)
 
     def __init__(self, config: SR3Config, options: SR3Options):
         """Keep the config, the training schedule and the parameterization's preconditioning."""
@@ -57,15 +58,14 @@ class SR3Recipe:
         """Adam, lr 1e-4 unless given (the paper)."""
         return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-4)}
 
-    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int, update: Update) -> dict[str, float]:
+    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
         """One step of SR3 eq. 6 on the batch, images scaled to [-1, 1]."""
         x_up = upsample(batch.lr, batch.scale) * 2 - 1
         y0 = batch.hr * 2 - 1
         if self.gamma_table is None or self.gamma_table.device != y0.device:
             self.gamma_table = self.schedule.gamma_table().to(y0.device)
         loss = sr3_loss(models["net"], self.precond, x_up, y0, self.gamma_table, self.config.loss)
-        update.step("net", loss)
-        return {"loss": loss.detach()}
+        return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Sampling defaults."""
