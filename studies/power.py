@@ -337,7 +337,10 @@ def plan(
                 if n_sims:
                     row["sim_power"], row["sim_se"] = simulate_power(d, effect, a, n_sims, seed)
             rows.append(row)
-    return pd.DataFrame(rows, columns=DESIGN_COLUMNS)
+    table = pd.DataFrame(rows, columns=DESIGN_COLUMNS)
+    for col in ("n_raters", "trials_per_rater", "n_images", "n_judgments"):
+        table[col] = table[col].astype("Int64")
+    return table
 
 
 def plan_notes(methods: int, a: Assumptions, effect: float | None, power: float,
@@ -362,7 +365,7 @@ def plan_notes(methods: int, a: Assumptions, effect: float | None, power: float,
         "min(raters, images) - 1 df, as the analysis runs it); sim_power: share of simulated studies "
         "(logit-normal rater and image effects with these ICCs) in which studies.analysis.cluster_wald_test "
         "rejects, with its Monte Carlo standard error",
-        "an empty n_raters means no number of raters suffices with that many images: image-to-image "
+        "n_raters \"-\" means no number of raters suffices with that many images: image-to-image "
         "variation alone is too large; add images",
     ]
 

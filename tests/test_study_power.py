@@ -113,3 +113,19 @@ def test_plan_table_and_simulated_judgments():
     df = simulate_judgments(Design(10, 20, 30, 2), 0.2, a, np.random.default_rng(0))
     assert len(df) == 10 * 10 * 2 and set(df["method"]) == {"A", "B"}
     assert math.isclose(df.groupby("rater").size().iloc[0], 20)
+
+
+def test_study_plan_cli(capsys):
+    from evalsuite.cli import main
+
+    assert main(["study", "plan", "--methods", "4", "--effect", "0.1", "--images", "100,200",
+                 "--trials-per-rater", "80", "--simulate", "0"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["n_raters", "trials_per_rater", "n_images"]
+    # The 200-image design needs fewer raters than the 100-image one, as the closed form says.
+    r100, r200 = (int(line.split()[0]) for line in lines[1:3])
+    assert r100 == raters_needed(80, 100, 4, Assumptions(), 0.1) and r200 < r100
+    assert "Bonferroni-corrected over 6 method pairs" in out
+    assert main(["study", "plan", "--methods", "2", "--half-width", "0.05", "--simulate", "0"]) == 0
+    assert "CI half-width of at most 0.05" in capsys.readouterr().out
