@@ -303,17 +303,19 @@ def krippendorff_alpha(pairs: pd.DataFrame) -> tuple[float, int]:
     return float(krippendorff.alpha(reliability_data=values, level_of_measurement="nominal")), int(matrix.shape[1])
 
 
-def _win_shares(pairs: pd.DataFrame, by_image: bool, real: str) -> pd.Series:
-    """Share of its trials each option (or option x image) won, methods only (the real image is excluded)."""
-    long = pd.concat([
-        pd.DataFrame({"option": pairs["option_a"], "image_id": pairs["image_id"],
-                      "won": (pairs["winner"] == pairs["option_a"]).astype(float)}),
-        pd.DataFrame({"option": pairs["option_b"], "image_id": pairs["image_id"],
-                      "won": (pairs["winner"] == pairs["option_b"]).astype(float)}),
-    ])
+def _unit_records(pairs: pd.DataFrame, by_image: bool, real: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each trial seen from each method in it: (unit index, won 0/1, rater index); the real image is left out."""
+    sides = []
+    for col in ("option_a", "option_b"):
+        sides.append(pd.DataFrame({"option": pairs[col].astype(str), "image_id": pairs["image_id"].astype(str),
+                                   "rater": pairs["rater"].astype(str),
+                                   "won": (pairs["winner"] == pairs[col]).to_numpy(float)}))
+    long = pd.concat(sides, ignore_index=True)
     long = long[long["option"] != real]
-    keys = ["option", "image_id"] if by_image else ["option"]
-    return long.groupby(keys)["won"].mean()
+    key = long["option"] + "\x1f" + long["image_id"] if by_image else long["option"]
+    _, unit = np.unique(key.to_numpy(), return_inverse=True)
+    _, rater = np.unique(long["rater"].to_numpy(), return_inverse=True)
+    return unit, long["won"].to_numpy(), rater
 
 
 def split_half(
@@ -325,25 +327,34 @@ def split_half(
     win shares over the units (methods, or method x image) both halves judged, corrected to the full
     study size by Spearman-Brown: 2r / (1 + r).
     """
-    raters = np.array(sorted(pairs["rater"].astype(str).unique()))
-    if len(raters) < 2:
+    unit, won, rater = _unit_records(pairs, by_image, real)
+    n_raters = int(rater.max()) + 1 if rater.size else 0
+    if n_raters < 2:
         return float("nan"), float("nan"), float("nan"), 0
+    n_units = int(unit.max()) + 1
     rng = np.random.default_rng(seed)
-    rater_col = pairs["rater"].astype(str).to_numpy()
-    out, n_units = [], 0
+    out, used = [], 0
     for _ in range(n_splits):
-        half = set(rng.permutation(raters)[: len(raters) // 2])
-        mask = np.isin(rater_col, list(half))
-        s1, s2 = _win_shares(pairs[mask], by_image, real), _win_shares(pairs[~mask], by_image, real)
-        both = s1.index.intersection(s2.index)
-        if len(both) < 3 or s1[both].std() == 0 or s2[both].std() == 0:
+        # A random half of the raters; win shares per unit in each half: (U,) arrays.
+        first = np.zeros(n_raters, bool)
+        first[rng.permutation(n_raters)[: n_raters // 2]] = True
+        in1 = first[rater]
+        shares = []
+        for mask in (in1, ~in1):
+            n = np.bincount(unit[mask], minlength=n_units)
+            w = np.bincount(unit[mask], weights=won[mask], minlength=n_units)
+            shares.append((w, n))
+        both = (shares[0][1] > 0) & (shares[1][1] > 0)
+        s1 = shares[0][0][both] / shares[0][1][both]
+        s2 = shares[1][0][both] / shares[1][1][both]
+        if both.sum() < 3 or s1.std() == 0 or s2.std() == 0:
             continue
-        r = float(np.corrcoef(s1[both], s2[both])[0, 1])
+        r = float(np.corrcoef(s1, s2)[0, 1])
         out.append(2 * r / (1 + r) if r > -1 else -1.0)
-        n_units = max(n_units, len(both))
+        used = max(used, int(both.sum()))
     if not out:
-        return float("nan"), float("nan"), float("nan"), n_units
-    return float(np.median(out)), float(np.quantile(out, 0.025)), float(np.quantile(out, 0.975)), n_units
+        return float("nan"), float("nan"), float("nan"), used
+    return float(np.median(out)), float(np.quantile(out, 0.025)), float(np.quantile(out, 0.975)), used
 
 
 RELIABILITY_COLUMNS = ["measure", "value", "low", "high", "n_units", "note"]

@@ -202,6 +202,32 @@ def raters_needed(
     return r
 
 
+def power_sentence(
+    n_raters: int,
+    trials_per_rater: int,
+    n_images: int,
+    methods: int,
+    effects: tuple[float, ...] = (0.05, 0.10, 0.15),
+    baseline: float = 0.4,
+    alpha: float = 0.05,
+    icc_rater: float = 0.05,
+    icc_image: float = 0.10,
+) -> str:
+    """The achieved power of a design in one plain-language sentence (for `study create` and the report)."""
+    parts = [
+        f"{design_power(n_raters, trials_per_rater, n_images, methods, e, baseline, alpha, icc_rater, icc_image):.0%}"
+        f" for a difference of {e:g}"
+        for e in effects
+    ]
+    k = n_pairs(methods)
+    return (
+        f"With {n_raters} raters x {trials_per_rater} trials each x {n_images} images, the chance of detecting "
+        f"a fool-rate difference between two of the {methods} methods is {', '.join(parts)} "
+        f"(two-sided alpha {alpha:g}" + (f", Bonferroni over {k} pairs" if k > 1 else "")
+        + f"; assumed baseline {baseline:g}, ICC rater {icc_rater:g}, image {icc_image:g})."
+    )
+
+
 # --------------------------------------------------------------------------- simulation
 def logit_random_effects(p: float, icc_rater: float, icc_image: float) -> tuple[float, float, float]:
     """(mu, sigma_rater, sigma_image) of logit P = mu + u_r + v_i whose marginal mean is p and ICCs match.
@@ -379,6 +405,7 @@ __all__ = [
     "logit_random_effects",
     "plan",
     "plan_notes",
+    "power_sentence",
     "raters_needed",
     "simulate_judgments",
     "simulate_power",

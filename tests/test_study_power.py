@@ -16,6 +16,7 @@ from studies.power import (
     half_width,
     logit_random_effects,
     plan,
+    power_sentence,
     raters_needed,
     simulate_judgments,
     simulate_power,
@@ -129,3 +130,9 @@ def test_study_plan_cli(capsys):
     assert "Bonferroni-corrected over 6 method pairs" in out
     assert main(["study", "plan", "--methods", "2", "--half-width", "0.05", "--simulate", "0"]) == 0
     assert "CI half-width of at most 0.05" in capsys.readouterr().out
+
+
+def test_power_sentence_reports_the_closed_form():
+    text = power_sentence(40, 80, 100, 4, effects=(0.1,))
+    assert f"{design_power(40, 80, 100, 4, 0.1):.0%} for a difference of 0.1" in text
+    assert "Bonferroni over 6 pairs" in text
