@@ -60,14 +60,20 @@ def extended_analysis(
     methods: Sequence[str] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    tasks: Sequence[int] | None = None,
 ) -> ExtendedAnalysis:
     """Ranking with CIs, win matrix, metric agreement and reliability from a judgments frame (kept raters only).
 
     `judgments`: `Store.judgments_frame()` (or a pairs frame); `excluded`: rater ids the exclusion rule
     removed (`StudyAnalysis.raters` where `excluded`); `per_image`: the benchmark run's per_image.csv;
-    `methods`: the study's methods (a method without judgments is listed with a reason).
+    `methods`: the study's methods (a method without judgments is listed with a reason); `tasks`: keep
+    only these tasks (pairs from different questions should not be pooled into one ranking unless intended).
     """
     pairs = pairs_from_judgments(judgments, excluded)
+    if tasks is not None:
+        if "task" not in pairs:
+            raise ValueError("tasks= given but the judgments have no task column")
+        pairs = pairs[pairs["task"].isin(list(tasks))].reset_index(drop=True)
     if pairs.empty:
         raise ValueError("no main-block judgments to rank (after exclusions); collect judgments first")
     options = None

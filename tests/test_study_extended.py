@@ -58,5 +58,7 @@ def test_four_methods_ranked_with_agreement_and_saved(tmp_path):
                  "ranking.svg", "extended.json"):
         assert (out / name).exists(), name
     assert json.loads((out / "extended.json").read_text())["readings"]["ranking"].startswith("sr3 ranks first")
+    with pytest.raises(ValueError, match="no main-block judgments"):
+        extended_analysis(judgments, tasks=[2])
     with pytest.raises(FileNotFoundError, match="per_image.csv"):
         read_per_image(tmp_path)
