@@ -207,20 +207,20 @@ def bradley_terry(
     totals = comp + comp.T
     wins_df = pd.DataFrame(comp, index=names, columns=names)
     totals_df = pd.DataFrame(totals, index=names, columns=names)
+    # Options never compared have no score: fit the compared ones only.
+    n_comp = totals.sum(axis=1)
+    ref = idx.get(reference) if reference is not None else None
+    ref_ok = ref is not None and n_comp[ref] > 0
     notes = [
         "score = Bradley-Terry log-strength, fitted by maximum likelihood (choix ILSR), "
-        + (f"relative to {reference!r} (score 0); " if reference in idx else "mean-centred; ")
+        + (f"relative to {reference!r} (score 0); " if ref_ok else "mean-centred; ")
         + "P(i chosen over j) = 1/(1+exp(-(score_i - score_j)))",
         f"ci_low/high: {level:.0%} percentile bootstrap resampling raters and images with replacement "
         f"({n_resamples} resamples, seed {seed}); p_vs_reference: two-sided bootstrap p-value of score = 0",
     ]
-    # Options never compared have no score: fit the compared ones only.
-    n_comp = totals.sum(axis=1)
     live = np.flatnonzero(n_comp > 0)
     scores = np.full(k, np.nan)
     boot = np.full((n_resamples, k), np.nan)
-    ref = idx.get(reference) if reference is not None else None
-    ref_ok = ref is not None and n_comp[ref] > 0
     if len(live) >= 2:
         connected, _ = connected_components(totals[np.ix_(live, live)] > 0, directed=False)
         if connected > 1:
@@ -248,8 +248,11 @@ def bradley_terry(
             if present.sum() < 2 or (ref_ok and not present[list(live).index(ref)]):
                 continue
             th = np.full(len(live), np.nan)
-            # Start from the full-data fit: the resample's estimate is near it (fewer ILSR iterations).
-            th[present], _ = _fit(c[np.ix_(present, present)], alpha, theta[present])
+            try:
+                # Start from the full-data fit: the resample's estimate is near it (fewer ILSR iterations).
+                th[present], _ = _fit(c[np.ix_(present, present)], alpha, theta[present])
+            except RuntimeError:  # ILSR did not converge on this resample: leave it out (counted in the note)
+                continue
             boot[bi, live] = th - (th[list(live).index(ref)] if ref_ok else np.nanmean(th))
     q = (1.0 - level) / 2.0
     rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special
 
@@ -76,7 +77,7 @@ def test_too_few_images_and_bad_designs_are_explained():
     a = Assumptions(0.4, 0.05, 0.3)
     assert raters_needed(20, 10, 2, a, 0.05) is None
     table = plan(2, a, effect=0.05, images=(10,), trials_per_rater=(20,))
-    assert np.isnan(table.loc[0, "n_raters"])
+    assert pd.isna(table.loc[0, "n_raters"])
     with pytest.raises(ValueError, match="at most once per method"):
         Design(10, 200, 50, 2)
     with pytest.raises(ValueError, match="at least the number of methods"):
