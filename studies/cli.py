@@ -176,6 +176,7 @@ def _add_plan_parser(ssub: argparse._SubParsersAction) -> None:
     q.add_argument("--images", type=_ints, default=(50, 100, 200), help="image counts to try (default 50,100,200)")
     q.add_argument("--simulate", type=int, default=200, metavar="N",
                    help="simulated studies per design for the simulated power (0 = closed form only)")
+    q.add_argument("--pilot", help="a pilot study database: baseline, ICCs and method-corr are measured on it")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_cmd_plan)
 
@@ -183,6 +184,19 @@ def _add_plan_parser(ssub: argparse._SubParsersAction) -> None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from studies.power import Assumptions, plan, plan_notes
 
+    if args.pilot:
+        from studies.power import estimate_from_judgments
+        from studies.store import Store
+
+        with Store(args.pilot, create=False) as store:
+            est = estimate_from_judgments(store.judgments_frame())
+        print(
+            f"pilot ({est.n_judgments} judgments, {est.n_raters} raters, {est.n_images} images): fool rate "
+            f"{est.baseline:.3f}, ICC rater {est.icc_rater:.3f}, ICC image {est.icc_image:.3f}, method-corr "
+            f"{est.method_corr:.2f} (used below)\n"
+        )
+        args.baseline = min(max(est.baseline, 0.01), 0.99 - (args.effect or 0.0))
+        args.icc_rater, args.icc_image, args.method_corr = est.icc_rater, est.icc_image, est.method_corr
     a = Assumptions(args.baseline, args.icc_rater, args.icc_image, args.method_corr, args.alpha)
     table = plan(args.methods, a, args.effect, args.power, args.half_width, args.trials_per_rater, args.images,
                  args.simulate if args.effect is not None else 0, args.seed)

@@ -38,6 +38,9 @@ DESIGN_COLUMNS = [
     "per_image_per_method",
     "design_effect",
     "power",
+    "PilotEstimate",
+    "estimate_from_judgments",
+    "estimate_iccs",
     "half_width",
     "sim_power",
     "sim_se",
@@ -319,6 +322,80 @@ def simulate_power(
     return share, math.sqrt(max(share * (1 - share), 1.0 / n_sims) / n_sims)
 
 
+# --------------------------------------------------------------------------- from a pilot
+def _pair_sum(e: np.ndarray, *keys: np.ndarray) -> tuple[float, float]:
+    """Sum of e_j * e_k over ordered pairs j != k sharing all keys, and the number of such pairs."""
+    _, group = np.unique(np.column_stack(keys), axis=0, return_inverse=True)
+    group = group.ravel()
+    total = np.bincount(group, weights=e)
+    n = np.bincount(group).astype(float)
+    sq = np.bincount(group, weights=e * e)
+    return float((total**2 - sq).sum()), float((n * (n - 1)).sum())
+
+
+@dataclass(frozen=True)
+class PilotEstimate:
+    """Clustering measured on pilot judgments: ICCs, shared-tendency correlation, baseline, sizes."""
+
+    icc_rater: float
+    icc_image: float
+    method_corr: float
+    baseline: float
+    n_judgments: int
+    n_raters: int
+    n_images: int
+
+
+def estimate_iccs(fooled: np.ndarray, method: np.ndarray, rater: np.ndarray, image: np.ndarray) -> PilotEstimate:
+    """Moment estimates of ICC_rater, ICC_image and method_corr from 0/1 fooled judgments of a pilot.
+
+    Residuals e = fooled - its method's mean. ICC_rater = mean e_j e_k over pairs of one rater and one method
+    (different images) / mean e^2; ICC_image likewise over pairs of one image and one method (different
+    raters); method_corr = the same covariances over pairs of different methods (sharing neither image nor
+    rater respectively) / the same-method ones, averaged over raters and images, clipped to [0, 1].
+    """
+    y = np.asarray(fooled, dtype=np.float64)
+    _, m = np.unique(np.asarray(method).astype(str), return_inverse=True)
+    _, r = np.unique(np.asarray(rater).astype(str), return_inverse=True)
+    _, i = np.unique(np.asarray(image).astype(str), return_inverse=True)
+    if y.size < 4 or r.max() < 1 or i.max() < 1:
+        raise ValueError("a pilot needs judgments from at least 2 raters on at least 2 images to estimate ICCs")
+    # Residuals from each method's fool rate.
+    e = y - (np.bincount(m, weights=y) / np.bincount(m))[m]
+    var = float((e * e).mean())
+    if var == 0:
+        raise ValueError("every pilot judgment has its method's fool rate (all 0 or all 1): no variance to split")
+    ratios = []
+    iccs = []
+    for own, other in ((r, i), (i, r)):
+        s_same, n_same = _pair_sum(e, own, m)
+        s_all, n_all = _pair_sum(e, own)
+        s_both, n_both = _pair_sum(e, own, other)  # the same rater and image under two methods
+        cov_same = s_same / n_same if n_same else 0.0
+        n_cross = n_all - n_same - n_both
+        cov_cross = (s_all - s_same - s_both) / n_cross if n_cross > 0 else np.nan
+        iccs.append(max(0.0, cov_same / var))
+        # The ratio is only meaningful when there is clustering to share (ICC above 1%).
+        if cov_same > 0.01 * var and np.isfinite(cov_cross):
+            ratios.append(min(1.0, max(0.0, cov_cross / cov_same)))
+    return PilotEstimate(
+        icc_rater=iccs[0],
+        icc_image=iccs[1],
+        method_corr=float(np.mean(ratios)) if ratios else 0.0,
+        baseline=float(y.mean()),
+        n_judgments=int(y.size),
+        n_raters=int(r.max()) + 1,
+        n_images=int(i.max()) + 1,
+    )
+
+
+def estimate_from_judgments(judgments: pd.DataFrame) -> PilotEstimate:
+    """estimate_iccs on a pilot study's judgments frame (Store.judgments_frame(): main-block real trials)."""
+    real = judgments[(judgments["block"] == "main") & (judgments["kind"] == "real")]
+    fooled = (~real["chose_real"].astype(bool)).to_numpy(float)
+    return estimate_iccs(fooled, real["method"].to_numpy(), real["rater_id"].to_numpy(), real["image_id"].to_numpy())
+
+
 # --------------------------------------------------------------------------- the plan
 def plan(
     methods: int,
@@ -401,6 +478,9 @@ __all__ = [
     "Design",
     "design_effect",
     "design_power",
+    "PilotEstimate",
+    "estimate_from_judgments",
+    "estimate_iccs",
     "half_width",
     "logit_random_effects",
     "plan",

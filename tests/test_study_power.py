@@ -14,6 +14,7 @@ from studies.power import (
     Design,
     design_effect,
     design_power,
+    estimate_iccs,
     half_width,
     logit_random_effects,
     plan,
@@ -137,3 +138,16 @@ def test_power_sentence_reports_the_closed_form():
     text = power_sentence(40, 80, 100, 4, effects=(0.1,))
     assert f"{design_power(40, 80, 100, 4, 0.1):.0%} for a difference of 0.1" in text
     assert "Bonferroni over 6 pairs" in text
+
+
+@pytest.mark.parametrize(("icc_r", "icc_i", "rho"), [(0.05, 0.10, 0.0), (0.10, 0.05, 0.5)])
+def test_pilot_estimates_recover_the_simulated_clustering(icc_r, icc_i, rho):
+    a = Assumptions(0.4, icc_r, icc_i, rho)
+    df = simulate_judgments(Design(200, 60, 150, 2), 0.1, a, np.random.default_rng(1))
+    est = estimate_iccs(df["fooled"], df["method"], df["rater"], df["image"])
+    assert est.icc_rater == pytest.approx(icc_r, abs=0.02)
+    assert est.icc_image == pytest.approx(icc_i, abs=0.025)
+    assert est.method_corr == pytest.approx(rho, abs=0.2)
+    assert est.baseline == pytest.approx(0.45, abs=0.03)
+    with pytest.raises(ValueError, match="at least 2 raters"):
+        estimate_iccs([0, 1, 1, 0], ["A"] * 4, ["r"] * 4, ["i1", "i2", "i3", "i4"])
