@@ -16,7 +16,7 @@ import pandas as pd
 
 from evalsuite.io import atomic_write_text
 from studies.agreement import Agreement, metric_agreement, reliability, reliability_reading
-from studies.ranking import REAL, Ranking, bradley_terry, pairs_from_judgments, ranking_plot
+from studies.ranking import REAL, Ranking, bradley_terry, pairs_from_judgments, ranking_plot, win_matrix_plot
 
 
 @dataclass
@@ -36,7 +36,7 @@ class ExtendedAnalysis:
         return out
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ranking, win matrix/counts, agreement, reliability CSVs, ranking.svg and extended.json."""
+        """Write ranking, win matrix/counts, agreement, reliability CSVs, the two plots (SVG) and extended.json."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "ranking.csv", self.ranking.scores.to_csv(index=False))
@@ -45,9 +45,10 @@ class ExtendedAnalysis:
         atomic_write_text(out / "reliability.csv", self.reliability.to_csv(index=False))
         if self.agreement is not None:
             atomic_write_text(out / "agreement.csv", self.agreement.table.to_csv(index=False))
-        svg = ranking_plot(self.ranking)
-        if svg:
-            atomic_write_text(out / "ranking.svg", svg)
+        plots = {"ranking.svg": ranking_plot(self.ranking), "win_matrix.svg": win_matrix_plot(self.ranking)}
+        for name, svg in plots.items():
+            if svg:
+                atomic_write_text(out / name, svg)
         meta = {"readings": self.readings(), "notes": self.notes, "reference": self.ranking.reference}
         atomic_write_text(out / "extended.json", json.dumps(meta, indent=2))
         return out

@@ -319,6 +319,37 @@ def ranking_plot(ranking: Ranking) -> str | None:
         return to_svg(fig, "bt")
 
 
+def win_matrix_plot(ranking: Ranking) -> str | None:
+    """The win matrix as a heatmap (row chose over column share, counts in the cells); inline SVG."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from reports.plots import _RC, to_svg
+
+    order = [o for o in ranking.scores["option"] if ranking.totals.loc[o].sum() > 0]
+    if len(order) < 2:
+        return None
+    frac = ranking.win_fraction.loc[order, order]
+    with matplotlib.rc_context(_RC | {"axes.grid": False}):
+        size = 1.2 + 0.75 * len(order)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        im = ax.imshow(frac.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
+        for r, row in enumerate(order):
+            for c, col in enumerate(order):
+                n = int(ranking.totals.loc[row, col])
+                if r != c and n:
+                    share = float(frac.iloc[r, c])
+                    ax.text(c, r, f"{share:.2f}\n{int(ranking.wins.loc[row, col])}/{n}", ha="center", va="center",
+                            fontsize=7, color="white" if abs(share - 0.5) > 0.3 else "black")
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel("column: chosen less")
+        ax.set_ylabel("row: chosen over the column")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of trials the row won")
+        fig.tight_layout()
+        return to_svg(fig, "winmatrix")
+
+
 __all__ = [
     "PAIR_COLUMNS",
     "REAL",
@@ -328,4 +359,5 @@ __all__ = [
     "pairs_from_judgments",
     "ranking_plot",
     "strongly_connected",
+    "win_matrix_plot",
 ]

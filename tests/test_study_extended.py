@@ -55,7 +55,7 @@ def test_four_methods_ranked_with_agreement_and_saved(tmp_path):
     assert set(readings) == {"ranking", "agreement", "reliability"}
     out = result.save(tmp_path / "out")
     for name in ("ranking.csv", "win_matrix.csv", "win_counts.csv", "agreement.csv", "reliability.csv",
-                 "ranking.svg", "extended.json"):
+                 "ranking.svg", "win_matrix.svg", "extended.json"):
         assert (out / name).exists(), name
     assert json.loads((out / "extended.json").read_text())["readings"]["ranking"].startswith("sr3 ranks first")
     with pytest.raises(ValueError, match="no main-block judgments"):

@@ -10,7 +10,7 @@ import pytest
 from scipy import optimize
 from scipy.special import expit, log_expit
 
-from studies.ranking import bradley_terry, fit_bradley_terry, pairs_from_judgments, ranking_plot
+from studies.ranking import bradley_terry, fit_bradley_terry, pairs_from_judgments, ranking_plot, win_matrix_plot
 
 TRUE = {"real": 0.0, "sr3": -0.3, "regression": -1.0, "bicubic": -2.0}
 
@@ -54,6 +54,12 @@ def test_known_order_recovered_and_true_values_in_the_cis():
             assert abs(s.loc[name, "score"] - value) < 0.5
     # 95% intervals: nearly all of 12 true values covered (a broken bootstrap covers far fewer).
     assert covered >= 10, f"{covered}/{checks} true values inside the CIs"
+
+
+def test_order_recovered_when_raters_differ_in_taste():
+    # Each rater's strengths are shifted at random (SD 0.4): the population order still comes out.
+    ranking = bradley_terry(simulate_pairs(TRUE, n_raters=30, seed=7, rater_sd=0.4), n_resamples=30)
+    assert list(ranking.scores["option"]) == ["real", "sr3", "regression", "bicubic"]
 
 
 def test_cis_shrink_with_more_raters():
@@ -144,5 +150,9 @@ def test_pairs_from_judgments_and_plot():
     assert pairs[["option_a", "option_b", "winner"]].values.tolist() == [["A", "real", "A"], ["A", "real", "real"]]
     with pytest.raises(ValueError, match="lacks columns"):
         pairs_from_judgments(pd.DataFrame({"x": [1]}))
-    svg = ranking_plot(bradley_terry(simulate_pairs(TRUE, n_raters=4), n_resamples=20))
+    ranking = bradley_terry(simulate_pairs(TRUE, n_raters=4), n_resamples=20)
+    svg = ranking_plot(ranking)
     assert svg.startswith("<svg") and "bicubic" in svg and "real" in svg
+    heat = win_matrix_plot(ranking)
+    n = int(ranking.totals.loc["sr3", "bicubic"])
+    assert heat.startswith("<svg") and f"{int(ranking.wins.loc['sr3', 'bicubic'])}/{n}" in heat
