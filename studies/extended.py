@@ -49,9 +49,37 @@ class ExtendedAnalysis:
         for name, svg in plots.items():
             if svg:
                 atomic_write_text(out / name, svg)
-        meta = {"readings": self.readings(), "notes": self.notes, "reference": self.ranking.reference}
+        meta = {
+            "readings": self.readings(),
+            "notes": self.notes,
+            "reference": self.ranking.reference,
+            "ranking_notes": self.ranking.notes,
+            "agreement_notes": self.agreement.notes if self.agreement is not None else None,
+        }
         atomic_write_text(out / "extended.json", json.dumps(meta, indent=2))
         return out
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> ExtendedAnalysis | None:
+        """Read back what save() wrote; None when the folder has no extended analysis (older analyses)."""
+        out = Path(out_dir)
+        if not (out / "extended.json").exists():
+            return None
+        meta = json.loads((out / "extended.json").read_text(encoding="utf-8"))
+        scores = pd.read_csv(out / "ranking.csv", dtype={"option": str, "note": str}, keep_default_na=True)
+        scores["note"] = scores["note"].fillna("")
+        wins = pd.read_csv(out / "win_counts.csv", index_col="option")
+        fraction = pd.read_csv(out / "win_matrix.csv", index_col="option")
+        # totals = wins / fraction where compared; 0 where never compared (fraction NaN).
+        totals = (wins / fraction).round().fillna(0.0)
+        notes = list(meta.get("ranking_notes", []))
+        ranking = Ranking(scores, wins.astype(float), totals, meta.get("reference"), notes)
+        agreement = None
+        if (out / "agreement.csv").exists():
+            table = pd.read_csv(out / "agreement.csv", dtype={"metric": str})
+            table["note"] = table["note"].fillna("")
+            agreement = Agreement(table, list(meta.get("agreement_notes") or []))
+        return cls(ranking, pd.read_csv(out / "reliability.csv"), agreement, list(meta.get("notes", [])))
 
 
 def extended_analysis(

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from studies.extended import extended_analysis, read_per_image
+from studies.extended import ExtendedAnalysis, extended_analysis, read_per_image
 
 FOOL = {"sr3": 0.45, "regression": 0.3, "gan": 0.2, "bicubic": 0.05}
 
@@ -58,6 +58,14 @@ def test_four_methods_ranked_with_agreement_and_saved(tmp_path):
                  "ranking.svg", "win_matrix.svg", "extended.json"):
         assert (out / name).exists(), name
     assert json.loads((out / "extended.json").read_text())["readings"]["ranking"].startswith("sr3 ranks first")
+    # Round trip: the report reads the folder back and gets the same tables and readings.
+    back = ExtendedAnalysis.load(out)
+    assert back.readings() == readings
+    pd.testing.assert_frame_equal(back.ranking.scores, result.ranking.scores, check_dtype=False)
+    pd.testing.assert_frame_equal(back.ranking.win_fraction, result.ranking.win_fraction, check_dtype=False,
+                                  check_names=False)
+    pd.testing.assert_frame_equal(back.agreement.table, result.agreement.table, check_dtype=False)
+    assert ExtendedAnalysis.load(tmp_path) is None
     with pytest.raises(ValueError, match="no main-block judgments"):
         extended_analysis(judgments, tasks=[2])
     with pytest.raises(FileNotFoundError, match="per_image.csv"):
