@@ -69,9 +69,8 @@ class ExtendedAnalysis:
         scores = pd.read_csv(out / "ranking.csv", dtype={"option": str, "note": str}, keep_default_na=True)
         scores["note"] = scores["note"].fillna("")
         wins = pd.read_csv(out / "win_counts.csv", index_col="option")
-        fraction = pd.read_csv(out / "win_matrix.csv", index_col="option")
-        # totals = wins / fraction where compared; 0 where never compared (fraction NaN).
-        totals = (wins / fraction).round().fillna(0.0)
+        # Trials comparing i and j: wins of i over j plus wins of j over i.
+        totals = wins + wins.T
         notes = list(meta.get("ranking_notes", []))
         ranking = Ranking(scores, wins.astype(float), totals, meta.get("reference"), notes)
         agreement = None
