@@ -50,30 +50,37 @@ BASIS_DERIVED = "image pairs"
 BASIS_REAL = "trials with the real image"
 # Columns of per_image.csv that are not metrics.
 _NOT_METRICS = {"method", "image_id", "task", "n_images", "seconds", "error"}
-# Metrics computed without the ground truth (they can score the real image; everything else is treated as
-# full-reference). Consistency compares the output's downsampled copy with the LR input, not with the HR.
-NO_REFERENCE = {"consistency", "niqe", "brisque", "musiq", "clipiqa", "maniqa", "nima"}
+# Facts about published no-reference metrics the registry may not declare yet: (higher_is_better, full_reference).
+_KNOWN = {"niqe": (False, False), "brisque": (False, False)}
+# Without per-metric declarations: columns scored without the ground truth (everything else is full-reference).
+NO_REFERENCE = {"consistency", "niqe", "brisque"}
+# per_image.csv labels that mean the ground-truth image (a no-reference metric's scores of it).
+REAL_LABELS = ("real", "reference (HR)", "hr")
 
 
 def metric_direction(col: str) -> bool | None:
     """True when higher is better, False when lower is, None when neither (the one place that asks the registry)."""
     from evalsuite.metrics import base
 
-    # A per-metric declaration (registry entries with `higher_is_better`) wins over the shared table.
-    for entry in getattr(base, "METRICS", {}).values():
-        if col in getattr(entry, "columns", ()) and hasattr(entry, "higher_is_better"):
-            value = entry.higher_is_better
-            return value.get(col) if isinstance(value, dict) else value
-    return base.HIGHER_IS_BETTER.get(col)
+    # Per-metric declarations (`column_info`) where the registry has them, else the shared table.
+    column_info = getattr(base, "column_info", None)
+    value = column_info(col).higher_is_better if column_info is not None else base.HIGHER_IS_BETTER.get(col)
+    if value is None and col in _KNOWN:
+        value = _KNOWN[col][0]
+    return value
 
 
 def metric_needs_reference(col: str) -> bool:
     """Whether the metric compares with the ground truth (so it cannot score the ground truth itself)."""
     from evalsuite.metrics import base
 
-    for entry in getattr(base, "METRICS", {}).values():
-        if col in getattr(entry, "columns", ()) and hasattr(entry, "full_reference"):
-            return bool(entry.full_reference)
+    if hasattr(base, "metric_info") and hasattr(base, "column_metric"):
+        try:
+            return bool(base.metric_info(base.column_metric(col)).full_reference)
+        except ValueError:  # a column no metric declares
+            pass
+    if col in _KNOWN:
+        return _KNOWN[col][1]
     return col.lower() not in NO_REFERENCE
 
 
@@ -140,6 +147,8 @@ def metric_agreement(
     if not {"method", "image_id"} <= set(per_image.columns):
         raise ValueError("per_image table needs columns method and image_id (the run folder's per_image.csv)")
     per_image = per_image.astype({"method": str, "image_id": str})
+    # The ground truth's own scores (no-reference metrics) may be labelled real, hr or "reference (HR)".
+    per_image = per_image.assign(method=per_image["method"].replace({lab: real for lab in REAL_LABELS}))
     cols = metrics if metrics is not None else metric_columns(per_image)
     missing = sorted(set(cols) - set(per_image.columns))
     if missing:
@@ -155,7 +164,8 @@ def metric_agreement(
         base = {"metric": col, "better": {True: "higher", False: "lower", None: "-"}[better],
                 "kind": "full-reference" if full_ref else "no-reference"}
         if better is None:
-            rows.append(base | {"basis": "-", "note": "no better direction (the registry says neither is better)"})
+            why = "no direction declared in the metric registry (neither is better, or the column is unknown)"
+            rows.append(base | {"basis": "-", "note": why + ": not compared"})
             continue
         sign = 1.0 if better else -1.0
         values = _lookup(per_image, col)
@@ -197,7 +207,8 @@ def metric_agreement(
         f"'{BASIS_DERIVED}' (for each image and pair of methods, people's choice is the method that fooled "
         "raters more often on that image; ties skipped; the CI resamples images); compare metrics on it",
         "full-reference metrics cannot score the ground truth, so method-vs-real trials are skipped for them; "
-        f"no-reference metrics also get a row on '{BASIS_REAL}', using per_image.csv rows of method {real!r}",
+        f"no-reference metrics also get a row on '{BASIS_REAL}', using per_image.csv rows of method "
+        f"{' / '.join(map(repr, REAL_LABELS))}",
         "spearman_rho: rank correlation of each method's mean metric over the study's images with its "
         "Bradley-Terry score, signed so that +1 = the metric orders methods as people do (needs >= 3 methods)",
     ]

@@ -42,12 +42,13 @@ def _world(seed: int = 0, n_images: int = 30, n_raters: int = 16, scale: float =
     per = []
     for (m, i), v in q.items():
         per.append({
-            "method": m, "image_id": i,
+            "method": "reference (HR)" if m == "real" else m,  # the run's label of the ground truth
+            "image_id": i,
             "psnr": None if m == "real" else 30 + 3 * v + rng.normal(0, 0.3),  # close to the truth
             "lpips": None if m == "real" else 0.3 - 0.05 * v + rng.normal(0, 0.05),  # noisier, lower is better
             "ssim": None if m == "real" else rng.uniform(0.5, 0.9),  # unrelated to quality
             "detail": rng.normal(),  # no better direction
-            "consistency": 1.0 - v + rng.normal(0, 0.2),  # no-reference: scores the real image too
+            "niqe": 4.0 - v + rng.normal(0, 0.2),  # no-reference: scores the real image too
         })
     return pairs, pd.DataFrame(per)
 
@@ -55,7 +56,8 @@ def _world(seed: int = 0, n_images: int = 30, n_raters: int = 16, scale: float =
 def test_directions_and_reference_kinds_come_from_one_place():
     assert metric_direction("psnr") is True and metric_direction("lpips") is False
     assert metric_direction("detail") is None
-    assert metric_needs_reference("psnr") and not metric_needs_reference("consistency")
+    assert metric_direction("niqe") is False
+    assert metric_needs_reference("psnr") and not metric_needs_reference("niqe")
 
 
 def test_best_metric_is_found_and_unrelated_metric_is_at_chance():
@@ -69,18 +71,18 @@ def test_best_metric_is_found_and_unrelated_metric_is_at_chance():
     assert t.loc["ssim", "ci_low"] < 0.5 < t.loc["ssim", "ci_high"]
     # Every metric is compared on the method-vs-method trials; full-reference PSNR skips the real image...
     n_real = int(((pairs["option_a"] == "real") | (pairs["option_b"] == "real")).sum())
-    assert t.loc["psnr", "n_trials"] == t.loc["consistency", "n_trials"] == len(pairs) - n_real
+    assert t.loc["psnr", "n_trials"] == t.loc["niqe", "n_trials"] == len(pairs) - n_real
     assert t.loc["psnr", "basis"] == "method-vs-method trials"
     assert "cannot score the ground truth" in t.loc["psnr", "note"]
-    # ...while consistency (no-reference) also gets a row on the trials with the real image.
+    # ...while NIQE (no-reference) also gets a row on the trials with the real image.
     extra = table[table["basis"] == "trials with the real image"].set_index("metric")
-    assert list(extra.index) == ["consistency"] and extra.loc["consistency", "n_trials"] == n_real
+    assert list(extra.index) == ["niqe"] and extra.loc["niqe", "n_trials"] == n_real
     # Method means order the methods as people do: rho = +1 for PSNR and (lower is better) LPIPS.
     assert t.loc["psnr", "spearman_rho"] == pytest.approx(1.0)
     assert t.loc["lpips", "spearman_rho"] == pytest.approx(1.0)
-    assert np.isnan(t.loc["detail", "agreement"]) and "direction" in t.loc["detail", "note"]
+    assert np.isnan(t.loc["detail", "agreement"]) and "no direction" in t.loc["detail", "note"]
     reading = result.reading()
-    assert reading.startswith("On this data") and ("psnr" in reading or "consistency" in reading)
+    assert reading.startswith("On this data") and ("psnr" in reading or "niqe" in reading)
 
 
 def test_agreement_counts_by_hand():
@@ -102,11 +104,11 @@ def test_agreement_counts_by_hand():
 def test_task1_only_uses_derived_image_pairs():
     pairs, per_image = _world(seed=1, method_pairs=False)
     table = metric_agreement(pairs, per_image, n_resamples=200).table
-    # Consistency scores the real image, so it is also measured on the trials themselves.
-    assert table.loc[table["basis"] == "trials with the real image", "metric"].tolist() == ["consistency"]
+    # NIQE scores the real image, so it is also measured on the trials themselves.
+    assert table.loc[table["basis"] == "trials with the real image", "metric"].tolist() == ["niqe"]
     t = table[table["basis"] == "image pairs"].set_index("metric")
     assert t.loc["psnr", "agreement"] > 0.6 and t.loc["psnr", "agreement"] > t.loc["ssim", "agreement"] + 0.1
-    assert {"psnr", "lpips", "ssim", "consistency"} <= set(t.index)
+    assert {"psnr", "lpips", "ssim", "niqe"} <= set(t.index)
 
 
 def _alpha_by_hand(units: dict[str, dict[str, str]]) -> float:
