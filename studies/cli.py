@@ -182,7 +182,7 @@ def _add_plan_parser(ssub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from studies.power import Assumptions, plan, plan_notes
+    from studies.power import Assumptions, plan, plan_notes, plan_reading
 
     if args.pilot:
         from studies.power import estimate_from_judgments
@@ -209,6 +209,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     shown = table[cols].astype(object).map(lambda v: "-" if pd.isna(v) else _FLOAT(v) if isinstance(v, float) else v)
     print(shown.to_string(index=False))
     print()
+    print(plan_reading(table))
     for note in plan_notes(args.methods, a, args.effect, args.power, args.half_width):
         print(f"note: {note}")
     return 0

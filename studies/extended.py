@@ -29,8 +29,12 @@ class ExtendedAnalysis:
     notes: list[str] = field(default_factory=list)
 
     def readings(self) -> dict[str, str]:
-        """One plain-language sentence per table: ranking, agreement, reliability."""
-        out = {"ranking": self.ranking.reading(), "reliability": reliability_reading(self.reliability)}
+        """One plain-language sentence per table: ranking, win matrix, agreement, reliability."""
+        out = {
+            "ranking": self.ranking.reading(),
+            "win_matrix": self.ranking.win_reading(),
+            "reliability": reliability_reading(self.reliability),
+        }
         if self.agreement is not None:
             out["agreement"] = self.agreement.reading()
         return out

@@ -446,6 +446,20 @@ def plan(
     return table
 
 
+def plan_reading(table: pd.DataFrame) -> str:
+    """One plain-language sentence: the design with the fewest judgments that reaches the target."""
+    ok = table.dropna(subset=["n_raters"])
+    if ok.empty:
+        return "No design in the table reaches the target: use more images (image-to-image variation sets a floor)."
+    best = ok.sort_values(["n_judgments", "n_raters"]).iloc[0]
+    return (
+        f"The cheapest design here is {int(best['n_raters'])} raters x {int(best['trials_per_rater'])} trials "
+        f"each on {int(best['n_images'])} images ({int(best['n_judgments'])} judgments); more trials per rater "
+        "need fewer raters "
+        "but each extra trial from the same rater adds less, because a rater's answers are alike."
+    )
+
+
 def plan_notes(methods: int, a: Assumptions, effect: float | None, power: float,
                target_half_width: float | None) -> list[str]:
     """The assumptions and the reading of a plan table, in words."""
@@ -485,6 +499,7 @@ __all__ = [
     "logit_random_effects",
     "plan",
     "plan_notes",
+    "plan_reading",
     "power_sentence",
     "raters_needed",
     "simulate_judgments",

@@ -153,6 +153,18 @@ class Ranking:
             ]
         return pd.DataFrame(cells, index=frac.index)
 
+    def win_reading(self) -> str:
+        """One plain-language sentence on the win matrix."""
+        text = "Each cell is the share of trials in which the row was chosen over the column (wins/trials)"
+        if self.reference and self.reference in self.totals.index:
+            vs = self.win_fraction.loc[self.reference].drop(self.reference).dropna()
+            if len(vs):
+                text += (
+                    f"; the real image was chosen over the methods in {vs.min():.0%} to {vs.max():.0%} of trials "
+                    "(50% = raters cannot tell)"
+                )
+        return text + "."
+
     def reading(self) -> str:
         """One plain-language sentence on the ranking."""
         s = self.scores.dropna(subset=["score"])

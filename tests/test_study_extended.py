@@ -52,7 +52,9 @@ def test_four_methods_ranked_with_agreement_and_saved(tmp_path):
     assert agree.loc["psnr", "spearman_rho"] == pytest.approx(1.0)
     assert agree.loc["lpips", "spearman_rho"] == pytest.approx(1.0)
     readings = result.readings()
-    assert set(readings) == {"ranking", "agreement", "reliability"}
+    assert set(readings) == {"ranking", "win_matrix", "agreement", "reliability"}
+    vs_real = result.ranking.win_fraction.loc["real"].drop(["real", "never_judged"])
+    assert f"{vs_real.min():.0%} to {vs_real.max():.0%}" in readings["win_matrix"]
     out = result.save(tmp_path / "out")
     for name in ("ranking.csv", "win_matrix.csv", "win_counts.csv", "agreement.csv", "reliability.csv",
                  "ranking.svg", "win_matrix.svg", "extended.json"):

@@ -130,6 +130,7 @@ def test_study_plan_cli(capsys):
     r100, r200 = (int(line.split()[0]) for line in lines[1:3])
     assert r100 == raters_needed(80, 100, 4, Assumptions(), 0.1) and r200 < r100
     assert "Bonferroni-corrected over 6 method pairs" in out
+    assert f"The cheapest design here is {r200} raters x 80 trials each on 200 images" in out
     assert main(["study", "plan", "--methods", "2", "--half-width", "0.05", "--simulate", "0"]) == 0
     assert "CI half-width of at most 0.05" in capsys.readouterr().out
 
