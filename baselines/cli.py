@@ -1,8 +1,12 @@
-"""Baselines sub-commands: `evalsuite train sr3|regression|gan ...`, `evalsuite sr3 tune-schedule ...`."""
+"""Baselines sub-commands: `evalsuite train sr3|regression|gan ...`, `evalsuite sr3 tune-schedule|import ...`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+
+from baselines.train_config import TrainConfig
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -20,34 +24,44 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[str, ...]:
+    """Add one flag per field of the dataclass `cls` (its metadata holds the help); returns their dests.
+
+    Flags: `--batch-size` for `batch_size` (or the field's `flag`); a bool field that defaults to False is
+    `--NAME`, one that defaults to True is `--no-NAME`. Nothing is stored for a flag that is not given
+    (argparse.SUPPRESS), so the dataclass keeps the only copy of the defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    dests = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        if not meta.pop("cli", True):
+            continue
+        flag, doc = meta.pop("flag", "--" + f.name.replace("_", "-")), meta.pop("help", "").replace("%", "%%")
+        if f.default is dataclasses.MISSING:
+            parser.add_argument(flag, dest=f.name, required=True, help=doc, **meta)
+        elif isinstance(f.default, bool):
+            flag = flag if not f.default else "--no-" + flag.removeprefix("--")
+            action = "store_false" if f.default else "store_true"
+            doc = f"turn off {doc}" if f.default else doc
+            parser.add_argument(flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=doc)
+        else:
+            # `float | None` -> float: the value type of an optional field.
+            kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+            shown = f" (default: {f.default})" if f.default is not None else ""
+            parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=doc + shown, **meta)
+        dests.append(f.name)
+    return tuple(dests)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `train` and `sr3` to the evalsuite command line."""
     p = sub.add_parser("train", help="train a baseline (sr3, regression, gan) on random crops of an image folder")
     p.add_argument("kind", choices=["sr3", "regression", "gan"])
-    p.add_argument("--data", required=True, help="folder of HR images of any size (recursive)")
     p.add_argument("--task", help="paper task (sets the scale and the crop size)")
-    p.add_argument("--scale", type=int, help="custom integer scale")
-    p.add_argument("--out", required=True, help="run folder: model.safetensors, model.state.pt, log.csv")
+    p.add_argument("--scale", dest="custom_scale", type=int, metavar="N", help="custom integer scale")
     p.add_argument("--preset", help="model preset (sr3/regression: tiny, small, janspiry-16-128, paper-...)")
-    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, default=16, help="global batch size (split over torchrun processes)")
-    p.add_argument("--crop", type=int, help="HR crop size (default: the task's HR size, else 128)")
-    p.add_argument("--lr", type=float, help="learning rate (default: sr3 1e-4, regression 1e-5, as in the paper)")
-    p.add_argument("--warmup", type=int, default=10_000, help="linear warm-up steps (capped at steps/10)")
-    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (with the (1+t)/(10+t) warm-up)")
-    p.add_argument("--no-ema-warmup", action="store_true", help="use the EMA decay from the first step")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
-    p.add_argument("--save-every", type=int, default=1000)
-    p.add_argument("--keep-every", type=int, default=0, help="also keep step-N snapshots every N steps")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--blur-aug", action="store_true", help="CDM Gaussian-blur augmentation of the LR input")
-    p.add_argument("--workers", type=int, default=2, help="data loader processes")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--compile", action="store_true", help="torch.compile the modules")
     p.add_argument("--resume", action="store_true", help="continue from OUT/model.state.pt")
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--set",
         dest="options",
@@ -57,7 +71,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="recipe option, e.g. parameterization=eps, schedule=linear, loss=l2 (see docs/training.md)",
     )
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, config_keys=add_config_arguments(p, TrainConfig))
 
     s = sub.add_parser("sr3", help="SR3 tools")
     ssub = s.add_subparsers(dest="sr3_command", required=True)
@@ -79,38 +93,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_cmd_tune)
 
+    i = ssub.add_parser("import", help="convert the public SR3 code's I<iter>_E<epoch>_gen.pth into an sr3 checkpoint")
+    i.add_argument("gen", help="I<iter>_E<epoch>_gen.pth of Janspiry/Image-Super-Resolution-via-Iterative-Refinement")
+    i.add_argument("--config", help="its config JSON (// comments accepted): norm_groups, image size, schedules, scale")
+    i.add_argument("-o", "--out", required=True, help="the sr3 checkpoint to write (.safetensors)")
+    i.add_argument(
+        "--scale", type=int, help="upscaling factor (default: the config's r_resolution / l_resolution, else 8)"
+    )
+    i.set_defaults(func=_cmd_import)
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from baselines.train import TrainConfig, load_recipe, train
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `evalsuite train` flags: the given ones, the task's scale (and crop), in one call."""
     from evalsuite.tasks import resolve_task
 
-    task = resolve_task(args.task, args.scale)
-    crop = args.crop or task.hr_size or 128
-    if crop % task.scale:
-        raise ValueError(f"--crop {crop} is not a multiple of the scale {task.scale}")
-    cfg = TrainConfig(
-        data=args.data,
-        out=args.out,
-        scale=task.scale,
-        crop=crop,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        warmup=args.warmup,
-        grad_clip=args.grad_clip,
-        ema_decay=args.ema,
-        ema_warmup=not args.no_ema_warmup,
-        save_every=args.save_every,
-        keep_every=args.keep_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        blur_aug=args.blur_aug,
-        workers=args.workers,
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        progress=not args.no_progress,
-    )
+    task = resolve_task(args.task, args.custom_scale)
+    given = {k: getattr(args, k) for k in args.config_keys if hasattr(args, k)}
+    crop = {"crop": task.hr_size} if task.hr_size and "crop" not in given else {}
+    return TrainConfig.from_dict({**given, **crop, "scale": task.scale})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from baselines.train import load_recipe, train
+
+    cfg = train_config(args)
     options = dict(args.options)
     if args.preset:
         options["preset"] = args.preset
@@ -135,4 +141,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
     )
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from baselines.sr3.janspiry import import_checkpoint
+
+    out = import_checkpoint(args.gen, args.out, config=args.config, scale=args.scale)
+    print(f"wrote {out}: evaluate it as sr3:{out}")
     return 0

@@ -2,7 +2,8 @@
 
 Sample i is a pure function of (seed, i): which image (a fresh permutation per epoch), where the crop
 lies and whether it is flipped. So the data position of a run is one integer (samples consumed), resume
-is exact, and under DDP rank r simply takes its own slice of each global batch.
+is exact, and under DDP rank r simply takes its own slice of each global batch (in `accum` micro-batches
+when gradients are accumulated). Also here: CDM's blur augmentation of the LR input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder, stored_size
 from evalsuite.methods import image_seed
@@ -94,24 +96,29 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 class BatchIndices(torch.utils.data.Sampler):
-    """This rank's sample indices in each global batch, from a start position, for `steps` batches."""
+    """This rank's micro-batches of each global batch, from a start position, for `steps` optimizer steps."""
 
-    def __init__(self, start: int, global_batch: int, steps: int, rank: int = 0, world: int = 1):
-        """Batch b covers samples start + b*global_batch + [rank*local, (rank+1)*local)."""
-        if global_batch % world:
-            raise ValueError(f"batch size {global_batch} is not divisible by the {world} processes")
+    def __init__(self, start: int, global_batch: int, steps: int, rank: int = 0, world: int = 1, accum: int = 1):
+        """Step b, micro-step j covers samples start + b*global_batch + rank*local + j*micro + [0, micro)."""
+        if global_batch % (world * accum):
+            raise ValueError(
+                f"batch size {global_batch} is not divisible by the {world} processes x {accum} accumulation "
+                "micro-steps; choose --batch-size as a multiple of their product"
+            )
         self.start, self.global_batch, self.steps, self.rank = start, global_batch, steps, rank
         self.local = global_batch // world
+        self.micro, self.accum = self.local // accum, accum
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Lists of sample indices, one per step."""
+        """Lists of sample indices, `accum` per step: the rank's slice of the global batch, in order."""
         for b in range(self.steps):
-            base = self.start + b * self.global_batch + self.rank * self.local
-            yield list(range(base, base + self.local))
+            for j in range(self.accum):
+                base = self.start + b * self.global_batch + self.rank * self.local + j * self.micro
+                yield list(range(base, base + self.micro))
 
     def __len__(self) -> int:
-        """Number of batches."""
-        return self.steps
+        """Number of micro-batches."""
+        return self.steps * self.accum
 
 
 def crop_loader(
@@ -122,9 +129,10 @@ def crop_loader(
     rank: int = 0,
     world: int = 1,
     workers: int = 0,
+    accum: int = 1,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader of uint8 HR crop batches (B_local,3,crop,crop) for `steps` steps from sample `start`."""
-    sampler = BatchIndices(start, global_batch, steps, rank, world)
+    """A DataLoader of uint8 HR crop micro-batches (B_micro,3,crop,crop), `accum` per step, from sample `start`."""
+    sampler = BatchIndices(start, global_batch, steps, rank, world, accum)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -134,3 +142,20 @@ def crop_loader(
         # Its own generator: iterating must not draw from the global RNG, which resume restores exactly.
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def gaussian_blur_aug(x_lr: torch.Tensor, p: float = 0.5, sigma: tuple[float, float] = (0.4, 0.6)) -> torch.Tensor:
+    """CDM conditioning augmentation: 3x3 Gaussian blur, sigma ~ U(sigma), on a fraction p of examples."""
+    b = x_lr.shape[0]
+    # Which examples are blurred, and each one's sigma (global RNG, so resume reproduces it).
+    use = torch.rand(b, device=x_lr.device) < p
+    s = torch.empty(b, device=x_lr.device).uniform_(*sigma)
+    # Per-example separable 3-tap kernel [e, 1, e] / (1 + 2e), e = exp(-1 / (2 sigma^2)).
+    e = torch.exp(-0.5 / s**2)
+    k1 = torch.stack([e, torch.ones_like(e), e], dim=1) / (1 + 2 * e)[:, None]  # (B,3)
+    k2 = k1[:, :, None] * k1[:, None, :]  # (B,3,3)
+    c = x_lr.shape[1]
+    weight = k2[:, None].repeat_interleave(c, dim=0).to(x_lr.dtype)  # (B*C,1,3,3)
+    padded = F.pad(x_lr.reshape(1, b * c, *x_lr.shape[-2:]), (1, 1, 1, 1), mode="reflect")
+    blurred = F.conv2d(padded, weight, groups=b * c).reshape_as(x_lr)
+    return torch.where(use[:, None, None, None], blurred, x_lr)

@@ -17,6 +17,14 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     return starts
 
 
+def tile_count(h: int, w: int, tile: int, overlap: int) -> int:
+    """How many tiles `tiled_apply` cuts an (h, w) LR image into (1 when it fits in one tile)."""
+    if h <= tile and w <= tile:
+        return 1
+    th, tw = min(tile, h), min(tile, w)
+    return len(_starts(h, th, th - overlap)) * len(_starts(w, tw, tw - overlap))
+
+
 def _ramp(n: int, overlap: int, first: bool, last: bool, device: torch.device) -> torch.Tensor:
     # Linear ramp over the overlap on each side that meets another tile, so neighbours cross-fade;
     # sides on the image border keep full weight.

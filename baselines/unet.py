@@ -6,14 +6,16 @@ resolutions and in the middle block. Input: concat(upsample(x_lr), y_t) on chann
 noise condition is a continuous scalar per example (γ or log-SNR, chosen by the SR3 wrapper), embedded
 with sinusoidal features of `noise_scale * c` so that they vary over the condition's whole range.
 
-`janspiry-16-128` reproduces the popular public re-implementation's network (conv up/down-sampling,
-additive embedding of width `width`) for speed comparisons: 97.8M parameters.
+`janspiry-16-128` and `janspiry-64-512` are the popular public re-implementation's networks (conv
+up/down-sampling, one-head attention without qkv bias, additive embedding of width `width` projected without
+an activation): 97.8M and 155.3M parameters; `baselines.sr3.janspiry` imports that code's checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,7 @@ class UNetConfig:
     scale_shift: bool = True  # FiLM (scale, shift) of the embedding in each residual block; False: additive
     skip_rescale: bool = True  # (skip(x) + h) / sqrt(2) in residual and attention blocks
     emb_mult: int = 4  # embedding width = width * emb_mult
+    emb_act: bool = True  # SiLU on the embedding before each block's projection; False: the public code's layout
     noise_scale: float = 1000.0  # sinusoidal features of noise_scale * c
 
     @property
@@ -46,6 +49,17 @@ class UNetConfig:
         """Input sides (H, W) must be multiples of this: 2 ** (number of down-samplings)."""
         return 2 ** (len(self.mults) - 1)
 
+
+# The public re-implementation's layout: conv resampling, additive embedding of width `width` projected without
+# an activation, one attention head without qkv bias, no 1/sqrt(2) rescaling.
+JANSPIRY_LAYOUT: dict[str, Any] = {
+    "biggan_updown": False,
+    "scale_shift": False,
+    "skip_rescale": False,
+    "emb_mult": 1,
+    "head_channels": 0,
+    "emb_act": False,
+}
 
 PRESETS: dict[str, UNetConfig] = {
     # The SR3 paper's sizes (protocols.md).
@@ -67,19 +81,12 @@ PRESETS: dict[str, UNetConfig] = {
         dropout=0.0,
         image_size=1024,
     ),
-    # The public re-implementation (Janspiry) at 16->128, for speed comparisons.
+    # The public re-implementation (Janspiry) at 16->128 (97.8M) and 64->512 (155.3M; attention in the middle only).
     "janspiry-16-128": UNetConfig(
-        width=64,
-        mults=(1, 2, 4, 8, 8),
-        res_blocks=2,
-        attn_res=(16,),
-        dropout=0.2,
-        image_size=128,
-        biggan_updown=False,
-        scale_shift=False,
-        skip_rescale=False,
-        emb_mult=1,
-        head_channels=0,
+        width=64, mults=(1, 2, 4, 8, 8), res_blocks=2, attn_res=(16,), dropout=0.2, image_size=128, **JANSPIRY_LAYOUT
+    ),
+    "janspiry-64-512": UNetConfig(
+        width=64, mults=(1, 2, 4, 8, 16), res_blocks=1, attn_res=(), image_size=512, groups=16, **JANSPIRY_LAYOUT
     ),
     # Trains in minutes on one GPU (20.7M parameters).
     "small": UNetConfig(width=64, mults=(1, 2, 2, 4), res_blocks=2, attn_res=(16,), dropout=0.0, image_size=128),
@@ -162,8 +169,8 @@ class ResBlock(nn.Module):
         h = F.silu(self.norm1(x))
         h = self.conv1(self._resample(h))
         x = self._resample(x)
-        # Noise embedding: FiLM (1 + scale, shift) after norm2, or added before it.
-        e = self.emb(F.silu(emb))[:, :, None, None]
+        # Noise embedding (through SiLU unless emb_act is off): FiLM (1 + scale, shift) after norm2, or added before it.
+        e = self.emb(F.silu(emb) if self.cfg.emb_act else emb)[:, :, None, None]
         if self.cfg.scale_shift:
             scale, shift = e.chunk(2, dim=1)
             h = self.norm2(h) * (1 + scale) + shift

@@ -22,9 +22,9 @@ import torch
 
 from baselines.sr3.model import SR3Config, SR3Denoiser
 from baselines.sr3.recipe import SR3Options, SR3Recipe
-from baselines.sr3.samplers import get_sampler
+from baselines.sr3.samplers import get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import linear
-from baselines.train import Batch, Update
+from baselines.train import Batch, Optimizers, optimizer_step
 from baselines.unet import count_parameters, preset
 from evalsuite.degrade import degrade
 from evalsuite.distributed import pick_device
@@ -125,11 +125,14 @@ def main(argv: list[str] | None = None) -> None:
 
         def denoise(y_t, gamma):
             with ac():
-                return model.predict(x_up, y_t, gamma)
+                return model(x_up, y_t, gamma).clamp(-1, 1)
 
         def sample():
             with torch.no_grad():
-                return get_sampler("ancestral")(denoise, (3, size, size), sched, gens, device, True)
+                shape = (3, size, size)
+                y_T = per_image_normal(shape, gens, device)  # noqa: N806 - the paper's name
+                noise = per_image_noise(shape, gens, device)
+                return get_sampler("ancestral")(denoise, y_T, sched.sampling_gammas(), noise)
 
         per_image_ms = timed(sample, device, a.repeats, 1) / b * 1e3
         per_100 = per_image_ms * 100 / steps
@@ -144,20 +147,18 @@ def main(argv: list[str] | None = None) -> None:
             f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
         )
 
-    # Training: the SR3 recipe's train_step (loss, backward, clip, Adam) on an in-memory batch; no EMA, no data.
+    # Training: one optimizer_step of the SR3 recipe (forward, backward, clip, Adam) on an in-memory batch.
     if "train" not in skip:
         b = a.train_batch
         recipe = SR3Recipe(cfg, SR3Options())
         net = recipe.build_modules()["net"].to(device).train()
         run_net = torch.compile(net, mode=a.compile_mode) if a.compile else net
-        opts = recipe.build_optimizers({"net": net}, 1e-4)
-        update = Update(opts, 1.0)
+        optim = Optimizers(recipe.build_optimizers({"net": net}, 1e-4), grad_clip=1.0)
         hr = torch.rand(b, 3, size, size, device=device)
         batch = Batch(hr=hr, lr=degrade(hr, cfg.scale), scale=cfg.scale)
 
         def step():
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=train_bf16):
-                recipe.train_step({"net": run_net}, batch, 0, update)
+            optimizer_step(recipe, {"net": run_net}, optim, [batch], 0, bf16=train_bf16)
 
         s = timed(step, device, a.repeats, a.warmup)
         ips = b / s

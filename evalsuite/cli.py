@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from evalsuite.lazy import load_object
+from evalsuite.options import SuggestingParser
 
 # Sub-commands owned by other packages: module -> function(subparsers) that adds their parsers.
 EXTENSIONS = (
     "baselines.cli:add_parsers",  # train sr3|regression|gan, sr3 tune-schedule
     "studies.cli:add_parsers",  # study create|invite|serve|analyze
     "reports.cli:add_parsers",  # report RUN_DIR
+    "evalsuite.testsets:add_parsers",  # data list|fetch|path
 )
 
 
@@ -39,7 +41,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--config", help="YAML spec file; flags given here override its keys")
     b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
-    b.add_argument("--data", help="folder of HR images (recursive); default: scikit-image's bundled photos")
+    b.add_argument(
+        "--data", help="folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data list`)"
+    )
+    b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
     b.add_argument(
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
@@ -52,11 +57,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
     b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
     b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
+    b.add_argument("--protocol", choices=["basicsr"], help="basicsr: exactly --y-channel --crop-border SCALE")
     b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
     b.add_argument("--workers", type=int, help="image decoding threads")
     b.add_argument("--steps", type=int, help="sampler steps for diffusion methods")
     b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
     b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
+    b.add_argument(
+        "--samples", type=int, help="K outputs per image for stochastic methods (diversity; the table shows sample 0)"
+    )
     b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
@@ -73,6 +82,7 @@ def spec_from_args(args: argparse.Namespace):
     for key in (
         "name",
         "data",
+        "lr",
         "methods",
         "metrics",
         "out",
@@ -81,8 +91,10 @@ def spec_from_args(args: argparse.Namespace):
         "limit",
         "y_channel",
         "crop_border",
+        "protocol",
         "seed",
         "workers",
+        "samples",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -96,7 +108,9 @@ def spec_from_args(args: argparse.Namespace):
     mopts = {k: getattr(args, k) for k in ("steps", "sampler", "tile") if getattr(args, k) is not None}
     xopts = {k: getattr(args, k) for k in ("lpips_net", "fid_ref", "labels") if getattr(args, k) is not None}
     if mopts:
-        changes["method_options"] = {**spec.method_options, **mopts}
+        # Flags apply to every method that has the option (`*`); a spec file can key options by method.
+        every = {**spec.method_options.get("*", {}), **mopts}
+        changes["method_options"] = {**spec.method_options, "*": every}
     if xopts:
         changes["metric_options"] = {**spec.metric_options, **xopts}
     if args.no_report:
@@ -105,6 +119,7 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from evalsuite import distributed as D
     from evalsuite.runner import NoUsableImagesError, run
 
     spec = spec_from_args(args)
@@ -113,6 +128,17 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     except NoUsableImagesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if D.is_main():  # under torchrun, one table and one set of notes
+        _print_results(results)
+    if results.per_image.empty:
+        if D.is_main():
+            print(f"error: no image was scored by any method; see {results.run_dir / 'failures.csv'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_results(results) -> None:
+    """The summary table, run-wide notes once, per-method notes, and where the run folder and report are."""
     print()
     print(results.table())
     for note in results.run_notes:
@@ -127,7 +153,6 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"\nrun folder: {results.run_dir.resolve()}")
     if (results.run_dir / "report.html").exists():
         print(f"report: {(results.run_dir / 'report.html').resolve()}")
-    return 0
 
 
 def _add_weights(sub: argparse._SubParsersAction) -> None:
@@ -164,7 +189,7 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with the sub-commands of every package."""
-    parser = argparse.ArgumentParser(prog="evalsuite", description=__doc__)
+    parser = SuggestingParser(prog="evalsuite", description=__doc__)  # unknown --flags name the closest valid one
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_weights(sub)

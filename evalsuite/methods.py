@@ -8,17 +8,19 @@ nothing until they are asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from evalsuite.lazy import load_object
+from evalsuite.options import OptionError, build_options, check_keys, option_names
 
 
 @runtime_checkable
@@ -35,16 +37,21 @@ class Method(Protocol):
 
 @dataclass(frozen=True)
 class MethodContext:
-    """What a factory may need: the task's scale, the device, and options from the spec."""
+    """What a factory may need: the task's scale, the device, and the method's options from the spec."""
 
     scale: int
     device: torch.device = torch.device("cpu")
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # e.g. steps, sampler, tile, precision
+    # The method's options dataclass instance (e.g. baselines.options.SR3Options); a plain dict for methods
+    # registered without one (users' plugins).
+    options: Any = field(default_factory=dict)
 
     def option(self, key: str, default: Any = None) -> Any:
-        """An option from the spec, or the default when it is unset."""
-        value = self.options.get(key)
+        """An option's value, or the default when it is unset (None)."""
+        if isinstance(self.options, Mapping):
+            value = self.options.get(key)
+        else:
+            value = getattr(self.options, key)  # a typo in code fails loudly, like one in a spec
         return default if value is None else value
 
 
@@ -56,33 +63,54 @@ class MethodEntry:
     help: str
     takes_arg: bool = False  # True for prefixes such as `folder:DIR`
     available: str | None = None  # "module:function" -> () -> (bool, reason)
+    options: str | None = None  # "module:Class": the frozen options dataclass (None: takes no options)
+    free_options: bool = False  # a plugin without an options class: its dict is passed as given
+
+    def options_class(self) -> type | None:
+        """The options dataclass, imported on first use."""
+        return load_object(self.options) if self.options else None
 
 
 REGISTRY: dict[str, MethodEntry] = {}
 
 
-def register(name: str, target: str, help: str, takes_arg: bool = False, available: str | None = None) -> None:
-    """Register a method name (or a `prefix` for `prefix:ARG` names)."""
-    REGISTRY[name] = MethodEntry(target, help, takes_arg, available)
+def register(
+    name: str,
+    target: str,
+    help: str,
+    takes_arg: bool = False,
+    available: str | None = None,
+    options: str | None = None,
+    free_options: bool = False,
+) -> None:
+    """Register a method name (or a `prefix` for `prefix:ARG` names) with its options dataclass, if any."""
+    REGISTRY[name] = MethodEntry(target, help, takes_arg, available, options, free_options)
 
 
+_SR3 = "baselines.options:SR3MethodOptions"
+_REG = "baselines.options:RegressionMethodOptions"
+_GAN = "baselines.options:GANMethodOptions"
 for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
     register(_interp, "baselines.interpolate:build", f"{_interp} interpolation")
 register("folder", "baselines.external:build_folder", "precomputed outputs in DIR/<image_id>.png", True)
-register("spandrel", "baselines.gan.method:build_spandrel_method", "any checkpoint spandrel can load", True)
-register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True)
+register(
+    "spandrel", "baselines.gan.method:build_spandrel_method", "any checkpoint spandrel can load", True, options=_GAN
+)
+register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True, options=_SR3)
 register(
     "regression",
     "baselines.regression:build_regression",
     "regression U-Net from `evalsuite train regression`",
     True,
+    options=_REG,
 )
-register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True)
+register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True, options=_GAN)
 register(
     "realesrgan-x4plus",
     "baselines.gan.method:build_realesrgan",
     "Real-ESRGAN x4plus (RRDBNet)",
     available="baselines.gan.method:realesrgan_available",
+    options=_GAN,
 )
 for _s in (2, 3, 4, 8):
     register(
@@ -90,6 +118,7 @@ for _s in (2, 3, 4, 8):
         "baselines.gan.method:build_esrgan_thick",
         f"ESRGAN-thick x{_s} (converted from @upscalerjs/esrgan-thick)",
         available="baselines.gan.method:esrgan_thick_available",
+        options=_GAN,
     )
 
 
@@ -111,6 +140,60 @@ def split_name(spec: str) -> tuple[str, str | None]:
         return prefix, arg
     known = ", ".join(k + (":ARG" if v.takes_arg else "") for k, v in sorted(REGISTRY.items()))
     raise ValueError(f"unknown method {spec!r}; known methods: {known}")
+
+
+ALL_METHODS = "*"  # method_options key: options for every method that has them
+
+
+def normalize_method_options(method_options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Check `method_options` (keyed by method name, or `*`) and return it as {key: {option: value}}.
+
+    A flat dict of options (the older form, `{steps: 50}`) means `*`. Under `*` every key must be an option
+    of some method; under a method's name, an option of that method. Typos fail with the valid keys.
+    """
+    opts = dict(method_options or {})
+    if opts and not any(isinstance(v, Mapping) for v in opts.values()):
+        opts = {ALL_METHODS: opts}
+    out: dict[str, dict[str, Any]] = {}
+    for key, values in opts.items():
+        if not isinstance(values, Mapping):
+            raise OptionError(
+                f"method_options[{key!r}] must be a mapping of options, got {values!r}; "
+                "key method_options by method name (e.g. {'sr3:model.safetensors': {'steps': 50}}) or '*'"
+            )
+        if key == ALL_METHODS:
+            known = {n for e in REGISTRY.values() if e.options for n in option_names(e.options_class())}
+            check_keys(values, known, "method")
+        else:
+            entry = REGISTRY[split_name(key)[0]]
+            cls = entry.options_class()
+            if cls is not None:
+                build_options(cls, values, f"method {key!r}")
+            elif not entry.free_options:
+                check_keys(values, [], f"method {key!r}")
+        out[key] = dict(values)
+    return out
+
+
+def method_options(spec: str, method_options: Mapping[str, dict[str, Any]]) -> Any:
+    """The options of one method: `*` values it knows, then its registry key's, then its full name's."""
+    key, _ = split_name(spec)
+    entry = REGISTRY[key]
+    cls = entry.options_class()
+    merged: dict[str, Any] = {}
+    for k in (ALL_METHODS, key, spec):
+        values = dict(method_options.get(k) or {})
+        if k == ALL_METHODS:
+            values = {n: v for n, v in values.items() if cls is not None and n in option_names(cls)}
+        merged.update(values)
+    if cls is None:
+        return merged
+    return build_options(cls, merged, f"method {spec!r}")
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """An options instance (or plugin dict) as a plain dict, for hashing and manifests."""
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
 
 
 def build_method(spec: str, ctx: MethodContext) -> Method:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +14,8 @@ import pandas as pd
 from evalsuite.io import atomic_write_text
 
 # Columns read as text, so ids such as "0001" stay "0001".
-TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "reason": str, "notes": str}
+TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "stage": str, "reason": str, "notes": str}
+FAILURE_COLUMNS = ["method", "image_id", "stage", "reason"]
 
 
 def bootstrap_ci(
@@ -51,6 +55,77 @@ def summary_columns(metric_cols: list[str]) -> list[str]:
     return cols + ["notes"]
 
 
+def summary_row(
+    label: str,
+    rows: Mapping[str, Mapping[str, float | None]],
+    per_image_cols: Sequence[str],
+    all_cols: Sequence[str],
+    dataset_values: Mapping[str, Any],
+    n_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """A method's summary row: per-image means with bootstrap CIs; dataset-level values (MetricValue) as given."""
+    notes: list[str] = []
+    row: dict[str, Any] = {"method": label, "n_images": len(rows)}
+    for c in all_cols:
+        if c in per_image_cols:
+            v = np.array([np.nan if r.get(c) is None else r[c] for r in rows.values()], dtype=np.float64)
+            row[c] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            row[f"{c}_ci_low"], row[f"{c}_ci_high"] = bootstrap_ci(v, n_resamples, seed)
+            continue
+        mv = dataset_values.get(c)
+        for suffix, attr in (("", "value"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
+            x = getattr(mv, attr, None)
+            row[c + suffix] = math.nan if x is None else x
+        if getattr(mv, "note", ""):
+            notes.append(f"{c}: {mv.note}")
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def assemble_summary(
+    rows: list[dict[str, Any]], all_cols: list[str], empty_cols: Sequence[str], run_notes: Sequence[str]
+) -> pd.DataFrame:
+    """The summary table: `empty_cols` left empty, and the run-wide notes (why) added to every row's notes."""
+    summary = pd.DataFrame(rows)
+    for c in empty_cols:
+        for suffix in ("", "_ci_low", "_ci_high"):
+            summary[c + suffix] = math.nan
+    general = "; ".join(run_notes)
+    if general:
+        summary["notes"] = ["; ".join(x for x in (n, general) if x) for n in summary["notes"].fillna("")]
+    return summary.reindex(columns=summary_columns(all_cols))
+
+
+@dataclass(frozen=True)
+class PairedLead:
+    """How far method A leads method B on one metric, image by image (positive = A better)."""
+
+    n: int
+    wins: int
+    mean: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def clear(self) -> bool:
+        """A clear lead: the paired interval excludes 0."""
+        return self.ci_low > 0
+
+
+def paired_lead(
+    per_image: pd.DataFrame, a: str, b: str, col: str, higher_is_better: bool, seed: int = 0
+) -> PairedLead | None:
+    """Method a's lead over method b on `col` over the images both have (paired bootstrap), or None (< 2)."""
+    va = per_image[per_image["method"] == a].set_index("image_id")[col]
+    vb = per_image[per_image["method"] == b].set_index("image_id")[col]
+    lead = ((va - vb) * (1 if higher_is_better else -1)).dropna()
+    if len(lead) < 2:
+        return None
+    lo, hi = bootstrap_ci(lead.to_numpy(), 2000, seed)
+    return PairedLead(len(lead), int((lead > 0).sum()), float(lead.mean()), lo, hi)
+
+
 @dataclass
 class Results:
     """A finished run: summary and per-image DataFrames, skipped files, and the run folder."""
@@ -59,7 +134,7 @@ class Results:
     summary: pd.DataFrame
     per_image: pd.DataFrame
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "reason"]))
-    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["method", "image_id", "reason"]))
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
     # Notes that hold for every method (a metric left empty, and why); summary.csv repeats them per row.
     run_notes: list[str] = field(default_factory=list)
 
@@ -79,7 +154,7 @@ class Results:
             read("summary.csv", ["method", "n_images"]),
             read("per_image.csv", ["method", "image_id"]),
             read("errors.csv", ["path", "reason"]),
-            read("failures.csv", ["method", "image_id", "reason"]),
+            read("failures.csv", FAILURE_COLUMNS),
         )
 
     def write(self) -> None:

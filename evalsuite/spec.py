@@ -12,9 +12,11 @@ from typing import Any
 import yaml
 
 from evalsuite.datasets import BUILTIN
+from evalsuite.methods import normalize_method_options
 
 DEFAULT_TASK = "imagenet-64-256"
-DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "lpips")
+PROTOCOLS = (None, "basicsr")  # named metric conventions (--protocol)
+DEFAULT_METRICS = ("psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips")
 # With no --methods: the interpolations and every GAN whose weights are here or obtainable.
 DEFAULT_METHOD_CANDIDATES = (
     "nearest",
@@ -24,6 +26,8 @@ DEFAULT_METHOD_CANDIDATES = (
     "realesrgan-x4plus",
     "esrgan-thick-x4",
 )
+# The post-run hook that writes report.html ("module:function(run_dir)"), run when `report` is true.
+REPORT_HOOK = "reports.html:write_report"
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,8 @@ class BenchmarkSpec:
     """Everything that defines a benchmark run."""
 
     name: str = "demo"
-    data: str = BUILTIN
+    data: str = BUILTIN  # folder, builtin:skimage, or a registered set's name (evalsuite data list)
+    lr: str | None = None  # paired data: folder of given LR images (or a set name: its shipped LR), matched by id
     task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
     scale: int | None = None
     methods: tuple[str, ...] = ()  # empty = every available default method
@@ -42,19 +47,24 @@ class BenchmarkSpec:
     limit: int | None = None
     y_channel: bool = False
     crop_border: int = 0
+    protocol: str | None = None  # "basicsr": PSNR/SSIM on the Y channel with crop_border = scale (with_protocol)
     seed: int = 0
     workers: int = 4
     bootstrap: int = 2000
-    # Options passed to methods (sampler steps, sampler, tile size) and to metrics (LPIPS net, FID refs).
+    samples: int = 1  # K outputs per image for stochastic methods (diversity metrics; sample 0 is the table's)
+    # Options of methods, keyed by method name or `*` ({"sr3:m.safetensors": {"steps": 50}, "*": {"tile": 64}}),
+    # and of metrics (LPIPS net, FID refs); unknown keys are errors that list the valid ones.
     method_options: dict[str, Any] = field(default_factory=dict)
     metric_options: dict[str, Any] = field(default_factory=dict)
-    report: bool = True
+    report: bool = True  # run REPORT_HOOK after the run's files are written
+    post_run: tuple[str, ...] = ()  # more "module:function(run_dir)" hooks, called on rank 0 at the end
 
     def __post_init__(self) -> None:
         # Normalize sequences so a spec from YAML equals one from flags.
         object.__setattr__(self, "methods", tuple(self.methods or ()))
         object.__setattr__(self, "metrics", tuple(self.metrics or ()))
-        object.__setattr__(self, "method_options", dict(self.method_options or {}))
+        object.__setattr__(self, "method_options", normalize_method_options(self.method_options or {}))
+        object.__setattr__(self, "post_run", tuple(self.post_run or ()))
         object.__setattr__(self, "metric_options", dict(self.metric_options or {}))
         if self.metric_options:
             from evalsuite.metrics.base import validate_metric_options  # typos fail here, at spec load
@@ -64,8 +74,12 @@ class BenchmarkSpec:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {self.limit}")
+        if self.samples < 1:
+            raise ValueError(f"--samples must be at least 1, got {self.samples}")
         if self.crop_border < 0:
             raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {', '.join(p for p in PROTOCOLS if p)}, got {self.protocol!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -77,7 +91,7 @@ class BenchmarkSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) for YAML/JSON."""
         d = dataclasses.asdict(self)
-        d["methods"], d["metrics"] = list(self.methods), list(self.metrics)
+        d["methods"], d["metrics"], d["post_run"] = list(self.methods), list(self.metrics), list(self.post_run)
         return d
 
     def to_yaml(self) -> str:
@@ -108,6 +122,21 @@ class BenchmarkSpec:
         if not isinstance(d, dict):
             raise ValueError(f"spec file {path} must hold a mapping of keys to values")
         return cls.from_dict(d)
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        """The post-run hooks to call: the report's when `report`, then `post_run`."""
+        return ((REPORT_HOOK,) if self.report else ()) + self.post_run
+
+    def with_protocol(self, scale: int) -> BenchmarkSpec:
+        """The spec with its protocol's conventions set: `basicsr` means exactly y_channel and crop_border = scale."""
+        if self.protocol != "basicsr":
+            return self
+        if self.crop_border not in (0, scale):
+            raise ValueError(
+                f"--protocol basicsr sets --crop-border {scale} (the scale); drop --crop-border {self.crop_border}"
+            )
+        return self.replace(y_channel=True, crop_border=scale)
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         """A copy with some fields changed."""

@@ -24,10 +24,11 @@ from PIL import Image
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.metrics.base import column_info, column_metric
-from evalsuite.results import Results, bootstrap_ci, fmt_number, metric_columns
+from evalsuite.results import Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
+from reports.samples import samples_section
 from reports.study import load_study
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -243,19 +244,14 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
             f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
             f"then {_esc(second['method'])} {fmt(second[c])}"
         )
-        if c in per:
-            a = per[per["method"] == best["method"]].set_index("image_id")[c]
-            b = per[per["method"] == second["method"]].set_index("image_id")[c]
-            # Paired comparison on the images both methods have: the lead, image by image.
-            lead = ((a - b) * (1 if hib else -1)).dropna()
-            if len(lead) >= 2:
-                lo, hi = bootstrap_ci(lead.to_numpy(), 2000, seed)
-                wins = int((lead > 0).sum())
-                verdict = "a clear lead" if lo > 0 else "not a clear lead (the interval includes 0)"
-                text += (
-                    f" \u2014 ahead on {wins} of {len(lead)} images, by {fmt(lead.mean())} on average "
-                    f"(paired 95% CI {fmt(lo)} to {fmt(hi)}): {verdict}."
-                )
+        # Paired comparison on the images both methods have: the lead, image by image.
+        lead = paired_lead(per, best["method"], second["method"], c, hib, seed) if c in per else None
+        if lead is not None:
+            verdict = "a clear lead" if lead.clear else "not a clear lead (the interval includes 0)"
+            text += (
+                f" \u2014 ahead on {lead.wins} of {lead.n} images, by {fmt(lead.mean)} on average "
+                f"(paired 95% CI {fmt(lead.ci_low)} to {fmt(lead.ci_high)}): {verdict}."
+            )
         out.append(text)
     return out
 
@@ -615,6 +611,7 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
         "has_psnr_consistency": all(c in cols for c in ("psnr", "consistency")),
         "gallery": gallery,
         "worst": _worst(run_dir, res, cols, primary, gallery_ids, opts),
+        "samples": samples_section(run_dir, res.per_image, methods),
         "study": study_ctx,
     }
 

@@ -156,25 +156,45 @@ def test_train_gan_cli_and_gan_method(tmp_path: Path, photos_dir: Path, capsys: 
 
 def test_gan_step_updates_both_networks_only_after_pretraining() -> None:
     from baselines.gan.recipe import GanConfig, GanRecipe
-    from baselines.train import Batch, Update
+    from baselines.train import Batch, Optimizers, optimizer_step
 
     torch.manual_seed(0)
     recipe = GanRecipe(GanConfig(num_feat=8, num_block=1, num_grow_ch=4, d_feat=8, pretrain_steps=1,
                                  perceptual="off"), log=lambda s: None)
     mods = recipe.build_modules()
-    opts = recipe.build_optimizers(mods, None)
-    update = Update(opts, grad_clip=1.0)
+    optim = Optimizers(recipe.build_optimizers(mods, None), grad_clip=1.0)
     hr = torch.rand(2, 3, 32, 32)
     batch = Batch(hr=hr, lr=F.avg_pool2d(hr, 4), scale=4)
     snap = lambda m: [p.detach().clone() for p in m.parameters()]  # noqa: E731
     g0, d0 = snap(mods["generator"]), snap(mods["discriminator"])
-    losses = recipe.train_step(mods, batch, 0, update)
+    losses = optimizer_step(recipe, mods, optim, [batch], 0).metrics[0]
     assert losses["adversarial"] == 0 and losses["d_loss"] == 0
     assert any(not torch.equal(a, b) for a, b in zip(g0, mods["generator"].parameters()))
     assert all(torch.equal(a, b) for a, b in zip(d0, mods["discriminator"].parameters()))
-    losses = recipe.train_step(mods, batch, 1, update)
+    losses = optimizer_step(recipe, mods, optim, [batch], 1).metrics[0]
     assert losses["adversarial"] == 1 and losses["d_loss"] > 0 and losses["g_adv"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(d0, mods["discriminator"].parameters()))
+
+
+def test_gan_losses_each_reach_only_their_own_network() -> None:
+    from baselines.gan.recipe import GanConfig, GanRecipe
+    from baselines.train import Batch
+
+    torch.manual_seed(0)
+    recipe = GanRecipe(GanConfig(num_feat=8, num_block=1, num_grow_ch=4, d_feat=8, perceptual="off"),
+                       log=lambda s: None)
+    mods = recipe.build_modules()
+    hr = torch.rand(2, 3, 32, 32)
+    out = recipe.train_step(mods, Batch(hr=hr, lr=F.avg_pool2d(hr, 4), scale=4), 5)
+    # The generator's loss judges through the discriminator but gives its weights no gradient, and the
+    # discriminator's loss (on detached fakes) none to the generator: one backward of the sum is exact.
+    out.losses["generator"].backward()
+    assert all(p.grad is None for p in mods["discriminator"].parameters())
+    assert all(p.grad is not None for p in mods["generator"].parameters())
+    mods["generator"].zero_grad(set_to_none=True)
+    out.losses["discriminator"].backward()
+    assert all(p.grad is None for p in mods["generator"].parameters())
+    assert all(p.grad is not None for p in mods["discriminator"].parameters())
 
 
 def test_benchmark_end_to_end_with_real_gans(gan_weights: Path, photos_dir: Path, tmp_path: Path) -> None:

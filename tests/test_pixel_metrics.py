@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 from evalsuite.degrade import degrade, quantize, to_tensor, upsample
 from evalsuite.metrics.base import MetricContext
-from evalsuite.metrics.pixel import PSNR, SSIM, Consistency, Detail
+from evalsuite.metrics.pixel import PSNR, SSIM, Consistency, Detail, DetailFidelity
 from evalsuite.results import bootstrap_ci
 
 
@@ -116,6 +116,48 @@ def test_detail_matches_a_direct_computation_and_orders_blur_and_noise(pairs):
     # A flat HR image has no reference detail: NaN, not a huge number.
     flat = torch.full_like(hr[:1], 0.5)
     assert bool(torch.isnan(Detail(ctx).update(sr[:1], flat, lr[:1], ["a"])["detail"]).all())
+
+
+def _fidelity_reference(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """The index in pixel space: both luminances high-passed above LR Nyquist (full FFT), then 2<a,b>/(|a|²+|b|²)."""
+
+    def band(img: np.ndarray) -> np.ndarray:
+        lum = img.mean(axis=2)
+        lum = (lum - lum.mean()) * np.outer(np.hanning(lum.shape[0]), np.hanning(lum.shape[1]))
+        fy, fx = np.meshgrid(np.fft.fftfreq(lum.shape[0]), np.fft.fftfreq(lum.shape[1]), indexing="ij")
+        keep = (np.abs(fy) > 0.5 / scale) | (np.abs(fx) > 0.5 / scale)
+        return np.fft.ifft2(np.fft.fft2(lum) * keep).real
+
+    a, b = band(sr), band(hr)
+    return float(2 * (a * b).sum() / ((a * a).sum() + (b * b).sum()))
+
+
+def test_detail_fidelity_scores_true_detail_high_and_noise_shift_blur_low(pairs):
+    sr, hr, lr = pairs
+    ctx = MetricContext(torch.device("cpu"), 4)
+
+    def fid(x: torch.Tensor, ref: torch.Tensor = hr) -> torch.Tensor:
+        return DetailFidelity(ctx).update(x, ref, lr[: len(x)], ["a"] * len(x))["detail_fidelity"]
+
+    g = torch.Generator().manual_seed(0)
+    near = (hr + 0.01 * torch.randn(hr.shape, generator=g)).clamp(0, 1)  # the true detail, lightly perturbed
+    for k in range(len(hr)):
+        assert abs(float(fid(near)[k]) - _fidelity_reference(_np(near[k]), _np(hr[k]), 4)) < 1e-4
+    assert float(fid(hr).min()) > 0.9999  # the truth itself
+    assert float(fid(near).min()) > 0.8
+    # Invented grain on bicubic: plenty of fine detail (detail within a few dB of the truth), none of it right.
+    grain = (sr + 0.06 * torch.randn(sr.shape, generator=g)).clamp(0, 1)
+    assert float(Detail(ctx).update(grain, hr, lr, ["a"] * len(sr))["detail"].min()) > -8
+    assert float(fid(grain).abs().max()) < 0.2
+    # The right texture in the wrong place (shifted 3 px), and blur (bicubic): low.
+    assert float(fid(torch.roll(hr, shifts=3, dims=-1)).max()) < 0.35
+    assert float(fid(sr).max()) < 0.35
+    assert bool((fid(near) > fid(sr)).all())
+    # Milder blur keeps more of the true detail: 2x blur scores between bicubic-from-4x and the truth.
+    blur2 = fid(upsample(degrade(hr, 2), 2))
+    assert bool((blur2 > fid(sr) + 0.4).all()) and bool((blur2 < fid(near)).all())
+    flat = torch.full_like(hr[:1], 0.5)
+    assert bool(torch.isnan(fid(sr[:1], flat)).all())
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_seeded(rng):

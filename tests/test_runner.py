@@ -117,7 +117,7 @@ def test_rerun_reuses_outputs_and_metrics(photos_dir, tmp_path, monkeypatch):
     def no_build(*a, **k):
         raise AssertionError("method rebuilt on a cached rerun")
 
-    monkeypatch.setattr("evalsuite.runner.build_method", no_build)
+    monkeypatch.setattr("evalsuite.score.build_method", no_build)
     second = evalsuite.run(spec, progress=False)
     assert out.stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(first.summary, second.summary)
@@ -139,7 +139,7 @@ def test_removed_source_file_leaves_the_run(photos_dir, tmp_path):
 
 
 def test_metric_cache_files_match_their_label_only(tmp_path):
-    from evalsuite.runner import _metric_cache_files
+    from evalsuite.cache import metric_cache_files as _metric_cache_files
 
     for name in ("sr3-m.r0.jsonl", "sr3-m.r1.jsonl", "sr3-m.run2.r0.jsonl", "sr3-m_.r0.jsonl", "sr3-m.r0.txt"):
         (tmp_path / name).write_text("")

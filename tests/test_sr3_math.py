@@ -1,16 +1,45 @@
-"""SR3 diffusion math: schedules and posteriors against closed forms, samplers against an exact denoiser."""
+"""SR3 diffusion math: schedules, posteriors and preconditionings against closed forms, the loss, the samplers."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from baselines.sr3.model import SIGMA_DATA, target, to_eps_y0
-from baselines.sr3.samplers import ancestral, ddim, per_image_normal
-from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear, posterior
+from baselines.sr3.loss import sr3_loss
+from baselines.sr3.model import SR3Config
+from baselines.sr3.precond import PARAMETERIZATIONS, SIGMA_DATA, edm_coefficients, get_precond
+from baselines.sr3.samplers import ancestral, ddim, per_image_noise, per_image_normal
+from baselines.sr3.schedule import (
+    PAPER_TRAIN,
+    TRAIN_DEFAULT,
+    Schedule,
+    cosine,
+    from_spec,
+    linear,
+    posterior,
+    sample_gamma,
+)
 from evalsuite.methods import image_generators
+
+
+def _target(param: str, y0: torch.Tensor, eps: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    # What each parameterization's network should output, written from the definitions (not the library's maps).
+    g = gamma.double()[:, None, None, None]
+    a, s = g.sqrt(), (1 - g).sqrt()
+    y0, eps = y0.double(), eps.double()
+    if param == "eps":
+        return eps.float()
+    if param == "x0":
+        return y0.float()
+    if param == "v":
+        return (a * eps - s * y0).float()
+    c_skip, c_out = (c.double() for c in edm_coefficients(gamma))
+    return ((y0 - c_skip * (a * y0 + s * eps)) / c_out).float()
 
 
 def test_linear_schedule_closed_form():
@@ -78,8 +107,14 @@ def test_gamma_is_drawn_per_example_within_its_interval():
     # t is uniform: the fraction with γ below γ_1000 is ~1/2.
     frac = float((g < s.gamma()[999].float()).float().mean())
     assert 0.45 < frac < 0.55
-    # The per-device γ table sample_gamma caches is no part of the schedule's value.
+    # Drawing leaves the schedule as it was: it holds its β and its spec, no cache.
     assert s == linear(2000, 1e-6, 0.01) and hash(s) == hash(linear(2000, 1e-6, 0.01))
+    assert [f.name for f in dataclasses.fields(Schedule)] == ["betas", "spec"] and set(vars(s)) == {"betas", "spec"}
+    # The table a training run keeps on its device draws the same γ as the method, for the same RNG state.
+    torch.manual_seed(5)
+    a = s.sample_gamma(64)
+    torch.manual_seed(5)
+    torch.testing.assert_close(sample_gamma(s.gamma_table(), 64), a, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("param", ["eps", "x0", "v", "edm"])
@@ -89,7 +124,9 @@ def test_parameterizations_invert(param):
     gamma = torch.tensor([0.9, 0.3, 0.01])
     a, s = gamma.sqrt()[:, None, None, None], (1 - gamma).sqrt()[:, None, None, None]
     y_t = a * y0 + s * eps
-    e_hat, y0_hat = to_eps_y0(target(y0, eps, gamma, param), y_t, gamma, param)
+    p = get_precond(param)
+    out = _target(param, y0, eps, gamma)
+    e_hat, y0_hat = p.eps(out, y_t, gamma), p.y0(out, y_t, gamma)
     torch.testing.assert_close(e_hat, eps, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(y0_hat, y0, atol=1e-4, rtol=1e-4)
 
@@ -101,11 +138,11 @@ def test_edm_target_has_unit_variance_and_the_skip_is_the_optimal_linear_denoise
     y0 = torch.randn(6, 3, 64, 64) * SIGMA_DATA
     eps = torch.randn_like(y0)
     gamma = torch.tensor([1e-4, 0.01, 0.2, 0.5, 0.9, 0.9999])
-    f = target(y0, eps, gamma, "edm")
+    f = _target("edm", y0, eps, gamma)
     torch.testing.assert_close(f.var(dim=(1, 2, 3)), torch.ones(6), atol=0.03, rtol=0)
     a, s = gamma.sqrt()[:, None, None, None], (1 - gamma).sqrt()[:, None, None, None]
-    _, y0_hat = to_eps_y0(torch.zeros_like(y0), a * y0 + s * eps, gamma, "edm")
-    _, exact = _gaussian_denoiser(SIGMA_DATA**2)(a * y0 + s * eps, gamma)
+    y0_hat = get_precond("edm").y0(torch.zeros_like(y0), a * y0 + s * eps, gamma)
+    exact = _gaussian_denoiser(SIGMA_DATA**2)(a * y0 + s * eps, gamma)
     torch.testing.assert_close(y0_hat, exact, atol=1e-5, rtol=1e-4)
 
 
@@ -113,11 +150,17 @@ def _gaussian_denoiser(var: float):
     # Data y0 ~ N(0, var·I): E[y0 | y_t] = sqrt(γ)·var / (γ·var + 1 − γ) · y_t exactly.
     def denoise(y_t: torch.Tensor, gamma: torch.Tensor):
         g = gamma.double()[:, None, None, None]
-        y0 = (g.sqrt() * var / (g * var + 1 - g)) * y_t.double()
-        eps = (y_t.double() - g.sqrt() * y0) / (1 - g).sqrt()
-        return eps.float(), y0.float()
+        return ((g.sqrt() * var / (g * var + 1 - g)) * y_t.double()).float()
 
     return denoise
+
+
+def _sample(sampler, denoise, shape, sched, gens):
+    # k-diffusion's contract: starting noise, noise levels and a noise source, all per image.
+    cpu = torch.device("cpu")
+    return sampler(
+        denoise, per_image_normal(shape, gens, cpu), sched.sampling_gammas(), per_image_noise(shape, gens, cpu)
+    )
 
 
 @pytest.mark.parametrize("sampler", [ancestral, ddim])
@@ -125,7 +168,7 @@ def test_sampler_recovers_gaussian_data_variance(sampler):
     var = 0.25
     sched = linear(2000, 1e-6, 0.01).respace(200)
     gens = image_generators(0, [f"img{i}" for i in range(8)], torch.device("cpu"))
-    out = sampler(_gaussian_denoiser(var), (1, 32, 32), sched, gens)
+    out = _sample(sampler, _gaussian_denoiser(var), (1, 32, 32), sched, gens)
     assert out.shape == (8, 1, 32, 32)
     assert float(out.var()) == pytest.approx(var, rel=0.08)
     assert abs(float(out.mean())) < 0.02
@@ -135,7 +178,7 @@ def test_sampler_with_wrong_denoiser_misses_the_variance():
     # Guard: the variance test can fail (a denoiser for var 1.0 yields var ≈ 1.0, not 0.25).
     sched = linear(2000, 1e-6, 0.01).respace(100)
     gens = image_generators(0, ["a", "b", "c", "d"], torch.device("cpu"))
-    out = ancestral(_gaussian_denoiser(1.0), (1, 32, 32), sched, gens)
+    out = _sample(ancestral, _gaussian_denoiser(1.0), (1, 32, 32), sched, gens)
     assert float(out.var()) > 0.8
 
 
@@ -144,9 +187,10 @@ def test_samples_do_not_depend_on_batch_size(sampler):
     sched = linear(100, 1e-4, 0.1).respace(20)
     ids = ["a", "b", "c", "d", "e"]
     den = _gaussian_denoiser(0.5)
-    full = sampler(den, (3, 8, 8), sched, image_generators(7, ids, torch.device("cpu")))
+    full = _sample(sampler, den, (3, 8, 8), sched, image_generators(7, ids, torch.device("cpu")))
     parts = [
-        sampler(den, (3, 8, 8), sched, image_generators(7, ids[i : i + 2], torch.device("cpu"))) for i in range(0, 5, 2)
+        _sample(sampler, den, (3, 8, 8), sched, image_generators(7, ids[i : i + 2], torch.device("cpu")))
+        for i in range(0, 5, 2)
     ]
     torch.testing.assert_close(torch.cat(parts), full, rtol=0, atol=0)
     assert not torch.allclose(full[0], full[1])
@@ -157,3 +201,96 @@ def test_per_image_noise_comes_from_its_generator():
     n = per_image_normal((2, 2), gens, torch.device("cpu"))
     g = image_generators(3, ["y"], torch.device("cpu"))[0]
     torch.testing.assert_close(n[1], torch.randn((2, 2), generator=g))
+
+
+def test_unknown_parameterization_is_an_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown parameterization 'epsilon'; valid: eps, x0, v, edm"):
+        get_precond("epsilon")
+    with pytest.raises(ValueError, match="valid: eps, x0, v, edm"):
+        SR3Config(parameterization="V")
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+@pytest.mark.parametrize("param", PARAMETERIZATIONS)
+def test_an_oracle_network_has_zero_loss_and_a_perturbed_one_pays_for_its_error(param, loss):
+    # The network returns ŷ0 through the parameterization's map from its raw output; an oracle outputs the
+    # exact target (ε, y0, v or edm's F), so ŷ0 = y0 and the loss is 0. Adding δ to the raw output costs
+    # exactly |δ| (L1) or δ² (L2) at every γ: the loss weight maps the error on ŷ0 back to the raw output's.
+    torch.manual_seed(3)
+    y0 = torch.rand(64, 3, 8, 8) * 2 - 1
+    x_up = torch.zeros_like(y0)
+    precond = get_precond(param)
+
+    def oracle(delta: float):
+        def net(x: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+            g = gamma.double()[:, None, None, None]
+            eps = (y_t.double() - g.sqrt() * y0.double()) / (1 - g).sqrt()
+            return precond.y0(_target(param, y0, eps, gamma) + delta, y_t, gamma)
+
+        return net
+
+    for sched in (linear(2000, 1e-6, 0.01), cosine(2000)):
+        table = sched.gamma_table()
+        assert float(sr3_loss(oracle(0.0), precond, x_up, y0, table, loss)) < 1e-5
+        perturbed = float(sr3_loss(oracle(0.1), precond, x_up, y0, table, loss))
+        assert perturbed == pytest.approx(0.1 if loss == "l1" else 0.01, rel=1e-3)
+
+
+def test_sr3_loss_builds_y_t_from_one_gamma_per_example():
+    seen: dict[str, torch.Tensor] = {}
+
+    def net(x: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        seen.update(x=x, y_t=y_t, gamma=gamma)
+        return torch.zeros_like(y_t)  # ŷ0 = 0
+
+    torch.manual_seed(4)
+    y0, x_up = torch.rand(32, 3, 4, 4) * 2 - 1, torch.randn(32, 3, 4, 4)
+    table = cosine(1000).gamma_table()
+    torch.manual_seed(7)
+    value = sr3_loss(net, get_precond("x0"), x_up, y0, table, "l2")
+    # The same RNG stream: γ per example first, then ε.
+    torch.manual_seed(7)
+    gamma = sample_gamma(table, 32)
+    eps = torch.randn_like(y0)
+    torch.testing.assert_close(seen["gamma"], gamma, rtol=0, atol=0)
+    assert seen["x"] is x_up and len(set(gamma.tolist())) == 32
+    assert float(gamma.min()) >= float(table[-1]) - 1e-7 and float(gamma.max()) <= 1.0
+    # y_t = sqrt(γ)·y0 + sqrt(1−γ)·ε, each example with its own γ.
+    g = gamma.double()[:, None, None, None]
+    y_t = g.sqrt() * y0.double() + (1 - g).sqrt() * eps.double()
+    torch.testing.assert_close(seen["y_t"].double(), y_t, atol=1e-6, rtol=0)
+    # x0: weight 1, so with ŷ0 = 0 the L2 loss is mean(y0²).
+    assert float(value) == pytest.approx(float((y0**2).mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="loss must be l1 or l2"):
+        sr3_loss(net, get_precond("x0"), x_up, y0, table, "huber")
+
+
+def _imports(module: str, root: Path) -> set[str]:
+    # Every baselines/evalsuite module a module's source imports, at any level (lazy imports included).
+    path = root.joinpath(*module.split("."))
+    src = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(src.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        found |= {n for n in names if n.split(".")[0] in ("baselines", "evalsuite") and _exists(n, root)}
+    return found
+
+
+def _exists(module: str, root: Path) -> bool:
+    path = root.joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def test_inference_does_not_import_the_training_loop():
+    root = Path(__file__).resolve().parents[1]
+    seen, todo = set(), ["baselines.sr3.method", "baselines.sr3.janspiry", "baselines.sr3.tune", "baselines.sr3"]
+    todo += ["baselines.regression"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_imports(m, root))
+    assert "baselines.sr3.model" in seen and "baselines.sr3.samplers" in seen  # the walk follows imports
+    assert not seen & {"baselines.train", "baselines.sr3.recipe", "baselines.regression_recipe"}, sorted(seen)

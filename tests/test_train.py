@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from PIL import Image
 
 from baselines.checkpoint import NotACheckpointError, load_checkpoint, save_checkpoint, state_path
-from baselines.data import BatchIndices, CropDataset
-from baselines.train import EMA, TrainConfig, gaussian_blur_aug, load_recipe, train
+from baselines.data import BatchIndices, CropDataset, gaussian_blur_aug
+from baselines.train import EMA, TrainConfig, load_recipe, train
 from baselines.unet import preset
 
 
@@ -144,19 +145,19 @@ def test_ema_warmup_and_update():
     torch.testing.assert_close(ema.module.weight, m.weight - 0.1)
 
 
-@pytest.mark.parametrize("kind", ["sr3", "regression"])
-def test_resume_reproduces_the_next_losses_exactly(tmp_path, kind):
+@pytest.mark.parametrize(("kind", "accum"), [("sr3", 1), ("regression", 1), ("regression", 2)])
+def test_resume_reproduces_the_next_losses_exactly(tmp_path, kind, accum):
     data = make_photos(tmp_path / "photos")
     opts = {"preset": "tiny"}
     full = train(
-        load_recipe(kind, tiny_cfg(tmp_path / "a", data), opts),
-        tiny_cfg(tmp_path / "a", data),
+        load_recipe(kind, tiny_cfg(tmp_path / "a", data, accum=accum), opts),
+        tiny_cfg(tmp_path / "a", data, accum=accum),
         log=lambda s: None,
     )
     # Interrupted run: 3 steps, then resume to 6.
-    cfg3 = tiny_cfg(tmp_path / "b", data, steps=3)
+    cfg3 = tiny_cfg(tmp_path / "b", data, steps=3, accum=accum)
     train(load_recipe(kind, cfg3, opts), cfg3, log=lambda s: None)
-    cfg6 = tiny_cfg(tmp_path / "b", data)
+    cfg6 = tiny_cfg(tmp_path / "b", data, accum=accum)
     resumed = train(load_recipe(kind, cfg6, opts), cfg6, resume=True, log=lambda s: None)
     assert resumed.step == 6 and len(resumed.history) == 3
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history[3:]]
@@ -178,3 +179,141 @@ def test_training_writes_a_self_describing_checkpoint(tmp_path):
     json.dumps(ck.extra)
     with pytest.raises(ValueError, match="unknown sr3 option.*colour.*known"):
         load_recipe("sr3", cfg, {"colour": "1"})
+
+
+def test_accumulating_micro_batches_equals_one_step_of_the_whole_batch(tmp_path):
+    data = make_photos(tmp_path / "photos")
+    opts = {"preset": "tiny", "dropout": "0"}  # the regression objective draws no randomness
+    torch.manual_seed(0)
+    init = load_recipe("regression", tiny_cfg(tmp_path, data), opts).build_modules()["net"].state_dict()
+    runs = {}
+    for accum in (1, 4):
+        cfg = tiny_cfg(tmp_path / f"accum{accum}", data, batch_size=8, accum=accum, steps=3, lr=1e-4)
+        runs[accum] = train(load_recipe("regression", cfg, opts), cfg, log=lambda s: None)
+    whole, micro = runs[1], runs[4]
+    # 4 micro-batches of 2 give the gradient (its norm at every step) and loss of one batch of 8 ...
+    for a, b in zip(whole.history, micro.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm_net"] == pytest.approx(b["grad_norm_net"], rel=1e-4)
+    # ... and the same weights, up to float rounding (that Adam amplifies where a gradient is ~0) far below
+    # how far the 3 steps moved them.
+    flat = lambda sd: torch.cat([v.flatten() for v in sd.values()])  # noqa: E731
+    w_init, w_whole = flat(init), flat(whole.modules["net"].state_dict())
+    w_micro = flat(micro.modules["net"].state_dict())
+    assert float((w_whole - w_micro).norm()) < 1e-3 * float((w_whole - w_init).norm())
+
+
+def test_only_the_forward_pass_runs_under_autocast(tmp_path):
+    from baselines.regression_recipe import RegressionRecipe
+
+    class Probe(RegressionRecipe):
+        """The regression recipe, noting whether autocast is on in its forward, its backward and the Adam step."""
+
+        seen: dict[str, list[bool]]
+
+        def build_optimizers(self, modules, lr):
+            opts = super().build_optimizers(modules, lr)
+            opts["net"].register_step_pre_hook(lambda *a: self.seen["step"].append(torch.is_autocast_enabled("cpu")))
+            return opts
+
+        def train_step(self, models, batch, step):
+            self.seen["forward"].append(torch.is_autocast_enabled("cpu"))
+            out = super().train_step(models, batch, step)
+            out.losses["net"].register_hook(lambda g: self.seen["backward"].append(torch.is_autocast_enabled("cpu")))
+            return out
+
+    data = make_photos(tmp_path / "photos")
+    cfg = tiny_cfg(tmp_path, data, steps=2, precision="bf16", accum=2)
+    recipe = Probe(load_recipe("regression", cfg, {"preset": "tiny"}).config)
+    recipe.seen = {"forward": [], "backward": [], "step": []}
+    train(recipe, cfg, log=lambda s: None)
+    # bf16 autocast (CPU here) wraps each micro-batch's forward; backward and the optimizer step run outside it.
+    assert recipe.seen == {"forward": [True] * 4, "backward": [False] * 4, "step": [False] * 2}
+
+
+def test_log_csv_has_the_columns_the_recipe_declares(tmp_path):
+    import csv
+
+    data = make_photos(tmp_path / "photos")
+    cfg = tiny_cfg(tmp_path, data, crop=32, scale=4, steps=2, save_every=2)
+    opts = {"preset": "tiny", "pretrain_steps": "1", "perceptual": "off"}
+    train(load_recipe("gan", cfg, opts), cfg, log=lambda s: None)
+    log_path = tmp_path / "run" / "log.csv"
+    with open(log_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["step", "adversarial", "l1", "g_adv", "g_loss", "d_loss", "grad_norm_generator",
+                             "grad_norm_discriminator", "lr", "img_per_s"]
+    # D does not step during the L1 pre-training: its grad-norm cell is empty there, not missing from the file.
+    assert [r["grad_norm_discriminator"] == "" for r in rows] == [True, False]
+    # A crash after a row was logged but before the state was saved: resume drops that row and logs it anew.
+    log_path.write_text(log_path.read_text() + "3,9,9,9,9,9,9,9,9,9\n")
+    cfg4 = tiny_cfg(tmp_path, data, crop=32, scale=4, steps=4, save_every=2)
+    train(load_recipe("gan", cfg4, opts), cfg4, resume=True, log=lambda s: None)
+    with open(log_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and rows[2]["l1"] != "9"
+    # A log with other columns is not appended to: the error says what to do.
+    log_path.write_text("step,loss\n1,0.5\n")
+    cfg6 = tiny_cfg(tmp_path, data, crop=32, scale=4, steps=6, save_every=2)
+    with pytest.raises(ValueError, match=r"log.csv has the columns \['step', 'loss'\].*move the old log away"):
+        train(load_recipe("gan", cfg6, opts), cfg6, resume=True, log=lambda s: None)
+
+
+def test_a_step_output_must_match_the_declared_metrics():
+    from baselines.regression import RegressionConfig
+    from baselines.regression_recipe import RegressionRecipe
+    from baselines.train import Batch, Optimizers, optimizer_step
+
+    recipe = RegressionRecipe(RegressionConfig(unet=preset("tiny", image_size=16), scale=2))
+    recipe.metrics = ("loss", "psnr")
+    modules = recipe.build_modules()
+    hr = torch.rand(2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"RegressionRecipe.train_step returned .* metrics \['loss'\]; it declares"):
+        optimizer_step(recipe, modules, Optimizers(recipe.build_optimizers(modules, None)),
+                       [Batch(hr=hr, lr=hr[..., ::2, ::2], scale=2)], 0)
+
+
+def test_mean_meter_averages_on_the_device_per_name():
+    from baselines.train_log import MeanMeter
+
+    meter = MeanMeter(["loss", "grad_norm_d"], torch.device("cpu"))
+    meter.add({"loss": torch.tensor(1.0)})
+    meter.add({"loss": torch.tensor(2.0), "grad_norm_d": torch.tensor(5.0)})
+    assert meter.pop() == {"loss": 1.5, "grad_norm_d": 5.0}
+    # Popping starts over; a name with nothing added since is left out of the row.
+    meter.add({"loss": torch.tensor(4.0)})
+    assert meter.pop() == {"loss": 4.0}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device syncs are observable on CUDA only")
+def test_training_steps_do_not_synchronize_with_the_device():
+    from baselines.regression import RegressionConfig
+    from baselines.regression_recipe import RegressionRecipe
+    from baselines.train import Optimizers, make_batch, optimizer_step
+    from baselines.train_log import MeanMeter
+
+    cuda = torch.device("cuda")
+    recipe = RegressionRecipe(RegressionConfig(unet=preset("tiny", image_size=16), scale=2))
+    modules = {k: m.to(cuda) for k, m in recipe.build_modules().items()}
+    optim = Optimizers(recipe.build_optimizers(modules, None), warmup=10, grad_clip=1.0)
+    ema = EMA(modules["net"], 0.999)
+    meter = MeanMeter(["loss", "grad_norm_net"], cuda)
+    hr_u8 = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8).pin_memory()
+
+    def step(i: int) -> None:
+        report = optimizer_step(recipe, modules, optim, [make_batch(hr_u8, 2, True, cuda)] * 2, i, accum=2, bf16=True)
+        ema.update(modules["net"], i)
+        for m in report.metrics:
+            meter.add(m)
+        meter.add({f"grad_norm_{k}": v for k, v in report.grad_norms.items()})
+
+    step(0)  # the optimizer creates its state on the first step
+    # Between log rows nothing waits for the GPU: any synchronizing call raises in this mode.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(1, 4):
+            step(i)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    row = meter.pop()  # the one sync of a log row
+    assert set(row) == {"loss", "grad_norm_net"} and all(math.isfinite(v) for v in row.values())

@@ -29,6 +29,8 @@ def test_janspiry_preset_has_the_public_implementations_parameter_count():
     n = _count_on_meta(PRESETS["janspiry-16-128"])
     assert n == 97_807_491
     assert round(n / 1e6, 1) == 97.8
+    # ... and at 64->512 (inner 64, mults 1,2,4,8,16, 1 res block, norm_groups 16, middle attention only).
+    assert _count_on_meta(PRESETS["janspiry-64-512"]) == 155_334_339
 
 
 @pytest.mark.parametrize(

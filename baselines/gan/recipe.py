@@ -14,13 +14,17 @@ present (`perceptual=auto`), and `pretrain_steps` runs L1-only steps first (ESRG
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig
+from evalsuite.options import config_from_options
+
+if TYPE_CHECKING:  # the `gan:CKPT` method imports this module; inference does not import the training loop
+    from baselines.train import Batch, StepOutput
 
 
 @dataclass(frozen=True)
@@ -131,10 +135,12 @@ class GanRecipe:
     export = "generator"
 
     def __init__(self, config: GanConfig, log=print) -> None:
-        """Resolve the perceptual loss once (it needs VGG19 weights)."""
+        """Resolve the perceptual loss once (it needs VGG19 weights); that decides the logged metrics."""
         self.config = config
         self.vgg_path = perceptual_weights_path(config.perceptual, log)
         self._vgg: VGGFeatures | None = None
+        perceptual = ("perceptual",) if self.vgg_path is not None else ()
+        self.metrics = ("adversarial", "l1", "g_adv", *perceptual, "g_loss", "d_loss")
 
     def build_modules(self) -> dict[str, nn.Module]:
         """Fresh generator and discriminator."""
@@ -151,38 +157,36 @@ class GanRecipe:
             self._vgg = VGGFeatures(self.vgg_path).to(sr.device)
         return F.l1_loss(self._vgg(sr), self._vgg(hr).detach())
 
-    def train_step(self, models: dict[str, nn.Module], batch: Any, step: int, update: Any) -> dict[str, float]:
-        """One step: L1-only while pre-training, else a generator step then a discriminator step."""
+    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
+        """L1 only while pre-training; then the generator loss (D frozen) and the discriminator loss (fakes fixed)."""
+        from baselines.train import StepOutput, frozen
+
         cfg = self.config
         g, d = models["generator"], models["discriminator"]
         x_lr, x_r = batch.lr, batch.hr
         x_f = g(x_lr)
         l1 = F.l1_loss(x_f.float(), x_r)
-        # Pre-training: the PSNR-oriented generator (L1 only). The same keys are logged in both phases
-        # (the loop's log.csv takes its columns from the first row), adversarial terms as 0.
+        # Pre-training: the PSNR-oriented generator (L1 only); the adversarial columns are logged as 0.
         if step < cfg.pretrain_steps:
-            update.step("generator", l1)
-            out = {"adversarial": 0.0, "l1": float(l1.detach()), "g_adv": 0.0}
-            if self.vgg_path is not None:
-                out["perceptual"] = 0.0
-            return {**out, "g_loss": float(l1.detach()), "d_loss": 0.0}
-        # Generator step: content + relativistic adversarial (+ perceptual); the real scores are constants.
-        c = d(torch.cat([x_r, x_f])).float()
+            zero = torch.zeros((), device=x_r.device)
+            metrics = dict.fromkeys(self.metrics, zero) | {"l1": l1, "g_loss": l1}
+            return StepOutput(losses={"generator": l1}, metrics=metrics)
+        # Generator loss: content + relativistic adversarial (+ perceptual). D judges through frozen weights,
+        # so this loss reaches G only; the real scores are constants.
+        c = frozen(d)(torch.cat([x_r, x_f])).float()
         c_real, c_fake = c[: len(x_r)].detach(), c[len(x_r) :]
         l_adv = ragan_g_loss(c_real, c_fake)
         l_g = cfg.l1_weight * l1 + cfg.adv_weight * l_adv
-        out = {"adversarial": 1.0, "l1": float(l1.detach()), "g_adv": float(l_adv.detach())}
+        metrics = {"adversarial": torch.ones((), device=x_r.device), "l1": l1, "g_adv": l_adv}
         if self.vgg_path is not None:
             l_p = self._perceptual(x_f.float(), x_r)
             l_g = l_g + cfg.perceptual_weight * l_p
-            out["perceptual"] = float(l_p.detach())
-        update.step("generator", l_g)
-        # Discriminator step on real crops and detached fakes (update.step drops D's grads from the G loss).
+            metrics["perceptual"] = l_p
+        # Discriminator loss on real crops and detached fakes: it reaches D only.
         c = d(torch.cat([x_r, x_f.detach()])).float()
         l_d = ragan_d_loss(c[: len(x_r)], c[len(x_r) :])
-        update.step("discriminator", l_d)
-        out.update(g_loss=float(l_g.detach()), d_loss=float(l_d.detach()))
-        return out
+        metrics.update(g_loss=l_g, d_loss=l_d)
+        return StepOutput(losses={"generator": l_g, "discriminator": l_d}, metrics=metrics)
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Whether the perceptual loss was used (`gan:CKPT` rebuilds the generator from the checkpoint's config)."""
@@ -199,8 +203,6 @@ PRESETS: dict[str, dict[str, int]] = {
 
 def make_recipe(cfg: Any, options: dict[str, Any]) -> GanRecipe:
     """Build the GAN recipe from the run's TrainConfig (scale, crop), `--preset` and `--set KEY=VALUE` options."""
-    from baselines.train import config_from_options
-
     options = dict(options)
     preset = options.pop("preset", None) or "esrgan"
     if preset not in PRESETS:

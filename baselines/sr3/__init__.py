@@ -1,1 +1,20 @@
-"""SR3 (Saharia et al. 2021): schedule, loss, samplers, the γ-conditioned denoiser and the harness method."""
+"""SR3 (Saharia et al. 2021): schedule, loss, samplers, the γ-conditioned denoiser and the harness method.
+
+`load_denoiser(path)` is the stable way to probe a checkpoint (this project's `.safetensors`, or the public
+re-implementation's `I…_gen.pth` with its config): `load_denoiser(path).eps(x_cond, y_t, gamma)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baselines.sr3.model import SR3Denoiser
+
+
+def load_denoiser(path: str | Path, config: str | Path | None = None) -> SR3Denoiser:
+    """The denoiser of an SR3 checkpoint (CPU, eval mode); `config`: the public code's JSON for a `.pth`."""
+    from baselines.sr3.method import load_sr3
+
+    return load_sr3(path, "cpu", config)[0]

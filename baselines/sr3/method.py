@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from baselines.checkpoint import Checkpoint, load_checkpoint
-from baselines.sr3.model import SR3Denoiser, sr3_config_from_dict
-from baselines.sr3.recipe import sampling_defaults
-from baselines.sr3.samplers import get_sampler
+from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults, sr3_config_from_dict
+from baselines.sr3.samplers import VARIANCES, get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import Schedule, from_spec
-from baselines.tiling import pad_to_multiple, tiled_apply
+from baselines.tiling import pad_to_multiple, tile_count, tiled_apply
+from evalsuite import distributed as D
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext, image_generators
 
 
-def load_sr3(path: str, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, dict[str, Any]]:
-    """Load an SR3 checkpoint -> (denoiser in eval mode on `device`, sampling defaults)."""
-    return sr3_from_checkpoint(load_checkpoint(path, kind="sr3"), device)
+def read_sr3_checkpoint(path: str | Path, config: str | Path | None = None) -> Checkpoint:
+    """An SR3 checkpoint of this project, or the public code's `I…_gen.pth` (+ its config) converted on the fly."""
+    if Path(path).suffix == ".pth":
+        from baselines.sr3.janspiry import convert
+
+        return convert(path, config)
+    if config is not None:
+        raise ValueError(f"option `config` ({config}) is for the public code's .pth checkpoints, not {path}")
+    return load_checkpoint(path, kind="sr3")
+
+
+def load_sr3(
+    path: str | Path, device: torch.device | str = "cpu", config: str | Path | None = None
+) -> tuple[SR3Denoiser, dict[str, Any]]:
+    """Load an SR3 checkpoint (or a public `_gen.pth`) -> (denoiser in eval mode on `device`, sampling defaults)."""
+    return sr3_from_checkpoint(read_sr3_checkpoint(path, config), device)
 
 
 def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, dict[str, Any]]:
@@ -35,29 +51,42 @@ def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> t
 class SR3Method:
     """SR3 as a harness method: (B,3,h,w) LR in [0,1] -> (B,3,h*s,w*s)."""
 
+    stochastic = True  # different seeds draw different outputs (--samples K measures how different)
+
     name: str
     scale: int
     model: SR3Denoiser
     schedule: Schedule
-    sampler: str = "ancestral"
-    clip_x0: bool = True
+    sampler: str = SR3Config.SAMPLER
+    clip_x0: bool = SR3Config.CLIP_X0
+    variance: str = SR3Config.VARIANCE  # ancestral noise: β_t (Algorithm 2) or the posterior's β̃_t (the public code)
     seed: int = 0
     tile: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    _bar: Any = field(default=None, repr=False, compare=False)  # the sampling progress bar while sampling
 
     def _sample(self, x_lr: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
         """Sample SR images for an LR batch whose upsampled size fits the U-Net."""
         x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, self.model.cfg.unet.multiple)
         x_up = upsample(x_lr, self.scale) * 2 - 1  # (B,3,H,W) in [-1,1]
 
-        def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+            # ŷ0 of the network, clipped to the data range with clip_x0.
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                return self.model.predict(x_up, y_t, gamma)
+                y0 = self.model(x_up, y_t, gamma)
+            return y0.clamp(-1, 1) if self.clip_x0 else y0
 
+        # y_T and every later draw of image k come from its own generator.
         gens = image_generators(self.seed, list(ids), self.device)
-        y0 = get_sampler(self.sampler)(denoise, x_up.shape[1:], self.schedule, gens, self.device, self.clip_x0)
+        shape = x_up.shape[1:]
+        y_T = per_image_normal(shape, gens, self.device)  # noqa: N806 - the paper's name
+        noise = per_image_noise(shape, gens, self.device)
+        extra = {"variance": self.variance} if self.sampler == "ancestral" else {}
+        if self._bar is not None:
+            extra["callback"] = lambda _: self._bar.update(x_lr.shape[0])  # one step of every tile in the call
+        y0 = get_sampler(self.sampler)(denoise, y_T, self.schedule.sampling_gammas(), noise, **extra)
         out = ((y0 + 1) / 2).clamp(0, 1)
         h, w = out.shape[-2:]
         return out[:, :, : h - ph * self.scale, : w - pw * self.scale]
@@ -67,8 +96,35 @@ class SR3Method:
         """Super-resolve a batch; tiles of `tile` LR px for larger images, each tile with its own seed."""
         ids = list(ids) if ids is not None else [str(i) for i in range(x_lr.shape[0])]
         x_lr = x_lr.to(self.device).float()
-        if not self.tile or max(x_lr.shape[-2:]) <= self.tile:
-            return self._sample(x_lr, ids)
+        with self._progress(x_lr):
+            if not self.tile or max(x_lr.shape[-2:]) <= self.tile:
+                return self._sample(x_lr, ids)
+            return self._tiled(x_lr, ids)
+
+    @contextlib.contextmanager
+    def _progress(self, x_lr: torch.Tensor) -> Iterator[None]:
+        """A bar over tile x sampler steps (on a terminal, rank 0): minutes of CPU sampling show movement."""
+        tiles = x_lr.shape[0] * tile_count(*x_lr.shape[-2:], self.tile or max(x_lr.shape[-2:]), self._overlap())
+        steps = len(self.schedule.sampling_gammas()) - 1
+        self._bar = tqdm(
+            total=tiles * steps,
+            desc=f"{self.name.split('/')[-1]} sampling",
+            unit="tile-step",
+            leave=False,
+            disable=None if D.is_main() else True,
+        )
+        try:
+            yield
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _overlap(self) -> int:
+        """LR tile overlap (the cross-fade width)."""
+        return max(1, self.tile // 8)
+
+    def _tiled(self, x_lr: torch.Tensor, ids: list[str]) -> torch.Tensor:
+        """Tiles of `tile` LR px, each with its own seed (image id and tile index), blended."""
         b = x_lr.shape[0]
         calls = [0]
 
@@ -80,15 +136,21 @@ class SR3Method:
             tile_ids = [f"{ids[j % b]}#tile{first + j // b}" for j in range(tiles.shape[0])]
             return self._sample(tiles, tile_ids)
 
-        return tiled_apply(fn, x_lr, self.scale, self.tile, max(1, self.tile // 8))
+        return tiled_apply(fn, x_lr, self.scale, self.tile, self._overlap())
 
 
 def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
-    """`sr3:CKPT` factory; options steps, sampler, tile, clip_x0 override the checkpoint's defaults."""
-    model, sampling = load_sr3(arg, ctx.device)
+    """`sr3:CKPT` factory; options steps, sampler, tile, clip_x0, variance override the checkpoint's defaults.
+
+    CKPT may be the public code's `I…_gen.pth`, converted on the fly with option `config` (its JSON).
+    """
+    model, sampling = load_sr3(arg, ctx.device, ctx.option("config"))
     cfg = model.cfg
-    sampler = str(ctx.option("sampler", sampling.get("sampler", "ancestral")))
+    sampler = str(ctx.option("sampler", sampling.get("sampler", SR3Config.SAMPLER)))
     get_sampler(sampler)  # fail early on an unknown name
+    variance = str(ctx.option("variance", sampling.get("variance", SR3Config.VARIANCE)))
+    if variance not in VARIANCES:
+        raise ValueError(f"option variance must be one of {VARIANCES}, got {variance!r}")
     schedule = from_spec(sampling["schedule"])
     steps = ctx.option("steps")
     if steps is not None and int(steps) != schedule.T:
@@ -102,6 +164,7 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
     info = {
         "checkpoint": arg,
         "sampler": sampler,
+        "variance": variance,
         "steps": schedule.T,
         "parameterization": cfg.parameterization,
         "embedding": cfg.embedding,
@@ -114,7 +177,8 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         model,
         schedule,
         sampler=sampler,
-        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", True))),
+        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", SR3Config.CLIP_X0))),
+        variance=variance,
         seed=ctx.seed,
         tile=tile,
         device=ctx.device,

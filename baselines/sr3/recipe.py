@@ -9,39 +9,30 @@ import torch
 from torch import nn
 
 from baselines.sr3.loss import sr3_loss
-from baselines.sr3.model import SR3Config, SR3Denoiser
-from baselines.sr3.schedule import cosine, from_spec, linear
-from baselines.train import Batch, TrainConfig, Update, config_from_options
+from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
+from baselines.sr3.precond import get_precond
+from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear
+from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 from evalsuite.degrade import upsample
 
 
 @dataclass(frozen=True)
 class SR3Options:
-    """`evalsuite train sr3 --preset P --set KEY=VALUE` options."""
+    """`evalsuite train sr3 --preset P --set KEY=VALUE` options; the defaults are SR3Config's and the schedule's."""
 
     preset: str = "small"
-    parameterization: str = "v"  # eps (the paper) | x0 | v | edm; v by measurement (docs/sr3.md)
-    embedding: str = "logsnr"  # gamma (sin/cos of 1000·γ) | logsnr
-    loss: str = "l1"
-    schedule: str = "cosine"  # training schedule: cosine (by measurement) | linear (the paper: beta_start..beta_end)
-    T: int = 2000  # noqa: N815 - the paper's name
-    beta_start: float = 1e-6
-    beta_end: float = 0.01
+    parameterization: str = SR3Config.parameterization
+    embedding: str = SR3Config.embedding
+    loss: str = SR3Config.loss
+    schedule: str = TRAIN_DEFAULT["kind"]  # training schedule: cosine | linear (the paper: beta_start..beta_end)
+    T: int = TRAIN_DEFAULT["T"]  # noqa: N815 - the paper's name
+    beta_start: float = PAPER_TRAIN["beta_start"]
+    beta_end: float = PAPER_TRAIN["beta_end"]
     dropout: float = -1.0  # < 0: the preset's
-    sampler: str = "ancestral"  # sampling defaults stored in the checkpoint
-    steps: int = 100
-    clip_x0: bool = True
-
-
-def sampling_defaults(cfg: SR3Config, sampler: str = "ancestral", steps: int = 100, clip_x0: bool = True) -> dict:
-    """Default inference settings: the training γ range respaced to `steps` steps."""
-    return {
-        "sampler": sampler,
-        "steps": steps,
-        "clip_x0": clip_x0,
-        "schedule": {"kind": "respace", "steps": steps, "base": dict(cfg.train_schedule)},
-    }
+    sampler: str = SR3Config.SAMPLER  # sampling defaults stored in the checkpoint
+    steps: int = SR3Config.SAMPLING_STEPS
+    clip_x0: bool = SR3Config.CLIP_X0
 
 
 class SR3Recipe:
@@ -49,11 +40,15 @@ class SR3Recipe:
 
     kind = "sr3"
     export = "net"
+    metrics = ("loss",)
 
     def __init__(self, config: SR3Config, options: SR3Options):
-        """Keep the config and the training schedule."""
+        """Keep the config, the training schedule and the parameterization's preconditioning."""
         self.config, self.options = config, options
         self.schedule = from_spec(config.train_schedule)
+        self.precond = get_precond(config.parameterization)
+        # The schedule's γ table on the training device, copied there once (a copy per step would sync).
+        self.gamma_table: torch.Tensor | None = None
 
     def build_modules(self) -> dict[str, nn.Module]:
         """The denoiser."""
@@ -63,13 +58,14 @@ class SR3Recipe:
         """Adam, lr 1e-4 unless given (the paper)."""
         return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-4)}
 
-    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int, update: Update) -> dict[str, float]:
+    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
         """One step of SR3 eq. 6 on the batch, images scaled to [-1, 1]."""
         x_up = upsample(batch.lr, batch.scale) * 2 - 1
         y0 = batch.hr * 2 - 1
-        loss = sr3_loss(models["net"], x_up, y0, self.schedule, self.config.parameterization, self.config.loss)
-        update.step("net", loss)
-        return {"loss": loss.detach()}
+        if self.gamma_table is None or self.gamma_table.device != y0.device:
+            self.gamma_table = self.schedule.gamma_table().to(y0.device)
+        loss = sr3_loss(models["net"], self.precond, x_up, y0, self.gamma_table, self.config.loss)
+        return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Sampling defaults."""

@@ -1,20 +1,25 @@
-"""SR3 samplers: pure functions of a denoise callable, a schedule and per-image generators.
+"""SR3 samplers: pure functions in k-diffusion's shape.
 
-`denoise(y_t, gamma) -> (eps_hat, y0_hat)` takes (B,3,H,W) and (B,) noise levels (the conditioning
-input is closed over by the caller). All noise of image k comes from generator k, so image k is the same
-at any batch size or rank. Values are in the model's [-1, 1] range.
+A sampler takes `denoise(y_t, gamma) -> ŷ0` ((B,C,H,W) and (B,) noise levels; the conditioning input is
+closed over by the caller), the starting noise y_T, the noise levels as a tensor and, for the stochastic
+sampler, a noise source (a callable returning the next standard-normal draw), plus an optional per-step
+callback. `gammas` runs from the noisiest level to 1 (clean): (N+1,), gammas[i] is the level of step i and
+gammas[N] = 1, like k-diffusion's sigmas ending in 0. Per-image generators (`per_image_normal`,
+`per_image_noise`) make image k the same at any batch size or rank. Values are in the model's [-1, 1] range.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from baselines.sr3.schedule import Schedule, posterior
-
-Denoise = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoiseSource = Callable[[], torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+VARIANCES = ("beta", "posterior")
 
 
 def per_image_normal(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
@@ -22,62 +27,73 @@ def per_image_normal(shape: Sequence[int], generators: Sequence[torch.Generator]
     return torch.stack([torch.randn(tuple(shape), generator=g, device=device) for g in generators])
 
 
+def per_image_noise(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> NoiseSource:
+    """A noise source whose every draw takes example k's noise from generators[k] only."""
+    return lambda: per_image_normal(shape, generators, device)
+
+
+def _levels(gammas: torch.Tensor) -> list[float]:
+    """The noise levels as host floats (float64 math, no device syncs inside the loops)."""
+    g = [float(x) for x in gammas.detach().double().cpu()]
+    if len(g) < 2 or g[-1] != 1.0 or any(b <= a for a, b in zip(g, g[1:], strict=False)):
+        raise ValueError("gammas must increase strictly and end at 1.0 (see Schedule.sampling_gammas)")
+    return g
+
+
 def ancestral(
     denoise: Denoise,
-    shape: Sequence[int],
-    schedule: Schedule,
-    generators: Sequence[torch.Generator],
-    device: torch.device | str = "cpu",
-    clip_x0: bool = False,
+    y_T: torch.Tensor,  # noqa: N803 - the paper's name
+    gammas: torch.Tensor,
+    noise: NoiseSource | None = None,
+    callback: Callback | None = None,
+    variance: str = "beta",
 ) -> torch.Tensor:
-    """SR3 Algorithm 2 over `schedule`; with clip_x0, ŷ0 is clipped to [-1,1] (posterior-mean form)."""
-    device = torch.device(device)
-    b = len(generators)
-    # Per-step scalars as Python floats (float64 math on the host, no device syncs inside the loop).
-    alpha, gamma = schedule.alpha().tolist(), schedule.gamma().tolist()
-    c0, ct, _ = (c.tolist() for c in posterior(schedule))
-    # y_T ~ N(0, I), per image.
-    y = per_image_normal(shape, generators, device)
-    for i in reversed(range(schedule.T)):
-        g_t = torch.full((b,), gamma[i], device=device)
-        eps, y0 = denoise(y, g_t)
-        if clip_x0:
-            # Posterior mean of q(y_{t-1} | y_t, ŷ0) with ŷ0 clipped to the data range.
-            mean = c0[i] * y0.float().clamp(-1, 1) + ct[i] * y
-        else:
-            # Algorithm 2: y_{t-1} = (y_t − (1−α_t)/sqrt(1−γ_t)·f(x, y_t, γ_t)) / sqrt(α_t) + sqrt(1−α_t)·z.
-            mean = (y - (1 - alpha[i]) / math.sqrt(1 - gamma[i]) * eps.float()) / math.sqrt(alpha[i])
-        if i > 0:
-            # z ~ N(0, I) per image; no noise on the last step.
-            y = mean + math.sqrt(1 - alpha[i]) * per_image_normal(shape, generators, device)
-        else:
+    """SR3 Algorithm 2 written with ŷ0: y_{t−1} ~ q(y_{t−1} | y_t, ŷ0) with variance β_t or the posterior's."""
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    g = _levels(gammas)
+    noise = noise or (lambda: torch.randn_like(y_T))
+    y = y_T
+    for i in range(len(g) - 1):
+        g_t, g_prev = g[i], g[i + 1]
+        # α_t = γ_t / γ_{t−1}, β_t = 1 − α_t: one step of the (possibly respaced) chain.
+        alpha = g_t / g_prev
+        beta = 1.0 - alpha
+        y0 = denoise(y, torch.full((y.shape[0],), g_t, device=y.device)).float()
+        if callback is not None:
+            callback({"i": i, "y": y, "gamma": g_t, "y0": y0})
+        # Posterior mean c0·ŷ0 + ct·y_t (DDPM eq. 7); with ŷ0 from ε̂ this is exactly Algorithm 2's mean.
+        c0 = math.sqrt(g_prev) * beta / (1 - g_t)
+        ct = math.sqrt(alpha) * (1 - g_prev) / (1 - g_t)
+        mean = c0 * y0 + ct * y.float()
+        if g_prev == 1.0:
+            # Last step: no noise.
             y = mean
+            continue
+        # z ~ N(0, I) scaled by sqrt(β_t) (Algorithm 2) or by the posterior's sqrt(β̃_t) (the public code).
+        var = beta if variance == "beta" else (1 - g_prev) / (1 - g_t) * beta
+        y = mean + math.sqrt(var) * noise()
     return y
 
 
 def ddim(
     denoise: Denoise,
-    shape: Sequence[int],
-    schedule: Schedule,
-    generators: Sequence[torch.Generator],
-    device: torch.device | str = "cpu",
-    clip_x0: bool = False,
+    y_T: torch.Tensor,  # noqa: N803 - the paper's name
+    gammas: torch.Tensor,
+    noise: NoiseSource | None = None,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM (η = 0) over `schedule`: only y_T is random."""
-    device = torch.device(device)
-    b = len(generators)
-    gamma, gamma_prev = schedule.gamma().tolist(), schedule.gamma_prev().tolist()
-    y = per_image_normal(shape, generators, device)
-    for i in reversed(range(schedule.T)):
-        g_t = torch.full((b,), gamma[i], device=device)
-        eps, y0 = denoise(y, g_t)
-        eps, y0 = eps.float(), y0.float()
-        if clip_x0:
-            # Clip ŷ0 and re-derive ε̂ from it, so the update stays on the same trajectory family.
-            y0 = y0.clamp(-1, 1)
-            eps = (y - math.sqrt(gamma[i]) * y0) / math.sqrt(1 - gamma[i])
-        # y_{t-1} = sqrt(γ_{t-1})·ŷ0 + sqrt(1−γ_{t-1})·ε̂ (DDIM eq. 12, σ = 0).
-        y = math.sqrt(gamma_prev[i]) * y0 + math.sqrt(1 - gamma_prev[i]) * eps
+    """Deterministic DDIM (η = 0): only y_T is random (`noise` is accepted for a common signature, unused)."""
+    g = _levels(gammas)
+    y = y_T
+    for i in range(len(g) - 1):
+        g_t, g_prev = g[i], g[i + 1]
+        y0 = denoise(y, torch.full((y.shape[0],), g_t, device=y.device)).float()
+        if callback is not None:
+            callback({"i": i, "y": y, "gamma": g_t, "y0": y0})
+        # ε̂ implied by ŷ0, then y_{t−1} = sqrt(γ_{t−1})·ŷ0 + sqrt(1−γ_{t−1})·ε̂ (DDIM eq. 12, σ = 0).
+        eps = (y.float() - math.sqrt(g_t) * y0) / math.sqrt(1 - g_t)
+        y = math.sqrt(g_prev) * y0 + math.sqrt(1 - g_prev) * eps
     return y
 
 

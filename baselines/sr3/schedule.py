@@ -8,7 +8,7 @@ A schedule is described by a JSON-able spec (stored in checkpoints) and rebuilt 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,9 +25,6 @@ class Schedule:
 
     betas: tuple[float, ...]
     spec: tuple[tuple[str, Any], ...] = ()  # the spec it was built from, as sorted items
-    # (T+1,) γ_0 = 1, γ_1..γ_T per device, built on first use: sample_gamma runs every training step, and a
-    # fresh host-to-device copy there would synchronize the device each step.
-    _gamma_tables: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Check 0 < β < 1."""
@@ -58,21 +55,21 @@ class Schedule:
         g = self.gamma()
         return torch.cat([torch.ones(1, dtype=g.dtype), g[:-1]])
 
+    def sampling_gammas(self) -> torch.Tensor:
+        """(T+1,) float64 noise levels for the samplers: γ_T, ..., γ_1, then 1 (clean)."""
+        return torch.cat([self.gamma().flip(0), torch.ones(1, dtype=torch.float64)])
+
     def to_spec(self) -> dict[str, Any]:
         """The JSON spec this schedule was built from."""
         return _unitems(self.spec)
 
+    def gamma_table(self) -> torch.Tensor:
+        """(T+1,) float64 γ_0 = 1, γ_1, ..., γ_T: what `sample_gamma` draws from (move it to the device once)."""
+        return torch.cat([torch.ones(1, dtype=torch.float64), self.gamma()])
+
     def sample_gamma(self, b: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(B,) training noise levels, per example: t ~ U{1..T}, then γ ~ U(γ_t, γ_{t−1}) (SR3 §2.4)."""
-        key = str(torch.device(device))
-        if key not in self._gamma_tables:
-            self._gamma_tables[key] = torch.cat([torch.ones(1, dtype=torch.float64), self.gamma()]).to(device)
-        g = self._gamma_tables[key]
-        # t uniform over 1..T for each example (global RNG: the training loop saves and restores it).
-        t = torch.randint(1, self.T + 1, (b,), device=device)
-        u = torch.rand(b, device=device, dtype=torch.float64)
-        # Piecewise uniform: between γ_t (lower) and γ_{t−1} (upper).
-        return (g[t] + u * (g[t - 1] - g[t])).float()
+        """(B,) training noise levels drawn from this schedule (builds its table: training keeps one instead)."""
+        return sample_gamma(self.gamma_table().to(device), b)
 
     def respace(self, steps: int) -> Schedule:
         """A `steps`-step schedule over the same γ range: log γ interpolated at evenly spaced positions."""
@@ -86,6 +83,16 @@ class Schedule:
         g = torch.exp(torch.cat([torch.zeros(1, dtype=torch.float64), new_log_g]))
         betas = (1.0 - g[1:] / g[:-1]).clamp(1e-12, 0.999999)
         return Schedule(tuple(betas.tolist()), _items({"kind": "respace", "steps": steps, "base": self.to_spec()}))
+
+
+def sample_gamma(table: torch.Tensor, b: int) -> torch.Tensor:
+    """(B,) noise levels per example from a (T+1,) `gamma_table`: t ~ U{1..T}, γ ~ U(γ_t, γ_{t−1}) (SR3 §2.4)."""
+    n = table.shape[0] - 1
+    # t uniform over 1..T for each example (global RNG: the training loop saves and restores it).
+    t = torch.randint(1, n + 1, (b,), device=table.device)
+    u = torch.rand(b, device=table.device, dtype=torch.float64)
+    # Piecewise uniform: between γ_t (lower) and γ_{t−1} (upper).
+    return (table[t] + u * (table[t - 1] - table[t])).float()
 
 
 def _items(spec: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

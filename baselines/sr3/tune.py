@@ -18,6 +18,7 @@ import torch
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.sr3.method import SR3Method, sr3_from_checkpoint
+from baselines.sr3.model import SR3Config
 from baselines.sr3.schedule import Schedule, from_spec, linear
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
 from evalsuite.degrade import degrade, to_tensor
@@ -147,8 +148,9 @@ def tune_schedule(
             cfg.scale,
             model,
             sched,
-            sampler=sampling.get("sampler", "ancestral"),
-            clip_x0=bool(sampling.get("clip_x0", True)),
+            sampler=sampling.get("sampler", SR3Config.SAMPLER),
+            clip_x0=bool(sampling.get("clip_x0", SR3Config.CLIP_X0)),
+            variance=sampling.get("variance", SR3Config.VARIANCE),
             seed=seed,
             device=dev,
             bf16=dev.type == "cuda",

@@ -121,6 +121,7 @@ class MetricInfo:
     hr_row: bool = False  # scores the HR images too, for the summary's "reference (HR)" row (`reference()`)
     options: type = NoOptions  # frozen dataclass of its metric_options keys
     min_size: Callable[[MetricContext], int] = _one_px  # smallest HR side (px) it can score
+    uses_samples: bool = False  # scores the K samples of an image together (`update_samples`, --samples K)
     aliases: tuple[str, ...] = ()  # other names `--metrics` accepts (top1_error -> classification)
     version: str = ""  # the version of the library it wraps, where that matters (pyiqa)
 

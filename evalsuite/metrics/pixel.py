@@ -180,16 +180,21 @@ def _detail_mask(h: int, w: int, scale: int, device: torch.device) -> tuple[torc
     return window.to(device), (((fy > cut) | (fx > cut)) * twice[None, :]).to(device)
 
 
-def detail_energy(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Per-image spectral energy of the luminance above the LR Nyquist frequency (B,), Hann-windowed."""
+def detail_spectrum(x: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image luminance spectrum (B,h,w//2+1), Hann-windowed, and the weights of the band above LR Nyquist."""
     h, w = x.shape[-2:]
     window, mask = _detail_mask(h, w, scale, x.device)
     # Luminance without its mean, windowed so the image border adds no spurious high frequencies.
     lum = x.float().mean(dim=1)
     lum = (lum - lum.mean(dim=(1, 2), keepdim=True)) * window
+    return torch.fft.rfft2(lum), mask
+
+
+def detail_energy(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Per-image spectral energy of the luminance above the LR Nyquist frequency (B,), Hann-windowed."""
+    spectrum, mask = detail_spectrum(x, scale)
     # Power above the band the LR image can carry: what a method has to invent.
-    power = torch.fft.rfft2(lum).abs().square()
-    return (power * mask).sum(dim=(1, 2))
+    return (spectrum.abs().square() * mask).sum(dim=(1, 2))
 
 
 class Detail:
@@ -215,6 +220,38 @@ class Detail:
         floor = 1e-10 * a.shape[-1] * a.shape[-2]
         db = 10 * torch.log10((e_sr + floor) / (e_hr + floor))
         return {"detail": torch.where(e_hr > 1e3 * floor, db, torch.nan).float()}
+
+    def compute(self) -> dict[str, MetricValue]:
+        """Per-image metric: nothing at dataset level."""
+        return {}
+
+
+class DetailFidelity:
+    """Whether the fine detail is the right detail: an SSIM-like index of the SR and HR bands above the LR
+    Nyquist frequency, 2·Re<S,H> / (|S|² + |H|²) over that band (Parseval: the same as in pixel space).
+
+    1 = the HR image's own fine detail; 0 = detail unrelated to it (invented grain, shifted texture) or none
+    at all (blur, bicubic); negative = detail in opposite phase. `detail` says how much, this says how right.
+    NaN where the HR image has no detail above the LR band (flat).
+    """
+
+    def __init__(self, ctx: MetricContext) -> None:
+        self.ctx = ctx
+
+    def update(
+        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Per-image index in [-1, 1] (B,)."""
+        a, b = prepare_pair(sr, hr, False, self.ctx.crop_border)
+        s_sr, mask = detail_spectrum(a, self.ctx.scale)
+        s_hr, _ = detail_spectrum(b, self.ctx.scale)
+        # Cross- and auto-power of the two bands (rfft2 halves weighted as in detail_energy).
+        cross = (s_sr * s_hr.conj()).real.mul(mask).sum(dim=(1, 2))
+        e_sr = s_sr.abs().square().mul(mask).sum(dim=(1, 2))
+        e_hr = s_hr.abs().square().mul(mask).sum(dim=(1, 2))
+        floor = 1e-10 * a.shape[-1] * a.shape[-2]
+        index = 2 * cross / (e_sr + e_hr + floor)
+        return {"detail_fidelity": torch.where(e_hr > 1e3 * floor, index, torch.nan).float()}
 
     def compute(self) -> dict[str, MetricValue]:
         """Per-image metric: nothing at dataset level."""
@@ -291,5 +328,24 @@ register(
         ),
         help="fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
         source="evalsuite (Hann-windowed spectrum above the LR Nyquist frequency)",
+    )
+)
+register(
+    MetricInfo(
+        name="detail_fidelity",
+        factory=DetailFidelity,
+        columns=(
+            Column(
+                "detail_fidelity",
+                "Detail fidelity",
+                "Detail fid.",
+                "SSIM-like index of the output's fine detail above the LR band vs the HR image's: 1 = the true "
+                "detail, 0 = unrelated detail (grain, shifted texture) or none (blur)",
+                True,
+            ),
+        ),
+        help="SSIM-like index of SR vs HR fine detail above the LR band "
+        "(1 = the true detail; 0 = noise, shift or blur)",
+        source="evalsuite (cross-spectrum of the Hann-windowed luminance above the LR Nyquist frequency)",
     )
 )

@@ -1,0 +1,132 @@
+"""Preconditioning per parameterization, in the shape of Karras et al. (2022): raw output F -> ŷ0, loss weight.
+
+With y_t = a·y0 + s·ε, a = √γ, s = √(1−γ), every parameterization is an affine map of the network's raw
+output F: ŷ0 = c_skip(γ)·y_t + c_out(γ)·F.
+
+| name  | the network predicts                        | c_skip        | c_out          |
+|-------|---------------------------------------------|---------------|----------------|
+| `eps` | ε (the SR3 paper)                           | 1/a           | −s/a           |
+| `x0`  | y0                                          | 0             | 1              |
+| `v`   | v = a·ε − s·y0                              | a             | −s             |
+| `edm` | F, unit variance at every γ (σ_data = 0.5)  | a·σ²/(a²σ²+s²) | s·σ/√(a²σ²+s²) |
+
+The loss weight w(γ) = 1/|c_out| turns the error on ŷ0 back into the error on F: w·|ŷ0 − y0| = |F − F*|, so
+one loss over (ŷ0 − y0) trains every parameterization on its own target, as the separate losses did.
+"""
+
+from __future__ import annotations
+
+import torch
+
+SIGMA_DATA = 0.5  # std of images in [-1, 1], the `edm` preconditioning's σ_data
+
+
+def alpha_sigma(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = √γ and s = √(1−γ) shaped (B,1,1,1), fp32; s is floored at 1e-6 (γ may round to 1 in fp32)."""
+    g = gamma.float()[:, None, None, None]
+    return g.sqrt(), (1 - g).clamp(min=1e-12).sqrt()
+
+
+def edm_coefficients(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) of ŷ0 = c_skip·ỹ + c_out·F for ỹ = a·y0 + s·ε and data std σ_data (Karras et al. 2022)."""
+    a, s = alpha_sigma(gamma)
+    sd2 = SIGMA_DATA**2
+    # Var(ỹ) = a²σ_d² + s²; c_skip minimizes the target's variance, c_out scales it to unit variance.
+    var = a * a * sd2 + s * s
+    return a * sd2 / var, s * SIGMA_DATA / var.sqrt()
+
+
+class Precond:
+    """A parameterization: ŷ0 = c_skip·y_t + c_out·F, ε̂ implied by ŷ0, and the loss weight 1/|c_out|."""
+
+    name = ""
+
+    def coefficients(self, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out), each (B,1,1,1) fp32."""
+        raise NotImplementedError
+
+    def y0(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """ŷ0 from the raw output `out`, the noisy image y_t and γ (B,)."""
+        c_skip, c_out = self.coefficients(gamma)
+        return c_skip * y_t + c_out * out
+
+    def eps(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """ε̂ = (y_t − a·ŷ0) / s."""
+        a, s = alpha_sigma(gamma)
+        return (y_t - a * self.y0(out, y_t, gamma)) / s
+
+    def weight(self, gamma: torch.Tensor) -> torch.Tensor:
+        """(B,1,1,1) loss weight 1/|c_out|: w·|ŷ0 − y0| is the error on the raw output."""
+        return 1.0 / self.coefficients(gamma)[1].abs()
+
+
+class EpsPrecond(Precond):
+    """ε-prediction (the paper): ŷ0 = (y_t − s·ε̂)/a."""
+
+    name = "eps"
+
+    def coefficients(self, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1/a, −s/a)."""
+        a, s = alpha_sigma(gamma)
+        return 1 / a, -s / a
+
+    def y0(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """(y_t − s·ε̂)/a, written as the public code and the earlier versions did."""
+        a, s = alpha_sigma(gamma)
+        return (y_t - s * out) / a
+
+    def eps(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """The raw output itself."""
+        return out
+
+
+class X0Precond(Precond):
+    """y0-prediction: ŷ0 = F."""
+
+    name = "x0"
+
+    def coefficients(self, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(0, 1)."""
+        a, _ = alpha_sigma(gamma)
+        return torch.zeros_like(a), torch.ones_like(a)
+
+    def y0(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """The raw output itself."""
+        return out
+
+
+class VPrecond(Precond):
+    """v-prediction (Salimans & Ho 2022): v = a·ε − s·y0, so ŷ0 = a·y_t − s·v̂ and ε̂ = s·y_t + a·v̂."""
+
+    name = "v"
+
+    def coefficients(self, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, −s)."""
+        a, s = alpha_sigma(gamma)
+        return a, -s
+
+    def eps(self, out: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """s·y_t + a·v̂ (exact, no division by s)."""
+        a, s = alpha_sigma(gamma)
+        return s * y_t + a * out
+
+
+class EDMPrecond(Precond):
+    """Karras et al.'s preconditioning for this variance-preserving process (σ_data = 0.5)."""
+
+    name = "edm"
+
+    def coefficients(self, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_skip, c_out) of `edm_coefficients`."""
+        return edm_coefficients(gamma)
+
+
+PRECONDS: dict[str, Precond] = {p.name: p for p in (EpsPrecond(), X0Precond(), VPrecond(), EDMPrecond())}
+PARAMETERIZATIONS = tuple(PRECONDS)
+
+
+def get_precond(name: str) -> Precond:
+    """The preconditioning of a parameterization; an unknown name is an error listing the valid ones."""
+    if name not in PRECONDS:
+        raise ValueError(f"unknown parameterization {name!r}; valid: {', '.join(PARAMETERIZATIONS)}")
+    return PRECONDS[name]
