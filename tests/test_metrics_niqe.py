@@ -95,3 +95,26 @@ def test_niqe_refuses_other_parameters_under_the_standard_name(weights, monkeypa
     with pytest.raises(MissingWeightsError, match="basicsr-fixed") as err:
         build_metric("niqe", MetricContext(torch.device("cpu"), 4))
     assert "no-such-dist" in str(err.value)
+
+
+def test_run_scores_outputs_and_the_hr_reference_row(weights, tmp_path):
+    from PIL import Image
+
+    import evalsuite
+    from evalsuite.spec import BenchmarkSpec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(_photo(name)).save(data / f"{name}.png")
+    spec = BenchmarkSpec(data=str(data), scale=4, methods=("bicubic",), metrics=("psnr", "niqe"),
+                         out=str(tmp_path / "run"), device="cpu", workers=1, bootstrap=100, report=False)
+    res = evalsuite.run(spec, log=lambda *a, **k: None, progress=False)
+    rows = res.summary.set_index("method")
+    # Bicubic outputs are less natural than the photos themselves.
+    assert rows.loc["bicubic", "niqe"] > rows.loc["reference (HR)", "niqe"] + 1
+    assert res.per_image["niqe"].notna().all()
+    metric = build_metric("niqe", MetricContext(torch.device("cpu"), 4))
+    hr = sorted((tmp_path / "run" / "hr").glob("*.png"))
+    direct = [float(metric.score(_tensor(np.array(Image.open(p).convert("RGB"))))[0]) for p in hr]
+    assert rows.loc["reference (HR)", "niqe"] == pytest.approx(np.mean(direct), abs=1e-9)

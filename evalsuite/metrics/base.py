@@ -115,7 +115,7 @@ class MetricInfo:
     source: str  # the implementation it follows or wraps (docs/metrics.md)
     needs: str = ""  # weights files or extras it needs ("" = nothing beyond the base install)
     per_image: bool = True  # False: a dataset-level value from compute() (FID, KID, IS, classification)
-    full_reference: bool = True  # compares with the HR image (or the LR input); False: no-reference
+    full_reference: bool = True  # needs the HR image; False: scores the output alone or against the LR input
     needs_reference_set: bool = False  # compares with a set of reference images (FID, KID)
     drives_method: bool = False  # calls the method on its own inputs through `evaluate` (classification)
     hr_row: bool = False  # scores the HR images too, for the summary's "reference (HR)" row (`reference()`)

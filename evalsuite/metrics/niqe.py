@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -218,6 +219,28 @@ class NIQE:
         """Per-image metric: the runner averages the per-image values."""
         return {}
 
+    def reference(self, ids: Sequence[str], hr_dir: Path) -> dict[str, MetricValue]:
+        """NIQE of the HR images themselves (the summary's `reference (HR)` row): mean and bootstrap CI."""
+        from PIL import Image
+
+        from evalsuite.degrade import to_tensor
+        from evalsuite.results import bootstrap_ci
+
+        values, failed = [], 0
+        for i in ids:
+            with Image.open(hr_dir / f"{i}.png") as im:
+                x = to_tensor(im.convert("RGB"))[None]
+            try:
+                values.append(float(self.score(x)[0]))
+            except ValueError:  # too small for two blocks: left out, counted in the note
+                failed += 1
+        v = np.array(values, dtype=np.float64)
+        note = f"{len(v)} HR images" + (f"; {failed} too small for NIQE" if failed else "")
+        if not len(v):
+            return {"niqe": MetricValue(None, note=note)}
+        lo, hi = bootstrap_ci(v, 2000, self.ctx.seed)
+        return {"niqe": MetricValue(float(v.mean()), lo, hi, note=note)}
+
 
 register(
     MetricInfo(
@@ -228,6 +251,7 @@ register(
         source="Mittal et al. 2013; BasicSR's calculate_niqe (MATLAB-equal), batched in torch; official LIVE model",
         needs="niqe_pris_params.npz (niqe-pris-params), copied from an installed basicsr-fixed/basicsr wheel",
         full_reference=False,
+        hr_row=True,
         min_size=lambda ctx: BLOCK + 2 * ctx.crop_border,
     )
 )

@@ -309,6 +309,7 @@ register(
         ),
         help="MSE(degrade(SR), LR) x1e5 on [0,1] (lower is better)",
         source="SR3 (Saharia et al. 2021) Table 1, with this task's degradation",
+        full_reference=False,  # against the LR input: it can score the HR image itself
         min_size=lambda ctx: ctx.scale,
     )
 )
