@@ -24,6 +24,7 @@ class RegressionConfig:
 
     unet: UNetConfig = field(default_factory=UNetConfig)
     scale: int = 4
+    blur_aug: bool = False  # trained with the loop's `--blur-aug` (CDM conditioning augmentation; training only)
 
 
 class RegressionNet(nn.Module):
@@ -83,7 +84,7 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> RegressionRecipe:
     """Build the regression recipe from the run config and `--preset/--set` options."""
     o = config_from_options(RegressionOptions, options, "regression")
     unet = training_preset(o.preset, cfg.crop, o.dropout)
-    return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale))
+    return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale, blur_aug=cfg.blur_aug))
 
 
 @dataclass
