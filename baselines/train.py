@@ -39,6 +39,7 @@ RECIPES: dict[str, str] = {
     "sr3": "baselines.sr3.recipe:make_recipe",
     "regression": "baselines.regression:make_recipe",
     "gan": "baselines.gan.recipe:make_recipe",
+    "ddpm": "baselines.ddpm:make_recipe",  # the cascade's base generator (docs/cascade.md)
 }
 
 
