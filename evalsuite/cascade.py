@@ -37,6 +37,7 @@ from evalsuite.methods import MethodContext, build_method, split_name
 from evalsuite.spec import stable_hash
 
 DEFAULT_METRICS = ("fid", "kid", "is")
+CONSISTENCY_FACTOR = 1e5  # evalsuite.metrics.pixel.Consistency.FACTOR (not imported: that module is heavy)
 
 
 @dataclass(frozen=True)
@@ -267,14 +268,12 @@ def _score_level(
 
 def _consistency(level: Level, prev: Level, ids: Sequence[str], batch: int) -> list[float]:
     """SR3's consistency of each output with its own input: MSE(degrade(out), input) x1e5, on [0,1]."""
-    from evalsuite.metrics.pixel import Consistency
-
     values: list[float] = []
     for b in _batches(ids, batch):
         out = torch.stack([_load(level.folder / f"{i}.png") for i in b])
         inp = torch.stack([_load(prev.folder / f"{i}.png") for i in b])
         mse = (degrade(out, level.scale) - inp).pow(2).mean(dim=(1, 2, 3))
-        values.extend((mse * Consistency.FACTOR).tolist())
+        values.extend((mse * CONSISTENCY_FACTOR).tolist())
     return values
 
 
