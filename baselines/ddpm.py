@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
+from baselines.data import read_labels
 from baselines.sr3.loss import sr3_loss
 from baselines.sr3.model import NOISE_SCALE, SR3Config, noise_condition, sampling_defaults
 from baselines.sr3.precond import get_precond
@@ -100,6 +101,7 @@ class DDPMRecipe:
     kind = "ddpm"
     export = "net"
     metrics = ("loss",)
+    uses_labels = True  # `--labels` gives the loop's batches class indices (class-conditional when classes)
 
     def __init__(self, config: DDPMConfig, options: DDPMOptions):
         """Keep the config and the training schedule."""
@@ -123,7 +125,13 @@ class DDPMRecipe:
             raise ValueError(f"ddpm: got {tuple(y0.shape[-2:])} training images, expected {self.config.size} px")
         if self.gamma_table is None or self.gamma_table.device != y0.device:
             self.gamma_table = self.schedule.gamma_table().to(y0.device)
-        loss = sr3_loss(models["net"], self.precond, y0, y0, self.gamma_table, self.config.loss)
+        net = models["net"]
+        if self.config.classes:
+            if batch.labels is None:
+                raise ValueError("ddpm: this base is class-conditional; train it with --labels")
+            labels = batch.labels
+            net = lambda x, y_t, gamma: models["net"](x, y_t, gamma, labels)  # noqa: E731
+        loss = sr3_loss(net, self.precond, y0, y0, self.gamma_table, self.config.loss)
         return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
     def checkpoint_extra(self) -> dict[str, Any]:
@@ -142,9 +150,12 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> DDPMRecipe:
     if o.schedule not in ("linear", "cosine"):
         raise ValueError(f"--set schedule={o.schedule}: the training schedule must be linear or cosine")
     sched = (linear(o.T) if o.schedule == "linear" else cosine(o.T)).to_spec()
+    # Class-conditional with --labels: the class names in the order the data stream indexes them.
+    classes = tuple(sorted(set(read_labels(cfg.data, cfg.labels).values()))) if cfg.labels else ()
     config = DDPMConfig(
         unet=unet,
         size=size,
+        classes=classes,
         parameterization=o.parameterization,
         embedding=o.embedding,
         loss=o.loss,
