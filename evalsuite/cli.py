@@ -32,6 +32,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--data", help="folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data list`)"
     )
     b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
+    b.add_argument("--lr-source", help="cascade:ddpm:CKPT|cascade:folder:DIR: generated LR images, no HR (--limit N)")
     b.add_argument(
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
@@ -106,6 +107,7 @@ def spec_from_args(args: argparse.Namespace):
         "name",
         "data",
         "lr",
+        "lr_source",
         "methods",
         "metrics",
         "out",

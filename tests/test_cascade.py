@@ -177,3 +177,29 @@ def test_longer_cascade_consistency_tracks_the_stage(tmp_path):
     own = float((degrade(out, 4) - x_lr).pow(2).mean()) * 1e5
     assert own / 2 < summary.loc[1, "consistency"] < own * 2
     assert os.path.exists(tmp_path / "run" / "per_image.csv")
+
+
+def test_benchmark_on_generated_lr_has_no_hr(models, tmp_path, capsys):
+    base_ckpt, sr_ckpt = models
+    run = tmp_path / "bench"
+    argv = ["run", "benchmark", "--lr-source", f"cascade:ddpm:{base_ckpt}", "--scale", "4", "--limit", "3",
+            "--methods", f"bicubic,sr3:{sr_ckpt}", "--steps", "4", "--out", str(run)]
+    # A metric that needs HR is refused up front, naming the ones that apply.
+    assert cli.main([*argv, "--metrics", "psnr,consistency"]) == 2
+    assert "psnr cannot be computed" in capsys.readouterr().err
+    assert cli.main([*argv, "--metrics", "consistency"]) == 0
+    # The LR every method saw is the base's sample for that id (the same as a cascade's base level).
+    lr = sorted((run / "lr").glob("*.png"))
+    assert [p.stem for p in lr] == ["000000", "000001", "000002"]
+    sample = (load_ddpm(base_ckpt, steps=4).sample(["000001"])[0].permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(sample - _png(lr[1])).max() <= 1
+    summary = pd.read_csv(run / "summary.csv")
+    assert list(summary["method"]) == ["bicubic", "sr3-model"]  # no HR reference row
+    assert summary["notes"].str.contains("no HR exists").all()
+    per = pd.read_csv(run / "per_image.csv")
+    out = to_tensor(Image.open(run / "outputs" / "bicubic" / "000001.png").convert("RGB"))[None]
+    expected = float((degrade(out, 4) - to_tensor(Image.open(lr[1]).convert("RGB"))[None]).pow(2).mean()) * 1e5
+    got = per[(per["method"] == "bicubic") & (per["image_id"].astype(str).str.zfill(6) == "000001")]["consistency"]
+    assert float(got.iloc[0]) == pytest.approx(expected, rel=1e-3)
+    html = (run / "report.html").read_text()
+    assert "no HR exists" in html and '"HR reference"' not in html and ">HR reference<" not in html
