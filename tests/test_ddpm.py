@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from baselines.checkpoint import load_checkpoint
 from baselines.cli import train_config
@@ -75,3 +77,27 @@ def test_train_ddpm_flags(tmp_path):
                       labels="folders")
     with pytest.raises(ValueError, match="takes no class labels"):
         train(load_recipe("sr3", cfg, {"preset": "tiny"}), cfg, log=lambda s: None)
+
+
+def test_cascade_labels_choose_each_sample_class(tmp_path):
+    from evalsuite.cascade import CascadeSpec, run_cascade
+
+    data = _classes(tmp_path / "data")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), scale=4, crop=64, batch_size=4, steps=2, warmup=1,
+                      save_every=10**6, workers=0, progress=False, labels="folders")
+    ckpt = train(load_recipe("ddpm", cfg, {"preset": "tiny"}), cfg, log=lambda s: None).checkpoint
+    classes = load_ddpm(ckpt).model.cfg.classes
+    table = tmp_path / "labels.csv"
+    table.write_text(f"000000,{classes[1]}\n000001,{classes[1]}\n")
+
+    def run(out: str, labels: str | None) -> list[np.ndarray]:
+        spec = CascadeSpec(base=f"ddpm:{ckpt}", stages=(), out=str(tmp_path / out), n=2, steps=3, labels=labels,
+                           metrics=(), report=False)
+        run_cascade(spec, log=lambda s: None)
+        return [np.asarray(Image.open(tmp_path / out / "levels" / "base" / f"00000{k}.png")) for k in range(2)]
+
+    default = run("a", None)  # classes in turn: sample 0 is class 0, sample 1 class 1
+    chosen = run("b", str(table))  # both class 1
+    assert np.array_equal(default[1], chosen[1]) and not np.array_equal(default[0], chosen[0])
+    with pytest.raises(ValueError, match="unknown or missing classes"):
+        run("c", "no-such-class")
