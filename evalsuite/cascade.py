@@ -103,9 +103,10 @@ def stage_scale(name: str) -> tuple[str, int]:
         return method, int(s)
     _, arg = split_name(name)
     if arg and Path(arg).suffix == ".safetensors":
-        from baselines.checkpoint import load_checkpoint
+        from baselines.checkpoint import read_metadata
 
-        scale = load_checkpoint(arg).config.get("scale")
+        # The header only: the scale stored in the checkpoint's JSON config.
+        scale = json.loads(read_metadata(arg).get("config") or "{}").get("scale")
         if scale:
             return name, int(scale)
     raise ValueError(f"stage {name!r}: its scale is unknown; write it as {name}@S (e.g. bicubic@4)")
@@ -121,7 +122,8 @@ def _labels(spec: CascadeSpec, ids: Sequence[str], classes: Sequence[str]) -> li
     if spec.labels is None:
         return [k % len(classes) for k in range(len(ids))]
     if Path(spec.labels).is_file():
-        table = {r[0]: r[1] for r in csv.reader(Path(spec.labels).open()) if len(r) >= 2}
+        with Path(spec.labels).open(newline="") as f:
+            table = {r[0].strip(): r[1].strip() for r in csv.reader(f) if len(r) >= 2}
         names = [table.get(i) for i in ids]
     else:
         names = [spec.labels] * len(ids)
@@ -131,18 +133,18 @@ def _labels(spec: CascadeSpec, ids: Sequence[str], classes: Sequence[str]) -> li
     return [index[x] for x in names]  # type: ignore[index]
 
 
-def _save(x: torch.Tensor, path: Path) -> None:
+def save_image(x: torch.Tensor, path: Path) -> None:
     """Save one (3,H,W) image in [0,1] as an 8-bit PNG, atomically."""
     arr = (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     save_png(Image.fromarray(arr), path)
 
 
-def _load(path: Path) -> torch.Tensor:
+def load_image(path: Path) -> torch.Tensor:
     """(3,H,W) float in [0,1] of a PNG the cascade wrote (or a folder base's file)."""
     return to_tensor(load_rgb(path))
 
 
-def _prepare_folder(level: Level, say: Callable[[str], None]) -> None:
+def prepare_level_folder(level: Level, say: Callable[[str], None]) -> None:
     """The level's folder for its key: kept when the key matches, else emptied (its settings changed)."""
     key_file = level.folder / ".key"
     if key_file.exists() and key_file.read_text() != level.key:
@@ -157,7 +159,7 @@ def _batches(ids: Sequence[str], size: int) -> list[list[str]]:
     return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
-def _base_level(spec: CascadeSpec, run: Path, device: torch.device, say: Callable[[str], None]):
+def base_level(spec: CascadeSpec, run: Path, device: torch.device, say: Callable[[str], None]):
     """The base level and a function that makes the missing base images of a batch of ids."""
     kind, _, arg = spec.base.partition(":")
     if kind == "folder":
@@ -171,7 +173,7 @@ def _base_level(spec: CascadeSpec, run: Path, device: torch.device, say: Callabl
         level = Level("base", spec.base, 1, run / "levels" / "base", key, info={"images": len(files)})
 
         def make(ids: list[str]) -> dict[str, torch.Tensor]:
-            return {i: _load(files[i]) for i in ids}
+            return {i: load_image(files[i]) for i in ids}
 
         return level, make, list(files)
 
@@ -192,12 +194,12 @@ def _base_level(spec: CascadeSpec, run: Path, device: torch.device, say: Callabl
     return level, make, ids
 
 
-def _make_missing(level: Level, ids: Sequence[str], batch: int, make, say: Callable[[str], None]) -> int:
+def make_missing(level: Level, ids: Sequence[str], batch: int, make, say: Callable[[str], None]) -> int:
     """Make and save the images of `level` that are not on disk yet, batch by batch; returns how many."""
     missing = [i for i in ids if not (level.folder / f"{i}.png").exists()]
     for b in _batches(missing, batch):
         for i, x in make(b).items():
-            _save(x, level.folder / f"{i}.png")
+            save_image(x, level.folder / f"{i}.png")
     if missing:
         say(f"{level.name}: made {len(missing)} image(s), reused {len(ids) - len(missing)}")
     else:
@@ -230,7 +232,7 @@ def _reference_for(spec: CascadeSpec, run: Path, size: tuple[int, int]) -> tuple
                 continue
             top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
             crop = x[:, top : top + side, left : left + side]
-            _save(degrade(crop[None], side // h)[0] if side > h else crop, folder / f"{r.image_id}.png")
+            save_image(degrade(crop[None], side // h)[0] if side > h else crop, folder / f"{r.image_id}.png")
         (folder / ".key").write_text(key)
     return str(folder), f"{len(refs)} images of {ref} at {h}x{w}"
 
@@ -252,7 +254,7 @@ def _score_level(
             ctx = MetricContext(device=device, scale=1, run_dir=run, options={"fid_ref": ref, "seed": spec.seed})
             metric = build_metric(name, ctx)
             for b in _batches(ids, spec.batch_size):
-                x = torch.stack([_load(level.folder / f"{i}.png") for i in b]).to(device)
+                x = torch.stack([load_image(level.folder / f"{i}.png") for i in b]).to(device)
                 metric.update(x, x, x, b)
             value = metric.compute()[name]
             row[name] = math.nan if value.value is None else float(value.value)
@@ -270,8 +272,8 @@ def _consistency(level: Level, prev: Level, ids: Sequence[str], batch: int) -> l
     """SR3's consistency of each output with its own input: MSE(degrade(out), input) x1e5, on [0,1]."""
     values: list[float] = []
     for b in _batches(ids, batch):
-        out = torch.stack([_load(level.folder / f"{i}.png") for i in b])
-        inp = torch.stack([_load(prev.folder / f"{i}.png") for i in b])
+        out = torch.stack([load_image(level.folder / f"{i}.png") for i in b])
+        inp = torch.stack([load_image(prev.folder / f"{i}.png") for i in b])
         mse = (degrade(out, level.scale) - inp).pow(2).mean(dim=(1, 2, 3))
         values.extend((mse * CONSISTENCY_FACTOR).tolist())
     return values
@@ -286,10 +288,10 @@ def run_cascade(spec: CascadeSpec, log: Callable[[str], None] = print) -> pd.Dat
     run.mkdir(parents=True, exist_ok=True)
     device = pick_device(spec.device)
     # 1. The base: its level (folder, key) and how to make a batch of its images.
-    base, make_base, ids = _base_level(spec, run, device, log)
+    base, make_base, ids = base_level(spec, run, device, log)
     levels = [base]
-    _prepare_folder(base, log)
-    _make_missing(base, ids, spec.batch_size, make_base, log)
+    prepare_level_folder(base, log)
+    make_missing(base, ids, spec.batch_size, make_base, log)
     # 2. The stages, in order: each one's key includes the previous level's, so a change flows downstream.
     for j, stage in enumerate(spec.stages, start=1):
         name, scale = stage_scale(stage)
@@ -300,15 +302,15 @@ def run_cascade(spec: CascadeSpec, log: Callable[[str], None] = print) -> pd.Dat
                            "prev": prev.key, "v": 1})
         info = dict(getattr(method, "info", {}))
         level = Level(f"stage{j}", name, scale, run / "levels" / f"stage{j}", key, info=info)
-        _prepare_folder(level, log)
+        prepare_level_folder(level, log)
 
         def make(b: list[str], method=method, prev=prev, j=j) -> dict[str, torch.Tensor]:
-            x = torch.stack([_load(prev.folder / f"{i}.png") for i in b]).to(device)
+            x = torch.stack([load_image(prev.folder / f"{i}.png") for i in b]).to(device)
             # Per-image seeds of this stage: the sample id and the stage index.
             out = method(x, [f"{i}@s{j}" for i in b])
             return dict(zip(b, out.cpu(), strict=True))
 
-        _make_missing(level, ids, spec.batch_size, make, log)
+        make_missing(level, ids, spec.batch_size, make, log)
         levels.append(level)
     for lv in levels:
         with Image.open(lv.folder / f"{ids[0]}.png") as im:

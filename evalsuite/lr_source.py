@@ -49,20 +49,20 @@ def generated_inputs(
     spec: BenchmarkSpec, task: Task, device: torch.device, say: Callable[[str], None]
 ) -> tuple[Path, Path]:
     """Make (or reuse) the base's samples as LR images and their HR placeholders -> (hr dir, lr dir)."""
-    from evalsuite.cascade import CascadeSpec, _base_level, _load, _make_missing, _prepare_folder, _save
+    from evalsuite.cascade import CascadeSpec, base_level, load_image, make_missing, prepare_level_folder, save_image
 
     base = str(spec.lr_source)[len(PREFIX) :]
     steps = spec.method_options.get("*", {}).get("steps")
     cspec = CascadeSpec(base=base, stages=(), out=str(spec.out_dir / "generated"), n=spec.limit or 16, steps=steps,
                         seed=spec.seed, batch_size=spec.batch_size, metrics=(), report=False)
-    level, make, ids = _base_level(cspec, spec.out_dir / "generated", device, say)
+    level, make, ids = base_level(cspec, spec.out_dir / "generated", device, say)
     level.folder = spec.out_dir / "generated" / "lr"
-    _prepare_folder(level, say)
-    _make_missing(level, ids, spec.batch_size, make, say)
+    prepare_level_folder(level, say)
+    make_missing(level, ids, spec.batch_size, make, say)
     # Placeholders where the runner expects HR files (paired data: HR = scale x LR); never scored.
     hr_dir = Path(spec.out_dir, *HR_ABSENT_DIR)
     hr_dir.mkdir(parents=True, exist_ok=True)
     for i in ids:
         if not (hr_dir / f"{i}.png").exists():
-            _save(upsample(_load(level.folder / f"{i}.png")[None], task.scale)[0], hr_dir / f"{i}.png")
+            save_image(upsample(load_image(level.folder / f"{i}.png")[None], task.scale)[0], hr_dir / f"{i}.png")
     return hr_dir, level.folder
