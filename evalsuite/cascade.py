@@ -50,6 +50,7 @@ class CascadeSpec:
     n: int = 16
     steps: int | None = None  # sampler steps of the base and of every diffusion stage (as --steps in benchmarks)
     sampler: str | None = None
+    noise_aug: float | None = None  # noise-augmentation level for stages trained with it (CDM; default 0)
     labels: str | None = None  # class-conditional base: a class name for every sample, or a CSV sample_id,label
     fid_ref: str | None = None  # folder of reference images or .npz statistics
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -295,7 +296,8 @@ def run_cascade(spec: CascadeSpec, log: Callable[[str], None] = print) -> pd.Dat
     # 2. The stages, in order: each one's key includes the previous level's, so a change flows downstream.
     for j, stage in enumerate(spec.stages, start=1):
         name, scale = stage_scale(stage)
-        options = {k: v for k, v in (("steps", spec.steps), ("sampler", spec.sampler)) if v is not None}
+        pairs = (("steps", spec.steps), ("sampler", spec.sampler), ("noise_aug", spec.noise_aug))
+        options = {k: v for k, v in pairs if v is not None}
         method = _build_stage(name, scale, options, spec.seed, device)
         prev = levels[-1]
         key = stable_hash({"stage": name, "fp": _file_stamp(split_name(name)[1]), "opts": options, "seed": spec.seed,

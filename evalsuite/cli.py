@@ -73,6 +73,7 @@ def _add_cascade(rsub: argparse._SubParsersAction) -> None:
     c.add_argument("--n", type=int, default=16, help="number of samples")
     c.add_argument("--steps", type=int, help="sampler steps of the base and of diffusion stages")
     c.add_argument("--sampler", help="ancestral or ddim")
+    c.add_argument("--noise-aug", type=float, help="LR noise-augmentation level of stages trained with it (default 0)")
     c.add_argument("--labels", help="class-conditional base: one class name, or a CSV sample_id,label")
     c.add_argument("--fid-ref", help="reference folder (brought to each level's size) or .npz statistics")
     c.add_argument("--metrics", type=_csv, default=("fid", "kid", "is"), help="of fid,kid,is")
@@ -88,7 +89,7 @@ def _cmd_cascade(args: argparse.Namespace) -> int:
 
     spec = CascadeSpec(
         base=args.base, stages=tuple(args.stages), out=args.out, n=args.n, steps=args.steps, sampler=args.sampler,
-        labels=args.labels, fid_ref=args.fid_ref, metrics=tuple(args.metrics), seed=args.seed,
+        noise_aug=args.noise_aug, labels=args.labels, fid_ref=args.fid_ref, metrics=tuple(args.metrics), seed=args.seed,
         batch_size=args.batch_size, device=args.device, report=not args.no_report,
     )
     summary = run_cascade(spec)

@@ -3,6 +3,7 @@ when a checkpoint is used as a method."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from test_train import make_photos, tiny_cfg
 from torch import nn
@@ -146,3 +147,28 @@ def test_the_method_never_augments_level_zero_gives_identical_outputs(tmp_path):
         assert "not trained with noise augmentation" in str(exc)
     else:
         raise AssertionError("noise_aug on a checkpoint without it must fail")
+
+
+def test_run_cascade_noise_aug_reaches_the_stage(tmp_path):
+    from PIL import Image
+
+    from evalsuite.cascade import CascadeSpec, run_cascade
+
+    _, on = _pair(tmp_path)
+    folder = tmp_path / "base"
+    folder.mkdir()
+    for k in range(2):
+        Image.fromarray((torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(k)) * 255).byte().numpy()).save(
+            folder / f"b{k}.png"
+        )
+    logs: list[str] = []
+
+    def run(level: float | None) -> torch.Tensor:
+        spec = CascadeSpec(base=f"folder:{folder}", stages=(f"sr3:{on}",), out=str(tmp_path / "run"), n=2, steps=4,
+                           noise_aug=level, metrics=(), report=False)
+        run_cascade(spec, log=logs.append)
+        return torch.from_numpy(np.array(Image.open(tmp_path / "run" / "levels" / "stage1" / "000000.png")))
+
+    plain = run(None)
+    noisy = run(0.3)
+    assert any("remade" in m for m in logs) and not torch.equal(plain, noisy)
