@@ -107,9 +107,12 @@ def test_cascade_end_to_end_levels_resume_consistency_and_fid(models, random_inc
     assert "base: all 4 image(s) reused" in log and "stage1: made 1 image(s), reused 3" in log
     assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p != sr_pngs[3])
     assert np.abs(_png(sr_pngs[3]) - before).max() <= 1
+    (run / "report.html").unlink()
     assert cli.main([*argv[:-2], "--seed", "1", "--out", str(run), "--no-report"]) == 0
     assert "remade" in capsys.readouterr().out
-    assert np.abs(_png(sr_pngs[0]) - first).max() > 10 and (run / "report.html").exists()
+    assert np.abs(_png(sr_pngs[0]) - first).max() > 10 and not (run / "report.html").exists()
+    # `evalsuite report RUN` writes a cascade run's own report.
+    assert cli.main(["report", str(run)]) == 0 and 'id="cascade-grid"' in (run / "report.html").read_text()
 
 
 def test_on_downsampled_faces_the_cascade_consistency_is_the_stage_own(models, tmp_path):
