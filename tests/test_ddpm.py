@@ -101,3 +101,22 @@ def test_cascade_labels_choose_each_sample_class(tmp_path):
     assert np.array_equal(default[1], chosen[1]) and not np.array_equal(default[0], chosen[0])
     with pytest.raises(ValueError, match="unknown or missing classes"):
         run("c", "no-such-class")
+
+
+@pytest.mark.slow
+def test_a_few_hundred_steps_learn_the_faces_colours_and_smoothness(tmp_path):
+    # 200 steps (about 20 s on one CPU core): the samples' channel means are the faces' and their
+    # neighbour differences far below noise's (measured: 0.107 vs 0.086 for the faces and 0.33 for noise).
+    from evalsuite.degrade import degrade, to_tensor
+
+    cfg = TrainConfig(data=str(FACES), out=str(tmp_path / "run"), scale=4, crop=64, batch_size=8, steps=200,
+                      warmup=10, lr=2e-3, save_every=10**6, workers=0, progress=False, ema_decay=0.99)
+    ckpt = train(load_recipe("ddpm", cfg, {"preset": "tiny"}), cfg, log=lambda s: None).checkpoint
+    x = load_ddpm(ckpt, steps=50).sample([str(i) for i in range(8)])
+    faces = degrade(torch.stack([to_tensor(Image.open(p).convert("RGB")) for p in sorted(FACES.glob("*.png"))]), 4)
+    assert (x.mean(dim=(0, 2, 3)) - faces.mean(dim=(0, 2, 3))).abs().max() < 0.05
+
+    def hf(t: torch.Tensor) -> float:
+        return float((t[..., 1:] - t[..., :-1]).abs().mean())
+
+    assert hf(x) < 0.5 * hf(torch.rand_like(x))
