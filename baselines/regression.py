@@ -7,13 +7,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
 from baselines.tiling import pad_to_multiple, tiled_apply
-from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
-from baselines.unet import UNet, UNetConfig, training_preset, unet_config_from_dict
+from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext
 
@@ -40,51 +38,6 @@ class RegressionNet(nn.Module):
         """(B,3,H,W) in [-1,1] -> (B,3,H,W) prediction of y0 in [-1,1]."""
         c = torch.zeros(x_up.shape[0], device=x_up.device)
         return self.net(x_up, c)
-
-
-@dataclass(frozen=True)
-class RegressionOptions:
-    """`evalsuite train regression --preset P --set KEY=VALUE` options."""
-
-    preset: str = "small"
-    dropout: float = -1.0
-
-
-class RegressionRecipe:
-    """One module `net`; Adam at 1e-5 (the paper); MSE on [-1,1] images."""
-
-    kind = "regression"
-    export = "net"
-    metrics = ("loss",)
-
-    def __init__(self, config: RegressionConfig):
-        """Keep the config."""
-        self.config = config
-
-    def build_modules(self) -> dict[str, nn.Module]:
-        """The regression U-Net."""
-        return {"net": RegressionNet(self.config)}
-
-    def build_optimizers(self, modules: dict[str, nn.Module], lr: float | None) -> dict[str, torch.optim.Optimizer]:
-        """Adam, lr 1e-5 unless given."""
-        return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-5)}
-
-    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
-        """MSE between f(upsample(x_lr)) and the HR crop, both in [-1,1]."""
-        x_up = upsample(batch.lr, batch.scale) * 2 - 1
-        loss = F.mse_loss(models["net"](x_up).float(), batch.hr * 2 - 1)
-        return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        """Nothing beyond the config."""
-        return {}
-
-
-def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> RegressionRecipe:
-    """Build the regression recipe from the run config and `--preset/--set` options."""
-    o = config_from_options(RegressionOptions, options, "regression")
-    unet = training_preset(o.preset, cfg.crop, o.dropout)
-    return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale, blur_aug=cfg.blur_aug))
 
 
 @dataclass

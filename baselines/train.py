@@ -37,9 +37,9 @@ from evalsuite.options import config_from_options
 # kind -> "module:function" (TrainConfig, options: dict) -> Recipe; imported only when used.
 RECIPES: dict[str, str] = {
     "sr3": "baselines.sr3.recipe:make_recipe",
-    "regression": "baselines.regression:make_recipe",
+    "regression": "baselines.regression_recipe:make_recipe",
     "gan": "baselines.gan.recipe:make_recipe",
-    "ddpm": "baselines.ddpm:make_recipe",  # the cascade's base generator (docs/cascade.md)
+    "ddpm": "baselines.ddpm_recipe:make_recipe",  # the cascade's base generator (docs/cascade.md)
 }
 
 

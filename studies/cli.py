@@ -17,6 +17,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the `study` command and its sub-commands to the evalsuite parser."""
     p = sub.add_parser("study", help="2AFC human studies: create, invite raters, serve the app, analyze")
     ssub = p.add_subparsers(dest="study_command", required=True)
+    _add_plan_parser(ssub)  # study plan: sample sizes before a study (end of this file)
 
     c = ssub.add_parser("create", help="design a study on a run folder and store it with its stimuli")
     c.add_argument("--run", required=True, help="run folder written by `evalsuite run benchmark`")
@@ -148,4 +149,67 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if args.out:
         print(f"\nwrote {result.save(args.out).resolve()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- study plan
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in _csv(text))
+
+
+def _add_plan_parser(ssub: argparse._SubParsersAction) -> None:
+    """`study plan`: raters x trials per rater x images for a target power or CI half-width."""
+    q = ssub.add_parser("plan", help="sample size: raters x trials per rater x images for a target power")
+    q.add_argument("--methods", type=int, required=True, help="number of methods in the study")
+    goal = q.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--effect", type=float, help="fool-rate difference to detect between two methods")
+    goal.add_argument("--half-width", type=float, help="target 95%% CI half-width of each fool rate instead")
+    q.add_argument("--alpha", type=float, default=0.05, help="two-sided level (Bonferroni over pairs; 0.05)")
+    q.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    q.add_argument("--baseline", type=float, default=0.4, help="expected fool rate of a method (default 0.4)")
+    q.add_argument("--icc-rater", type=float, default=0.05, help="intra-rater correlation (default 0.05)")
+    q.add_argument("--icc-image", type=float, default=0.10, help="intra-image correlation (default 0.10)")
+    q.add_argument("--method-corr", type=float, default=0.0,
+                   help="share of rater/image tendency common to all methods (0 = conservative)")
+    q.add_argument("--trials-per-rater", type=_ints, help="main trials per rater over all methods, comma list "
+                   "(default 10, 20, 40 per method)")
+    q.add_argument("--images", type=_ints, default=(50, 100, 200), help="image counts to try (default 50,100,200)")
+    q.add_argument("--simulate", type=int, default=200, metavar="N",
+                   help="simulated studies per design for the simulated power (0 = closed form only)")
+    q.add_argument("--pilot", help="a pilot study database: baseline, ICCs and method-corr are measured on it")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_cmd_plan)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from studies.power import Assumptions, plan, plan_notes, plan_reading
+
+    if args.pilot:
+        from studies.power import estimate_from_judgments
+        from studies.store import Store
+
+        with Store(args.pilot, create=False) as store:
+            est = estimate_from_judgments(store.judgments_frame())
+        print(
+            f"pilot ({est.n_judgments} judgments, {est.n_raters} raters, {est.n_images} images): fool rate "
+            f"{est.baseline:.3f}, ICC rater {est.icc_rater:.3f}, ICC image {est.icc_image:.3f}, method-corr "
+            f"{est.method_corr:.2f} (used below)\n"
+        )
+        args.baseline = min(max(est.baseline, 0.01), 0.99 - (args.effect or 0.0))
+        args.icc_rater, args.icc_image, args.method_corr = est.icc_rater, est.icc_image, est.method_corr
+    a = Assumptions(args.baseline, args.icc_rater, args.icc_image, args.method_corr, args.alpha)
+    table = plan(args.methods, a, args.effect, args.power, args.half_width, args.trials_per_rater, args.images,
+                 args.simulate if args.effect is not None else 0, args.seed)
+    cols = ["n_raters", "trials_per_rater", "n_images", "n_judgments", "design_effect", "half_width"]
+    cols += ["power", "sim_power", "sim_se"] if args.effect is not None else []
+    if args.effect is not None and not args.simulate:
+        cols = cols[:-2]
+    import pandas as pd
+
+    shown = table[cols].astype(object).map(lambda v: "-" if pd.isna(v) else _FLOAT(v) if isinstance(v, float) else v)
+    print(shown.to_string(index=False))
+    print()
+    print(plan_reading(table))
+    for note in plan_notes(args.methods, a, args.effect, args.power, args.half_width):
+        print(f"note: {note}")
     return 0

@@ -1,0 +1,375 @@
+"""Bradley-Terry ranking of methods and the real image from 2AFC choices, with two-way bootstrap CIs.
+
+Pairs format (one row per answered main-block trial): `rater`, `image_id`, `option_a`, `option_b`,
+`winner` (equal to option_a or option_b), optionally `task`. Options are method names or "real". A Task 1
+trial (method vs the ground truth) is the pair (method, "real") and the method wins when the rater was
+fooled; a method-vs-method trial is (method_1, method_2). `pairs_from_judgments` turns the store's
+judgments frame (`Store.judgments_frame()`) into this format.
+
+Model (Bradley and Terry 1952): P(i chosen over j) = 1 / (1 + exp(-(theta_i - theta_j))). theta is
+fitted by maximum likelihood (choix's iterative Luce spectral ranking, which converges to the ML
+estimate) and reported relative to the reference (the real image: theta_real = 0), so a score of
+log(0.5/0.5) = 0 means "chosen as often as the real image" and -1.1 means "chosen over the real image
+about 25% of the time" (expit(-1.1) = 0.25).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.sparse.csgraph import connected_components
+
+REAL = "real"
+PAIR_COLUMNS = ["rater", "image_id", "option_a", "option_b", "winner"]
+SCORE_COLUMNS = [
+    "option",
+    "rank",
+    "score",
+    "ci_low",
+    "ci_high",
+    "p_vs_reference",
+    "n_comparisons",
+    "n_wins",
+    "note",
+]
+
+
+# --------------------------------------------------------------------------- data
+def pairs_from_judgments(judgments: pd.DataFrame, excluded: Sequence[str] = (), real: str = REAL) -> pd.DataFrame:
+    """Pairs format from a judgments frame: main-block trials, kept raters; (method, real) or (method, method).
+
+    Method-vs-real rows (`kind == "real"`): winner is the method when the rater did not choose the real
+    image. Frames that already carry `option_a`, `option_b` and `winner` pass through (method-vs-method
+    studies). Catch and practice trials and raters in `excluded` are dropped.
+    """
+    if {"option_a", "option_b", "winner"} <= set(judgments.columns):
+        df = judgments.rename(columns={"rater_id": "rater"}) if "rater" not in judgments else judgments
+        if "block" in df:
+            df = df[df["block"] == "main"]
+        if "kind" in df:
+            df = df[df["kind"] != "catch"]
+        df = df[~df["rater"].isin(set(excluded))]
+        return _check_pairs(df.reset_index(drop=True))
+    missing = {"rater_id", "image_id", "method", "kind", "block", "chose_real"} - set(judgments.columns)
+    if missing:
+        raise ValueError(
+            f"judgments frame lacks columns {sorted(missing)}; pass Store.judgments_frame() or a frame with "
+            f"{PAIR_COLUMNS}"
+        )
+    j = judgments[
+        (judgments["block"] == "main") & (judgments["kind"] == "real") & ~judgments["rater_id"].isin(set(excluded))
+    ]
+    chose_real = j["chose_real"].astype(bool).to_numpy()
+    out = pd.DataFrame(
+        {
+            "rater": j["rater_id"].astype(str).to_numpy(),
+            "image_id": j["image_id"].astype(str).to_numpy(),
+            "option_a": j["method"].astype(str).to_numpy(),
+            "option_b": real,
+            "winner": np.where(chose_real, real, j["method"].astype(str).to_numpy()),
+        }
+    )
+    if "task" in j:
+        out["task"] = j["task"].to_numpy()
+    return out
+
+
+def _check_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Validate the pairs format: required columns, two distinct options, winner one of them."""
+    missing = set(PAIR_COLUMNS) - set(pairs.columns)
+    if missing:
+        raise ValueError(f"pairs frame lacks columns {sorted(missing)}; expected {PAIR_COLUMNS}")
+    same = pairs["option_a"] == pairs["option_b"]
+    bad = ~((pairs["winner"] == pairs["option_a"]) | (pairs["winner"] == pairs["option_b"]))
+    if same.any() or bad.any():
+        row = pairs[same | bad].iloc[0].to_dict()
+        raise ValueError(f"pairs frame has a trial whose options are equal or whose winner is neither: {row}")
+    return pairs
+
+
+# --------------------------------------------------------------------------- fit
+def fit_bradley_terry(comp: np.ndarray, alpha: float = 0.0, start: np.ndarray | None = None) -> np.ndarray:
+    """ML Bradley-Terry log-strengths from comp[i, j] = (weighted) wins of i over j (choix ILSR), mean 0."""
+    import choix
+
+    comp = np.asarray(comp, dtype=np.float64)
+    theta = choix.ilsr_pairwise_dense(comp, alpha=alpha, initial_params=start, max_iter=500, tol=1e-9)
+    return theta - theta.mean()
+
+
+def strongly_connected(comp: np.ndarray) -> bool:
+    """Whether every item can be reached from every other through 'beat' edges (the ML estimate is finite)."""
+    n, _ = connected_components(np.asarray(comp) > 0, directed=True, connection="strong")
+    return n == 1
+
+
+def _fit(comp: np.ndarray, alpha: float, start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """The ML fit when it exists (strongly connected wins), else the fit regularized by alpha; flag which."""
+    if strongly_connected(comp):
+        return fit_bradley_terry(comp, 0.0, start), False
+    return fit_bradley_terry(comp, alpha, start), True
+
+
+def _two_way_weights(
+    rater_idx: np.ndarray, image_idx: np.ndarray, n_resamples: int, seed: int
+) -> np.ndarray:
+    """(B, N) trial weights w_rater * w_image of a two-way bootstrap (studies.analysis.two_way_bootstrap's scheme)."""
+    n_r, n_i = int(rater_idx.max()) + 1, int(image_idx.max()) + 1
+    rng = np.random.default_rng(seed)
+    # How often each rater / image is drawn per resample: (B, R) and (B, I) multinomial counts.
+    w_r = rng.multinomial(n_r, np.full(n_r, 1.0 / n_r), size=n_resamples).astype(np.float64)
+    w_i = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=n_resamples).astype(np.float64)
+    # A trial counts as often as its rater times its image was drawn.
+    return w_r[:, rater_idx] * w_i[:, image_idx]
+
+
+@dataclass
+class Ranking:
+    """A Bradley-Terry ranking: scores with CIs, the win matrix (fractions and counts) and notes."""
+
+    scores: pd.DataFrame
+    wins: pd.DataFrame  # wins[i][j]: trials in which row i was chosen over column j
+    totals: pd.DataFrame  # totals[i][j]: trials comparing i and j
+    reference: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def win_fraction(self) -> pd.DataFrame:
+        """Share of the i-vs-j trials that row i won (NaN where never compared)."""
+        return self.wins / self.totals.where(self.totals > 0)
+
+    def win_table(self) -> pd.DataFrame:
+        """The win matrix as text cells 'share (wins/n)', '-' on the diagonal and where never compared."""
+        frac = self.win_fraction
+        cells = {}
+        for col in frac.columns:
+            cells[col] = [
+                "-" if row == col or self.totals.loc[row, col] == 0
+                else f"{frac.loc[row, col]:.2f} ({int(self.wins.loc[row, col])}/{int(self.totals.loc[row, col])})"
+                for row in frac.index
+            ]
+        return pd.DataFrame(cells, index=frac.index)
+
+    def win_reading(self) -> str:
+        """One plain-language sentence on the win matrix."""
+        text = "Each cell is the share of trials in which the row was chosen over the column (wins/trials)"
+        if self.reference and self.reference in self.totals.index:
+            vs = self.win_fraction.loc[self.reference].drop(self.reference).dropna()
+            if len(vs):
+                text += (
+                    f"; the real image was chosen over the methods in {vs.min():.0%} to {vs.max():.0%} of trials "
+                    "(50% = raters cannot tell)"
+                )
+        return text + "."
+
+    def reading(self) -> str:
+        """One plain-language sentence on the ranking."""
+        s = self.scores.dropna(subset=["score"])
+        s = s[s["option"] != self.reference] if self.reference else s
+        if s.empty:
+            return "No method has comparisons to rank."
+        best = s.sort_values("score", ascending=False).iloc[0]
+        text = f"{best['option']} ranks first"
+        if self.reference:
+            share = 1.0 / (1.0 + np.exp(-best["score"]))
+            text += (
+                f"; the model says raters would choose it over the real image in {share:.0%} of trials "
+                f"(50% = indistinguishable)"
+            )
+        overlap = s[(s["option"] != best["option"]) & (s["ci_high"] >= best["ci_low"])]
+        if len(overlap):
+            names = ", ".join(map(str, overlap["option"]))
+            text += f", but its interval overlaps {names}, so that order is not settled"
+        return text + "."
+
+
+def bradley_terry(
+    pairs: pd.DataFrame,
+    reference: str | None = REAL,
+    options: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    alpha: float = 0.01,
+) -> Ranking:
+    """Rank every option (methods and the real image) by Bradley-Terry, with two-way bootstrap percentile CIs.
+
+    `options` fixes the rows (an option listed but never compared gets NaN and a note); `reference` is the
+    option whose score is 0 (mean-centred when None or absent). `alpha` regularizes only fits whose choices
+    are separable (some option never wins or never loses), where the ML estimate is infinite.
+    """
+    pairs = _check_pairs(pairs)
+    seen = sorted(set(pairs["option_a"]) | set(pairs["option_b"]))
+    names = list(options) if options is not None else seen
+    unknown = sorted(set(seen) - set(names))
+    if unknown:
+        raise ValueError(f"pairs mention options {unknown} not in options={names}")
+    k = len(names)
+    idx = {n: i for i, n in enumerate(names)}
+    a = pairs["option_a"].map(idx).to_numpy()
+    b = pairs["option_b"].map(idx).to_numpy()
+    w = pairs["winner"].map(idx).to_numpy()
+    loser = np.where(w == a, b, a)
+    # Win counts: comp[i, j] = trials where i was chosen over j; totals = comp + comp.T.
+    comp = np.zeros((k, k))
+    np.add.at(comp, (w, loser), 1.0)
+    totals = comp + comp.T
+    wins_df = pd.DataFrame(comp, index=names, columns=names)
+    totals_df = pd.DataFrame(totals, index=names, columns=names)
+    # Options never compared have no score: fit the compared ones only.
+    n_comp = totals.sum(axis=1)
+    ref = idx.get(reference) if reference is not None else None
+    ref_ok = ref is not None and n_comp[ref] > 0
+    notes = [
+        "score = Bradley-Terry log-strength, fitted by maximum likelihood (choix ILSR), "
+        + (f"relative to {reference!r} (score 0); " if ref_ok else "mean-centred; ")
+        + "P(i chosen over j) = 1/(1+exp(-(score_i - score_j)))",
+        f"ci_low/high: {level:.0%} percentile bootstrap resampling raters and images with replacement "
+        f"({n_resamples} resamples, seed {seed}); p_vs_reference: two-sided bootstrap p-value of score = 0",
+    ]
+    live = np.flatnonzero(n_comp > 0)
+    scores = np.full(k, np.nan)
+    boot = np.full((n_resamples, k), np.nan)
+    if len(live) >= 2:
+        connected, _ = connected_components(totals[np.ix_(live, live)] > 0, directed=False)
+        if connected > 1:
+            raise ValueError(
+                f"the comparisons split into {connected} groups with no trial between them; Bradley-Terry "
+                "scores are only comparable within one group (add trials linking the groups)"
+            )
+        sub = comp[np.ix_(live, live)]
+        theta, regularized = _fit(sub, alpha)
+        if regularized:
+            notes.append(
+                f"the choices are separable (some option always or never wins), so the ML scores are "
+                f"infinite; they are regularized (choix alpha={alpha}) and that end of the ranking is a bound"
+            )
+        centre = theta[list(live).index(ref)] if ref_ok else 0.0
+        scores[live] = theta - centre
+        # Two-way bootstrap: reweight trials by rater and image draws, refit, re-centre.
+        _, r_idx = np.unique(pairs["rater"].astype(str), return_inverse=True)
+        _, i_idx = np.unique(pairs["image_id"].astype(str), return_inverse=True)
+        weights = _two_way_weights(r_idx, i_idx, n_resamples, seed)
+        cell = w * k + loser
+        for bi in range(n_resamples):
+            c = np.bincount(cell, weights=weights[bi], minlength=k * k).reshape(k, k)[np.ix_(live, live)]
+            present = (c + c.T).sum(axis=1) > 0
+            if present.sum() < 2 or (ref_ok and not present[list(live).index(ref)]):
+                continue
+            th = np.full(len(live), np.nan)
+            try:
+                # Start from the full-data fit: the resample's estimate is near it (fewer ILSR iterations).
+                th[present], _ = _fit(c[np.ix_(present, present)], alpha, theta[present])
+            except RuntimeError:  # ILSR did not converge on this resample: leave it out (counted in the note)
+                continue
+            boot[bi, live] = th - (th[list(live).index(ref)] if ref_ok else np.nanmean(th))
+    q = (1.0 - level) / 2.0
+    rows = []
+    order = pd.Series(scores).rank(ascending=False, method="min")
+    for i, name in enumerate(names):
+        col = boot[:, i][np.isfinite(boot[:, i])]
+        note = ""
+        if n_comp[i] == 0:
+            note = "never compared: no score (add trials with this option)"
+        elif len(col) < 0.9 * n_resamples:
+            note = f"only {len(col)} of {n_resamples} resamples held this option"
+        lo, hi = (np.quantile(col, [q, 1 - q]) if len(col) else (np.nan, np.nan))
+        is_ref = ref_ok and i == ref
+        p = np.nan if (is_ref or not len(col)) else min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))
+        rows.append(
+            {
+                "option": name,
+                "rank": int(order[i]) if np.isfinite(scores[i]) else np.nan,
+                "score": scores[i],
+                "ci_low": 0.0 if is_ref else float(lo),
+                "ci_high": 0.0 if is_ref else float(hi),
+                "p_vs_reference": p,
+                "n_comparisons": int(n_comp[i]),
+                "n_wins": int(comp[i].sum()),
+                "note": note or ("reference (score 0 by definition)" if is_ref else ""),
+            }
+        )
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS).sort_values(["score", "option"], ascending=[False, True])
+    return Ranking(table.reset_index(drop=True), wins_df, totals_df, reference if ref_ok else None, notes)
+
+
+# --------------------------------------------------------------------------- plot
+def ranking_plot(ranking: Ranking) -> str | None:
+    """Scores with their CIs, best at the top, the reference as a dashed line; inline SVG (reports.plots style)."""
+    import matplotlib.pyplot as plt
+
+    from reports.plots import _RC, style, to_svg
+
+    s = ranking.scores.dropna(subset=["score"]).reset_index(drop=True)
+    if s.empty:
+        return None
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.42 * len(s)))
+        for j, r in enumerate(s.itertuples()):
+            y = len(s) - 1 - j
+            color, marker = ("#000000", "D") if r.option == ranking.reference else style(j)
+            if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
+                ax.plot([r.ci_low, r.ci_high], [y, y], color=color, lw=2.2, solid_capstyle="butt")
+            ax.plot([r.score], [y], marker=marker, color=color, ms=8, mec="black", mew=0.8)
+            ax.annotate(f"{r.score:+.2f}", (r.score, y), xytext=(0, 7), textcoords="offset points", ha="center",
+                        fontsize=8)
+        if ranking.reference:
+            ax.axvline(0, color="black", ls="--", lw=1)
+            xlabel = f"Bradley-Terry score (log-odds of being chosen over {ranking.reference}; 0 = as often)"
+        else:
+            xlabel = "Bradley-Terry score (log-odds, mean 0)"
+        ax.set_yticks(range(len(s)), list(reversed(s["option"].astype(str).tolist())))
+        ax.set_ylim(-0.7, len(s) - 0.1)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return to_svg(fig, "bt")
+
+
+def win_matrix_plot(ranking: Ranking) -> str | None:
+    """The win matrix as a heatmap (row chose over column share, counts in the cells); inline SVG."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from reports.plots import _RC, to_svg
+
+    order = [o for o in ranking.scores["option"] if ranking.totals.loc[o].sum() > 0]
+    if len(order) < 2:
+        return None
+    frac = ranking.win_fraction.loc[order, order]
+    with matplotlib.rc_context(_RC | {"axes.grid": False}):
+        size = 1.2 + 0.75 * len(order)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        im = ax.imshow(frac.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)
+        for r, row in enumerate(order):
+            for c, col in enumerate(order):
+                n = int(ranking.totals.loc[row, col])
+                if r != c and n:
+                    share = float(frac.iloc[r, c])
+                    ax.text(c, r, f"{share:.2f}\n{int(ranking.wins.loc[row, col])}/{n}", ha="center", va="center",
+                            fontsize=7, color="white" if abs(share - 0.5) > 0.3 else "black")
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel("column: chosen less")
+        ax.set_ylabel("row: chosen over the column")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of trials the row won")
+        fig.tight_layout()
+        return to_svg(fig, "winmatrix")
+
+
+__all__ = [
+    "PAIR_COLUMNS",
+    "REAL",
+    "Ranking",
+    "bradley_terry",
+    "fit_bradley_terry",
+    "pairs_from_judgments",
+    "ranking_plot",
+    "strongly_connected",
+    "win_matrix_plot",
+]
