@@ -57,7 +57,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[st
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `train` and `sr3` to the evalsuite command line."""
     p = sub.add_parser("train", help="train a baseline (sr3, regression, gan) on random crops of an image folder")
-    p.add_argument("kind", choices=["sr3", "regression", "gan"])
+    p.add_argument("kind", choices=["sr3", "regression", "gan", "ddpm"])
+    p.add_argument("--size", type=int, help="ddpm: generated side in px (the --crop crops are downscaled to it)")
     p.add_argument("--task", help="paper task (sets the scale and the crop size)")
     p.add_argument("--scale", dest="custom_scale", type=int, metavar="N", help="custom integer scale")
     p.add_argument("--preset", help="model preset (sr3/regression: tiny, small, janspiry-16-128, paper-...)")
@@ -107,8 +108,17 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of parsed `evalsuite train` flags: the given ones, the task's scale (and crop), in one call."""
     from evalsuite.tasks import resolve_task
 
-    task = resolve_task(args.task, args.custom_scale)
     given = {k: getattr(args, k) for k in args.config_keys if hasattr(args, k)}
+    size = getattr(args, "size", None)
+    if (size is not None) != (getattr(args, "kind", None) == "ddpm"):
+        raise ValueError("--size N is the generated side of `evalsuite train ddpm` (and it needs it)")
+    if size is not None:
+        # A base model: the loop's --crop crops, downscaled by crop // size, are its training images.
+        crop = int(given.get("crop", TrainConfig.crop))
+        if size < 1 or crop % size:
+            raise ValueError(f"--crop {crop} must be a multiple of --size {size} (give --crop = your images' side)")
+        return TrainConfig.from_dict({**given, "scale": crop // size})
+    task = resolve_task(args.task, args.custom_scale)
     crop = {"crop": task.hr_size} if task.hr_size and "crop" not in given else {}
     return TrainConfig.from_dict({**given, **crop, "scale": task.scale})
 

@@ -8,6 +8,7 @@ when gradients are accumulated). Also here: CDM's blur augmentation of the LR in
 
 from __future__ import annotations
 
+import csv
 import warnings
 from collections.abc import Iterator
 from functools import lru_cache
@@ -21,13 +22,49 @@ from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folde
 from evalsuite.methods import image_seed
 
 
-class CropDataset(torch.utils.data.Dataset):
-    """HR crops of `crop` px; `dataset[i]` is sample i of an infinite stream, a (3,crop,crop) uint8 tensor."""
+def read_labels(data: str | Path, labels: str) -> dict[Path, str]:
+    """Class name per image file under `data`: `folders` (the first folder under `data`) or a CSV
+    image_id,label (image_id: the relative path without extension, '/' -> '__', or the file stem)."""
+    folder = resolve_data(data)
+    refs = scan_folder(folder)
+    if labels == "folders":
+        out = {r.path: r.path.relative_to(folder).parts[0] for r in refs if len(r.path.relative_to(folder).parts) > 1}
+        if not out:
+            raise ValueError(f"--labels folders: no image of {folder} is inside a class folder (DIR/<class>/<image>)")
+        return out
+    table_path = Path(labels)
+    if not table_path.is_file():
+        raise FileNotFoundError(f"--labels {labels}: not a CSV file (image_id,label) nor 'folders'")
+    with table_path.open(newline="") as f:
+        table = {row[0].strip(): row[1].strip() for row in csv.reader(f) if len(row) >= 2}
+    out = {}
+    for r in refs:
+        name = table.get(r.image_id, table.get(r.path.stem))
+        if name is not None:
+            out[r.path] = name
+    if not out:
+        raise ValueError(f"--labels {labels}: no row names an image of {folder} (first column: image id or file stem)")
+    return out
 
-    def __init__(self, data: str | Path, crop: int, seed: int = 0, flip: bool = True, cache: int = 256):
+
+class CropDataset(torch.utils.data.Dataset):
+    """HR crops of `crop` px; `dataset[i]` is sample i of an infinite stream, a (3,crop,crop) uint8 tensor
+    (with `labels`: the pair (crop, class index); images without a label are left out)."""
+
+    def __init__(
+        self,
+        data: str | Path,
+        crop: int,
+        seed: int = 0,
+        flip: bool = True,
+        cache: int = 256,
+        labels: dict[Path, str] | None = None,
+    ):
         """Scan `data` (recursive; headers only) and keep the images that are at least `crop` px on each side."""
         folder = self.folder = resolve_data(data)
         self.crop, self.seed, self.flip = int(crop), int(seed), flip
+        self.labels = labels
+        self.classes = tuple(sorted(set(labels.values()))) if labels else ()
         self.paths: list[Path] = []
         self.skipped: list[tuple[Path, str]] = []
         for ref in scan_folder(folder):
@@ -38,6 +75,9 @@ class CropDataset(torch.utils.data.Dataset):
                 continue
             if min(w, h) < self.crop:
                 self.skipped.append((ref.path, f"{w}x{h} is smaller than the {self.crop}px training crop"))
+                continue
+            if labels is not None and ref.path not in labels:
+                self.skipped.append((ref.path, "no class label"))
                 continue
             self.paths.append(ref.path)
         if not self.paths:
@@ -82,9 +122,15 @@ class CropDataset(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(image_seed(self.seed, f"epoch:{i // n}"))
         return int(torch.randperm(n, generator=g)[i % n])
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        """Sample i: a (3,crop,crop) uint8 crop, randomly placed and (optionally) flipped."""
-        img = self._load(self.image_index(i))
+    def __getitem__(self, i: int) -> torch.Tensor | tuple[torch.Tensor, int]:
+        """Sample i: a (3,crop,crop) uint8 crop, randomly placed and (optionally) flipped (and its class)."""
+        k = self.image_index(i)
+        if self.labels is not None:
+            return self._crop(i, k), self.classes.index(self.labels[self.paths[k]])
+        return self._crop(i, k)
+
+    def _crop(self, i: int, k: int) -> torch.Tensor:
+        img = self._load(k)
         g = torch.Generator().manual_seed(image_seed(self.seed, f"crop:{i}"))
         _, h, w = img.shape
         top = int(torch.randint(0, h - self.crop + 1, (1,), generator=g))

@@ -22,6 +22,7 @@ class RegressionConfig:
 
     unet: UNetConfig = field(default_factory=UNetConfig)
     scale: int = 4
+    blur_aug: bool = False  # trained with the loop's `--blur-aug` (CDM conditioning augmentation; training only)
 
 
 class RegressionNet(nn.Module):

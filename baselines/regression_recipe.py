@@ -60,4 +60,4 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> RegressionRecipe:
     """Build the regression recipe from the run config and `--preset/--set` options."""
     o = config_from_options(RegressionOptions, options, "regression")
     unet = training_preset(o.preset, cfg.crop, o.dropout)
-    return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale))
+    return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale, blur_aug=cfg.blur_aug))

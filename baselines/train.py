@@ -16,7 +16,7 @@ import contextlib
 import functools
 import importlib
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from baselines.checkpoint import config_to_dict
-from baselines.data import CropDataset, crop_loader, gaussian_blur_aug
+from baselines.data import CropDataset, crop_loader, gaussian_blur_aug, read_labels
 from baselines.train_config import TrainConfig
 from baselines.train_log import TrainLog
 from baselines.train_state import EMA, Optimizers, TrainState, resume_training, save_training
@@ -39,6 +39,7 @@ RECIPES: dict[str, str] = {
     "sr3": "baselines.sr3.recipe:make_recipe",
     "regression": "baselines.regression_recipe:make_recipe",
     "gan": "baselines.gan.recipe:make_recipe",
+    "ddpm": "baselines.ddpm_recipe:make_recipe",  # the cascade's base generator (docs/cascade.md)
 }
 
 
@@ -49,6 +50,7 @@ class Batch:
     hr: torch.Tensor  # (B,3,H,W)
     lr: torch.Tensor  # (B,3,H/s,W/s)
     scale: int
+    labels: torch.Tensor | None = None  # (B,) class indices with --labels (class-conditional recipes)
 
 
 @dataclass(frozen=True)
@@ -170,13 +172,17 @@ def optimizer_step(
     return StepReport(metrics, optim.step(stepped))
 
 
-def make_batch(hr_u8: torch.Tensor, scale: int, blur_aug: bool, device: torch.device) -> Batch:
-    """HR crops (uint8) to [0,1] on the device, with their LR made by THE degradation (plus CDM's blur)."""
+def make_batch(hr_u8: torch.Tensor | Sequence[torch.Tensor], scale: int, blur_aug: bool, device: torch.device) -> Batch:
+    """HR crops (uint8; or [crops, labels]) to [0,1] on the device, their LR by THE degradation (+ CDM's blur)."""
+    labels = None
+    if not isinstance(hr_u8, torch.Tensor):
+        hr_u8, labels = hr_u8
+        labels = labels.to(device, non_blocking=True)
     hr = hr_u8.to(device, non_blocking=True).float().div_(255.0)
     x_lr = degrade(hr, scale)
     if blur_aug:
         x_lr = gaussian_blur_aug(x_lr)
-    return Batch(hr=hr, lr=x_lr, scale=scale)
+    return Batch(hr=hr, lr=x_lr, scale=scale, labels=labels)
 
 
 def join_processes(device_name: str) -> torch.device:
@@ -281,7 +287,10 @@ def train(recipe: Recipe, cfg: TrainConfig, resume: bool = False, log: Callable[
     remaining = max(0, cfg.steps - state.step)
     if remaining == 0:
         log(f"already trained {state.step} steps (asked for {cfg.steps}); nothing to do")
-    dataset = CropDataset(cfg.data, cfg.crop, seed=cfg.seed)
+    if cfg.labels and not getattr(recipe, "uses_labels", False):
+        raise ValueError(f"--labels: `train {recipe.kind}` takes no class labels (only `train ddpm` does)")
+    labels = read_labels(cfg.data, cfg.labels) if cfg.labels else None
+    dataset = CropDataset(cfg.data, cfg.crop, seed=cfg.seed, labels=labels)
     rank, world = D.rank(), D.world_size()
     loader = crop_loader(dataset, state.position, cfg.batch_size, remaining, rank, world, cfg.workers, cfg.accum)
     if D.is_main():

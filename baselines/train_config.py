@@ -40,6 +40,7 @@ class TrainConfig:
     log_every: int = _arg(10, "a log.csv row every N steps")
     seed: int = _arg(0, "seed of the weights, the crop stream and the noise")
     blur_aug: bool = _arg(False, "CDM: 3x3 Gaussian blur of the LR, sigma ~ U(0.4, 0.6), on 50% of examples")
+    labels: str | None = _arg(None, "ddpm: class labels, a CSV image_id,label or 'folders' (DIR/<class>/...)")
     workers: int = _arg(2, "data loader processes")
     device: str = _arg("auto", "auto, cpu or cuda")
     precision: str = _arg("auto", "bf16 autocast of the forward pass (auto: on CUDA)", choices=("auto", "bf16", "fp32"))

@@ -43,6 +43,8 @@ class UNetConfig:
     emb_mult: int = 4  # embedding width = width * emb_mult
     emb_act: bool = True  # SiLU on the embedding before each block's projection; False: the public code's layout
     noise_scale: float = 1000.0  # sinusoidal features of noise_scale * c
+    num_classes: int = 0  # > 0: a learned class embedding added to the noise embedding (class-conditional base)
+    aug_embedding: bool = False  # an embedding of the conditioning-augmentation level added to the noise embedding
 
     @property
     def multiple(self) -> int:
@@ -224,6 +226,14 @@ class UNet(nn.Module):
         w, emb = cfg.width, cfg.width * cfg.emb_mult
         hidden = cfg.width * 4
         self.emb_mlp = nn.Sequential(nn.Linear(w, hidden), nn.SiLU(), nn.Linear(hidden, emb))
+        # Optional conditions added to the noise embedding: the class (CDM's class-conditional base) and the
+        # level of the noise augmentation of the LR input (CDM); the latter starts at exactly zero.
+        self.class_emb = nn.Embedding(cfg.num_classes, emb) if cfg.num_classes > 0 else None
+        self.aug_mlp = None
+        if cfg.aug_embedding:
+            self.aug_mlp = nn.Sequential(nn.Linear(w, hidden), nn.SiLU(), nn.Linear(hidden, emb))
+            nn.init.zeros_(self.aug_mlp[2].weight)
+            nn.init.zeros_(self.aug_mlp[2].bias)
         self.stem = nn.Conv2d(cfg.in_channels, w, 3, padding=1)
         chans, ch, res = [w], w, cfg.image_size
         self.down = nn.ModuleList()
@@ -265,10 +275,26 @@ class UNet(nn.Module):
                 res *= 2
         self.out = nn.Sequential(_norm(ch, cfg.groups), nn.SiLU(), nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x: (B,6,H,W) = concat(x_up, y_t); c: (B,) noise condition -> (B,3,H,W)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        aug: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x: (B,in_channels,H,W), e.g. concat(x_up, y_t); c: (B,) noise condition; labels: (B,) class ids
+        (with num_classes); aug: (B,) augmentation level (with aug_embedding, default 0) -> (B,3,H,W)."""
         # Noise-level embedding: sinusoidal features of noise_scale * c, then an MLP.
         emb = self.emb_mlp(sinusoidal(c * self.cfg.noise_scale, self.cfg.width).to(x.dtype))
+        # Class embedding added to the noise embedding (class-conditional generation).
+        if self.class_emb is not None:
+            if labels is None:
+                raise ValueError(f"this U-Net is class-conditional ({self.cfg.num_classes} classes): pass labels")
+            emb = emb + self.class_emb(labels.long()).to(emb.dtype)
+        # Augmentation-level embedding (sin/cos of 1000 * level), added the same way.
+        if self.aug_mlp is not None:
+            a = aug if aug is not None else torch.zeros_like(c, dtype=torch.float32)
+            emb = emb + self.aug_mlp(sinusoidal(a * 1000.0, self.cfg.width).to(x.dtype))
         h = self.stem(x)
         skips = [h]
         for layer in self.down:

@@ -45,6 +45,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--data", help="folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data list`)"
     )
     b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
+    b.add_argument("--lr-source", help="cascade:ddpm:CKPT|cascade:folder:DIR: generated LR images, no HR (--limit N)")
     b.add_argument(
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
@@ -71,6 +72,41 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
     b.set_defaults(func=_cmd_benchmark)
+    _add_cascade(rsub)
+
+
+def _add_cascade(rsub: argparse._SubParsersAction) -> None:
+    """`run cascade`: a base generator then SR stages, every level kept and scored (evalsuite.cascade)."""
+    c = rsub.add_parser("cascade", help="cascaded generation: a base generator then SR stages (docs/cascade.md)")
+    c.add_argument("--base", required=True, help="ddpm:CKPT (evalsuite train ddpm) or folder:DIR of samples")
+    c.add_argument("--stages", type=_csv, required=True, help="SR stages in order, e.g. sr3:A.safetensors,sr3:B...")
+    c.add_argument("--out", required=True, help="run folder (rerunning it resumes and reuses valid images)")
+    c.add_argument("--n", type=int, default=16, help="number of samples")
+    c.add_argument("--steps", type=int, help="sampler steps of the base and of diffusion stages")
+    c.add_argument("--sampler", help="ancestral or ddim")
+    c.add_argument("--noise-aug", type=float, help="LR noise-augmentation level of stages trained with it (default 0)")
+    c.add_argument("--labels", help="class-conditional base: one class name, or a CSV sample_id,label")
+    c.add_argument("--fid-ref", help="reference folder (brought to each level's size) or .npz statistics")
+    c.add_argument("--metrics", type=_csv, default=("fid", "kid", "is"), help="of fid,kid,is")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    c.add_argument("--no-report", action="store_true", help="do not write report.html")
+    c.set_defaults(func=_cmd_cascade)
+
+
+def _cmd_cascade(args: argparse.Namespace) -> int:
+    from evalsuite.cascade import CascadeSpec, run_cascade
+
+    spec = CascadeSpec(
+        base=args.base, stages=tuple(args.stages), out=args.out, n=args.n, steps=args.steps, sampler=args.sampler,
+        noise_aug=args.noise_aug, labels=args.labels, fid_ref=args.fid_ref, metrics=tuple(args.metrics), seed=args.seed,
+        batch_size=args.batch_size, device=args.device, report=not args.no_report,
+    )
+    summary = run_cascade(spec)
+    print(summary.drop(columns=["notes"]).to_string(index=False))
+    print(f"run folder: {args.out}")
+    return 0
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -83,6 +119,7 @@ def spec_from_args(args: argparse.Namespace):
         "name",
         "data",
         "lr",
+        "lr_source",
         "methods",
         "metrics",
         "out",

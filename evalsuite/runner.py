@@ -21,6 +21,7 @@ from evalsuite import distributed as D
 from evalsuite.datasets import resolve_inputs
 from evalsuite.io import atomic_write_text
 from evalsuite.lazy import load_object
+from evalsuite.lr_source import NO_HR_NOTE, check_metrics, generated_inputs
 from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import MetricContext, build_metric, column_metric, metric_info, resolve_metrics
@@ -28,7 +29,7 @@ from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, Prep
 from evalsuite.results import FAILURE_COLUMNS, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
-from evalsuite.tasks import Task
+from evalsuite.tasks import Task, resolve_task
 from evalsuite.weights import MissingWeightsError
 
 __all__ = ["NoUsableImagesError", "default_methods", "run"]
@@ -132,6 +133,8 @@ def _reference_row(rc: RunContext) -> dict[str, Any] | None:
     """The HR images scored by metrics that have a `reference(ids, hr_dir)` (IS, classification)."""
     row: dict[str, Any] = {}
     notes: list[str] = []
+    if rc.spec.lr_source:
+        return None  # generated LR: the HR folder holds placeholders, no reference row
     for n in rc.metrics.names:
         if not metric_info(n).hr_row or n in rc.metrics.notes:
             continue  # FID/KID have no reference row: not built for nothing
@@ -158,7 +161,9 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         rows.append(ref)
     notes = rc.metrics.notes
     run_notes = [f"{n}: {msg}" for n, msg in notes.items()]
-    if paired and "consistency" in rc.metrics.columns:
+    if rc.spec.lr_source:
+        run_notes.append(NO_HR_NOTE.format(src=rc.spec.lr_source))
+    elif paired and "consistency" in rc.metrics.columns:
         run_notes.append(f"consistency: {PAIRED_CONSISTENCY_NOTE}")
     empty = [c for c in rc.metrics.columns if column_metric(c) in notes]
     per_image = [p for r in evaluated for p in r.per_image_rows]
@@ -188,10 +193,17 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     D.init_from_env(device)
     device = D.local_rank_device(device)
     say = log if D.is_main() else (lambda *a, **k: None)
-    data_dir, lr_dir, task = resolve_inputs(spec.data, spec.lr, spec.task, spec.scale, DEFAULT_TASK)
+    if spec.lr_source:
+        # Generated LR (--lr-source cascade:BASE): no HR; HR-free metrics only, checked before any work.
+        task = resolve_task(spec.task, spec.scale)
+        check_metrics(spec, resolve_metrics(spec.metrics))
+    else:
+        data_dir, lr_dir, task = resolve_inputs(spec.data, spec.lr, spec.task, spec.scale, DEFAULT_TASK)
     spec = spec.with_protocol(task.scale)  # --protocol basicsr: Y channel, crop border = scale
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     methods = _methods(spec, task, say)
+    if spec.lr_source:
+        data_dir, lr_dir = generated_inputs(spec, task, device, say)
 
     # 1. Data: validated HR images and the one degradation's LR (or the given LR), prepared once and reused.
     prep, ids, errors, index = _prepare(spec, task, data_dir, lr_dir, say)

@@ -37,6 +37,7 @@ class BenchmarkSpec:
     name: str = "demo"
     data: str = BUILTIN  # folder, builtin:skimage, or a registered set's name (evalsuite data list)
     lr: str | None = None  # paired data: folder of given LR images (or a set name: its shipped LR), matched by id
+    lr_source: str | None = None  # cascade:BASE: generated LR images, no HR (evalsuite/lr_source.py)
     task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
     scale: int | None = None
     methods: tuple[str, ...] = ()  # empty = every available default method
@@ -80,6 +81,10 @@ class BenchmarkSpec:
             raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol must be one of {', '.join(p for p in PROTOCOLS if p)}, got {self.protocol!r}")
+        if self.lr_source is not None and (not self.lr_source.startswith("cascade:") or self.lr is not None):
+            raise ValueError(
+                f"--lr-source {self.lr_source}: give cascade:ddpm:CKPT or cascade:folder:DIR (and no --lr)"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 

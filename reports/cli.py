@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.gallery < 0 or args.worst < 0:
         raise ValueError("--gallery and --worst must be 0 or more")
+    if (Path(args.run_dir) / "cascade.json").exists():
+        # A run folder of `evalsuite run cascade`: its own report (docs/cascade.md).
+        from reports.cascade import write_cascade_report
+
+        print(f"report: {write_cascade_report(args.run_dir, args.out).resolve()}")
+        return 0
     path = write_report(args.run_dir, study=args.study, out=args.out,
                         options=ReportOptions(n_gallery=args.gallery, n_worst=args.worst))
     print(f"report: {path.resolve()}")

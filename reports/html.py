@@ -23,6 +23,7 @@ from PIL import Image
 
 from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
+from evalsuite.lr_source import hr_absent
 from evalsuite.metrics.base import column_info, column_metric
 from evalsuite.results import Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
@@ -391,7 +392,10 @@ def _gallery(
                         "values": [],
                     }
                 )
-        panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []})
+        if not hr_absent(run_dir):  # --lr-source runs: the HR files are placeholders, never shown
+            panels.append(
+                {"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []}
+            )
         # Mark the best value per metric among the methods on this image.
         for c in cols:
             hibc = column_info(c).higher_is_better

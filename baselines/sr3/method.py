@@ -65,24 +65,31 @@ class SR3Method:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     bf16: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    noise_aug: float = 0.0  # LR noise-augmentation level a (checkpoints trained with noise_aug); 0: the clean LR
     _bar: Any = field(default=None, repr=False, compare=False)  # the sampling progress bar while sampling
 
     def _sample(self, x_lr: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
         """Sample SR images for an LR batch whose upsampled size fits the U-Net."""
         x_lr, ph, pw = pad_to_multiple(x_lr, self.scale, self.model.cfg.unet.multiple)
+        # y_T and every later draw of image k come from its own generator.
+        gens = image_generators(self.seed, list(ids), self.device)
+        shape = (x_lr.shape[1], x_lr.shape[2] * self.scale, x_lr.shape[3] * self.scale)
+        y_T = per_image_normal(shape, gens, self.device)  # noqa: N806 - the paper's name
+        noise = per_image_noise(shape, gens, self.device)
+        # Noise augmentation chosen at sampling (level a, model units): only when asked; never the blur.
+        aug = None
+        if self.model.cfg.noise_aug > 0:
+            aug = torch.full((x_lr.shape[0],), float(self.noise_aug), device=self.device)
+            if self.noise_aug > 0:
+                x_lr = x_lr + self.noise_aug / 2 * per_image_normal(x_lr.shape[1:], gens, self.device)
         x_up = upsample(x_lr, self.scale) * 2 - 1  # (B,3,H,W) in [-1,1]
 
         def denoise(y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
             # ŷ0 of the network, clipped to the data range with clip_x0.
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                y0 = self.model(x_up, y_t, gamma)
+                y0 = self.model(x_up, y_t, gamma, aug)
             return y0.clamp(-1, 1) if self.clip_x0 else y0
 
-        # y_T and every later draw of image k come from its own generator.
-        gens = image_generators(self.seed, list(ids), self.device)
-        shape = x_up.shape[1:]
-        y_T = per_image_normal(shape, gens, self.device)  # noqa: N806 - the paper's name
-        noise = per_image_noise(shape, gens, self.device)
         extra = {"variance": self.variance} if self.sampler == "ancestral" else {}
         if self._bar is not None:
             extra["callback"] = lambda _: self._bar.update(x_lr.shape[0])  # one step of every tile in the call
@@ -158,6 +165,9 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         schedule = schedule.respace(int(steps))
     tile = int(ctx.option("tile", cfg.unet.image_size // cfg.scale))
     bf16 = ctx.device.type == "cuda" and ctx.option("precision", "bf16") == "bf16"
+    noise_aug = float(ctx.option("noise_aug", 0.0))
+    if noise_aug and cfg.noise_aug <= 0:
+        raise ValueError(f"option noise_aug={noise_aug}: {arg} was not trained with noise augmentation (noise_aug 0)")
     if ctx.option("compile", False):
         # method_options {compile: true}: torch.compile the U-Net (worth it for many sampling steps on a GPU).
         model.net = torch.compile(model.net)
@@ -170,6 +180,7 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         "embedding": cfg.embedding,
         "tile": tile,
         "bf16": bf16,
+        **({"noise_aug": noise_aug} if cfg.noise_aug > 0 else {}),
     }
     return SR3Method(
         f"sr3:{arg}",
@@ -184,4 +195,5 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         device=ctx.device,
         bf16=bf16,
         info=info,
+        noise_aug=noise_aug,
     )

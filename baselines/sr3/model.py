@@ -38,6 +38,12 @@ class SR3Config:
     embedding: str = "logsnr"  # gamma (sin/cos of 1000·γ) | logsnr | sqrt_gamma
     loss: str = "l1"  # l1 | l2
     train_schedule: dict[str, Any] = field(default_factory=lambda: dict(TRAIN_DEFAULT))
+    # Conditioning augmentation (CDM, docs/cascade.md), training only; recorded here so a checkpoint says
+    # how it was trained. blur_aug: the loop's `--blur-aug` (3x3 Gaussian, sigma ~ U(0.4, 0.6), 50% of
+    # examples). noise_aug > 0: Gaussian noise of std a ~ U(0, noise_aug) (in the model's [-1, 1] units) added
+    # to the LR, and a fed to the U-Net as an extra embedding; the method chooses a (option `noise_aug`, 0).
+    blur_aug: bool = False
+    noise_aug: float = 0.0
     # Sampling defaults written into new checkpoints (not fields: a checkpoint keeps them in its extras).
     SAMPLER: ClassVar[str] = "ancestral"
     SAMPLING_STEPS: ClassVar[int] = 100
@@ -51,6 +57,8 @@ class SR3Config:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0.0 <= self.noise_aug <= 1.0:
+            raise ValueError(f"noise_aug must be in [0, 1] (std in [-1, 1] units; 0: off), got {self.noise_aug}")
 
 
 def sampling_defaults(
@@ -93,16 +101,29 @@ class SR3Denoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.precond = get_precond(cfg.parameterization)
-        self.net = UNet(replace(cfg.unet, in_channels=6, out_channels=3, noise_scale=NOISE_SCALE[cfg.embedding]))
+        self.net = UNet(
+            replace(
+                cfg.unet,
+                in_channels=6,
+                out_channels=3,
+                noise_scale=NOISE_SCALE[cfg.embedding],
+                aug_embedding=cfg.noise_aug > 0,
+            )
+        )
 
-    def raw(self, x_up: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        """The network's raw output F (ε, y0, v or edm's F) in fp32; x_up, y_t: (B,3,H,W), gamma: (B,)."""
+    def raw(
+        self, x_up: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor, aug: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The network's raw output F (ε, y0, v or edm's F) in fp32; x_up, y_t: (B,3,H,W), gamma: (B,);
+        aug: (B,) noise-augmentation level of x_up (only with cfg.noise_aug > 0; default 0)."""
         c = noise_condition(gamma, self.cfg.embedding)
-        return self.net(torch.cat([x_up, y_t.to(x_up.dtype)], dim=1), c).float()
+        return self.net(torch.cat([x_up, y_t.to(x_up.dtype)], dim=1), c, aug=aug).float()
 
-    def forward(self, x_up: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        """ŷ0 (B,3,H,W) in fp32 for x_up, y_t in [-1,1]-ish and γ of shape (B,)."""
-        return self.precond.y0(self.raw(x_up, y_t, gamma), y_t.float(), gamma)
+    def forward(
+        self, x_up: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor, aug: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ŷ0 (B,3,H,W) in fp32 for x_up, y_t in [-1,1]-ish, γ of shape (B,) and the augmentation level."""
+        return self.precond.y0(self.raw(x_up, y_t, gamma, aug), y_t.float(), gamma)
 
     def eps(self, x_cond: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         """Predicted ε (B,3,H,W) for x_cond (the upsampled LR) and y_t in [-1, 1], γ of shape (B,)."""

@@ -33,6 +33,7 @@ class SR3Options:
     sampler: str = SR3Config.SAMPLER  # sampling defaults stored in the checkpoint
     steps: int = SR3Config.SAMPLING_STEPS
     clip_x0: bool = SR3Config.CLIP_X0
+    noise_aug: float = 0.0  # CDM noise augmentation: max std of the LR noise (model units); 0: off
 
 
 class SR3Recipe:
@@ -59,18 +60,34 @@ class SR3Recipe:
         return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-4)}
 
     def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
-        """One step of SR3 eq. 6 on the batch, images scaled to [-1, 1]."""
-        x_up = upsample(batch.lr, batch.scale) * 2 - 1
+        """One step of SR3 eq. 6 on the batch, images scaled to [-1, 1] (LR noise-augmented if configured)."""
+        x_lr, aug = noise_augment(batch.lr, self.config.noise_aug)
+        x_up = upsample(x_lr, batch.scale) * 2 - 1
         y0 = batch.hr * 2 - 1
         if self.gamma_table is None or self.gamma_table.device != y0.device:
             self.gamma_table = self.schedule.gamma_table().to(y0.device)
-        loss = sr3_loss(models["net"], self.precond, x_up, y0, self.gamma_table, self.config.loss)
+        net = models["net"]
+        denoiser = net if aug is None else (lambda x, y_t, gamma: net(x, y_t, gamma, aug))
+        loss = sr3_loss(denoiser, self.precond, x_up, y0, self.gamma_table, self.config.loss)
         return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Sampling defaults."""
         o = self.options
         return {"sampling": sampling_defaults(self.config, o.sampler, o.steps, o.clip_x0)}
+
+
+def noise_augment(x_lr: torch.Tensor, noise_aug: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """CDM's noise augmentation of the LR (in [0, 1]): level a ~ U(0, noise_aug) per example, x_lr + (a/2)·ε.
+
+    a is the noise std in the model's [-1, 1] units (hence a/2 on [0, 1] images); returns (x_lr', a), or
+    (x_lr, None) when noise_aug is 0. Global RNG, so resume reproduces it.
+    """
+    if noise_aug <= 0:
+        return x_lr, None
+    # One level per example, then Gaussian noise of that std on every LR pixel.
+    a = torch.rand(x_lr.shape[0], device=x_lr.device) * noise_aug
+    return x_lr + (a / 2)[:, None, None, None] * torch.randn_like(x_lr), a
 
 
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
@@ -90,5 +107,7 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
         embedding=o.embedding,
         loss=o.loss,
         train_schedule=sched,
+        blur_aug=cfg.blur_aug,
+        noise_aug=o.noise_aug,
     )
     return SR3Recipe(config, o)

@@ -1,0 +1,55 @@
+"""The demo models shipped in the repository: SR3 and the regression baseline, trained by this project.
+
+`sr3-demo` and `regression-demo` are ordinary `sr3:` / `regression:` checkpoints (fp16 weights, JSON config)
+in this folder, trained with benchmarks/sr3_quality.py's recipe on photos from Debian packages (never on the
+scikit-image photos the demo evaluates); MODEL_CARD.md says how, and what they can and cannot show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalsuite.methods import MethodContext
+
+FOLDER = Path(__file__).parent
+FILES = {"sr3-demo": "sr3-demo.safetensors", "regression-demo": "regression-demo.safetensors"}
+SCALE = 4  # both are 4x models
+
+
+def demo_path(name: str) -> Path:
+    """The shipped checkpoint of a demo model."""
+    return FOLDER / FILES[name]
+
+
+def _available(name: str) -> tuple[bool, str]:
+    path = demo_path(name)
+    return (True, "") if path.exists() else (False, f"{path} is missing from this checkout")
+
+
+def sr3_demo_available() -> tuple[bool, str]:
+    """Whether the shipped SR3 demo checkpoint is here."""
+    return _available("sr3-demo")
+
+
+def regression_demo_available() -> tuple[bool, str]:
+    """Whether the shipped regression demo checkpoint is here."""
+    return _available("regression-demo")
+
+
+def build_sr3_demo(name: str, ctx: MethodContext) -> Any:
+    """`sr3-demo`: the shipped SR3 checkpoint, sampled with its stored settings (or the spec's options)."""
+    from baselines.sr3.method import build_sr3
+
+    method = build_sr3(str(demo_path("sr3-demo")), ctx)
+    method.name = name
+    return method
+
+
+def build_regression_demo(name: str, ctx: MethodContext) -> Any:
+    """`regression-demo`: the shipped regression checkpoint."""
+    from baselines.regression import build_regression
+
+    method = build_regression(str(demo_path("regression-demo")), ctx)
+    method.name = name
+    return method
