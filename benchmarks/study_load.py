@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # study_support: run folder, servers
 
 # Anchors: 50 raters answering at the paper's pace (one 3 s exposure each) need 50 / 3 judgments/s;
 # a submission should render the next trial within 1 s; no judgment may be lost or doubled.
@@ -161,7 +162,7 @@ async def _run_all(base: str, tokens: list[str], max_steps: int, think_s: float,
 def one_run(args: argparse.Namespace, db: str, run_dir: Path) -> dict[str, float]:
     """Create a study, invite the raters, serve the app, let them all answer; return the figures."""
     from studies.service import create_study, invite_raters
-    from studies.testing import served_app
+    from study_support import served_app
 
     create_study(
         run_dir,
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (e.g. `timeout`) unwinds normally, so the served app and the temporary files are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from studies.testing import fresh_postgres_database, make_run_folder, postgres_server
+    from study_support import fresh_postgres_database, make_run_folder, postgres_server
 
     results = []
     with tempfile.TemporaryDirectory(prefix="study-load-") as tmp:

@@ -1,23 +1,27 @@
-"""The Streamlit rater app: instructions, practice, timed 2AFC trials, thanks; `?admin=TOKEN` shows progress.
+"""The Streamlit rater app: instructions with a screen check, practice, timed 2AFC trials, thanks; `?admin=TOKEN`.
 
 Run with `evalsuite study serve --db FILE|URL` (or `streamlit run studies/app.py -- --db FILE|URL`).
-The page only renders and calls the store. No leaks: images are inlined as re-encoded PNG data (no URL,
-no file name, no stimulus id), alt texts say only "left"/"right", widget keys carry only the trial's
-position, and the left image always comes first in the page.
+A trial is one *display* (`Store.issue_display`): the page's component (studies/trial.js) receives the pair
+as raw RGB rows of equal length, draws both images in one frame at one image pixel per device pixel,
+reports "shown", hides them after the exposure and only then lets the rater answer once. The server counts
+an answer only for the display on screen, after its reported draw and exposure (`Store.answer`); anything
+else is refused and logged. A reload, reconnect or second tab gets a fresh display of the pending trial.
 """
 
 from __future__ import annotations
 
-import base64
+import functools
 import os
 import sys
-from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from studies.design import StudyConfig
+from studies.payload import Need, Pixels, check_payload, decode_rgb, study_need, trial_payload
 from studies.service import DB_ENV
-from studies.store import SIDES, RaterInfo, Store, Trial
+from studies.store import RaterInfo, Screen, Store, Trial
 
 INSTRUCTIONS = """
 You will see pairs of images, side by side{lr}. Each pair is shown for **{exposure:g} seconds**, then it
@@ -28,8 +32,27 @@ is hidden and you choose.
 - Answer with the **Left** or **Right** button below the images. Go with your first impression.
 - A short practice block comes first{practice}.
 - You can stop and come back later with the same link; you continue where you stopped.
-- Please use a laptop or desktop screen and keep the browser window large.
+- The images are shown at their true pixel size: please use a laptop or desktop screen with a large window.
 """
+REPLACED = (
+    "This study was opened again in another tab or window (or this page reconnected after a break): that "
+    "answer was not counted. Continue in one place only."
+)
+_HTML = '<div class="es-root"><div class="es-msg"></div><div class="es-pair"></div><div class="es-buttons">' \
+    '<button data-side="left">Left</button><button data-side="right">Right</button></div></div>'
+_CSS = """
+.es-root{font-family:inherit}
+.es-pair{display:flex;justify-content:center;align-items:center;gap:16px;margin:0.25rem 0 0.75rem 0}
+.es-pair canvas{display:block;image-rendering:pixelated;flex:none}
+.es-msg{min-height:1.5rem;text-align:center;color:#374151;margin-bottom:0.25rem}
+.es-buttons{display:flex;gap:1rem;justify-content:center}
+.es-buttons button{flex:0 1 16rem;padding:0.6rem 0;font-size:1.05rem;border-radius:0.5rem;border:none;
+  background:#ff4b4b;color:white;cursor:pointer}
+.es-buttons button:disabled{background:#e5e7eb;color:#9ca3af;cursor:default}
+"""
+TRIAL_COMPONENT = st.components.v2.component(
+    "evalsuite_trial", html=_HTML, css=_CSS, js=Path(__file__).with_name("trial.js").read_text(encoding="utf-8")
+)
 
 
 def database() -> str:
@@ -49,10 +72,10 @@ def get_store(db: str) -> Store:
     return Store(db, create=False)
 
 
-@st.cache_data(max_entries=4096, show_spinner=False)
-def png_data_uri(db: str, stimulus_id: str) -> str:
-    """A stimulus as a data: URI (no request URL to leak, the same encoding for both sides)."""
-    return "data:image/png;base64," + base64.b64encode(get_store(db).stimulus_png(stimulus_id)).decode("ascii")
+@st.cache_resource(max_entries=2048, show_spinner=False)
+def pixels(db: str, stimulus_id: str) -> Pixels:
+    """A stimulus decoded once per server process to raw RGB rows."""
+    return decode_rgb(get_store(db).stimulus_png(stimulus_id))
 
 
 @st.cache_data(show_spinner=False)
@@ -61,77 +84,91 @@ def get_config(db: str, study_id: int) -> StudyConfig:
     return StudyConfig.from_dict(get_store(db).study(study_id))
 
 
+@st.cache_data(show_spinner=False)
+def get_need(db: str, study_id: int) -> Need:
+    """The device pixels the study's largest trial needs (fixed per study)."""
+    return study_need(get_store(db).stimulus_sizes(study_id))
+
+
 def _set(flag: str) -> None:
     """Button callback: set a session flag (the page then renders the next step in the same run)."""
     st.session_state[flag] = True
 
 
-def _answer(db: str, rater_id: int, trial: Trial, choice: str) -> None:
-    """Button callback: record the choice once (a repeated click on the same trial changes nothing)."""
-    get_store(db).submit(rater_id, trial.assignment_id, choice)
-    if trial.block == "practice":
-        st.session_state["feedback"] = trial.assignment_id
+def _resume() -> None:
+    """Button callback: continue the study in this tab (a fresh display of the pending trial)."""
+    st.session_state["paused"] = False
 
 
-def _cell(src: str, alt: str, cls: str) -> str:
-    return f'<div class="es-box"><img class="{cls}" alt="{alt}" src="{src}"></div>'
+def _screen(ev: dict[str, Any]) -> Screen | None:
+    """The screen a page reported, or None when the report is malformed."""
+    try:
+        return Screen(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def _pair_html(db: str, trial: Trial, remaining_s: float) -> str:
-    """The images of a trial; both sides hide together after `remaining_s` seconds (CSS, in the browser)."""
-    style = (
-        "<style>"
-        ".es-pair{display:flex;justify-content:center;align-items:center;gap:1rem;margin:0.5rem 0 1rem 0}"
-        ".es-pair>div{flex:0 1 512px;min-width:0}"
-        ".es-pair img{width:100%;height:auto;display:block;border-radius:4px}"
-        ".es-box{background:#f3f4f6;border-radius:4px}"
-        f".es-side{{animation:es-hide 0s linear {max(remaining_s, 0.0):.3f}s forwards}}"
-        "@keyframes es-hide{to{visibility:hidden}}"
-        "</style>"
-    )
-    blank = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
-    if remaining_s <= 0:
-        # Time is up (e.g. after a reload): the pair is not sent again.
-        cells = [_cell(blank, "left", ""), _cell(blank, "right", "")]
-    else:
-        cells = [
-            _cell(png_data_uri(db, trial.left_id), "left", "es-side"),
-            _cell(png_data_uri(db, trial.right_id), "right", "es-side"),
-        ]
-    if trial.middle_id:
-        cells.insert(1, f'<div><img alt="low resolution input" src="{png_data_uri(db, trial.middle_id)}"></div>')
-    return style + '<div class="es-pair">' + "".join(cells) + "</div>"
+def _on_check(db: str, rater_id: int, key: str) -> None:
+    """Screen-check callback: keep whether the window fits, and record the window and DPR."""
+    ev = (st.session_state.get(key) or {}).get("event")
+    if not isinstance(ev, dict) or ev.get("type") != "screen":
+        return
+    st.session_state["screen_fits"] = bool(ev.get("fits"))
+    screen = _screen(ev)
+    if screen is not None:
+        get_store(db).record_screen(rater_id, screen)
 
 
-def _remaining(exposure_s: float, shown_at: datetime | None) -> float:
-    """Seconds of exposure left: the full time on first show, less after a reload."""
-    if shown_at is None:
-        return exposure_s
-    return exposure_s - (datetime.now(timezone.utc) - shown_at).total_seconds()
+def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
+    """Trial callback: record a "shown" report, or count/refuse an answer (then the next display is issued)."""
+    ev = (st.session_state.get(key) or {}).get("event")
+    if not isinstance(ev, dict):
+        return
+    store = get_store(db)
+    display_id = ev.get("display")
+    if ev.get("type") == "shown":
+        store.display_shown(rater_id, display_id, _screen(ev))
+    elif ev.get("type") == "answer":
+        ms = lambda k: ev[k] / 1000.0 if isinstance(ev.get(k), (int, float)) else None  # noqa: E731
+        res = store.answer(rater_id, display_id, ev.get("choice"), exposure_s, ms("exposed_ms"), ms("rt_ms"))
+        st.session_state.pop("display", None)  # the next run shows the next trial, or this one afresh
+        # A display replaced elsewhere: wait for the rater to choose this tab, so the other one is not disturbed.
+        st.session_state["paused"] = res.reason.startswith("replaced")
+        if res.accepted and res.block == "practice":
+            st.session_state["feedback"] = store.practice_feedback(rater_id, res.assignment_id)
+        elif res.accepted:
+            st.session_state["feedback"] = ""
 
 
 def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trial: Trial, done: int, total: int) -> None:
-    """One trial: progress, question, the timed pair, and the two answer buttons."""
+    """One trial: progress, question, and the display component (pair, exposure, Left/Right)."""
+    store = get_store(db)
     label = "Practice" if trial.block == "practice" else "Image pair"
     st.progress(done / max(total, 1), text=f"{label} {done + 1} of {total}")
     st.markdown(f"**{config.question}**")
-    shown_at = trial.shown_at or get_store(db).mark_shown(trial.assignment_id)
-    st.html(_pair_html(db, trial, _remaining(config.exposure_s, shown_at)))
-    # Keys a<position>l / a<position>r: only the trial's position, never which side is real.
-    for column, side in zip(st.columns(2), SIDES, strict=True):
-        column.button(
-            side.capitalize(),
-            key=f"a{trial.position}{side[0]}",
-            on_click=_answer,
-            args=(db, rater.id, trial, side),
-            use_container_width=True,
-            type="primary",
-        )
-    st.caption("The images disappear after a few seconds; then choose Left or Right.")
+    # This session's display of the pending trial; a fresh one for a new session, trial or refused answer.
+    current = st.session_state.get("display")
+    if current is None or current[0] != trial.assignment_id:
+        current = (trial.assignment_id, store.issue_display(rater.id, trial.assignment_id))
+        st.session_state["display"] = current
+    display_id = current[1]
+    lr = pixels(db, trial.middle_id) if trial.middle_id else None
+    data = trial_payload(
+        display_id,
+        config.exposure_s,
+        pixels(db, trial.left_id),
+        pixels(db, trial.right_id),
+        lr,
+        get_need(db, rater.study_id),
+    )
+    key = f"d{display_id}"
+    TRIAL_COMPONENT(
+        key=key, data=data, on_event_change=functools.partial(_on_trial, db, rater.id, key, config.exposure_s)
+    )
 
 
 def rater_page(db: str, token: str) -> None:
-    """The rater flow: instructions, practice (with feedback), the study, thanks."""
+    """The rater flow: instructions and screen check, practice (with feedback), the study, thanks."""
     store = get_store(db)
     # The token's rater, looked up once per browser session (tokens never change owner).
     if st.session_state.get("rater_token") != token:
@@ -146,15 +183,17 @@ def rater_page(db: str, token: str) -> None:
     practice = [t for t in trials if t.block == "practice"]
     main = [t for t in trials if t.block == "main"]
     pending = [t for t in trials if not t.answered]
-    feedback = st.session_state.pop("feedback", None)  # the practice trial just answered
-    if feedback is not None:
-        st.info(store.practice_feedback(rater.id, feedback))
+    if st.session_state.get("feedback"):
+        st.info(st.session_state["feedback"])
+    if st.session_state.get("paused"):
+        st.warning(REPLACED)
+        st.button("Continue here", key="resume", type="primary", on_click=_resume)
+        return
     if not pending:
         st.title("Thank you!")
         st.success("You have finished the study. Your answers are saved; you can close this page.")
         return
-    started = st.session_state.get("started", False)
-    if not started:
+    if not st.session_state.get("started", False):
         st.title("Image comparison")
         st.markdown(
             INSTRUCTIONS.format(
@@ -164,8 +203,18 @@ def rater_page(db: str, token: str) -> None:
                 practice=f" ({len(practice)} pairs, with feedback)" if practice else "",
             )
         )
+        key = "screen-check"
+        check = check_payload(get_need(db, rater.study_id))
+        TRIAL_COMPONENT(key=key, data=check, on_event_change=functools.partial(_on_check, db, rater.id, key))
         resumed = any(t.answered for t in trials)
-        st.button("Continue" if resumed else "Start", key="start", type="primary", on_click=_set, args=("started",))
+        st.button(
+            "Continue" if resumed else "Start",
+            key="start",
+            type="primary",
+            on_click=_set,
+            args=("started",),
+            disabled=not st.session_state.get("screen_fits", False),
+        )
         return
     nxt = pending[0]
     if (

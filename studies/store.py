@@ -1,8 +1,12 @@
 """The study database: SQLAlchemy 2.0 models and a small repository (SQLite by default, any SQLAlchemy URL).
 
-Judgments are written exactly once: `judgments.assignment_id` is unique and `Store.submit` is an idempotent
-insert (`INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL), so a resubmitted trial, a double
-click, a reload or a server restart neither loses nor duplicates an answer; the first answer wins.
+Only seen-and-answered trials count. The app shows a trial as a *display*: `issue_display` gives the
+pending trial a fresh random display id (the only one of that trial that can still be answered),
+`display_shown` records the moment the page reports both images drawn, and `answer` accepts a choice only
+for the current display of an unanswered trial, only after it was shown and its exposure ran out. Anything
+else (a late click of a replaced display, a second tab, a click before the exposure ended, a repeat) is
+written to `refusals`, never to `judgments`. Judgments are written exactly once: `judgments.assignment_id`
+is unique and the insert is `INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 SIDES = ("left", "right")
+# Answers may arrive this much before the exposure has run out on the server clock: the page hides the pair
+# by its own clock after it reported the draw, so network jitter can make the server see a shorter time.
+EXPOSURE_GRACE_S = 0.1
 
 
 class Base(DeclarativeBase):
@@ -81,8 +88,14 @@ class Rater(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     index: Mapped[int] = mapped_column(Integer)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    label: Mapped[str] = mapped_column(String(40))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The rater's browser window (CSS pixels) and devicePixelRatio, as last reported by the page.
+    window_w: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window_h: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dpr: Mapped[float | None] = mapped_column(Float, nullable=True)
     __table_args__ = (UniqueConstraint("study_id", "index", name="uq_rater_index"),)
 
 
@@ -101,8 +114,36 @@ class Assignment(Base):
     left_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
     right_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
     middle_id: Mapped[str | None] = mapped_column(ForeignKey("stimuli.id"), nullable=True)
-    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # first shown
+    current_display: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the answerable one
     __table_args__ = (UniqueConstraint("rater_id", "position", name="uq_assignment_position"),)
+
+
+class Display(Base):
+    """One showing of a trial on a page, under a random single-use id; shown_at is set by the page's report."""
+
+    __tablename__ = "displays"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"), index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    window_w: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    window_h: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dpr: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Refusal(Base):
+    """An answer the server did not count, and why (kept for the study owner; never a judgment)."""
+
+    __tablename__ = "refusals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"), nullable=True)
+    display_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    choice: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(String(200))
 
 
 class Judgment(Base):
@@ -116,7 +157,10 @@ class Judgment(Base):
     chose_real: Mapped[bool] = mapped_column(Boolean)
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # server: shown report -> answer
+    display_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    exposed_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # page clock: drawn -> hidden
+    client_latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # page clock: drawn -> click
 
 
 # A trial's plan as read-outs show it (the columns judgments_frame and assignments_frame share).
@@ -157,12 +201,32 @@ class Trial:
 
 @dataclass(frozen=True)
 class RaterInfo:
-    """A rater found by token: internal id, opaque public id and the study it belongs to."""
+    """A rater found by token: internal id, opaque public id, the study it belongs to, index and label."""
 
     id: int
     public_id: str
     study_id: int
     index: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """Outcome of an answer: accepted (stored as a judgment) or refused with the reason (logged)."""
+
+    accepted: bool
+    reason: str = ""
+    block: str = ""
+    assignment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What the page reports about the rater's screen: window size in CSS pixels and devicePixelRatio."""
+
+    width: int
+    height: int
+    dpr: float
 
 
 @dataclass(frozen=True)
@@ -193,6 +257,15 @@ def db_url(db: str | Path) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _float_or_none(x: Any) -> float | None:
+    """A finite float from a page's report, else None."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and abs(f) < 1e9 else None
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -335,6 +408,26 @@ class Store:
             ).all()
             return {(r[0], r[1], r[2]): r[3] for r in rows}
 
+    def stimulus_sizes(self, study_id: int) -> list[tuple[int, int, int, int]]:
+        """(pair w, pair h, lr w, lr h) per study image (lr 0 x 0 when the study shows no LR input)."""
+        from studies.payload import png_size
+
+        sizes: dict[str, list[int]] = {}
+        with self._session() as s:
+            rows = s.execute(
+                select(Stimulus.image_id, Stimulus.role, func.substr(Stimulus.png, 1, 24)).where(
+                    Stimulus.study_id == study_id, Stimulus.role.in_(("hr", "lr"))
+                )
+            ).all()
+        for image_id, role, head in rows:
+            w, h = png_size(bytes(head))
+            entry = sizes.setdefault(image_id, [0, 0, 0, 0])
+            if role == "hr":
+                entry[0], entry[1] = w, h
+            else:
+                entry[2], entry[3] = w, h
+        return [tuple(v) for v in sizes.values()]  # type: ignore[misc]
+
     def stimulus_png(self, stimulus_id: str) -> bytes:
         """The PNG bytes of a stimulus."""
         with self._session() as s:
@@ -344,22 +437,37 @@ class Store:
         return png
 
     # ----------------------------------------------------------------- raters and trials
-    def add_raters(self, study_id: int, n: int, plan: Callable[[int], Sequence[Any]]) -> list[tuple[str, str]]:
+    def add_raters(
+        self,
+        study_id: int,
+        n: int,
+        plan: Callable[[int], Sequence[Any]],
+        labels: Sequence[str] | None = None,
+    ) -> list[tuple[str, str]]:
         """Add n raters; `plan(index)` gives the trials (`design.TrialPlan`s) of the rater with that index.
 
         Indices continue after the study's last rater and are taken in the write transaction, so each plan is
-        built for the index its rater is stored under. Returns (public id, token) per rater.
+        built for the index its rater is stored under. Labels default to R01, R02, ... by index.
+        Returns (label, token) per rater.
         """
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} raters; pass one label per rater")
         stim = self.stimulus_ids(study_id)
         out = []
         with self._writing(), self._session.begin() as s:
             start = s.scalar(select(func.coalesce(func.max(Rater.index) + 1, 0)).where(Rater.study_id == study_id))
+            taken = set(s.scalars(select(Rater.label).where(Rater.study_id == study_id)))
             for k in range(n):
+                label = labels[k] if labels is not None else f"R{start + k + 1:02d}"
+                if label in taken:
+                    raise ValueError(f"rater label {label!r} is already used in this study; pick another")
+                taken.add(label)
                 token, public_id = new_token(), secrets.token_hex(8)
                 rater = Rater(
                     study_id=study_id,
                     index=start + k,
                     public_id=public_id,
+                    label=label,
                     token_hash=hash_token(token),
                     created_at=_now(),
                 )
@@ -367,7 +475,7 @@ class Store:
                 s.flush()
                 for t in plan(start + k):
                     s.add(_assignment(rater.id, t, stim))
-                out.append((public_id, token))
+                out.append((label, token))
         return out
 
     def rater_by_token(self, token: str) -> RaterInfo | None:
@@ -376,7 +484,7 @@ class Store:
             return None
         with self._session() as s:
             r = s.scalars(select(Rater).where(Rater.token_hash == hash_token(token))).first()
-            return None if r is None else RaterInfo(r.id, r.public_id, r.study_id, r.index)
+            return None if r is None else RaterInfo(r.id, r.public_id, r.study_id, r.index, r.label)
 
     def trials(self, rater_id: int) -> list[Trial]:
         """A rater's trials in presentation order, each flagged answered or not."""
@@ -392,19 +500,113 @@ class Store:
             rows = conn.execute(query).all()
         return [Trial(*r[:7], r[7] is not None, _aware(r[8])) for r in rows]
 
-    def mark_shown(self, assignment_id: int, when: datetime | None = None) -> datetime | None:
-        """Record when a trial was first shown (later calls keep the first time); returns that first time (UTC)."""
-        when = when or _now()
+    # ----------------------------------------------------------------- the display protocol
+    def issue_display(self, rater_id: int, assignment_id: int) -> str:
+        """A fresh display of an unanswered trial: a random id that replaces every earlier display of it."""
+        display_id = secrets.token_hex(16)
+        now = _now()
         with self._writing(), self._session.begin() as s:
-            marked = s.execute(
-                update(Assignment)
-                .where(Assignment.id == assignment_id, Assignment.shown_at.is_(None))
-                .values(shown_at=when)
+            a = s.get(Assignment, assignment_id)
+            if a is None or a.rater_id != rater_id:
+                raise PermissionError(f"trial {assignment_id} does not belong to this rater")
+            if s.scalar(select(Judgment.id).where(Judgment.assignment_id == assignment_id)) is not None:
+                raise ValueError(f"trial {assignment_id} is already answered")
+            s.add(Display(id=display_id, assignment_id=assignment_id, rater_id=rater_id, issued_at=now))
+            a.current_display = display_id
+            s.execute(update(Rater).where(Rater.id == rater_id).values(last_seen=now))
+        return display_id
+
+    def display_shown(self, rater_id: int, display_id: str, screen: Screen | None = None) -> bool:
+        """Record that the page drew the pair of a display (now, server time); False for a replaced one."""
+        now = _now()
+        with self._writing(), self._session.begin() as s:
+            d = s.get(Display, display_id) if isinstance(display_id, str) else None
+            if d is None or d.rater_id != rater_id or d.shown_at is not None:
+                return False
+            a = s.get(Assignment, d.assignment_id)
+            if a.current_display != display_id:
+                return False
+            d.shown_at = now
+            if a.shown_at is None:
+                a.shown_at = now
+            values: dict[str, Any] = {"last_seen": now}
+            if screen is not None:
+                d.window_w, d.window_h, d.dpr = screen.width, screen.height, screen.dpr
+                values |= {"window_w": screen.width, "window_h": screen.height, "dpr": screen.dpr}
+            s.execute(update(Rater).where(Rater.id == rater_id).values(**values))
+        return True
+
+    def record_screen(self, rater_id: int, screen: Screen) -> None:
+        """Keep the rater's latest window size and devicePixelRatio (reported before the study starts)."""
+        with self._writing(), self._session.begin() as s:
+            s.execute(
+                update(Rater)
+                .where(Rater.id == rater_id)
+                .values(window_w=screen.width, window_h=screen.height, dpr=screen.dpr, last_seen=_now())
             )
-            if marked.rowcount == 1:
-                return _aware(when)
-            # Shown before (a reload, or the same link in another tab): the first time stays; return it.
-            return _aware(s.scalar(select(Assignment.shown_at).where(Assignment.id == assignment_id)))
+
+    def answer(
+        self,
+        rater_id: int,
+        display_id: str,
+        choice: str,
+        min_exposure_s: float,
+        exposed_s: float | None = None,
+        client_latency_s: float | None = None,
+    ) -> AnswerResult:
+        """Count a choice for the display on screen, once, after its exposure; refuse (and log) anything else."""
+        now = _now()
+        with self._session() as s:
+            d = s.get(Display, display_id) if isinstance(display_id, str) else None
+            a = s.get(Assignment, d.assignment_id) if d is not None and d.rater_id == rater_id else None
+            reason = ""
+            if choice not in SIDES:
+                reason = "not a side"
+            elif a is None:
+                reason = "unknown display"
+            elif a.current_display != display_id:
+                reason = "replaced display (reload, reconnect or another tab)"
+            elif d.shown_at is None:
+                reason = "display never reported shown"
+            elif (now - _aware(d.shown_at)).total_seconds() < min_exposure_s - EXPOSURE_GRACE_S:
+                reason = "answered before the exposure ended"
+            if reason:
+                self._refuse(rater_id, a.id if a is not None else None, display_id, choice, reason, now)
+                return AnswerResult(False, reason)
+            shown = _aware(d.shown_at)
+            values = {
+                "assignment_id": a.id,
+                "rater_id": rater_id,
+                "choice": choice,
+                "chose_real": choice == a.real_side,
+                "shown_at": shown,
+                "answered_at": now,
+                "latency_s": (now - shown).total_seconds(),
+                "display_id": display_id,
+                "exposed_s": _float_or_none(exposed_s),
+                "client_latency_s": _float_or_none(client_latency_s),
+            }
+            block = a.block
+        if not self._insert_once(values):
+            self._refuse(rater_id, a.id, display_id, choice, "already answered", now)
+            return AnswerResult(False, "already answered", block, a.id)
+        return AnswerResult(True, "", block, a.id)
+
+    def _refuse(
+        self, rater_id: int, assignment_id: int | None, display_id: Any, choice: Any, reason: str, at: datetime
+    ) -> None:
+        """Log an answer that was not counted."""
+        with self._writing(), self._session.begin() as s:
+            s.add(
+                Refusal(
+                    rater_id=rater_id,
+                    assignment_id=assignment_id,
+                    display_id=str(display_id)[:64] if display_id is not None else None,
+                    choice=str(choice)[:16] if choice is not None else None,
+                    at=at,
+                    reason=reason,
+                )
+            )
 
     def practice_feedback(self, rater_id: int, assignment_id: int) -> str:
         """Feedback text for an answered practice trial of this rater."""
@@ -422,7 +624,8 @@ class Store:
     def submit(
         self, rater_id: int, assignment_id: int, choice: str, answered_at: datetime | None = None
     ) -> SubmitResult:
-        """Record a choice once: repeating an answered trial changes nothing and returns the stored choice."""
+        """Record a choice once, without the display protocol (scripts, simulations, imports; the app uses
+        `answer`): repeating an answered trial changes nothing and returns the stored choice."""
         if choice not in SIDES:
             raise ValueError(f"choice must be one of {SIDES}, got {choice!r}")
         answered_at = answered_at or _now()

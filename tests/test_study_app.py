@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from studies.service import DB_ENV, admin_token, create_study, invite_raters
 from studies.store import Store
-from studies.testing import make_run_folder
+from study_support import make_run_folder
 
 APP = str(Path(__file__).resolve().parents[1] / "studies" / "app.py")
 

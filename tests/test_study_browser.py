@@ -18,7 +18,7 @@ from studies.analysis import analyze
 from studies.service import create_study, invite_raters
 from studies.stimuli import png_chunks
 from studies.store import Store
-from studies.testing import served_app
+from study_support import served_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

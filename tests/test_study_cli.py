@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlparse
 
 from evalsuite.cli import main
 from studies.store import Store
-from studies.testing import make_run_folder
+from study_support import make_run_folder
 
 
 def test_create_invite_answer_analyze(tmp_path, capsys):

@@ -18,7 +18,7 @@ from studies.design import StudyConfig, rater_plan
 from studies.service import create_study, invite_raters
 from studies.stimuli import build_stimuli, png_chunks, run_images
 from studies.store import Judgment, Store
-from studies.testing import (
+from study_support import (
     fresh_postgres_database,
     make_run_folder,
     postgres_bin,

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks of studies: a tiny run folder, a throwaway PostgreSQL, a served app.
+"""Test and benchmark support for studies: a tiny run folder, a throwaway PostgreSQL, a served app.
 
 Real components only: the run folder holds real PNG files laid out as the engine writes them, PostgreSQL
 is a real server in a temporary cluster, and the app is `streamlit run` on a free localhost port.
