@@ -161,8 +161,9 @@ async def _run_all(base: str, tokens: list[str], max_steps: int, think_s: float,
 
 def one_run(args: argparse.Namespace, db: str, run_dir: Path) -> dict[str, float]:
     """Create a study, invite the raters, serve the app, let them all answer; return the figures."""
-    from studies.service import create_study, invite_raters
     from study_support import served_app
+
+    from studies.service import create_study, invite_raters
 
     create_study(
         run_dir,

@@ -719,6 +719,43 @@ class Store:
         df["answered"] = df["choice"].notna()
         return df
 
+    def refusals_frame(self, study_id: int | None = None) -> pd.DataFrame:
+        """Every answer the server did not count: rater label, trial position, choice, time and reason."""
+        query = (
+            select(
+                Rater.study_id,
+                Rater.label.label("rater_label"),
+                Assignment.position,
+                Refusal.display_id,
+                Refusal.choice,
+                Refusal.at,
+                Refusal.reason,
+            )
+            .join(Rater, Refusal.rater_id == Rater.id)
+            .outerjoin(Assignment, Refusal.assignment_id == Assignment.id)
+            .order_by(Refusal.id)
+        )
+        if study_id is not None:
+            query = query.where(Rater.study_id == study_id)
+        return self._frame(query)
+
+    def raters_frame(self, study_id: int | None = None) -> pd.DataFrame:
+        """One row per rater: label, public id, index, last seen, window size and DPR as last reported."""
+        query = select(
+            Rater.study_id,
+            Rater.label,
+            Rater.public_id.label("rater_id"),
+            Rater.index.label("rater_index"),
+            Rater.created_at,
+            Rater.last_seen,
+            Rater.window_w,
+            Rater.window_h,
+            Rater.dpr,
+        ).order_by(Rater.study_id, Rater.index)
+        if study_id is not None:
+            query = query.where(Rater.study_id == study_id)
+        return self._frame(query)
+
     def _frame(self, query: Select) -> pd.DataFrame:
         """A query's rows as a DataFrame whose columns are the query's column labels."""
         with self.engine.connect() as conn:

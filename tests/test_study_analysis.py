@@ -204,9 +204,10 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_analyze_reads_a_real_database(tmp_path):
+    from study_support import make_run_folder
+
     from studies.service import create_study, invite_raters
     from studies.store import Store
-    from study_support import make_run_folder
 
     run = make_run_folder(tmp_path / "run", n_images=3, size=16)
     db = str(tmp_path / "s.db")

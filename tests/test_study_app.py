@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+from study_support import make_run_folder
 
 from studies.service import DB_ENV, admin_token, create_study, invite_raters
 from studies.store import Store
-from study_support import make_run_folder
 
 APP = str(Path(__file__).resolve().parents[1] / "studies" / "app.py")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+from study_support import make_run_folder
+
 from evalsuite.cli import main
 from studies.store import Store
-from study_support import make_run_folder
 
 
 def test_create_invite_answer_analyze(tmp_path, capsys):
