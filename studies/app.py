@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from studies.design import StudyConfig
-from studies.payload import Need, Pixels, check_payload, decode_rgb, study_need, trial_payload
+from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, study_need
 from studies.service import DB_ENV
 from studies.store import RaterInfo, Screen, Store, Trial
 
@@ -152,15 +153,8 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trial: Trial, don
         current = (trial.assignment_id, store.issue_display(rater.id, trial.assignment_id))
         st.session_state["display"] = current
     display_id = current[1]
-    lr = pixels(db, trial.middle_id) if trial.middle_id else None
-    data = trial_payload(
-        display_id,
-        config.exposure_s,
-        pixels(db, trial.left_id),
-        pixels(db, trial.right_id),
-        lr,
-        get_need(db, rater.study_id),
-    )
+    need = get_need(db, rater.study_id)
+    data = display_payload(trial, display_id, config.exposure_s, need, functools.partial(pixels, db))
     key = f"d{display_id}"
     TRIAL_COMPONENT(
         key=key, data=data, on_event_change=functools.partial(_on_trial, db, rater.id, key, config.exposure_s)
@@ -232,8 +226,61 @@ def rater_page(db: str, token: str) -> None:
     trial_page(db, rater, config, nxt, done, len(block))
 
 
+ADMIN_REFRESH_S = 10  # the admin page refreshes itself this often
+
+
+def rater_progress(trials: pd.DataFrame, raters: pd.DataFrame, analysis_raters: pd.DataFrame) -> pd.DataFrame:
+    """Per rater: label, answered of planned, last seen, median latency, catch accuracy, exclusion, screen."""
+    g = trials.groupby("rater_id", sort=False)
+    out = raters.set_index("rater_id")[["label", "last_seen", "window_w", "window_h", "dpr"]].copy()
+    out["answered"] = g["answered"].sum()
+    out["planned"] = g.size()
+    out["median_latency_s"] = trials[trials["answered"]].groupby("rater_id")["latency_s"].median()
+    out["refused"] = g["n_refused"].sum()
+    # Catch accuracy and exclusion: the analysis' own numbers (studies.analysis), not a second count.
+    verdict = analysis_raters.set_index("rater_id")[["catch_accuracy", "excluded"]]
+    out = out.join(verdict)
+    out["excluded"] = out["excluded"].astype("boolean").fillna(False)
+    screen = out["window_w"].notna()
+    out["window"] = ""
+    out.loc[screen, "window"] = (
+        out.loc[screen, "window_w"].astype(int).astype(str) + "x" + out.loc[screen, "window_h"].astype(int).astype(str)
+        + " @" + out.loc[screen, "dpr"].map("{:g}".format)
+    )
+    cols = ["label", "answered", "planned", "last_seen", "median_latency_s", "catch_accuracy", "excluded",
+            "refused", "window"]
+    return out[cols].reset_index(drop=True)
+
+
+@st.fragment(run_every=ADMIN_REFRESH_S)
+def admin_tables(db: str, study_id: int) -> None:
+    """The live part of the admin page: raters and fool rates, recomputed on every refresh."""
+    from studies.analysis import DEFAULT_RULE, analyze_frame
+
+    store = get_store(db)
+    trials = store.trials_frame(study_id)
+    if trials.empty:
+        st.info("No raters yet: invite some with `evalsuite study invite -n N --db ...`.")
+        return
+    analysis = analyze_frame(store.judgments_frame(study_id), [store.study(study_id)], DEFAULT_RULE, n_resamples=400)
+    main = trials[trials["block"] == "main"]
+    st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC; refreshes every {ADMIN_REFRESH_S} s")
+    st.subheader("Raters")
+    st.dataframe(rater_progress(trials, store.raters_frame(study_id), analysis.raters), hide_index=True)
+    st.subheader("Methods")
+    real = main[main["kind"] == "real"]
+    per = real.groupby("method").agg(answered=("answered", "sum"), planned=("answered", "size"))
+    fr = analysis.fool_rates.set_index("method")[
+        ["n_judgments", "n_raters", "fool_rate", "boot_low", "boot_high", "wilson_low", "wilson_high", "exclusion"]
+    ]
+    st.dataframe(per.join(fr).reset_index(), hide_index=True)
+    if analysis.all_excluded:
+        st.warning("Every rater fails the catch rule: the fool rates keep all raters (column exclusion).")
+    st.caption(" ".join(analysis.notes[1:3]))
+
+
 def admin_page(db: str, token: str) -> None:
-    """Progress per rater and per method, for the study whose admin token this is."""
+    """Progress per rater and live fool rates per method, for the study whose admin token this is."""
     store = get_store(db)
     study_id = store.admin_study(token)
     if study_id is None:
@@ -245,24 +292,7 @@ def admin_page(db: str, token: str) -> None:
         f"task {config.task}; {config.n_images} images; {config.per_rater} per rater per method; "
         f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}"
     )
-    a = store.assignments_frame(study_id)
-    main = a[a["block"] == "main"]
-    if main.empty:
-        st.info("No raters yet: invite some with `evalsuite study invite -n N --db ...`.")
-        return
-    per_rater = main.groupby("rater_id").agg(answered=("answered", "sum"), trials=("answered", "size"))
-    catch = main[(main["kind"] == "catch") & main["answered"]]
-    per_rater["catch_correct"] = (catch["choice"] == catch["real_side"]).groupby(catch["rater_id"]).sum()
-    per_rater["catch_answered"] = catch.groupby("rater_id").size()
-    per_rater = per_rater.fillna(0).astype(int).reset_index()
-    st.subheader("Raters")
-    st.dataframe(per_rater, hide_index=True)
-    real = main[main["kind"] == "real"]
-    per_method = real.groupby("method").agg(answered=("answered", "sum"), planned=("answered", "size"))
-    fooled = real[real["answered"]]
-    per_method["fool_rate_so_far"] = (fooled["choice"] != fooled["real_side"]).groupby(fooled["method"]).mean()
-    st.subheader("Methods")
-    st.dataframe(per_method.reset_index(), hide_index=True)
+    admin_tables(db, study_id)
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -82,6 +84,14 @@ def trial_payload(
     }
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     return b"".join([len(head).to_bytes(4, "big"), head, left.rgb, right.rgb, lr.rgb if lr is not None else b""])
+
+
+def display_payload(
+    trial: Any, display_id: str, exposure_s: float, need: Need, pixels: Callable[[str], Pixels]
+) -> bytes:
+    """The payload of one display of a `store.Trial`, its stimuli looked up by `pixels(stimulus_id)`."""
+    lr = pixels(trial.middle_id) if trial.middle_id else None
+    return trial_payload(display_id, exposure_s, pixels(trial.left_id), pixels(trial.right_id), lr, need)
 
 
 def check_payload(need: Need) -> bytes:

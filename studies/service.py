@@ -81,14 +81,24 @@ def _only_study(store: Store, study_id: int | None) -> int:
     return study_id
 
 
-def invite_raters(db: str, n: int, study_id: int | None = None) -> list[tuple[str, str]]:
-    """Add n raters with their seeded trial plans; returns (public id, invite token) per rater."""
+def invite_raters(
+    db: str, n: int, study_id: int | None = None, labels: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """Add n raters with their seeded trial plans; returns (label, invite token) per rater."""
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
+    if labels is not None and any(len(x) > 40 for x in labels):
+        raise ValueError("rater labels must be at most 40 characters")
     with Store(db, create=False) as store:
         sid = _only_study(store, study_id)
         config = StudyConfig.from_dict(store.study(sid))
-        return store.add_raters(sid, n, functools.partial(rater_plan, config))
+        return store.add_raters(sid, n, functools.partial(rater_plan, config), labels)
+
+
+def study_id(db: str, study: int | None = None) -> int:
+    """The id of the database's only study, or of `study` after checking it exists."""
+    with Store(db, create=False) as store:
+        return _only_study(store, study)
 
 
 def admin_token(db: str, study_id: int | None = None) -> str:

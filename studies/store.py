@@ -676,25 +676,31 @@ class Store:
             return False
 
     # ----------------------------------------------------------------- read-outs
-    def judgments_frame(self) -> pd.DataFrame:
-        """Every judgment joined with its trial, rater and study (one row per judgment)."""
+    def judgments_frame(self, study_id: int | None = None) -> pd.DataFrame:
+        """Every judgment (of one study, or all) joined with its trial, rater and study (one row per judgment)."""
         query = (
             select(
                 Study.id.label("study_id"),
                 Study.name.label("study"),
                 Study.task,
                 Rater.public_id.label("rater_id"),
+                Rater.label.label("rater_label"),
                 *_PLAN_COLUMNS,
                 Judgment.choice,
                 Judgment.chose_real,
-                Judgment.latency_s,
+                Judgment.shown_at,
                 Judgment.answered_at,
+                Judgment.latency_s,
+                Judgment.client_latency_s,
+                Judgment.exposed_s,
             )
             .join(Assignment, Judgment.assignment_id == Assignment.id)
             .join(Rater, Assignment.rater_id == Rater.id)
             .join(Study, Rater.study_id == Study.id)
             .order_by(Judgment.id)
         )
+        if study_id is not None:
+            query = query.where(Study.id == study_id)
         df = self._frame(query)
         df["chose_real"] = df["chose_real"].astype(bool)
         return df
@@ -717,6 +723,46 @@ class Store:
             query = query.where(Rater.study_id == study_id)
         df = self._frame(query)
         df["answered"] = df["choice"].notna()
+        return df
+
+    def trials_frame(self, study_id: int) -> pd.DataFrame:
+        """One row per planned trial of a study: plan, answer (if any), timings, displays and refusals."""
+        displays = (
+            select(Display.assignment_id, func.count(Display.id).label("n_displays"))
+            .group_by(Display.assignment_id)
+            .subquery()
+        )
+        refused = (
+            select(Refusal.assignment_id, func.count(Refusal.id).label("n_refused"))
+            .group_by(Refusal.assignment_id)
+            .subquery()
+        )
+        query = (
+            select(
+                Rater.study_id,
+                Rater.label.label("rater_label"),
+                Rater.public_id.label("rater_id"),
+                *_PLAN_COLUMNS,
+                Assignment.shown_at.label("first_shown_at"),
+                Judgment.choice,
+                Judgment.chose_real,
+                Judgment.shown_at,
+                Judgment.answered_at,
+                Judgment.latency_s,
+                Judgment.client_latency_s,
+                Judgment.exposed_s,
+                func.coalesce(displays.c.n_displays, 0).label("n_displays"),
+                func.coalesce(refused.c.n_refused, 0).label("n_refused"),
+            )
+            .join(Rater, Assignment.rater_id == Rater.id)
+            .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
+            .outerjoin(displays, displays.c.assignment_id == Assignment.id)
+            .outerjoin(refused, refused.c.assignment_id == Assignment.id)
+            .where(Rater.study_id == study_id)
+            .order_by(Rater.index, Assignment.position)
+        )
+        df = self._frame(query)
+        df.insert(df.columns.get_loc("choice"), "answered", df["choice"].notna())
         return df
 
     def refusals_frame(self, study_id: int | None = None) -> pd.DataFrame:

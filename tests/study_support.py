@@ -210,3 +210,20 @@ def fresh_postgres_database(server_url: str, name: str) -> str:
     finally:
         engine.dispose()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def answer_through_displays(store, rater_id: int, choose) -> list[str]:
+    """Answer every open trial of a rater the way the app does (display, shown, answer); `choose(trial)`
+    gives the side. Returns the sides chosen, in order."""
+    out = []
+    for t in store.trials(rater_id):
+        if t.answered:
+            continue
+        display = store.issue_display(rater_id, t.assignment_id)
+        store.display_shown(rater_id, display)
+        side = choose(t)
+        res = store.answer(rater_id, display, side, 0.0)
+        if not res.accepted:
+            raise RuntimeError(f"answer refused: {res.reason}")
+        out.append(side)
+    return out
