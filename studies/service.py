@@ -127,6 +127,9 @@ def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list
         "none",
         "--server.runOnSave",
         "false",
+        # No full garbage collection after every script run: it cost more CPU than the rest of a trial page.
+        "--runner.postScriptGC",
+        "false",
         "--client.toolbarMode",
         "minimal",
         "--client.showErrorDetails",
