@@ -11,6 +11,8 @@ per second, p50/p95 of click -> next page, server CPU per answer, and lost / dup
     .venv/bin/python benchmarks/study_load.py                          # 50 raters, SQLite, paper's pace
     .venv/bin/python benchmarks/study_load.py --postgres --apps 2      # scale-out: 2 apps, one PostgreSQL
     .venv/bin/python benchmarks/study_load.py --raters 10 --exposure 1 --repeats 1   # a quick run
+
+STUDY_LOAD_PYSPY=/path/to/py-spy records a profile of the first app process to /tmp/study_profile.txt.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time

@@ -116,6 +116,12 @@ def _cmd_create(args: argparse.Namespace) -> int:
         f"{', '.join(cfg.methods)}, {cfg.per_rater} per rater and method, exposure {cfg.exposure_s:g} s"
     )
     print(f"every (method, image) gets equal judgments with a multiple of {made.balanced_raters} raters")
+    (w1, h1), (w2, h2) = made.need.window_css(1.0), made.need.window_css(2.0)
+    print(
+        f"images are shown at one image pixel per device pixel: raters need a page about {w1} x {h1} "
+        f"(screen scaling 100%) or {w2} x {h2} (200%, e.g. a laptop's high-DPI screen); smaller windows are "
+        "asked to grow before the study starts"
+    )
     print(f"admin link (keep it private): {_link(args.base_url, admin=made.admin_token)}")
     print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
     return 0

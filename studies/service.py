@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studies.design import StudyConfig, balanced_raters, rater_plan, select_images
+from studies.payload import Need, study_need
 from studies.stimuli import build_stimuli, run_images
 from studies.store import Store
 
@@ -24,6 +25,7 @@ class CreatedStudy:
     admin_token: str
     config: StudyConfig
     balanced_raters: int
+    need: Need  # device pixels the largest trial needs side by side (images shown 1:1)
 
 
 def create_study(
@@ -64,7 +66,8 @@ def create_study(
         study_id, token = store.add_study(
             config.name, task, config.to_dict(), build_stimuli(run, image_ids, config.methods, config.show_lr)
         )
-    return CreatedStudy(study_id, token, config, balanced_raters(config))
+        need = study_need(store.stimulus_sizes(study_id))
+    return CreatedStudy(study_id, token, config, balanced_raters(config), need)
 
 
 def _only_study(store: Store, study_id: int | None) -> int:
