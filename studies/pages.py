@@ -144,11 +144,48 @@ def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
             st.session_state["feedback"] = ""
 
 
-def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trial: Trial, done: int, total: int) -> None:
-    """One trial: progress, question, and the display component (pair, exposure, Left/Right)."""
+def _trials(store: Store, rater_id: int) -> list[Trial]:
+    """The rater's trials, read once per session and again after each answer (not on every rerun)."""
+    trials = st.session_state.get("trials")
+    if trials is None:
+        trials = st.session_state["trials"] = store.trials(rater_id)
+    return trials
+
+
+def _stage(trials: list[Trial]) -> str:
+    """Which page the rater is on: paused | thanks | instructions | practice_done | trial."""
+    if st.session_state.get("paused"):
+        return "paused"
+    pending = [t for t in trials if not t.answered]
+    if not pending:
+        return "thanks"
+    if not st.session_state.get("started", False):
+        return "instructions"
+    practice = any(t.block == "practice" for t in trials)
+    main_begun = any(t.answered for t in trials if t.block == "main")
+    if pending[0].block == "main" and practice and not main_begun and not st.session_state.get("main_started"):
+        return "practice_done"
+    return "trial"
+
+
+@st.fragment
+def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
+    """One trial: feedback, progress, question, and the display component (pair, exposure, Left/Right).
+
+    A fragment: the component's reports ("shown", the answer) rerun only this part of the page; when the
+    rater's stage changes (practice done, finished, another tab took over) the whole page reruns.
+    """
     store = get_store(db)
+    trials = _trials(store, rater.id)
+    if _stage(trials) != "trial":
+        st.rerun(scope="app")
+    trial = next(t for t in trials if not t.answered)
+    block = [t for t in trials if t.block == trial.block]
+    done = sum(t.answered for t in block)
+    if st.session_state.get("feedback"):
+        st.info(st.session_state["feedback"])
     label = "Practice" if trial.block == "practice" else "Image pair"
-    st.progress(done / max(total, 1), text=f"{label} {done + 1} of {total}")
+    st.progress(done / max(len(block), 1), text=f"{label} {done + 1} of {len(block)}")
     st.markdown(f"**{config.question}**")
     # This session's display of the pending trial; a fresh one for a new session, trial or refused answer.
     current = st.session_state.get("display")
@@ -157,7 +194,7 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trial: Trial, don
             current = (trial.assignment_id, store.issue_display(rater.id, trial.assignment_id))
         except ValueError:  # answered meanwhile in another tab: read the trials again
             st.session_state.pop("trials", None)
-            st.rerun()
+            st.rerun(scope="app")
         st.session_state["display"] = current
     display_id = current[1]
     need = get_need(db, rater.study_id)
@@ -181,60 +218,45 @@ def rater_page(db: str, token: str) -> None:
         st.error("This link is not valid. Please use the exact link you were sent.")
         return
     config = get_config(db, rater.study_id)
-    # The rater's trials, read once per session and again after each answer (not on every rerun).
-    trials = st.session_state.get("trials")
-    if trials is None:
-        trials = st.session_state["trials"] = store.trials(rater.id)
-    practice = [t for t in trials if t.block == "practice"]
-    main = [t for t in trials if t.block == "main"]
-    pending = [t for t in trials if not t.answered]
+    trials = _trials(store, rater.id)
+    stage = _stage(trials)
+    if stage == "trial":
+        trial_page(db, rater, config)
+        return
     if st.session_state.get("feedback"):
         st.info(st.session_state["feedback"])
-    if st.session_state.get("paused"):
+    if stage == "paused":
         st.warning(REPLACED)
         st.button("Continue here", key="resume", type="primary", on_click=_resume)
-        return
-    if not pending:
+    elif stage == "thanks":
         st.title("Thank you!")
         st.success("You have finished the study. Your answers are saved; you can close this page.")
-        return
-    if not st.session_state.get("started", False):
+    elif stage == "instructions":
+        n_practice = sum(t.block == "practice" for t in trials)
         st.title("Image comparison")
         st.markdown(
             INSTRUCTIONS.format(
                 lr=" with a small low-resolution image between them" if config.show_lr else "",
                 exposure=config.exposure_s,
                 question=config.question,
-                practice=f" ({len(practice)} pairs, with feedback)" if practice else "",
+                practice=f" ({n_practice} pairs, with feedback)" if n_practice else "",
             )
         )
         key = "screen-check"
         check = check_payload(get_need(db, rater.study_id))
         TRIAL_COMPONENT(key=key, data=check, on_event_change=functools.partial(_on_check, db, rater.id, key))
-        resumed = any(t.answered for t in trials)
         st.button(
-            "Continue" if resumed else "Start",
+            "Continue" if any(t.answered for t in trials) else "Start",
             key="start",
             type="primary",
             on_click=_set,
             args=("started",),
             disabled=not st.session_state.get("screen_fits", False),
         )
-        return
-    nxt = pending[0]
-    if (
-        nxt.block == "main"
-        and not any(t.answered for t in main)
-        and practice
-        and not st.session_state.get("main_started", False)
-    ):
+    else:  # practice_done
         st.title("Practice done")
         st.markdown("The study starts now. Answers are no longer checked; go with your first impression.")
         st.button("Start the study", key="start_main", type="primary", on_click=_set, args=("main_started",))
-        return
-    block = practice if nxt.block == "practice" else main
-    done = sum(t.answered for t in block)
-    trial_page(db, rater, config, nxt, done, len(block))
 
 
 ADMIN_REFRESH_S = 10  # the admin page refreshes itself this often

@@ -37,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
     update,
 )
@@ -505,35 +506,58 @@ class Store:
         """A fresh display of an unanswered trial: a random id that replaces every earlier display of it."""
         display_id = secrets.token_hex(16)
         now = _now()
-        with self._writing(), self._session.begin() as s:
-            a = s.get(Assignment, assignment_id)
-            if a is None or a.rater_id != rater_id:
+        # Core statements, not ORM objects: this runs once per trial of every rater.
+        with self._writing(), self.engine.begin() as conn:
+            row = conn.execute(
+                select(Assignment.rater_id, Judgment.id)
+                .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
+                .where(Assignment.id == assignment_id)
+            ).first()
+            if row is None or row[0] != rater_id:
                 raise PermissionError(f"trial {assignment_id} does not belong to this rater")
-            if s.scalar(select(Judgment.id).where(Judgment.assignment_id == assignment_id)) is not None:
+            if row[1] is not None:
                 raise ValueError(f"trial {assignment_id} is already answered")
-            s.add(Display(id=display_id, assignment_id=assignment_id, rater_id=rater_id, issued_at=now))
-            a.current_display = display_id
-            s.execute(update(Rater).where(Rater.id == rater_id).values(last_seen=now))
+            conn.execute(
+                insert(Display).values(id=display_id, assignment_id=assignment_id, rater_id=rater_id, issued_at=now)
+            )
+            conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(current_display=display_id))
+            conn.execute(update(Rater).where(Rater.id == rater_id).values(last_seen=now))
         return display_id
+
+    def _display(self, conn: Any, display_id: Any) -> Any:
+        """(rater, shown_at, assignment, current display, first shown, real side, block) of a display, or None."""
+        if not isinstance(display_id, str):
+            return None
+        return conn.execute(
+            select(
+                Display.rater_id,
+                Display.shown_at,
+                Display.assignment_id,
+                Assignment.current_display,
+                Assignment.shown_at,
+                Assignment.real_side,
+                Assignment.block,
+            )
+            .join(Assignment, Display.assignment_id == Assignment.id)
+            .where(Display.id == display_id)
+        ).first()
 
     def display_shown(self, rater_id: int, display_id: str, screen: Screen | None = None) -> bool:
         """Record that the page drew the pair of a display (now, server time); False for a replaced one."""
         now = _now()
-        with self._writing(), self._session.begin() as s:
-            d = s.get(Display, display_id) if isinstance(display_id, str) else None
-            if d is None or d.rater_id != rater_id or d.shown_at is not None:
+        with self._writing(), self.engine.begin() as conn:
+            d = self._display(conn, display_id)
+            if d is None or d.rater_id != rater_id or d[1] is not None or d.current_display != display_id:
                 return False
-            a = s.get(Assignment, d.assignment_id)
-            if a.current_display != display_id:
-                return False
-            d.shown_at = now
-            if a.shown_at is None:
-                a.shown_at = now
-            values: dict[str, Any] = {"last_seen": now}
+            values: dict[str, Any] = {"shown_at": now}
             if screen is not None:
-                d.window_w, d.window_h, d.dpr = screen.width, screen.height, screen.dpr
                 values |= {"window_w": screen.width, "window_h": screen.height, "dpr": screen.dpr}
-            s.execute(update(Rater).where(Rater.id == rater_id).values(**values))
+            conn.execute(update(Display).where(Display.id == display_id).values(**values))
+            if d[4] is None:
+                conn.execute(update(Assignment).where(Assignment.id == d.assignment_id).values(shown_at=now))
+            if screen is not None:
+                rater = {"window_w": screen.width, "window_h": screen.height, "dpr": screen.dpr, "last_seen": now}
+                conn.execute(update(Rater).where(Rater.id == rater_id).values(**rater))
         return True
 
     def record_screen(self, rater_id: int, screen: Screen) -> None:
@@ -556,41 +580,42 @@ class Store:
     ) -> AnswerResult:
         """Count a choice for the display on screen, once, after its exposure; refuse (and log) anything else."""
         now = _now()
-        with self._session() as s:
-            d = s.get(Display, display_id) if isinstance(display_id, str) else None
-            a = s.get(Assignment, d.assignment_id) if d is not None and d.rater_id == rater_id else None
-            reason = ""
-            if choice not in SIDES:
-                reason = "not a side"
-            elif a is None:
-                reason = "unknown display"
-            elif a.current_display != display_id:
-                reason = "replaced display (reload, reconnect or another tab)"
-            elif d.shown_at is None:
-                reason = "display never reported shown"
-            elif (now - _aware(d.shown_at)).total_seconds() < min_exposure_s - EXPOSURE_GRACE_S:
-                reason = "answered before the exposure ended"
-            if reason:
-                self._refuse(rater_id, a.id if a is not None else None, display_id, choice, reason, now)
-                return AnswerResult(False, reason)
-            shown = _aware(d.shown_at)
-            values = {
-                "assignment_id": a.id,
-                "rater_id": rater_id,
-                "choice": choice,
-                "chose_real": choice == a.real_side,
-                "shown_at": shown,
-                "answered_at": now,
-                "latency_s": (now - shown).total_seconds(),
-                "display_id": display_id,
-                "exposed_s": _float_or_none(exposed_s),
-                "client_latency_s": _float_or_none(client_latency_s),
-            }
-            block = a.block
+        with self.engine.connect() as conn:
+            d = self._display(conn, display_id)
+        if d is not None and d.rater_id != rater_id:
+            d = None
+        shown = _aware(d[1]) if d is not None else None
+        reason = ""
+        if choice not in SIDES:
+            reason = "not a side"
+        elif d is None:
+            reason = "unknown display"
+        elif d.current_display != display_id:
+            reason = "replaced display (reload, reconnect or another tab)"
+        elif shown is None:
+            reason = "display never reported shown"
+        elif (now - shown).total_seconds() < min_exposure_s - EXPOSURE_GRACE_S:
+            reason = "answered before the exposure ended"
+        assignment_id = d.assignment_id if d is not None else None
+        if reason:
+            self._refuse(rater_id, assignment_id, display_id, choice, reason, now)
+            return AnswerResult(False, reason, d.block if d is not None else "", assignment_id)
+        values = {
+            "assignment_id": assignment_id,
+            "rater_id": rater_id,
+            "choice": choice,
+            "chose_real": choice == d.real_side,
+            "shown_at": shown,
+            "answered_at": now,
+            "latency_s": (now - shown).total_seconds(),
+            "display_id": display_id,
+            "exposed_s": _float_or_none(exposed_s),
+            "client_latency_s": _float_or_none(client_latency_s),
+        }
         if not self._insert_once(values):
-            self._refuse(rater_id, a.id, display_id, choice, "already answered", now)
-            return AnswerResult(False, "already answered", block, a.id)
-        return AnswerResult(True, "", block, a.id)
+            self._refuse(rater_id, assignment_id, display_id, choice, "already answered", now)
+            return AnswerResult(False, "already answered", d.block, assignment_id)
+        return AnswerResult(True, "", d.block, assignment_id)
 
     def _refuse(
         self, rater_id: int, assignment_id: int | None, display_id: Any, choice: Any, reason: str, at: datetime
@@ -656,11 +681,11 @@ class Store:
         dialect = self.engine.dialect.name
         if dialect in ("sqlite", "postgresql"):
             if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
+                from sqlalchemy.dialects.sqlite import insert as upsert
             else:
-                from sqlalchemy.dialects.postgresql import insert
+                from sqlalchemy.dialects.postgresql import insert as upsert
             stmt = (
-                insert(Judgment)
+                upsert(Judgment)
                 .values(**values)
                 .on_conflict_do_nothing(index_elements=["assignment_id"])
                 .returning(Judgment.id)

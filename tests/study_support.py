@@ -210,6 +210,7 @@ class Page:
     text: str
     component_id: str = ""
     header: dict | None = None
+    fragment_id: str = ""  # the fragment holding the component: its events rerun only that fragment
 
     @property
     def display(self) -> str:
@@ -223,13 +224,15 @@ class StudyTab:
     def __init__(self, ws, query: str) -> None:
         self.ws, self.query, self.cache = ws, query, {}
 
-    async def run(self, widget_id: str | None = None, event: dict | None = None) -> Page:
-        """Rerun the script, clicking button `widget_id` or sending component `event`; the page after it."""
+    async def run(self, widget_id: str | None = None, event: dict | None = None, fragment_id: str = "") -> Page:
+        """Rerun the script (or one fragment), clicking button `widget_id` or sending component `event`."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         msg = BackMsg()
         msg.rerun_script.query_string = self.query
+        if fragment_id:
+            msg.rerun_script.fragment_id = fragment_id
         if widget_id:
             w = msg.rerun_script.widget_states.widgets.add()
             w.id = widget_id
@@ -248,7 +251,7 @@ class StudyTab:
                 self.cache[fwd.hash] = fwd
             kind = fwd.WhichOneof("type")
             if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
-                elements.append(fwd.delta.new_element)
+                elements.append((fwd.delta.new_element, fwd.delta.fragment_id))
             elif kind == "script_finished" and fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                 return _page(elements)
 
@@ -256,14 +259,14 @@ class StudyTab:
         """Send the display component's event (as its JS does with setTriggerValue)."""
         from streamlit.components.v2.bidi_component.main import _make_trigger_id
 
-        return await self.run(_make_trigger_id(page.component_id, "events"), event)
+        return await self.run(_make_trigger_id(page.component_id, "events"), event, page.fragment_id)
 
 
 def _page(elements) -> Page:
     from studies.payload import parse_payload
 
-    buttons, texts, comp, header = {}, [], "", None
-    for e in elements:
+    buttons, texts, comp, header, fragment = {}, [], "", None, ""
+    for e, fragment_id in elements:
         kind = e.WhichOneof("type")
         if kind == "button":
             buttons[e.button.label] = (e.button.id, e.button.disabled)
@@ -273,7 +276,8 @@ def _page(elements) -> Page:
             texts.append(e.progress.text)
         elif kind == "bidi_component" and e.bidi_component.WhichOneof("data") == "bytes":
             comp, header = e.bidi_component.id, parse_payload(e.bidi_component.bytes)[0]
-    return Page(buttons, "\n".join(texts), comp, header)
+            fragment = fragment_id
+    return Page(buttons, "\n".join(texts), comp, header, fragment)
 
 
 async def open_tab(base: str, token: str):
