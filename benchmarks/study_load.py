@@ -106,7 +106,9 @@ async def simulate_rater(bases: list[str], token: str, seed: int, args: argparse
             log.latencies.append(time.perf_counter() - t0)
             log.answers[display] = choice
             if rng.random() < args.double:
-                nxt = await tab.send(page, answer)  # the second click of a double click, after the rerun
+                # The second click of a double click, arriving after the next trial is on the page (the page
+                # disables its buttons, so this models a replayed message; a full rerun carries it).
+                nxt = await tab.send(page, answer, fragment=False)
                 log.doubles += 1
             page = nxt
     except Exception as exc:  # noqa: BLE001 (reported, and counted as unfinished)

@@ -255,11 +255,13 @@ class StudyTab:
             elif kind == "script_finished" and fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                 return _page(elements)
 
-    async def send(self, page: Page, event: dict) -> Page:
-        """Send the display component's event (as its JS does with setTriggerValue)."""
+    async def send(self, page: Page, event: dict, fragment: bool = True) -> Page:
+        """Send the display component's event (as its JS does with setTriggerValue); it reruns the component's
+        fragment, as a browser asks, unless `fragment` is False (a full rerun)."""
         from streamlit.components.v2.bidi_component.main import _make_trigger_id
 
-        return await self.run(_make_trigger_id(page.component_id, "events"), event, page.fragment_id)
+        trigger = _make_trigger_id(page.component_id, "events")
+        return await self.run(trigger, event, page.fragment_id if fragment else "")
 
 
 def _page(elements) -> Page:
