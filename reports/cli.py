@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from studies.cli import add_exclusion_arguments, exclusion_rule
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the `report` sub-command to the evalsuite parser."""
     p = sub.add_parser("report", help="write the HTML report of a run folder (and of a human study)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `evalsuite run benchmark`")
     p.add_argument("--study", help="study analysis folder, study .db file or database URL")
+    add_exclusion_arguments(p)  # the same rater exclusion as `evalsuite study analyze`
     p.add_argument("-o", "--out", help="output HTML file (default RUN_DIR/report.html)")
     p.add_argument("--gallery", type=int, default=6, help="images in the side-by-side comparison (default 6)")
     p.add_argument("--worst", type=int, default=3, help="worst images listed per method (default 3)")
@@ -28,7 +31,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         print(f"report: {write_cascade_report(args.run_dir, args.out).resolve()}")
         return 0
-    path = write_report(args.run_dir, study=args.study, out=args.out,
+    study = args.study
+    if study is not None:
+        from reports.study import load_study
+
+        explicit = args.no_exclusion or args.min_catch_accuracy is not None
+        study = load_study(study, exclusion_rule(args), explicit=explicit)
+    path = write_report(args.run_dir, study=study, out=args.out,
                         options=ReportOptions(n_gallery=args.gallery, n_worst=args.worst))
     print(f"report: {path.resolve()}")
     return 0

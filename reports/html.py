@@ -556,6 +556,7 @@ def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) ->
         "plot": plots.fool_rates(fr),
         "n_raters": len(raters),
         "n_excluded": n_excluded,
+        "all_excluded": bool(getattr(analysis, "all_excluded", False)),
         "mean_catch": _pct(float(catch.mean())) if catch.notna().any() else "\u2014",
         "raters": rater_rows,
         "extremes": extremes,

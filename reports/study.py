@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
-def load_study(source: str | Path) -> Any:
-    """A study analysis (`studies.analysis.StudyAnalysis`) from an analysis folder, a database file or URL."""
+def load_study(source: str | Path, rule: Any = "default", explicit: bool = False) -> Any:
+    """A study analysis (`studies.analysis.StudyAnalysis`) from an analysis folder, a database file or URL.
+
+    `rule` is the rater exclusion for a database (`studies.analysis.CatchRule`, None for none); an analysis
+    folder was analyzed with its own rule, so asking for another one (`explicit`) is an error.
+    """
     # Imported here: a report without a study never needs the study stack.
-    from studies.analysis import StudyAnalysis, analyze
+    from studies.analysis import DEFAULT_RULE, StudyAnalysis, analyze
+
+    rule = DEFAULT_RULE if rule == "default" else rule
 
     text = str(source)
     path = Path(text).expanduser()
@@ -23,11 +29,16 @@ def load_study(source: str | Path) -> Any:
                 f"--study {path}: this folder holds no study analysis (no study.json); pass the folder "
                 "written by `evalsuite study analyze --out DIR`, or the study database itself"
             )
+        if explicit:
+            raise ValueError(
+                f"--study {path}: an analysis folder keeps the exclusion it was analyzed with; pass the study "
+                "database to choose the exclusion, or rerun `evalsuite study analyze` with it"
+            )
         return StudyAnalysis.load(path)
     if "://" in text:
-        return analyze(text)
+        return analyze(text, rule)
     if path.is_file():
-        return analyze(str(path))
+        return analyze(str(path), rule)
     raise FileNotFoundError(
         f"--study {text}: no such folder or database file; pass an analysis folder (with study.json), "
         "a study database file (.db) or a database URL"

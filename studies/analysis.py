@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from evalsuite.io import atomic_write_text
+from studies.design import MIN_CATCH_ACCURACY
 
 FOOL_RATE_COLUMNS = [
     "method",
@@ -37,9 +38,19 @@ FOOL_RATE_COLUMNS = [
     "boot_low",
     "boot_high",
     "p_value_vs_50",
+    "exclusion",
 ]
 PER_IMAGE_COLUMNS = ["method", "task", "image_id", "n_judgments", "fool_rate"]
-RATER_COLUMNS = ["rater_id", "study", "task", "n_judgments", "n_catch", "catch_accuracy", "excluded"]
+RATER_COLUMNS = [
+    "rater_id",
+    "rater_label",
+    "study",
+    "task",
+    "n_judgments",
+    "n_catch",
+    "catch_accuracy",
+    "excluded",
+]
 COMPARISON_COLUMNS = [
     "method_a",
     "method_b",
@@ -57,7 +68,7 @@ CLUSTER_TEST = "two-way cluster-robust (rater, image) Wald t-test, linear probab
 class CatchRule:
     """Exclude raters whose catch accuracy is below `min_accuracy` (given >= `min_catch` catch trials)."""
 
-    min_accuracy: float = 0.8
+    min_accuracy: float = MIN_CATCH_ACCURACY
     min_catch: int = 1
 
     def excluded(self, n_catch: int, accuracy: float) -> bool:
@@ -74,6 +85,7 @@ class CatchRule:
 
 
 DEFAULT_RULE = CatchRule()
+ALL_EXCLUDED = "none: every rater failed the catch rule, so these numbers keep all raters"
 
 
 @dataclass
@@ -109,12 +121,26 @@ class StudyAnalysis:
         for name in ("fool_rates", "per_image", "raters", "comparisons"):
             df = pd.read_csv(
                 out / f"{name}.csv",
-                dtype={"image_id": str, "rater_id": str, "method": str, "method_a": str, "method_b": str},
+                dtype={
+                    "image_id": str,
+                    "rater_id": str,
+                    "rater_label": str,
+                    "method": str,
+                    "method_a": str,
+                    "method_b": str,
+                    "exclusion": str,
+                },
             )
             frames[name] = df
         if len(frames["raters"]):
             frames["raters"]["excluded"] = frames["raters"]["excluded"].astype(bool)
+            frames["raters"]["rater_label"] = frames["raters"]["rater_label"].fillna("").astype(str)
         return cls(**frames, notes=list(meta.get("notes", [])), study=dict(meta.get("study", {})))
+
+    @property
+    def all_excluded(self) -> bool:
+        """Whether every rater failed the catch rule (the fool rates then keep everyone, labelled so)."""
+        return bool(self.study.get("all_raters_excluded", False))
 
     def extremes(self, k: int = 5, min_judgments: int = 1) -> pd.DataFrame:
         """Per (task, method), the k images with the highest and the k with the lowest fool rate."""
@@ -228,6 +254,7 @@ def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
         rows.append(
             {
                 "rater_id": rid,
+                "rater_label": g["rater_label"].iloc[0] if "rater_label" in g else "",
                 "study": g["study"].iloc[0],
                 "task": int(g["task"].iloc[0]),
                 "n_judgments": int(len(g)),
@@ -239,7 +266,7 @@ def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RATER_COLUMNS)
 
 
-def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame:
+def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int, exclusion: str) -> pd.DataFrame:
     """Fool rate per (method, task) with Wilson and two-way bootstrap CIs and a test against 50%."""
     rows = []
     for (method, task), g in real.groupby(["method", "task"], sort=True):
@@ -261,6 +288,7 @@ def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int) -> pd.DataFrame
                 "boot_low": b_lo,
                 "boot_high": b_hi,
                 "p_value_vs_50": test.p_value,
+                "exclusion": exclusion,
             }
         )
     return pd.DataFrame(rows, columns=FOOL_RATE_COLUMNS)
@@ -325,6 +353,11 @@ def analyze_frame(
     """Analyze a judgments table (`Store.judgments_frame()` columns) into a StudyAnalysis."""
     raters = _rater_table(judgments, exclude_rule)
     excluded = set(raters.loc[raters["excluded"], "rater_id"])
+    # Every rater excluded: say so, and report the numbers of all raters, labelled, rather than nothing.
+    all_excluded = bool(len(raters)) and len(excluded) == len(raters)
+    exclusion = "catch rule" if exclude_rule is not None else "none"
+    if all_excluded:
+        excluded, exclusion = set(), ALL_EXCLUDED
     # Fool rates use main-block trials of real outputs from raters who were kept.
     real = judgments[
         (judgments["block"] == "main") & (judgments["kind"] == "real") & ~judgments["rater_id"].isin(excluded)
@@ -341,7 +374,12 @@ def analyze_frame(
         "fool rate = share of main-block trials in which the method's output was chosen over the ground "
         "truth; practice and catch trials are not counted",
         (exclude_rule.describe() if exclude_rule else "no rater exclusion")
-        + f"; {len(excluded)} of {len(raters)} rater(s) excluded",
+        + (
+            f"; ALL {len(raters)} rater(s) fail this rule, so the fool rates below keep every rater "
+            "(column exclusion says so); check the catch trials and the raters before quoting them"
+            if all_excluded
+            else f"; {len(excluded)} of {len(raters)} rater(s) excluded"
+        ),
         "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
         "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "
         f"({n_resamples} resamples, seed {seed})",
@@ -351,12 +389,12 @@ def analyze_frame(
         "and images differ and no iterative fit, unlike a logistic mixed model",
     ]
     return StudyAnalysis(
-        fool_rates=_fool_table(real, n_resamples, seed),
+        fool_rates=_fool_table(real, n_resamples, seed, exclusion),
         per_image=per_image[PER_IMAGE_COLUMNS],
         raters=raters,
         comparisons=_comparison_table(real),
         notes=notes,
-        study=_study_dict(studies or [], raters),
+        study=_study_dict(studies or [], raters) | {"all_raters_excluded": all_excluded},
     )
 
 
@@ -376,6 +414,7 @@ __all__ = [
     "StudyAnalysis",
     "analyze",
     "analyze_frame",
+
     "wilson_interval",
     "two_way_bootstrap",
     "cluster_wald_test",

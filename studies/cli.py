@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 from urllib.parse import urlencode
+
+from studies.design import MIN_CATCH_ACCURACY
 
 _FLOAT = "{:.3f}".format  # numbers in the printed analysis tables
 
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_exclusion_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rater-exclusion options shared by `study analyze` and `report --study`."""
+    parser.add_argument(
+        "--min-catch-accuracy",
+        type=float,
+        default=None,
+        help=f"exclude raters whose catch-trial accuracy is below this (default {MIN_CATCH_ACCURACY})",
+    )
+    parser.add_argument("--no-exclusion", action="store_true", help="keep every rater")
+
+
+def exclusion_rule(args: argparse.Namespace) -> Any:
+    """The `studies.analysis.CatchRule` the exclusion options ask for (None: no exclusion)."""
+    from studies.analysis import CatchRule
+
+    accuracy = MIN_CATCH_ACCURACY if args.min_catch_accuracy is None else args.min_catch_accuracy
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"--min-catch-accuracy must be between 0 and 1, got {accuracy}")
+    if args.no_exclusion and args.min_catch_accuracy is not None:
+        raise ValueError("pass either --no-exclusion or --min-catch-accuracy, not both")
+    return None if args.no_exclusion else CatchRule(min_accuracy=accuracy)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -35,11 +61,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_cmd_create)
 
     i = ssub.add_parser("invite", help="add raters and print one invite link per rater")
-    i.add_argument("-n", type=int, default=1, help="number of raters to invite")
+    i.add_argument("-n", type=int, help="number of raters to invite (default: one per --labels, else 1)")
     i.add_argument("--db", required=True)
     i.add_argument("--study", type=int, help="study id (needed when the database holds several)")
     i.add_argument("--base-url", default="http://localhost:8501", help="where the app is served")
     i.add_argument("--admin", action="store_true", help="print a new admin link instead (the old one stops working)")
+    i.add_argument("--labels", type=_csv, help="comma-separated short rater labels (default R01, R02, ...)")
     i.set_defaults(func=_cmd_invite)
 
     s = ssub.add_parser("serve", help="serve the rater app (Streamlit)")
@@ -48,11 +75,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--address", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a network)")
     s.set_defaults(func=_cmd_serve)
 
+    e = ssub.add_parser("export", help="raw trials (one row per trial) and refused answers as CSV or Parquet")
+    e.add_argument("--db", required=True)
+    e.add_argument("--study", type=int, help="study id (needed when the database holds several)")
+    e.add_argument("--out", required=True, help="output file: .csv or .parquet")
+    e.add_argument("--refused", help="also write the refused answers to this .csv or .parquet file")
+    e.set_defaults(func=_cmd_export)
+
     a = ssub.add_parser("analyze", help="fool rates with CIs, tests, rater exclusion, per-image extremes")
     a.add_argument("--db", required=True)
     a.add_argument("--out", help="folder for the CSV exports and study.json")
-    a.add_argument("--min-catch-accuracy", type=float, default=0.8, help="exclude raters below this (default 0.8)")
-    a.add_argument("--no-exclusion", action="store_true", help="keep every rater")
+    add_exclusion_arguments(a)
     a.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_cmd_analyze)
@@ -84,6 +117,12 @@ def _cmd_create(args: argparse.Namespace) -> int:
         f"{', '.join(cfg.methods)}, {cfg.per_rater} per rater and method, exposure {cfg.exposure_s:g} s"
     )
     print(f"every (method, image) gets equal judgments with a multiple of {made.balanced_raters} raters")
+    (w1, h1), (w2, h2) = made.need.window_css(1.0), made.need.window_css(2.0)
+    print(
+        f"images are shown at one image pixel per device pixel: raters need a page about {w1} x {h1} "
+        f"(screen scaling 100%) or {w2} x {h2} (200%, e.g. a laptop's high-DPI screen); smaller windows are "
+        "asked to grow before the study starts"
+    )
     print(f"admin link (keep it private): {_link(args.base_url, admin=made.admin_token)}")
     print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
     return 0
@@ -95,8 +134,18 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     if args.admin:
         print(_link(args.base_url, admin=admin_token(args.db, args.study)))
         return 0
-    for _public_id, token in invite_raters(args.db, args.n, args.study):
-        print(_link(args.base_url, token=token))
+    n = args.n if args.n is not None else len(args.labels or ()) or 1
+    for label, token in invite_raters(args.db, n, args.study, args.labels):
+        print(f"{label}\t{_link(args.base_url, token=token)}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from studies.export import export_study
+    from studies.service import study_id
+
+    for path in export_study(args.db, study_id(args.db, args.study), args.out, args.refused):
+        print(f"wrote {path.resolve()}")
     return 0
 
 
@@ -111,10 +160,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from studies.analysis import CatchRule, analyze
+    from studies.analysis import analyze
 
-    rule = None if args.no_exclusion else CatchRule(min_accuracy=args.min_catch_accuracy)
-    result = analyze(args.db, rule, n_resamples=args.resamples, seed=args.seed)
+    result = analyze(args.db, exclusion_rule(args), n_resamples=args.resamples, seed=args.seed)
     cols = [
         "method",
         "task",
@@ -125,6 +173,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         "boot_high",
         "p_value_vs_50",
     ]
+    if result.all_excluded:
+        print(
+            f"WARNING: every rater ({len(result.raters)}) fails the catch rule; the fool rates below are "
+            "WITHOUT exclusion (pass --min-catch-accuracy or --no-exclusion to choose)"
+        )
     if result.fool_rates.empty:
         print("no judgments yet")
     else:

@@ -18,6 +18,7 @@ QUESTIONS = {
     1: "Which of the two images is a better high quality version of the low resolution image in the middle?",
     2: "Which image would you guess is from a camera?",
 }
+MIN_CATCH_ACCURACY = 0.8  # raters below this catch-trial accuracy are excluded by default
 # Tags that make independent seeded streams: numpy SeedSequence([seed, tag, rater, method]).
 _IMAGES, _SIDES, _CATCH, _ORDER, _PRACTICE = 1, 2, 3, 4, 5
 

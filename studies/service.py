@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studies.design import StudyConfig, balanced_raters, rater_plan, select_images
+from studies.payload import Need, study_need
 from studies.stimuli import build_stimuli, run_images
 from studies.store import Store
 
@@ -24,6 +25,7 @@ class CreatedStudy:
     admin_token: str
     config: StudyConfig
     balanced_raters: int
+    need: Need  # device pixels the largest trial needs side by side (images shown 1:1)
 
 
 def create_study(
@@ -64,7 +66,8 @@ def create_study(
         study_id, token = store.add_study(
             config.name, task, config.to_dict(), build_stimuli(run, image_ids, config.methods, config.show_lr)
         )
-    return CreatedStudy(study_id, token, config, balanced_raters(config))
+        need = study_need(store.stimulus_sizes(study_id))
+    return CreatedStudy(study_id, token, config, balanced_raters(config), need)
 
 
 def _only_study(store: Store, study_id: int | None) -> int:
@@ -81,14 +84,24 @@ def _only_study(store: Store, study_id: int | None) -> int:
     return study_id
 
 
-def invite_raters(db: str, n: int, study_id: int | None = None) -> list[tuple[str, str]]:
-    """Add n raters with their seeded trial plans; returns (public id, invite token) per rater."""
+def invite_raters(
+    db: str, n: int, study_id: int | None = None, labels: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """Add n raters with their seeded trial plans; returns (label, invite token) per rater."""
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
+    if labels is not None and any(len(x) > 40 for x in labels):
+        raise ValueError("rater labels must be at most 40 characters")
     with Store(db, create=False) as store:
         sid = _only_study(store, study_id)
         config = StudyConfig.from_dict(store.study(sid))
-        return store.add_raters(sid, n, functools.partial(rater_plan, config))
+        return store.add_raters(sid, n, functools.partial(rater_plan, config), labels)
+
+
+def study_id(db: str, study: int | None = None) -> int:
+    """The id of the database's only study, or of `study` after checking it exists."""
+    with Store(db, create=False) as store:
+        return _only_study(store, study)
 
 
 def admin_token(db: str, study_id: int | None = None) -> str:
@@ -116,6 +129,9 @@ def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list
         "--server.fileWatcherType",
         "none",
         "--server.runOnSave",
+        "false",
+        # No full garbage collection after every script run: it cost more CPU than the rest of a trial page.
+        "--runner.postScriptGC",
         "false",
         "--client.toolbarMode",
         "minimal",

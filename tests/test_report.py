@@ -288,7 +288,7 @@ def test_partial_inputs_are_explained(run_dir, data_dir, tmp_path):
     assert [td["text"] for td in Elements(res).find("td", data_metric="lpips")] == ["\u2014"] * len(METHODS)
 
     # A bare run folder (images and summary.csv only, as other tools write it): facts said to be unknown.
-    from studies.testing import make_run_folder
+    from study_support import make_run_folder
 
     bare = make_run_folder(tmp_path / "bare", n_images=2)
     html = write_report(bare).read_text()

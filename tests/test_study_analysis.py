@@ -26,6 +26,7 @@ def _row(rater, kind, method, image, chose_real, block="main", task=1):
         "study": "s",
         "task": task,
         "rater_id": rater,
+        "rater_label": rater.upper(),
         "position": 0,
         "block": block,
         "kind": kind,
@@ -204,9 +205,10 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_analyze_reads_a_real_database(tmp_path):
+    from study_support import make_run_folder
+
     from studies.service import create_study, invite_raters
     from studies.store import Store
-    from studies.testing import make_run_folder
 
     run = make_run_folder(tmp_path / "run", n_images=3, size=16)
     db = str(tmp_path / "s.db")
@@ -233,3 +235,38 @@ def test_analyze_reads_a_real_database(tmp_path):
         assert fr.loc[m, "fool_rate"] == pytest.approx(np.mean(ys)) and fr.loc[m, "n_judgments"] == len(ys)
     assert (fr["task"] == 2).all() and res.study["task"] == 2 and res.study["per_rater"] == 3
     assert len(res.raters) == 2 and not res.raters["excluded"].any()
+
+
+def test_every_rater_excluded_reports_all_raters_labelled():
+    df = _constructed()
+    # Catch trials all failed: every rater is below any positive accuracy threshold.
+    df.loc[df["kind"] == "catch", "chose_real"] = False
+    res = analyze_frame(df, n_resamples=200)
+    assert res.all_excluded and res.raters["excluded"].all()
+    everyone = analyze_frame(df, exclude_rule=None, n_resamples=200)
+    pd.testing.assert_series_equal(res.fool_rates["fool_rate"], everyone.fool_rates["fool_rate"])
+    assert (res.fool_rates["exclusion"].str.startswith("none: every rater failed")).all()
+    assert (everyone.fool_rates["exclusion"] == "none").all() and not everyone.all_excluded
+    assert any("ALL 3 rater(s) fail" in n for n in res.notes)
+    # Some raters kept: the usual label.
+    assert (analyze_frame(_constructed(), n_resamples=200).fool_rates["exclusion"] == "catch rule").all()
+
+
+def test_report_and_analyze_share_the_exclusion_option(tmp_path):
+    import argparse
+
+    from reports.study import load_study
+    from studies.cli import add_exclusion_arguments, exclusion_rule
+
+    parser = argparse.ArgumentParser()
+    add_exclusion_arguments(parser)
+    assert exclusion_rule(parser.parse_args([])) == CatchRule()
+    assert exclusion_rule(parser.parse_args(["--min-catch-accuracy", "0.5"])) == CatchRule(0.5)
+    assert exclusion_rule(parser.parse_args(["--no-exclusion"])) is None
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        exclusion_rule(parser.parse_args(["--min-catch-accuracy", "80"]))
+    # An analysis folder keeps its own rule: asking for another one is an error that says what to pass.
+    analyze_frame(_constructed(), n_resamples=100).save(tmp_path / "a")
+    assert len(load_study(tmp_path / "a").fool_rates) == 2
+    with pytest.raises(ValueError, match="pass the study database"):
+        load_study(tmp_path / "a", None, explicit=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
+import pandas as pd
+from study_support import answer_through_displays, make_run_folder
+
 from evalsuite.cli import main
 from studies.store import Store
-from studies.testing import make_run_folder
 
 
 def test_create_invite_answer_analyze(tmp_path, capsys):
@@ -39,27 +41,46 @@ def test_create_invite_answer_analyze(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "task 2, 4 images" in out and "multiple of 2 raters" in out and "?admin=" in out
-    assert main(["study", "invite", "-n", "2", "--db", db, "--base-url", "http://example.org:9000"]) == 0
-    links = capsys.readouterr().out.split()
-    assert len(links) == 2 and all(link.startswith("http://example.org:9000/?token=") for link in links)
+    assert main(["study", "invite", "--labels", "ann,ben", "--db", db, "--base-url", "http://example.org:9000"]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [label for label, _ in lines] == ["ann", "ben"]
+    links = [link for _, link in lines]
+    assert all(link.startswith("http://example.org:9000/?token=") for link in links)
     tokens = [parse_qs(urlparse(link).query)["token"][0] for link in links]
     assert len(set(tokens)) == 2
     assert main(["study", "analyze", "--db", db]) == 0
     assert "no judgments yet" in capsys.readouterr().out
-    # Every rater picks the output (fooled) on real trials and the ground truth on catch trials.
+    # Every rater picks the output (fooled) on real trials and on catch trials too: all fail the catch rule.
     store = Store(db, create=False)
     plan = store.assignments_frame().set_index(["rater_id", "position"])
     for token in tokens:
         rater = store.rater_by_token(token)
-        for t in store.trials(rater.id):
-            row = plan.loc[(rater.public_id, t.position)]
-            fake = "left" if row["real_side"] == "right" else "right"
-            store.submit(rater.id, t.assignment_id, row["real_side"] if row["kind"] == "catch" else fake)
+
+        def fooled(t, rater=rater):
+            return "left" if plan.loc[(rater.public_id, t.position), "real_side"] == "right" else "right"
+
+        answer_through_displays(store, rater.id, fooled)
     store.dispose()
     assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "a"), "--resamples", "100"]) == 0
     out = capsys.readouterr().out
-    assert "bicubic" in out and "1.000" in out
-    assert (tmp_path / "a" / "fool_rates.csv").read_text().count("\n") == 3
+    assert "every rater (2) fails the catch rule" in out and "WITHOUT exclusion" in out
+    assert "bicubic" in out and "1.000" in out and "no judgments yet" not in out
+    fool = pd.read_csv(tmp_path / "a" / "fool_rates.csv")
+    assert len(fool) == 2 and fool["exclusion"].str.startswith("none: every rater failed").all()
+    assert main(["study", "analyze", "--db", db, "--no-exclusion", "--resamples", "100"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    # The raw export: one row per planned trial, with labels, timings, displays and refusals.
+    assert main(["study", "export", "--db", db, "--out", str(tmp_path / "t.parquet"),
+                 "--refused", str(tmp_path / "r.csv")]) == 0
+    capsys.readouterr()
+    trials = pd.read_parquet(tmp_path / "t.parquet")
+    assert len(trials) == 2 * (2 * 2 + 1) and trials["answered"].all()
+    assert set(trials["rater_label"]) == {"ann", "ben"} and (trials["n_displays"] == 1).all()
+    assert (trials["answered_at"] >= trials["shown_at"]).all() and trials["latency_s"].ge(0).all()
+    assert {"block", "kind", "method", "image_id", "real_side", "choice", "n_refused"} <= set(trials.columns)
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 0
+    assert main(["study", "export", "--db", db, "--out", str(tmp_path / "t.txt")]) == 2
+    assert ".csv or .parquet" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_with_the_fix(tmp_path, capsys):

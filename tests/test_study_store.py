@@ -13,18 +13,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
-
-from studies.design import StudyConfig, rater_plan
-from studies.service import create_study, invite_raters
-from studies.stimuli import build_stimuli, png_chunks, run_images
-from studies.store import Judgment, Store
-from studies.testing import (
+from study_support import (
     fresh_postgres_database,
     make_run_folder,
     postgres_bin,
     postgres_server,
     submit_all,
 )
+
+from studies.design import StudyConfig, rater_plan
+from studies.service import create_study, invite_raters
+from studies.stimuli import build_stimuli, png_chunks, run_images
+from studies.store import Judgment, Screen, Store
 
 
 @pytest.fixture(scope="module")
@@ -106,34 +106,72 @@ def test_concurrent_processes_write_each_judgment_exactly_once(db, run_dir):
     _check_exactly_once(db, all_jobs[0], results)
 
 
-def test_resume_after_restart_and_tokens_bind_raters(db, run_dir):
+def test_only_a_shown_current_display_is_answered_once_and_refusals_are_logged(db, run_dir):
     tokens = _make_study(db, run_dir, 2)
     store = Store(db, create=False)
     a, b = store.rater_by_token(tokens[0]), store.rater_by_token(tokens[1])
-    trials = store.trials(a.id)
-    for t in trials[:3]:
-        first = store.mark_shown(t.assignment_id)
-        # A second show (a reload) keeps and returns the first time.
-        assert first is not None and store.mark_shown(t.assignment_id) == first
-        assert store.submit(a.id, t.assignment_id, "left").created
-    # A repeat (double click, reload) keeps the first answer.
-    assert store.submit(a.id, trials[0].assignment_id, "right") == store.submit(
-        a.id, trials[0].assignment_id, "left"
-    )
-    assert store.submit(a.id, trials[0].assignment_id, "right").choice == "left"
-    # A link cannot answer someone else's trial, and a wrong token finds nobody.
+    first, second = store.trials(a.id)[:2]
+    d1 = store.issue_display(a.id, first.assignment_id)
+    # Issuing a display marks nothing shown; an answer before the page reports the draw is refused.
+    assert store.trials(a.id)[0].shown_at is None
+    assert store.answer(a.id, d1, "left", 0.0).reason == "display never reported shown"
+    assert store.display_shown(a.id, d1, Screen(1280, 800, 2.0))
+    assert not store.display_shown(a.id, d1)  # reported once
+    shown = store.trials(a.id)[0].shown_at
+    assert shown is not None
+    # Before the exposure ran out: refused. Another rater's token, an unknown id, a bad side: refused.
+    assert store.answer(a.id, d1, "left", 60.0).reason == "answered before the exposure ended"
+    assert store.answer(b.id, d1, "left", 0.0).reason == "unknown display"
+    assert store.answer(a.id, "nope", "left", 0.0).reason == "unknown display"
+    assert store.answer(a.id, d1, "up", 0.0).reason == "not a side"
+    # A second display (reload, second tab) replaces the first: the old one can no longer be answered.
+    d2 = store.issue_display(a.id, first.assignment_id)
+    assert store.answer(a.id, d1, "left", 0.0).reason.startswith("replaced display")
+    assert not store.display_shown(a.id, d1)
+    assert store.display_shown(a.id, d2)
+    res = store.answer(a.id, d2, "right", 0.0, exposed_s=0.8, client_latency_s=1.3)
+    assert res.accepted and res.assignment_id == first.assignment_id
+    # Repeats of the answered display are refused, and the trial cannot be displayed again.
+    assert store.answer(a.id, d2, "left", 0.0).reason == "already answered"
+    with pytest.raises(ValueError, match="already answered"):
+        store.issue_display(a.id, first.assignment_id)
     with pytest.raises(PermissionError):
-        store.submit(b.id, trials[3].assignment_id, "left")
-    assert store.rater_by_token("not-a-token") is None and store.rater_by_token("") is None
+        store.issue_display(b.id, second.assignment_id)
+    frame = store.judgments_frame()
+    assert frame["choice"].tolist() == ["right"] and frame["latency_s"].iloc[0] >= 0
+    assert store.trials(a.id)[0].shown_at == shown  # the first time the trial was on screen
+    refused = store.refusals_frame()
+    assert len(refused) == 7 and refused["reason"].str.startswith("replaced").sum() == 1
+    assert set(refused["rater_label"]) == {"R01", "R02"}
+    raters = store.raters_frame().set_index("label")
+    assert raters.loc["R01", ["window_w", "window_h", "dpr"]].tolist() == [1280, 800, 2.0]
     store.dispose()
     # "Server restart": a new Store sees the same progress; the rater resumes at the first open trial.
     again = Store(db, create=False)
-    resumed = again.trials(a.id)
-    assert [t.answered for t in resumed] == [True] * 3 + [False] * (len(resumed) - 3)
-    assert [t.shown_at for t in resumed[:3]] == [again.mark_shown(t.assignment_id) for t in trials[:3]]
-    frame = again.judgments_frame()
-    assert len(frame) == 3 and (frame["latency_s"] >= 0).all() and set(frame["choice"]) == {"left"}
+    assert [t.answered for t in again.trials(a.id)][:2] == [True, False]
+    assert again.rater_by_token("not-a-token") is None and again.rater_by_token("") is None
     again.dispose()
+
+
+def test_concurrent_answers_of_one_display_count_once(db, run_dir):
+    tokens = _make_study(db, run_dir, 1)
+    store = Store(db, create=False)
+    rater = store.rater_by_token(tokens[0])
+    displays = []
+    for t in store.trials(rater.id):
+        d = store.issue_display(rater.id, t.assignment_id)
+        store.display_shown(rater.id, d)
+        displays.append(d)
+    # 8 threads answer every display (a double click, two tabs racing), each with its own choice.
+    def race(k: int) -> list[bool]:
+        return [store.answer(rater.id, d, ("left", "right")[k % 2], 0.0).accepted for d in displays]
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = np.array(list(pool.map(race, range(8))))
+    assert (accepted.sum(0) == 1).all()
+    assert len(store.judgments_frame()) == len(displays)
+    assert len(store.refusals_frame()) == 7 * len(displays)
+    store.dispose()
 
 
 def test_invites_continue_the_rater_indices_with_their_own_plans(tmp_path, run_dir):

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks of studies: a tiny run folder, a throwaway PostgreSQL, a served app.
+"""Test and benchmark support for studies: a tiny run folder, a throwaway PostgreSQL, a served app.
 
 Real components only: the run folder holds real PNG files laid out as the engine writes them, PostgreSQL
 is a real server in a temporary cluster, and the app is `streamlit run` on a free localhost port.
@@ -7,6 +7,7 @@ is a real server in a temporary cluster, and the app is `streamlit run` on a fre
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 from PIL import Image
@@ -140,9 +143,15 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class ServedApp(str):
+    """The base URL of a served app (a str), with the server's process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
-def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Iterator[str]:
-    """Serve the rater app with `streamlit run` on 127.0.0.1; yields its base URL; stops it after."""
+def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Iterator[ServedApp]:
+    """Serve the rater app with `streamlit run` on 127.0.0.1; yields its base URL (with .pid); stops it after."""
     port = port or free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
@@ -151,7 +160,8 @@ def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Ite
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = ServedApp(f"http://127.0.0.1:{port}")
+    base.pid = proc.pid
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -177,6 +187,135 @@ def served_app(db: str, port: int | None = None, timeout_s: float = 60.0) -> Ite
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def served_apps(db: str, n: int) -> Iterator[list[ServedApp]]:
+    """n app processes on one database (the scale-out set-up); yields their base URLs."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(served_app(db)) for _ in range(n)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Page:
+    """What a rater's tab shows after a script run: buttons, texts and the display component (if any)."""
+
+    buttons: dict[str, tuple[str, bool]]  # label -> (widget id, disabled)
+    text: str
+    component_id: str = ""
+    header: dict | None = None
+    fragment_id: str = ""  # the fragment holding the component: its events rerun only that fragment
+
+    @property
+    def display(self) -> str:
+        """The display id of the trial on screen ('' when none)."""
+        return (self.header or {}).get("display", "")
+
+
+class StudyTab:
+    """One browser tab of a rater, speaking Streamlit's WebSocket protocol (what the page's JS would send)."""
+
+    def __init__(self, ws, query: str) -> None:
+        self.ws, self.query, self.cache = ws, query, {}
+
+    async def run(self, widget_id: str | None = None, event: dict | None = None, fragment_id: str = "") -> Page:
+        """Rerun the script (or one fragment), clicking button `widget_id` or sending component `event`."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = BackMsg()
+        msg.rerun_script.query_string = self.query
+        if fragment_id:
+            msg.rerun_script.fragment_id = fragment_id
+        if widget_id:
+            w = msg.rerun_script.widget_states.widgets.add()
+            w.id = widget_id
+            if event is None:
+                w.trigger_value = True
+            else:
+                w.json_trigger_value = json.dumps([{"event": "event", "value": event}])
+        await self.ws.send(msg.SerializeToString())
+        elements = []
+        while True:
+            fwd = ForwardMsg()
+            fwd.ParseFromString(await self.ws.recv())
+            if fwd.WhichOneof("type") == "ref_hash":
+                fwd = self.cache[fwd.ref_hash]
+            elif fwd.hash:
+                self.cache[fwd.hash] = fwd
+            kind = fwd.WhichOneof("type")
+            if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
+                elements.append((fwd.delta.new_element, fwd.delta.fragment_id))
+            elif kind == "script_finished" and fwd.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return _page(elements)
+
+    async def send(self, page: Page, event: dict, fragment: bool = True) -> Page:
+        """Send the display component's event (as its JS does with setTriggerValue); it reruns the component's
+        fragment, as a browser asks, unless `fragment` is False (a full rerun)."""
+        from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+        trigger = _make_trigger_id(page.component_id, "events")
+        return await self.run(trigger, event, page.fragment_id if fragment else "")
+
+
+def _page(elements) -> Page:
+    from studies.payload import parse_payload
+
+    buttons, texts, comp, header, fragment = {}, [], "", None, ""
+    for e, fragment_id in elements:
+        kind = e.WhichOneof("type")
+        if kind == "button":
+            buttons[e.button.label] = (e.button.id, e.button.disabled)
+        elif kind in ("heading", "markdown", "alert"):
+            texts.append(getattr(e, kind).body)
+        elif kind == "progress":
+            texts.append(e.progress.text)
+        elif kind == "bidi_component" and e.bidi_component.WhichOneof("data") == "bytes":
+            comp, header = e.bidi_component.id, parse_payload(e.bidi_component.bytes)[0]
+            fragment = fragment_id
+    return Page(buttons, "\n".join(texts), comp, header, fragment)
+
+
+async def open_tab(base: str, token: str):
+    """A new WebSocket connection (a new Streamlit session) for an invite link: (connection, tab, page)."""
+    import websockets
+
+    ws = await websockets.connect(
+        base.replace("http://", "ws://") + "/_stcore/stream",
+        subprotocols=["streamlit"],
+        origin=base,
+        max_size=None,
+        open_timeout=120,
+        ping_interval=None,
+    )
+    tab = StudyTab(ws, urlencode({"token": token}))
+    return ws, tab, await tab.run()
+
+
+async def into_trials(tab: StudyTab, page: Page, screen: tuple[int, int, float] = (1600, 1000, 1.0)) -> Page:
+    """From the instructions to a trial (or the thank-you page): report the screen, Start/Continue, and
+    open the main block when asked."""
+    for _ in range(6):
+        if page.header and page.header.get("mode") == "trial" or "You have finished" in page.text:
+            return page
+        if page.header and page.header.get("mode") == "check" and page.buttons.get("Start", ("", True))[1] \
+                and page.buttons.get("Continue", ("", True))[1]:
+            w, h, dpr = screen
+            page = await tab.send(page, {"type": "screen", "w": w, "h": h, "dpr": dpr, "fits": True})
+            continue
+        for label in ("Start", "Continue", "Start the study", "Continue here"):
+            if label in page.buttons and not page.buttons[label][1]:
+                page = await tab.run(page.buttons[label][0])
+                break
+        else:
+            raise RuntimeError(f"unexpected page: {page.text[:300]!r}")
+    raise RuntimeError(f"no trial after the instructions: {page.text[:300]!r}")
 
 
 def submit_all(db: str, jobs: list[tuple[int, int, str]], seed: int = 0) -> list[tuple[int, str, bool]]:
@@ -210,3 +349,20 @@ def fresh_postgres_database(server_url: str, name: str) -> str:
     finally:
         engine.dispose()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def answer_through_displays(store, rater_id: int, choose) -> list[str]:
+    """Answer every open trial of a rater the way the app does (display, shown, answer); `choose(trial)`
+    gives the side. Returns the sides chosen, in order."""
+    out = []
+    for t in store.trials(rater_id):
+        if t.answered:
+            continue
+        display = store.issue_display(rater_id, t.assignment_id)
+        store.display_shown(rater_id, display)
+        side = choose(t)
+        res = store.answer(rater_id, display, side, 0.0)
+        if not res.accepted:
+            raise RuntimeError(f"answer refused: {res.reason}")
+        out.append(side)
+    return out

@@ -1,0 +1,348 @@
+"""The pages of the Streamlit rater app: instructions with a screen check, practice, timed 2AFC trials,
+thanks; `?admin=TOKEN` shows progress. studies/app.py (the script Streamlit reruns) only calls `main()`:
+this module is imported once per server process, so its caches and the component are set up once.
+
+A trial is one *display* (`Store.issue_display`): the page's component (studies/trial.js) receives the pair
+as raw RGB rows of equal length, draws both images in one frame at one image pixel per device pixel,
+reports "shown", hides them after the exposure and only then lets the rater answer once. The server counts
+an answer only for the display on screen, after its reported draw and exposure (`Store.answer`); anything
+else is refused and logged. A reload, reconnect or second tab gets a fresh display of the pending trial.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from studies.design import StudyConfig
+from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, study_need
+from studies.service import DB_ENV
+from studies.store import RaterInfo, Screen, Store, Trial
+
+INSTRUCTIONS = """
+You will see pairs of images, side by side{lr}. Each pair is shown for **{exposure:g} seconds**, then it
+is hidden and you choose.
+
+**Question:** {question}
+
+- Answer with the **Left** or **Right** button below the images. Go with your first impression.
+- A short practice block comes first{practice}.
+- You can stop and come back later with the same link; you continue where you stopped.
+- The images are shown at their true pixel size: please use a laptop or desktop screen with a large window.
+"""
+REPLACED = (
+    "This study was opened again in another tab or window (or this page reconnected after a break): that "
+    "answer was not counted. Continue in one place only."
+)
+_HTML = '<div class="es-root"><div class="es-msg"></div><div class="es-pair"></div><div class="es-buttons">' \
+    '<button data-side="left">Left</button><button data-side="right">Right</button></div></div>'
+_CSS = """
+.es-root{font-family:inherit}
+.es-pair{display:flex;justify-content:center;align-items:center;gap:16px;margin:0.25rem 0 0.75rem 0}
+.es-pair canvas{display:block;image-rendering:pixelated;flex:none}
+.es-msg{min-height:1.5rem;text-align:center;color:#374151;margin-bottom:0.25rem}
+.es-buttons{display:flex;gap:1rem;justify-content:center}
+.es-buttons button{flex:0 1 16rem;padding:0.6rem 0;font-size:1.05rem;border-radius:0.5rem;border:none;
+  background:#ff4b4b;color:white;cursor:pointer}
+.es-buttons button:disabled{background:#e5e7eb;color:#9ca3af;cursor:default}
+"""
+TRIAL_COMPONENT = st.components.v2.component(
+    "evalsuite_trial", html=_HTML, css=_CSS, js=Path(__file__).with_name("trial.js").read_text(encoding="utf-8")
+)
+
+
+def database() -> str:
+    """The study database: `-- --db URL` after `streamlit run app.py`, else $EVALSUITE_STUDY_DB."""
+    argv = sys.argv[1:]
+    if "--db" in argv and argv.index("--db") + 1 < len(argv):
+        return argv[argv.index("--db") + 1]
+    db = os.environ.get(DB_ENV)
+    if not db:
+        raise RuntimeError(f"no study database: run `evalsuite study serve --db FILE` or set {DB_ENV}")
+    return db
+
+
+# Plain process-wide caches (this module is imported once per server): cheaper per call than st.cache_*.
+@functools.cache
+def get_store(db: str) -> Store:
+    """One Store (engine and pool) per database for the whole server."""
+    return Store(db, create=False)
+
+
+@functools.lru_cache(maxsize=2048)
+def pixels(db: str, stimulus_id: str) -> Pixels:
+    """A stimulus decoded once per server process to raw RGB rows."""
+    return decode_rgb(get_store(db).stimulus_png(stimulus_id))
+
+
+@functools.cache
+def get_config(db: str, study_id: int) -> StudyConfig:
+    """A study's config (it never changes once created)."""
+    return StudyConfig.from_dict(get_store(db).study(study_id))
+
+
+@functools.cache
+def get_need(db: str, study_id: int) -> Need:
+    """The device pixels the study's largest trial needs (fixed per study)."""
+    return study_need(get_store(db).stimulus_sizes(study_id))
+
+
+def _set(flag: str) -> None:
+    """Button callback: set a session flag (the page then renders the next step in the same run)."""
+    st.session_state[flag] = True
+
+
+def _resume() -> None:
+    """Button callback: continue the study in this tab (a fresh display of the pending trial)."""
+    st.session_state["paused"] = False
+
+
+def _screen(ev: dict[str, Any]) -> Screen | None:
+    """The screen a page reported, or None when the report is malformed."""
+    try:
+        return Screen(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _on_check(db: str, rater_id: int, key: str) -> None:
+    """Screen-check callback: keep whether the window fits, and record the window and DPR."""
+    ev = (st.session_state.get(key) or {}).get("event")
+    if not isinstance(ev, dict) or ev.get("type") != "screen":
+        return
+    st.session_state["screen_fits"] = bool(ev.get("fits"))
+    screen = _screen(ev)
+    if screen is not None:
+        get_store(db).record_screen(rater_id, screen)
+
+
+def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
+    """Trial callback: record a "shown" report, or count/refuse an answer (then the next display is issued)."""
+    ev = (st.session_state.get(key) or {}).get("event")
+    if not isinstance(ev, dict):
+        return
+    store = get_store(db)
+    display_id = ev.get("display")
+    if ev.get("type") == "shown":
+        store.display_shown(rater_id, display_id, _screen(ev))
+    elif ev.get("type") == "answer":
+        ms = lambda k: ev[k] / 1000.0 if isinstance(ev.get(k), (int, float)) else None  # noqa: E731
+        res = store.answer(rater_id, display_id, ev.get("choice"), exposure_s, ms("exposed_ms"), ms("rt_ms"))
+        st.session_state.pop("display", None)  # the next run shows the next trial, or this one afresh
+        st.session_state.pop("trials", None)
+        # A display replaced elsewhere: wait for the rater to choose this tab, so the other one is not disturbed.
+        st.session_state["paused"] = res.reason.startswith("replaced")
+        if res.accepted and res.block == "practice":
+            st.session_state["feedback"] = store.practice_feedback(rater_id, res.assignment_id)
+        elif res.accepted:
+            st.session_state["feedback"] = ""
+
+
+def _trials(store: Store, rater_id: int) -> list[Trial]:
+    """The rater's trials, read once per session and again after each answer (not on every rerun)."""
+    trials = st.session_state.get("trials")
+    if trials is None:
+        trials = st.session_state["trials"] = store.trials(rater_id)
+    return trials
+
+
+def _stage(trials: list[Trial]) -> str:
+    """Which page the rater is on: paused | thanks | instructions | practice_done | trial."""
+    if st.session_state.get("paused"):
+        return "paused"
+    pending = [t for t in trials if not t.answered]
+    if not pending:
+        return "thanks"
+    if not st.session_state.get("started", False):
+        return "instructions"
+    practice = any(t.block == "practice" for t in trials)
+    main_begun = any(t.answered for t in trials if t.block == "main")
+    if pending[0].block == "main" and practice and not main_begun and not st.session_state.get("main_started"):
+        return "practice_done"
+    return "trial"
+
+
+@st.fragment
+def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
+    """One trial: feedback, progress, question, and the display component (pair, exposure, Left/Right).
+
+    A fragment: the component's reports ("shown", the answer) rerun only this part of the page; when the
+    rater's stage changes (practice done, finished, another tab took over) the whole page reruns.
+    """
+    store = get_store(db)
+    trials = _trials(store, rater.id)
+    if _stage(trials) != "trial":
+        st.rerun(scope="app")
+    trial = next(t for t in trials if not t.answered)
+    block = [t for t in trials if t.block == trial.block]
+    done = sum(t.answered for t in block)
+    if st.session_state.get("feedback"):
+        st.info(st.session_state["feedback"])
+    label = "Practice" if trial.block == "practice" else "Image pair"
+    st.progress(done / max(len(block), 1), text=f"{label} {done + 1} of {len(block)}")
+    st.markdown(f"**{config.question}**")
+    # This session's display of the pending trial; a fresh one for a new session, trial or refused answer.
+    current = st.session_state.get("display")
+    if current is None or current[0] != trial.assignment_id:
+        try:
+            current = (trial.assignment_id, store.issue_display(rater.id, trial.assignment_id))
+        except ValueError:  # answered meanwhile in another tab: read the trials again
+            st.session_state.pop("trials", None)
+            st.rerun(scope="app")
+        st.session_state["display"] = current
+    display_id = current[1]
+    need = get_need(db, rater.study_id)
+    data = display_payload(trial, display_id, config.exposure_s, need, functools.partial(pixels, db))
+    key = f"d{display_id}"
+    TRIAL_COMPONENT(
+        key=key, data=data, on_event_change=functools.partial(_on_trial, db, rater.id, key, config.exposure_s)
+    )
+
+
+def rater_page(db: str, token: str) -> None:
+    """The rater flow: instructions and screen check, practice (with feedback), the study, thanks."""
+    store = get_store(db)
+    # The token's rater, looked up once per browser session (tokens never change owner).
+    if st.session_state.get("rater_token") != token:
+        st.session_state["rater"] = store.rater_by_token(token)
+        st.session_state["rater_token"] = token
+        st.session_state.pop("trials", None)
+    rater = st.session_state["rater"]
+    if rater is None:
+        st.error("This link is not valid. Please use the exact link you were sent.")
+        return
+    config = get_config(db, rater.study_id)
+    trials = _trials(store, rater.id)
+    stage = _stage(trials)
+    if stage == "trial":
+        trial_page(db, rater, config)
+        return
+    if st.session_state.get("feedback"):
+        st.info(st.session_state["feedback"])
+    if stage == "paused":
+        st.warning(REPLACED)
+        st.button("Continue here", key="resume", type="primary", on_click=_resume)
+    elif stage == "thanks":
+        st.title("Thank you!")
+        st.success("You have finished the study. Your answers are saved; you can close this page.")
+    elif stage == "instructions":
+        n_practice = sum(t.block == "practice" for t in trials)
+        st.title("Image comparison")
+        st.markdown(
+            INSTRUCTIONS.format(
+                lr=" with a small low-resolution image between them" if config.show_lr else "",
+                exposure=config.exposure_s,
+                question=config.question,
+                practice=f" ({n_practice} pairs, with feedback)" if n_practice else "",
+            )
+        )
+        key = "screen-check"
+        check = check_payload(get_need(db, rater.study_id))
+        TRIAL_COMPONENT(key=key, data=check, on_event_change=functools.partial(_on_check, db, rater.id, key))
+        st.button(
+            "Continue" if any(t.answered for t in trials) else "Start",
+            key="start",
+            type="primary",
+            on_click=_set,
+            args=("started",),
+            disabled=not st.session_state.get("screen_fits", False),
+        )
+    else:  # practice_done
+        st.title("Practice done")
+        st.markdown("The study starts now. Answers are no longer checked; go with your first impression.")
+        st.button("Start the study", key="start_main", type="primary", on_click=_set, args=("main_started",))
+
+
+ADMIN_REFRESH_S = 10  # the admin page refreshes itself this often
+
+
+def rater_progress(trials: pd.DataFrame, raters: pd.DataFrame, analysis_raters: pd.DataFrame) -> pd.DataFrame:
+    """Per rater: label, answered of planned, last seen, median latency, catch accuracy, exclusion, screen."""
+    g = trials.groupby("rater_id", sort=False)
+    out = raters.set_index("rater_id")[["label", "last_seen", "window_w", "window_h", "dpr"]].copy()
+    out["answered"] = g["answered"].sum()
+    out["planned"] = g.size()
+    out["median_latency_s"] = trials[trials["answered"]].groupby("rater_id")["latency_s"].median()
+    out["refused"] = g["n_refused"].sum()
+    # Catch accuracy and exclusion: the analysis' own numbers (studies.analysis), not a second count.
+    verdict = analysis_raters.set_index("rater_id")[["catch_accuracy", "excluded"]]
+    out = out.join(verdict)
+    out["excluded"] = out["excluded"].astype("boolean").fillna(False)
+    screen = out["window_w"].notna()
+    out["window"] = ""
+    out.loc[screen, "window"] = (
+        out.loc[screen, "window_w"].astype(int).astype(str) + "x" + out.loc[screen, "window_h"].astype(int).astype(str)
+        + " @" + out.loc[screen, "dpr"].map("{:g}".format)
+    )
+    cols = ["label", "answered", "planned", "last_seen", "median_latency_s", "catch_accuracy", "excluded",
+            "refused", "window"]
+    return out[cols].reset_index(drop=True)
+
+
+@st.fragment(run_every=ADMIN_REFRESH_S)
+def admin_tables(db: str, study_id: int) -> None:
+    """The live part of the admin page: raters and fool rates, recomputed on every refresh."""
+    from studies.analysis import DEFAULT_RULE, analyze_frame
+
+    store = get_store(db)
+    trials = store.trials_frame(study_id)
+    if trials.empty:
+        st.info("No raters yet: invite some with `evalsuite study invite -n N --db ...`.")
+        return
+    analysis = analyze_frame(store.judgments_frame(study_id), [store.study(study_id)], DEFAULT_RULE, n_resamples=400)
+    main = trials[trials["block"] == "main"]
+    st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC; refreshes every {ADMIN_REFRESH_S} s")
+    st.subheader("Raters")
+    st.dataframe(rater_progress(trials, store.raters_frame(study_id), analysis.raters), hide_index=True)
+    st.subheader("Methods")
+    real = main[main["kind"] == "real"]
+    per = real.groupby("method").agg(answered=("answered", "sum"), planned=("answered", "size"))
+    fr = analysis.fool_rates.set_index("method")[
+        ["n_judgments", "n_raters", "fool_rate", "boot_low", "boot_high", "wilson_low", "wilson_high", "exclusion"]
+    ]
+    st.dataframe(per.join(fr).reset_index(), hide_index=True)
+    if analysis.all_excluded:
+        st.warning("Every rater fails the catch rule: the fool rates keep all raters (column exclusion).")
+    st.caption(" ".join(analysis.notes[1:3]))
+
+
+def admin_page(db: str, token: str) -> None:
+    """Progress per rater and live fool rates per method, for the study whose admin token this is."""
+    store = get_store(db)
+    study_id = store.admin_study(token)
+    if study_id is None:
+        st.error("This admin link is not valid.")
+        return
+    config = get_config(db, study_id)
+    st.title(f"Study {config.name}: progress")
+    st.caption(
+        f"task {config.task}; {config.n_images} images; {config.per_rater} per rater per method; "
+        f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}"
+    )
+    admin_tables(db, study_id)
+
+
+def main() -> None:
+    """Route by query parameter: ?token=... (rater) or ?admin=... (admin)."""
+    st.set_page_config(
+        page_title="Image comparison",
+        layout="wide",
+        initial_sidebar_state="collapsed",
+        menu_items={"Get help": None, "Report a bug": None, "About": None},
+    )
+    db = database()
+    params = st.query_params
+    if params.get("admin"):
+        admin_page(db, params["admin"])
+    elif params.get("token"):
+        rater_page(db, params["token"])
+    else:
+        st.title("Image comparison")
+        st.warning("Open the personal link you were sent (it ends with ?token=...).")
+

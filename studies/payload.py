@@ -1,0 +1,116 @@
+"""What the browser receives for one trial: a binary payload with a small header and raw RGB pixels.
+
+Both images of a pair travel as raw 8-bit RGB rows (no file format, no metadata, no name), so their byte
+counts are equal by construction (a pair has one size); the page draws them into canvases at one image
+pixel per device pixel. Layout: 4-byte big-endian header length, the UTF-8 JSON header, then the left
+pixels, the right pixels and (task 1) the LR input's pixels. The header names nothing that differs
+between the real and the fake image: the display id (random, single use), the exposure, the sizes and
+the study-wide window the page needs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+FORMAT_VERSION = 1
+GAP_CSS_PX = 16  # space between the images (CSS pixels), also used by the window check
+MARGIN_CSS_PX = 180  # height the page needs above and below the pair: progress, question, buttons
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """An image as raw RGB rows: width, height and w*h*3 bytes."""
+
+    width: int
+    height: int
+    rgb: bytes
+
+
+def decode_rgb(png: bytes) -> Pixels:
+    """PNG bytes -> raw RGB rows (alpha and metadata dropped)."""
+    with Image.open(io.BytesIO(png)) as im:
+        arr = np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return Pixels(arr.shape[1], arr.shape[0], arr.tobytes())
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG from its IHDR chunk, without decoding the pixels."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG file")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+@dataclass(frozen=True)
+class Need:
+    """The device pixels a study's largest trial needs: the pair (and LR) side by side, and its height."""
+
+    width: int
+    height: int
+
+    def window_css(self, dpr: float) -> tuple[int, int]:
+        """Smallest content width and window height (CSS pixels) that show a trial at this DPR."""
+        return int(np.ceil(self.width / dpr)) + 2 * GAP_CSS_PX, int(np.ceil(self.height / dpr)) + MARGIN_CSS_PX
+
+
+def study_need(sizes: list[tuple[int, int, int, int]]) -> Need:
+    """The study-wide need from (pair w, pair h, lr w, lr h) per image (lr 0 x 0 when not shown)."""
+    width = max(2 * w + lw for w, _h, lw, _lh in sizes)
+    height = max(max(h, lh) for _w, h, _lw, lh in sizes)
+    return Need(int(width), int(height))
+
+
+def trial_payload(
+    display_id: str, exposure_s: float, left: Pixels, right: Pixels, lr: Pixels | None, need: Need
+) -> bytes:
+    """The bytes the page receives for one display of a trial."""
+    if (left.width, left.height) != (right.width, right.height):
+        raise ValueError("the two images of a pair must have one size")
+    header = {
+        "v": FORMAT_VERSION,
+        "mode": "trial",
+        "display": display_id,
+        "exposure_ms": int(round(exposure_s * 1000)),
+        "w": left.width,
+        "h": left.height,
+        "lr": [lr.width, lr.height] if lr is not None else [0, 0],
+        "need": [need.width, need.height],
+    }
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return b"".join([len(head).to_bytes(4, "big"), head, left.rgb, right.rgb, lr.rgb if lr is not None else b""])
+
+
+def display_payload(
+    trial: Any, display_id: str, exposure_s: float, need: Need, pixels: Callable[[str], Pixels]
+) -> bytes:
+    """The payload of one display of a `store.Trial`, its stimuli looked up by `pixels(stimulus_id)`."""
+    lr = pixels(trial.middle_id) if trial.middle_id else None
+    return trial_payload(display_id, exposure_s, pixels(trial.left_id), pixels(trial.right_id), lr, need)
+
+
+def check_payload(need: Need) -> bytes:
+    """The bytes of the screen check shown before the study starts (no images)."""
+    header = {"v": FORMAT_VERSION, "mode": "check", "need": [need.width, need.height]}
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return len(head).to_bytes(4, "big") + head
+
+
+def parse_payload(data: bytes) -> tuple[dict, list[bytes]]:
+    """Inverse of trial_payload (for tests and audits): the header and the pixel blocks in page order."""
+    n = int.from_bytes(data[:4], "big")
+    header = json.loads(data[4 : 4 + n].decode("utf-8"))
+    if header.get("mode") != "trial":
+        return header, []
+    body = data[4 + n :]
+    size = header["w"] * header["h"] * 3
+    lw, lh = header["lr"]
+    blocks = [body[:size], body[size : 2 * size]]
+    if lw:
+        blocks.append(body[2 * size : 2 * size + lw * lh * 3])
+    return header, blocks

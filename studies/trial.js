@@ -1,0 +1,168 @@
+// The trial page's display: draws a pair (and the LR input) at one image pixel per device pixel, shows it
+// for the exposure, hides it, then enables Left/Right. It reports to the server only what it did:
+// {type: "shown"} when both images are on screen, {type: "answer"} once per display, and {type: "screen"}
+// (window size, devicePixelRatio, whether the study fits) on the screen check before the study starts.
+// Both images are drawn in the same animation frame from raw RGB rows of equal length: nothing in the
+// order, size or timing of what happens differs between the real image and the other one.
+const GAP = 16;
+const MARGIN = 180;
+
+function parse(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = view.getUint32(0);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + n)));
+  return [header, bytes.subarray(4 + n)];
+}
+
+function fit(root, need) {
+  const dpr = window.devicePixelRatio || 1;
+  const needW = Math.ceil(need[0] / dpr) + 2 * GAP;
+  const needH = Math.ceil(need[1] / dpr) + MARGIN;
+  const avail = root.clientWidth;
+  return {
+    ok: avail >= needW && window.innerHeight >= needH,
+    needW, needH, avail,
+    w: window.innerWidth, h: window.innerHeight, dpr,
+  };
+}
+
+function tooSmall(f) {
+  return `Please make the browser window larger (or use a desktop screen): the images are shown at their ` +
+    `true pixel size and need a window of about ${f.needW + (f.w - f.avail)} \u00d7 ${f.needH} pixels ` +
+    `at your display scaling; it is now ${f.w} \u00d7 ${f.h}. The study continues when the window is large enough.`;
+}
+
+function canvas(w, h, dpr, label) {
+  const c = document.createElement("canvas");
+  c.width = w;
+  c.height = h;
+  c.style.width = `${w / dpr}px`;
+  c.style.height = `${h / dpr}px`;
+  c.style.visibility = "hidden";
+  c.setAttribute("role", "img");
+  c.setAttribute("aria-label", label);
+  return c;
+}
+
+function paint(c, rgb) {
+  const ctx = c.getContext("2d");
+  const img = ctx.createImageData(c.width, c.height);
+  const out = img.data;
+  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+    out[j + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+function check(root, header, setTriggerValue) {
+  const msg = root.querySelector(".es-msg");
+  let last = null;
+  const report = () => {
+    const f = fit(root, header.need);
+    msg.textContent = f.ok
+      ? `Your window (${f.w} \u00d7 ${f.h}) is large enough.`
+      : tooSmall(f);
+    root.dataset.state = f.ok ? "fits" : "small";
+    const key = `${f.ok}|${f.w}|${f.h}|${f.dpr}`;
+    if (key !== last) {
+      last = key;
+      setTriggerValue("event", { type: "screen", w: f.w, h: f.h, dpr: f.dpr, fits: f.ok });
+    }
+  };
+  let timer = null;
+  const onResize = () => { clearTimeout(timer); timer = setTimeout(report, 250); };
+  window.addEventListener("resize", onResize);
+  report();
+  return () => { clearTimeout(timer); window.removeEventListener("resize", onResize); };
+}
+
+function trial(root, header, body, setTriggerValue) {
+  const msg = root.querySelector(".es-msg");
+  const pair = root.querySelector(".es-pair");
+  const buttons = [...root.querySelectorAll("button")];
+  const timers = [];
+  let t0 = 0, tHide = 0, answered = false, started = false;
+  const dpr = window.devicePixelRatio || 1;
+  const size = header.w * header.h * 3;
+  const left = canvas(header.w, header.h, dpr, "left");
+  const right = canvas(header.w, header.h, dpr, "right");
+  const shown = [left, right];
+  pair.append(left);
+  if (header.lr[0]) {
+    const lr = canvas(header.lr[0], header.lr[1], dpr, "low resolution input");
+    pair.append(lr);
+    shown.push(lr);
+  }
+  pair.append(right);
+  const hide = () => {
+    tHide = performance.now();
+    for (const c of [left, right]) {
+      c.getContext("2d").clearRect(0, 0, c.width, c.height);
+      c.style.visibility = "hidden";
+    }
+    root.dataset.state = "hidden";
+    msg.textContent = "Which one? Choose Left or Right.";
+    buttons.forEach((b) => { b.disabled = false; });
+  };
+  const start = () => {
+    if (started) return;
+    started = true;
+    msg.textContent = "";
+    paint(left, body.subarray(0, size));
+    paint(right, body.subarray(size, 2 * size));
+    if (shown.length === 3) paint(shown[2], body.subarray(2 * size));
+    // Both (all) images become visible in the same frame; the exposure runs from that frame.
+    requestAnimationFrame(() => {
+      shown.forEach((c) => { c.style.visibility = "visible"; });
+      t0 = performance.now();
+      root.dataset.state = "shown";
+      setTriggerValue("event", { type: "shown", display: header.display, w: window.innerWidth,
+        h: window.innerHeight, dpr: window.devicePixelRatio || 1 });
+      timers.push(setTimeout(hide, header.exposure_ms));
+    });
+  };
+  const tryStart = () => {
+    if (started) return;
+    const f = fit(root, header.need);
+    if (f.ok) {
+      window.removeEventListener("resize", tryStart);
+      start();
+    } else {
+      root.dataset.state = "small";
+      msg.textContent = tooSmall(f);
+    }
+  };
+  buttons.forEach((b) => {
+    b.disabled = true;
+    b.onclick = () => {
+      if (answered || !tHide) return;
+      answered = true;
+      buttons.forEach((x) => { x.disabled = true; });
+      root.dataset.state = "answered";
+      const now = performance.now();
+      setTriggerValue("event", { type: "answer", display: header.display, choice: b.dataset.side,
+        exposed_ms: tHide - t0, rt_ms: now - t0 });
+    };
+  });
+  window.addEventListener("resize", tryStart);
+  root.dataset.state = "waiting";
+  tryStart();
+  return () => { timers.forEach(clearTimeout); window.removeEventListener("resize", tryStart); };
+}
+
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  const root = parentElement.querySelector(".es-root");
+  const [header, body] = parse(data);
+  const id = header.display || "check";
+  if (root.dataset.display === id) return undefined; // a rerun with the same display: keep it running
+  root.dataset.display = id;
+  if (header.mode === "check") {
+    root.querySelector(".es-buttons").remove();
+    return check(root, header, setTriggerValue);
+  }
+  return trial(root, header, body, setTriggerValue);
+}
