@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
-from baselines.tiling import pad_to_multiple, tiled_apply
+from baselines.tiling import default_overlap, pad_to_multiple, tiled_apply
 from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext
@@ -68,7 +68,7 @@ class RegressionMethod:
         if not self.tile:
             return self._forward(x_lr)
         # tiled_apply runs images no larger than a tile whole.
-        return tiled_apply(self._forward, x_lr, self.scale, self.tile, max(1, self.tile // 8))
+        return tiled_apply(self._forward, x_lr, self.scale, self.tile, default_overlap(self.tile))
 
 
 def load_regression(path: str, device: torch.device | str = "cpu") -> RegressionNet:

@@ -122,6 +122,22 @@ for _s in (2, 3, 4, 8):
     )
 
 
+register(
+    "sr3-demo",
+    "baselines.demo:build_sr3_demo",
+    "SR3 trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
+    available="baselines.demo:sr3_demo_available",
+    options=_SR3,
+)
+register(
+    "regression-demo",
+    "baselines.demo:build_regression_demo",
+    "the regression baseline trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
+    available="baselines.demo:regression_demo_available",
+    options=_REG,
+)
+
+
 def load_plugins() -> None:
     """Import the modules named in $EVALSUITE_PLUGINS (comma-separated); they call `register` for extra methods."""
     for module in filter(None, (m.strip() for m in os.environ.get("EVALSUITE_PLUGINS", "").split(","))):

@@ -43,8 +43,8 @@ def default_methods(task: Task, log=print) -> list[str]:
             name = f"esrgan-thick-x{task.scale}"
             if task.scale not in (2, 3, 4, 8):
                 continue
-        if name == "realesrgan-x4plus" and task.scale != 4:
-            continue
+        if name in ("realesrgan-x4plus", "regression-demo", "sr3-demo") and task.scale != 4:
+            continue  # 4x models
         ok, why = method_available(name)
         if ok:
             out.append(name)

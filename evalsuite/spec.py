@@ -25,6 +25,8 @@ DEFAULT_METHOD_CANDIDATES = (
     "lanczos",
     "realesrgan-x4plus",
     "esrgan-thick-x4",
+    "regression-demo",
+    "sr3-demo",
 )
 # The post-run hook that writes report.html ("module:function(run_dir)"), run when `report` is true.
 REPORT_HOOK = "reports.html:write_report"

@@ -265,7 +265,7 @@ def test_sampling_progress_counts_every_tile_step(tmp_path, monkeypatch):
     monkeypatch.setattr(M, "tqdm", Bar)
     ckpt = random_sr3(tmp_path)
     m = build_sr3(str(ckpt), MethodContext(2, options={"steps": 3, "sampler": "ddim", "tile": 8}))
-    m(torch.rand(2, 3, 13, 21), ["a", "b"])  # 2 x 3 tiles per image, 3 steps
-    assert [(b.total, b.n) for b in bars] == [(2 * 6 * 3, 2 * 6 * 3)]
+    m(torch.rand(2, 3, 13, 21), ["a", "b"])  # 2 x 4 tiles per image (8 px tiles, 3 px overlap), 3 steps
+    assert [(b.total, b.n) for b in bars] == [(2 * 8 * 3, 2 * 8 * 3)]
     m(torch.rand(1, 3, 6, 6), ["c"])  # one piece
     assert (bars[-1].total, bars[-1].n) == (3, 3)

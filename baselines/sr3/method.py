@@ -15,7 +15,7 @@ from baselines.checkpoint import Checkpoint, load_checkpoint
 from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults, sr3_config_from_dict
 from baselines.sr3.samplers import VARIANCES, get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import Schedule, from_spec
-from baselines.tiling import pad_to_multiple, tile_count, tiled_apply
+from baselines.tiling import default_overlap, pad_to_multiple, tile_count, tiled_apply
 from evalsuite import distributed as D
 from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext, image_generators
@@ -128,7 +128,7 @@ class SR3Method:
 
     def _overlap(self) -> int:
         """LR tile overlap (the cross-fade width)."""
-        return max(1, self.tile // 8)
+        return default_overlap(self.tile)
 
     def _tiled(self, x_lr: torch.Tensor, ids: list[str]) -> torch.Tensor:
         """Tiles of `tile` LR px, each with its own seed (image id and tile index), blended."""
