@@ -110,6 +110,7 @@ def _build_metrics(spec: BenchmarkSpec, task: Task, device: torch.device, say: C
         crop_border=spec.crop_border,
         run_dir=spec.out_dir,
         options={**spec.metric_options, "seed": spec.seed},
+        log=say,
     )
     key = {"metrics": names, "y": spec.y_channel, "crop": spec.crop_border, "opts": spec.metric_options, "v": 1}
     if spec.samples > 1:

@@ -51,6 +51,9 @@ class MetricContext:
     run_dir: Path | None = None
     # The spec's metric_options (flat: lpips_net, fid_ref, labels, ...) plus `seed`, set by the runner.
     options: dict[str, Any] = field(default_factory=dict)
+    # Where a metric says what the reader must know (few images, non-standard weights): the run's logger,
+    # silent on ranks other than 0.
+    log: Callable[[str], None] = print
 
     def options_of(self, cls: type) -> Any:
         """The options dataclass `cls` filled from the keys of `options` it declares (values checked)."""

@@ -372,9 +372,8 @@ class _InceptionDistance:
             parts.append(warn)
         if self.weight.note:
             parts.append(self.weight.note)
-        if D.is_main():
-            for p in parts[1:]:
-                print(f"warning: {self.name}: {p}")
+        for p in parts[1:]:
+            self.ctx.log(f"warning: {self.name}: {p}")
         return "; ".join(parts)
 
 
@@ -486,8 +485,7 @@ class InceptionScore:
         for extra in (few_images_warning(n, "IS"), self.weight.note):
             if extra:
                 parts.append(extra)
-                if D.is_main():
-                    print(f"warning: is: {extra}")
+                self.ctx.log(f"warning: is: {extra}")
         return MetricValue(mean, note="; ".join(parts))
 
     def compute(self) -> dict[str, MetricValue]:

@@ -67,7 +67,7 @@ class LPIPS:
         load_backbone(model.net, state, str(self.weight.path))
         self.model = model.to(ctx.device).eval().requires_grad_(False)
         if self.weight.note:
-            print(f"warning: lpips: {self.weight.note}")
+            ctx.log(f"warning: lpips: {self.weight.note}")
 
     def update(
         self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
@@ -171,7 +171,7 @@ class DISTS:
         self.model = DISTSNet(state, ab["alpha"], ab["beta"]).to(ctx.device).eval().requires_grad_(False)
         for w in (backbone, heads):
             if w.note:
-                print(f"warning: dists: {w.note}")
+                ctx.log(f"warning: dists: {w.note}")
 
     def update(
         self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
