@@ -327,6 +327,82 @@ def _panel_uri(path: Path, region: tuple[int, int, int, int], whole: bool, s: in
     return I.file_uri(path) if whole else I.png_uri(I.crop_image(I.load_array(path), region, s))
 
 
+def _mark_best(panels: list[dict[str, Any]], cols: list[str]) -> None:
+    """Mark the best value per metric among the methods' panels of one image."""
+    for c in cols:
+        hib = column_info(c).higher_is_better
+        vals = [v for p in panels for v in p["values"] if v["col"] == c]
+        nums = [v["value"] for v in vals]
+        if hib is None or len(nums) < 2:
+            continue
+        best = max(nums) if hib else min(nums)
+        for v in vals:
+            v["best"] = v["value"] == best
+
+
+def _panels(
+    run_dir: Path, res: Results, cols: list[str], image_id: str, hr_shape: tuple, view: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """LR | each method (or why it failed) | HR panels of one image, cut to the view's region."""
+    region, whole, scale = view["region"], view["whole"], view["scale"]
+    lr_path, hr_path = run_dir / "lr" / f"{image_id}.png", run_dir / "hr" / f"{image_id}.png"
+    panels = []
+    if lr_path.exists():
+        uri = _panel_uri(lr_path, region, whole, scale)
+        panels.append({"kind": "lr", "title": f"LR input (\u00f7{scale})", "uri": uri, "values": []})
+    for m, out in view["outs"].items():
+        if out is not None and out[1].shape == hr_shape:
+            values = _image_values(res.per_image, cols, m, image_id)
+            panels.append({"kind": "method", "title": m, "uri": _panel_uri(out[0], region, whole), "values": values})
+        else:
+            reason = _failure_reason(res, m, image_id)
+            panels.append({"kind": "failed", "title": m, "uri": None, "reason": reason, "values": []})
+    if not hr_absent(run_dir):  # --lr-source runs: the HR files are placeholders, never shown
+        panels.append({"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []})
+    _mark_best(panels, cols)
+    return panels
+
+
+def _figure(
+    run_dir: Path, res: Results, cols: list[str], image_id: str, why: str, scale: int, opts: ReportOptions
+) -> dict[str, Any] | None:
+    """One gallery figure: the detail to zoom on, the crop around it, and the panels."""
+    hr_path, lr_path = run_dir / "hr" / f"{image_id}.png", run_dir / "lr" / f"{image_id}.png"
+    if not hr_path.exists():
+        return None
+    hr = I.load_array(hr_path)
+    h, w = hr.shape[:2]
+    if scale == 0 and lr_path.exists():
+        # No manifest: the scale is the HR/LR size ratio.
+        with Image.open(lr_path) as lr_im:
+            scale = max(1, round(w / lr_im.width))
+    scale = scale or 1
+    methods = list(res.summary["method"].astype(str))
+    paths = {m: run_dir / "outputs" / m / f"{image_id}.png" for m in methods}
+    outs = {m: (p, I.load_array(p)) if p.exists() else None for m, p in paths.items()}
+    size = max(8, min(h, w, opts.max_side) // opts.zoom)
+    detail = I.find_detail(hr, [o[1] for o in outs.values() if o is not None and o[1].shape == hr.shape], size)
+    # Large images: a crop around the detail keeps the file small; the detail stays inside.
+    left, top, right, bottom = I.crop_box(w, h, detail, opts.max_side, scale)
+    cw, ch = right - left, bottom - top
+    box = {"x": (detail.x - left) / cw, "y": (detail.y - top) / ch, "w": detail.size / cw, "h": detail.size / ch}
+    region = (left, top, right, bottom)
+    view = {"region": region, "whole": region == (0, 0, w, h), "scale": scale, "outs": outs}
+    return {
+        "id": image_id,
+        "anchor": f"img-{slug(image_id)}",
+        "why": why,
+        "panels": _panels(run_dir, res, cols, image_id, hr.shape, view),
+        "w": cw,
+        "h": ch,
+        "box": box,
+        "size": detail.size,
+        "full": (w, h),
+        "cropped": not view["whole"],
+        "crop": (left, top),
+    }
+
+
 def _gallery(
     run_dir: Path, res: Results, manifest: dict, cols: list[str], primary: str | None, opts: ReportOptions
 ) -> dict[str, Any]:
@@ -334,94 +410,10 @@ def _gallery(
     methods = list(res.summary["method"].astype(str))
     ids = sorted(p.stem for p in (run_dir / "hr").glob("*.png"))
     scale = int((manifest.get("task") or {}).get("scale") or 0)
-    hib = _higher(primary)
-    chosen = I.choose_gallery(
-        res.per_image, ids, methods, primary, hib, opts.n_gallery, column_info(primary or "").short
-    )
-    figures = []
-    for image_id, why in chosen:
-        hr_path, lr_path = run_dir / "hr" / f"{image_id}.png", run_dir / "lr" / f"{image_id}.png"
-        if not hr_path.exists():
-            continue
-        hr = I.load_array(hr_path)
-        h, w = hr.shape[:2]
-        if scale == 0 and lr_path.exists():
-            # No manifest: the scale is the HR/LR size ratio.
-            with Image.open(lr_path) as lr_im:
-                scale = max(1, round(w / lr_im.width))
-        scale = scale or 1
-        out_paths = {m: run_dir / "outputs" / m / f"{image_id}.png" for m in methods}
-        outs = {m: I.load_array(p) for m, p in out_paths.items() if p.exists()}
-        size = max(8, min(h, w, opts.max_side) // opts.zoom)
-        detail = I.find_detail(hr, [o for o in outs.values() if o.shape == hr.shape], size)
-        # Large images: a crop around the detail keeps the file small; the detail stays inside.
-        left, top, right, bottom = I.crop_box(w, h, detail, opts.max_side, scale)
-        cw, ch = right - left, bottom - top
-        dx, dy = detail.x - left, detail.y - top
-        box = {"x": dx / cw, "y": dy / ch, "w": detail.size / cw, "h": detail.size / ch}
-
-        region = (left, top, right, bottom)
-        whole = region == (0, 0, w, h)
-        panels = []
-        if lr_path.exists():
-            panels.append(
-                {
-                    "kind": "lr",
-                    "title": f"LR input (\u00f7{scale})",
-                    "uri": _panel_uri(lr_path, region, whole, scale),
-                    "values": [],
-                }
-            )
-        for m in methods:
-            if m in outs and outs[m].shape == hr.shape:
-                panels.append(
-                    {
-                        "kind": "method",
-                        "title": m,
-                        "uri": _panel_uri(out_paths[m], region, whole),
-                        "values": _image_values(res.per_image, cols, m, image_id),
-                    }
-                )
-            else:
-                panels.append(
-                    {
-                        "kind": "failed",
-                        "title": m,
-                        "uri": None,
-                        "reason": _failure_reason(res, m, image_id),
-                        "values": [],
-                    }
-                )
-        if not hr_absent(run_dir):  # --lr-source runs: the HR files are placeholders, never shown
-            panels.append(
-                {"kind": "hr", "title": "HR reference", "uri": _panel_uri(hr_path, region, whole), "values": []}
-            )
-        # Mark the best value per metric among the methods on this image.
-        for c in cols:
-            hibc = column_info(c).higher_is_better
-            vals = [(p, v) for p in panels for v in p["values"] if v["col"] == c]
-            nums = [v["value"] for _, v in vals]
-            if hibc is None or len(nums) < 2:
-                continue
-            best = max(nums) if hibc else min(nums)
-            for _, v in vals:
-                v["best"] = v["value"] == best
-        figures.append(
-            {
-                "id": image_id,
-                "anchor": f"img-{slug(image_id)}",
-                "why": why,
-                "panels": panels,
-                "w": cw,
-                "h": ch,
-                "box": box,
-                "size": detail.size,
-                "full": (w, h),
-                "cropped": not whole,
-                "crop": (left, top),
-            }
-        )
-    return {"figures": figures, "n_ids": len(ids), "zoom": opts.zoom, "primary": primary}
+    short = column_info(primary or "").short
+    chosen = I.choose_gallery(res.per_image, ids, methods, primary, _higher(primary), opts.n_gallery, short)
+    figures = [_figure(run_dir, res, cols, image_id, why, scale, opts) for image_id, why in chosen]
+    return {"figures": [f for f in figures if f], "n_ids": len(ids), "zoom": opts.zoom, "primary": primary}
 
 
 def _worst(
