@@ -76,6 +76,55 @@ class PreparedImages:
         lr_paths = {ref.image_id: lr for ref, lr in pairs.pairs}
         return [ref for ref, _ in pairs.pairs], lr_paths, [{"path": str(p), "reason": r} for p, r in pairs.problems]
 
+    def _plan(self, refs: list, lr_paths: dict, images: dict[str, Any], errors: list[dict[str, str]]) -> list:
+        """(ref, fingerprint, cached) per readable source; unreadable ones become error rows."""
+        todo = []
+        for ref in refs:
+            try:
+                fp = _fingerprint(ref.path) + (_fingerprint(lr_paths[ref.image_id]) if lr_paths else [])
+            except OSError as exc:
+                errors.append({"path": str(ref.path), "reason": f"cannot read file: {exc.strerror}"})
+                continue
+            rec = images.get(ref.image_id)
+            cached = (
+                rec is not None
+                and rec["fingerprint"] == fp
+                and (self.hr_dir / f"{ref.image_id}.png").exists()
+                and (self.lr_dir / f"{ref.image_id}.png").exists()
+            )
+            todo.append((ref, fp, cached))
+        return todo
+
+    def _store(self, ref: Any, r: Prepared, fp: list, images: dict[str, Any]) -> str:
+        """Save one decoded image's HR and LR PNGs and its index record; the reason it failed, or ''."""
+        try:
+            sha = sha256_file(ref.path)
+            if r.lr_path is not None:
+                sha = stable_hash([sha, sha256_file(r.lr_path)])
+        except OSError as exc:  # a source that vanished or became unreadable since it was decoded
+            return f"cannot read file: {exc}"
+        old = images.get(ref.image_id)
+        try:
+            if r.lr is not None:
+                # Paired data: the given LR, as decoded (8-bit sRGB), is what every method sees.
+                lr_image = r.lr
+            else:
+                # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
+                hr = to_tensor(r.hr)[None]  # (1,3,H,W)
+                lr_image = to_image(quantize(degrade(hr, self.task.scale))[0])
+            save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
+            save_png(lr_image, self.lr_dir / f"{ref.image_id}.png")
+        except Exception as exc:  # one image that cannot be prepared is skipped and listed, never fatal
+            return f"could not prepare: {type(exc).__name__}: {exc}"
+        if old is not None and old.get("sha256") != sha:
+            # The source changed: outputs made from its old LR are stale.
+            for d in (self.run_dir / "outputs").glob("*"):
+                (d / f"{ref.image_id}.png").unlink(missing_ok=True)
+        images[ref.image_id] = {"path": str(ref.path), "fingerprint": fp, "sha256": sha, "size": list(r.hr.size)}
+        if r.lr_path is not None:
+            images[ref.image_id]["lr_path"] = str(r.lr_path)
+        return ""
+
     def prepare(
         self,
         limit: int | None,
@@ -107,21 +156,7 @@ class PreparedImages:
                 "pass --data with a folder of HR images"
             )
         ids: list[str] = []
-        todo = []
-        for ref in refs:
-            try:
-                fp = _fingerprint(ref.path) + (_fingerprint(lr_paths[ref.image_id]) if lr_paths else [])
-            except OSError as exc:
-                errors.append({"path": str(ref.path), "reason": f"cannot read file: {exc.strerror}"})
-                continue
-            rec = images.get(ref.image_id)
-            cached = (
-                rec is not None
-                and rec["fingerprint"] == fp
-                and (self.hr_dir / f"{ref.image_id}.png").exists()
-                and (self.lr_dir / f"{ref.image_id}.png").exists()
-            )
-            todo.append((ref, fp, cached))
+        todo = self._plan(refs, lr_paths, images, errors)
         # Cached images need no decode; the rest are prepared in worker threads, in id order.
         fresh = [ref for ref, _, cached in todo if not cached]
         fresh_iter = iter_prepared(
@@ -146,9 +181,9 @@ class PreparedImages:
                     because = f" ({min_hr_why})" if min_hr_why else " (the smallest size the chosen metrics accept)"
                     reason = f"too small: the prepared HR is {w}x{h}; at least {min_hr_size} px per side needed"
                     errors.append({"path": str(ref.path), "reason": reason + because})
-                    continue
-                ids.append(ref.image_id)
-                usable += 1
+                else:
+                    ids.append(ref.image_id)
+                    usable += 1
                 continue
             # Fetch results of the fresh iterator until this ref's result is known.
             while ref.image_id not in results:
@@ -158,40 +193,11 @@ class PreparedImages:
                 else:
                     results[r[0].image_id] = r[1]
             r = results.pop(ref.image_id)
-            if isinstance(r, str):
-                errors.append({"path": str(ref.path), "reason": r})
+            why = r if isinstance(r, str) else self._store(ref, r, fp, images)
+            if why:
+                errors.append({"path": str(ref.path), "reason": why})
                 images.pop(ref.image_id, None)
                 continue
-            try:
-                sha = sha256_file(ref.path)
-                if r.lr_path is not None:
-                    sha = stable_hash([sha, sha256_file(r.lr_path)])
-            except OSError as exc:  # a source that vanished or became unreadable since it was decoded
-                errors.append({"path": str(ref.path), "reason": f"cannot read file: {exc}"})
-                images.pop(ref.image_id, None)
-                continue
-            old = images.get(ref.image_id)
-            try:
-                if r.lr is not None:
-                    # Paired data: the given LR, as decoded (8-bit sRGB), is what every method sees.
-                    lr_image = r.lr
-                else:
-                    # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
-                    hr = to_tensor(r.hr)[None]  # (1,3,H,W)
-                    lr_image = to_image(quantize(degrade(hr, self.task.scale))[0])
-                save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
-                save_png(lr_image, self.lr_dir / f"{ref.image_id}.png")
-            except Exception as exc:  # one image that cannot be prepared is skipped and listed, never fatal
-                errors.append({"path": str(ref.path), "reason": f"could not prepare: {type(exc).__name__}: {exc}"})
-                images.pop(ref.image_id, None)
-                continue
-            if old is not None and old.get("sha256") != sha:
-                # The source changed: outputs made from its old LR are stale.
-                for d in (self.run_dir / "outputs").glob("*"):
-                    (d / f"{ref.image_id}.png").unlink(missing_ok=True)
-            images[ref.image_id] = {"path": str(ref.path), "fingerprint": fp, "sha256": sha, "size": list(r.hr.size)}
-            if r.lr_path is not None:
-                images[ref.image_id]["lr_path"] = str(r.lr_path)
             ids.append(ref.image_id)
             usable += 1
         fresh_iter.close()
