@@ -199,8 +199,13 @@ def metric_info(name: str) -> MetricInfo:
         if full not in _DYNAMIC:
             _DYNAMIC[full] = _PREFIXES[prefix.lower()](rest)
         return _DYNAMIC[full]
-    known = ", ".join([*_REGISTRY, *(f"{p}:NAME" for p in _PREFIXES)])
-    raise ValueError(f"unknown metric {name!r}; known metrics: {known}")
+    import difflib
+
+    names = sorted(_REGISTRY)
+    close = difflib.get_close_matches(low, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join([*names, *(f"{p}:NAME" for p in sorted(_PREFIXES))])
+    raise ValueError(f"unknown metric {name!r}{hint}; known metrics: {known}")
 
 
 def dynamic_column_metric(col: str) -> str | None:
