@@ -161,6 +161,10 @@ def loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.
             yield futures[i].result()
 
 
+class WrongShapeError(ValueError):
+    """A method returned an output of the wrong shape (its own message is the reason)."""
+
+
 def call_method(method: Method, x_lr: torch.Tensor, ids: list[str], scale: int) -> list[torch.Tensor | str]:
     """Run a method on a batch; per image, its output or the reason it failed (one bad image fails alone)."""
 
@@ -169,7 +173,7 @@ def call_method(method: Method, x_lr: torch.Tensor, ids: list[str], scale: int) 
             out = method(x_lr[idx], [ids[k] for k in idx]).float()
         expected = (len(idx), 3, x_lr.shape[-2] * scale, x_lr.shape[-1] * scale)
         if tuple(out.shape) != expected:
-            raise ValueError(f"method returned shape {tuple(out.shape)}, expected {expected}")
+            raise WrongShapeError(f"method returned shape {tuple(out.shape)}, expected {expected}")
         return out
 
     results: list[torch.Tensor | str] = [""] * len(ids)
@@ -177,9 +181,10 @@ def call_method(method: Method, x_lr: torch.Tensor, ids: list[str], scale: int) 
     for idx, out in ok:
         for k, o in zip(idx, out):
             results[k] = o if torch.isfinite(o).all() else "output holds NaN or Inf"
+    shape_error = f"{WrongShapeError.__name__}: "
     for k, why in bad.items():
-        results[k] = why if why.startswith("ValueError: method returned shape") else f"method raised {why}"
-    return [r.removeprefix("ValueError: ") if isinstance(r, str) else r for r in results]
+        results[k] = why.removeprefix(shape_error) if why.startswith(shape_error) else f"method raised {why}"
+    return results
 
 
 class LazyMethod:

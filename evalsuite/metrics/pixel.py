@@ -190,14 +190,41 @@ def detail_spectrum(x: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Te
     return torch.fft.rfft2(lum), mask
 
 
-def detail_energy(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Per-image spectral energy of the luminance above the LR Nyquist frequency (B,), Hann-windowed."""
-    spectrum, mask = detail_spectrum(x, scale)
-    # Power above the band the LR image can carry: what a method has to invent.
+def band_energy(spectrum: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image power of a `detail_spectrum` in the band above the LR Nyquist frequency (B,)."""
     return (spectrum.abs().square() * mask).sum(dim=(1, 2))
 
 
-class Detail:
+class _DetailBand:
+    """Shared plumbing of the fine-detail metrics: per-image values from the bands above the LR Nyquist."""
+
+    name = ""
+
+    def __init__(self, ctx: MetricContext) -> None:
+        self.ctx = ctx
+
+    def _value(self, s_sr: torch.Tensor, s_hr: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(
+        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Per-image values (B,); NaN where the HR image has no detail above the LR band (flat)."""
+        a, b = prepare_pair(sr, hr, False, self.ctx.crop_border)
+        s_sr, mask = detail_spectrum(a, self.ctx.scale)
+        s_hr, _ = detail_spectrum(b, self.ctx.scale)
+        # A floor far below any real texture keeps a flat SR output finite; a flat HR image has no reference.
+        floor = 1e-10 * a.shape[-1] * a.shape[-2]
+        e_hr = band_energy(s_hr, mask)
+        value = self._value(s_sr, s_hr, mask, floor)
+        return {self.name: torch.where(e_hr > 1e3 * floor, value, torch.nan).float()}
+
+    def compute(self) -> dict[str, MetricValue]:
+        """Per-image metric: nothing at dataset level."""
+        return {}
+
+
+class Detail(_DetailBand):
     """Fine detail in dB: 10·log10 of SR's energy above the LR Nyquist frequency over HR's, per image.
 
     0 dB means as much fine detail as the ground truth; negative is blurrier (bicubic lands near −16 dB),
@@ -206,56 +233,27 @@ class Detail:
     the mean over images is the geometric mean of the ratios, so a few flat images do not dominate it.
     """
 
+    name = "detail"
 
-    def __init__(self, ctx: MetricContext) -> None:
-        self.ctx = ctx
-
-    def update(
-        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
-        """Per-image values in dB (B,); NaN where the HR image has no detail above the LR band (flat)."""
-        a, b = prepare_pair(sr, hr, False, self.ctx.crop_border)
-        e_sr, e_hr = detail_energy(a, self.ctx.scale), detail_energy(b, self.ctx.scale)
-        # A floor far below any real texture keeps a flat SR output finite; a flat HR image has no reference.
-        floor = 1e-10 * a.shape[-1] * a.shape[-2]
-        db = 10 * torch.log10((e_sr + floor) / (e_hr + floor))
-        return {"detail": torch.where(e_hr > 1e3 * floor, db, torch.nan).float()}
-
-    def compute(self) -> dict[str, MetricValue]:
-        """Per-image metric: nothing at dataset level."""
-        return {}
+    def _value(self, s_sr: torch.Tensor, s_hr: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
+        e_sr, e_hr = band_energy(s_sr, mask), band_energy(s_hr, mask)
+        return 10 * torch.log10((e_sr + floor) / (e_hr + floor))
 
 
-class DetailFidelity:
+class DetailFidelity(_DetailBand):
     """Whether the fine detail is the right detail: an SSIM-like index of the SR and HR bands above the LR
     Nyquist frequency, 2·Re<S,H> / (|S|² + |H|²) over that band (Parseval: the same as in pixel space).
 
     1 = the HR image's own fine detail; 0 = detail unrelated to it (invented grain, shifted texture) or none
     at all (blur, bicubic); negative = detail in opposite phase. `detail` says how much, this says how right.
-    NaN where the HR image has no detail above the LR band (flat).
     """
 
-    def __init__(self, ctx: MetricContext) -> None:
-        self.ctx = ctx
+    name = "detail_fidelity"
 
-    def update(
-        self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
-        """Per-image index in [-1, 1] (B,)."""
-        a, b = prepare_pair(sr, hr, False, self.ctx.crop_border)
-        s_sr, mask = detail_spectrum(a, self.ctx.scale)
-        s_hr, _ = detail_spectrum(b, self.ctx.scale)
-        # Cross- and auto-power of the two bands (rfft2 halves weighted as in detail_energy).
+    def _value(self, s_sr: torch.Tensor, s_hr: torch.Tensor, mask: torch.Tensor, floor: float) -> torch.Tensor:
+        # Cross- and auto-power of the two bands (rfft2 halves weighted as in band_energy).
         cross = (s_sr * s_hr.conj()).real.mul(mask).sum(dim=(1, 2))
-        e_sr = s_sr.abs().square().mul(mask).sum(dim=(1, 2))
-        e_hr = s_hr.abs().square().mul(mask).sum(dim=(1, 2))
-        floor = 1e-10 * a.shape[-1] * a.shape[-2]
-        index = 2 * cross / (e_sr + e_hr + floor)
-        return {"detail_fidelity": torch.where(e_hr > 1e3 * floor, index, torch.nan).float()}
-
-    def compute(self) -> dict[str, MetricValue]:
-        """Per-image metric: nothing at dataset level."""
-        return {}
+        return 2 * cross / (band_energy(s_sr, mask) + band_energy(s_hr, mask) + floor)
 
 
 def _window(side: int) -> Callable[[MetricContext], int]:
