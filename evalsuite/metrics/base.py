@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,8 @@ class MetricContext:
     # The spec's metric_options (flat: lpips_net, fid_ref, labels, ...) plus `seed`, set by the runner.
     options: dict[str, Any] = field(default_factory=dict)
     # Where a metric says what the reader must know (few images, non-standard weights): the run's logger,
-    # silent on ranks other than 0.
-    log: Callable[[str], None] = print
+    # silent on ranks other than 0 (the runner sets it); by default the `evalsuite.metrics` logger, never print.
+    log: Callable[[str], None] = logging.getLogger("evalsuite.metrics").warning
 
     def options_of(self, cls: type) -> Any:
         """The options dataclass `cls` filled from the keys of `options` it declares (values checked)."""
