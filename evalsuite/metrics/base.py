@@ -104,8 +104,9 @@ class NoOptions:
     """The options of a metric that takes none."""
 
 
-def _one_px(ctx: MetricContext) -> int:
-    return 1 + 2 * ctx.crop_border
+def border_window(side: int) -> Callable[[MetricContext], int]:
+    """min_size for a metric that needs `side` px after cropping the border from each side."""
+    return lambda ctx: side + 2 * ctx.crop_border
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class MetricInfo:
     drives_method: bool = False  # calls the method on its own inputs through `evaluate` (classification)
     hr_row: bool = False  # scores the HR images too, for the summary's "reference (HR)" row (`reference()`)
     options: type = NoOptions  # frozen dataclass of its metric_options keys
-    min_size: Callable[[MetricContext], int] = _one_px  # smallest HR side (px) it can score
+    min_size: Callable[[MetricContext], int] = border_window(1)  # smallest HR side (px) it can score
     uses_samples: bool = False  # scores the K samples of an image together (`update_samples`, --samples K)
     aliases: tuple[str, ...] = ()  # other names `--metrics` accepts (top1_error -> classification)
     version: str = ""  # the version of the library it wraps, where that matters (pyiqa)
