@@ -5,78 +5,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from baselines.data import read_labels
 from baselines.ddpm import DDPMConfig, DDPMDenoiser
 from baselines.sr3.loss import sr3_loss
-from baselines.sr3.model import SR3Config, sampling_defaults
-from baselines.sr3.precond import get_precond
-from baselines.sr3.schedule import TRAIN_DEFAULT, cosine, from_spec, linear
+from baselines.sr3.recipe import DiffusionOptions, DiffusionRecipe
+from baselines.sr3.schedule import cosine, linear
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 
 
 @dataclass(frozen=True)
-class DDPMOptions:
-    """`evalsuite train ddpm --set KEY=VALUE` options (the size comes from --size)."""
-
-    preset: str = "small"
-    parameterization: str = SR3Config.parameterization
-    embedding: str = SR3Config.embedding
-    loss: str = SR3Config.loss
-    schedule: str = TRAIN_DEFAULT["kind"]
-    T: int = TRAIN_DEFAULT["T"]  # noqa: N815 - the paper's name
-    dropout: float = -1.0
-    sampler: str = SR3Config.SAMPLER
-    steps: int = SR3Config.SAMPLING_STEPS
-    clip_x0: bool = SR3Config.CLIP_X0
+class DDPMOptions(DiffusionOptions):
+    """`evalsuite train ddpm --set KEY=VALUE` options: SR3's shared ones (the size comes from --size)."""
 
 
-class DDPMRecipe:
+class DDPMRecipe(DiffusionRecipe):
     """One module `net` (DDPMDenoiser) trained with SR3's loss on the loop's `batch.lr` images."""
 
     kind = "ddpm"
-    export = "net"
-    metrics = ("loss",)
     uses_labels = True  # `--labels` gives the loop's batches class indices (class-conditional when classes)
-
-    def __init__(self, config: DDPMConfig, options: DDPMOptions):
-        """Keep the config and the training schedule."""
-        self.config, self.options = config, options
-        self.schedule = from_spec(config.train_schedule)
-        self.precond = get_precond(config.parameterization)
-        self.gamma_table: torch.Tensor | None = None
+    config: DDPMConfig
+    options: DDPMOptions
 
     def build_modules(self) -> dict[str, nn.Module]:
         """The denoiser."""
         return {"net": DDPMDenoiser(self.config)}
-
-    def build_optimizers(self, modules: dict[str, nn.Module], lr: float | None) -> dict[str, torch.optim.Optimizer]:
-        """Adam, lr 1e-4 unless given."""
-        return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-4)}
 
     def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
         """SR3's loss without the conditioning input: the images are the loop's LR crops, in [-1, 1]."""
         y0 = batch.lr * 2 - 1
         if y0.shape[-1] != self.config.size or y0.shape[-2] != self.config.size:
             raise ValueError(f"ddpm: got {tuple(y0.shape[-2:])} training images, expected {self.config.size} px")
-        if self.gamma_table is None or self.gamma_table.device != y0.device:
-            self.gamma_table = self.schedule.gamma_table().to(y0.device)
         net = models["net"]
         if self.config.classes:
             if batch.labels is None:
                 raise ValueError("ddpm: this base is class-conditional; train it with --labels")
             labels = batch.labels
             net = lambda x, y_t, gamma: models["net"](x, y_t, gamma, labels)  # noqa: E731
-        loss = sr3_loss(net, self.precond, y0, y0, self.gamma_table, self.config.loss)
+        loss = sr3_loss(net, self.precond, y0, y0, self.gamma_table(y0.device), self.config.loss)
         return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        """Sampling defaults."""
-        o = self.options
-        return {"sampling": sampling_defaults(self.config, o.sampler, o.steps, o.clip_x0)}  # type: ignore[arg-type]
 
 
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> DDPMRecipe:

@@ -252,7 +252,9 @@ def _score_level(
             row[name] = math.nan
             continue
         try:
-            ctx = MetricContext(device=device, scale=1, run_dir=run, options={"fid_ref": ref, "seed": spec.seed})
+            ctx = MetricContext(
+                device=device, scale=1, run_dir=run, options={"fid_ref": ref, "seed": spec.seed}, log=say
+            )
             metric = build_metric(name, ctx)
             for b in _batches(ids, spec.batch_size):
                 x = torch.stack([load_image(level.folder / f"{i}.png") for i in b]).to(device)

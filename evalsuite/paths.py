@@ -12,3 +12,13 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def env_dir(env: str, *default: str) -> Path:
+    """The folder $`env` names (created), else the cache sub-folder `default` (`cache_dir(*default)`)."""
+    value = os.environ.get(env)
+    if value:
+        path = Path(value).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return cache_dir(*default)

@@ -22,7 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalsuite.paths import cache_dir
+from evalsuite.paths import env_dir
+from evalsuite.registry import Registry
 
 DATA_ENV = "EVALSUITE_DATA"
 UNVERIFIED = "unverified"  # no published checksum: fetch prints the sha256 it computed
@@ -59,45 +60,18 @@ class MissingDataError(RuntimeError):
     """A registered set is not in the data folder (fetch it, or place the user's own copy)."""
 
 
-_REGISTRY: dict[str, TestSet] = {}
-
-
-def register_set(ts: TestSet) -> TestSet:
-    """Add a test set to the registry (idempotent)."""
-    _REGISTRY[ts.name] = ts
-    return ts
-
-
-def all_sets() -> dict[str, TestSet]:
-    """Every registered set by name."""
-    return dict(_REGISTRY)
-
-
-def find_set(name: str) -> TestSet | None:
-    """The set registered under `name` or one of its aliases (case-insensitive), else None."""
-    key = name.strip().lower()
-    for ts in _REGISTRY.values():
-        if key == ts.name or key in ts.aliases:
-            return ts
-    return None
-
-
-def get_set(name: str) -> TestSet:
-    """A registered set by name or alias; KeyError listing the known names otherwise."""
-    ts = find_set(name)
-    if ts is None:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return ts
+_SETS: Registry[TestSet] = Registry("data set")
+# The registry's operations under the names the rest of evalsuite uses: add (idempotent), every set by name,
+# a set by name or alias (None / KeyError listing the known names when there is none).
+register_set = _SETS.add
+all_sets = _SETS.all
+find_set = _SETS.find
+get_set = _SETS.get
 
 
 def data_root() -> Path:
     """The folder sets are kept in ($EVALSUITE_DATA, else ~/.cache/evalsuite/data)."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        path = Path(env).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return cache_dir("data")
+    return env_dir(DATA_ENV, "data")
 
 
 def hr_dir(ts: TestSet) -> Path:
@@ -162,7 +136,7 @@ def resolve_lr(name: str, scale: int | None) -> Path:
 def status_table() -> list[dict[str, str]]:
     """One row per set: name, status (present N/M, fetchable, missing), LR scales, path, source, licence."""
     rows = []
-    for ts in sorted(_REGISTRY.values(), key=lambda t: t.name):
+    for ts in sorted(_SETS.all().values(), key=lambda t: t.name):
         n = count_images(hr_dir(ts))
         if n:
             lr = [s for s in ts.lr_scales if count_images(lr_dir(ts, s))]

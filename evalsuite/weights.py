@@ -9,13 +9,13 @@ names the file, the folder and what to do.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalsuite.lazy import load_object
-from evalsuite.paths import cache_dir
+from evalsuite.paths import env_dir
+from evalsuite.registry import Registry
 
 # Modules that register weights files when imported.
 PROVIDERS = ("evalsuite.metrics.weights", "baselines.gan.weights")
@@ -36,38 +36,17 @@ class MissingWeightsError(RuntimeError):
     """A weights file is not in the cache and could not be fetched."""
 
 
-_REGISTRY: dict[str, WeightFile] = {}
-
-
-def register_weight(w: WeightFile) -> WeightFile:
-    """Add a weights file to the registry (idempotent)."""
-    _REGISTRY[w.name] = w
-    return w
-
-
-def all_weights() -> dict[str, WeightFile]:
-    """Every registered weights file, providers imported."""
-    for mod in PROVIDERS:
-        importlib.import_module(mod)
-    return dict(_REGISTRY)
-
-
-def get_weight(name: str) -> WeightFile:
-    """A registered weights file by name."""
-    reg = all_weights()
-    if name not in reg:
-        raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(reg))}")
-    return reg[name]
+_WEIGHTS: Registry[WeightFile] = Registry("weights", PROVIDERS)
+# The registry's operations under the names the rest of evalsuite uses: add (idempotent), every file by
+# name (providers imported), a file by name (KeyError listing the known names when there is none).
+register_weight = _WEIGHTS.add
+all_weights = _WEIGHTS.all
+get_weight = _WEIGHTS.get
 
 
 def weights_dir() -> Path:
     """The folder weights are looked for in ($EVALSUITE_WEIGHTS, else <cache>/weights)."""
-    env = os.environ.get("EVALSUITE_WEIGHTS")
-    if env:
-        path = Path(env).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return cache_dir("weights")
+    return env_dir("EVALSUITE_WEIGHTS", "weights")
 
 
 def weight_path(name: str) -> Path:

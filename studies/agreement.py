@@ -132,74 +132,82 @@ class Agreement:
         return _reading_agreement(self.table)
 
 
-def metric_agreement(
-    pairs: pd.DataFrame,
-    per_image: pd.DataFrame,
-    ranking: Ranking | None = None,
-    metrics: list[str] | None = None,
-    real: str = REAL,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> Agreement:
-    """2AFC agreement of every per-image metric with the raters' choices, with CIs and rank correlation."""
+def _study_inputs(pairs: pd.DataFrame, per_image: pd.DataFrame, real: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validated pairs and per_image frames with string ids; the ground truth's rows relabelled `real`."""
     pairs = _check_pairs(pairs).astype({"image_id": str, "option_a": str, "option_b": str, "winner": str})
     if not {"method", "image_id"} <= set(per_image.columns):
         raise ValueError("per_image table needs columns method and image_id (the run folder's per_image.csv)")
     per_image = per_image.astype({"method": str, "image_id": str})
     # The ground truth's own scores (no-reference metrics) may be labelled real, hr or "reference (HR)".
     per_image = per_image.assign(method=per_image["method"].replace({lab: real for lab in REAL_LABELS}))
-    cols = metrics if metrics is not None else metric_columns(per_image)
-    missing = sorted(set(cols) - set(per_image.columns))
-    if missing:
-        raise ValueError(f"metrics {missing} are not columns of per_image.csv; it has {metric_columns(per_image)}")
+    return pairs, per_image
+
+
+def _rank_correlation(
+    per_image: pd.DataFrame, col: str, sign: float, bt: pd.Series | None, study_images: set[str], real: str
+) -> dict:
+    """Signed Spearman rho of the methods' mean metric (over the study's images) with their Bradley-Terry scores."""
+    rho, p_rho, n_m = np.nan, np.nan, 0
+    if bt is not None:
+        sub = per_image[per_image["image_id"].isin(study_images) & (per_image["method"] != real)]
+        means = sub.groupby("method")[col].mean().dropna()
+        common = [m for m in means.index if m in bt.index and np.isfinite(bt[m])]
+        n_m = len(common)
+        if n_m >= 3:
+            r = stats.spearmanr(means[common].to_numpy(), bt[common].to_numpy())
+            rho, p_rho = sign * float(r.statistic), float(r.pvalue)
+    return {"spearman_rho": rho, "spearman_p": p_rho, "n_methods": n_m}
+
+
+def _metric_rows(
+    col: str,
+    pairs: pd.DataFrame,
+    per_image: pd.DataFrame,
+    bt: pd.Series | None,
+    real: str,
+    n_resamples: int,
+    seed: int,
+    level: float,
+) -> list[dict]:
+    """The table rows of one metric: its common-basis row, plus a vs-real row for a no-reference metric."""
+    better = metric_direction(col)
+    full_ref = metric_needs_reference(col)
+    base = {"metric": col, "better": {True: "higher", False: "lower", None: "-"}[better],
+            "kind": "full-reference" if full_ref else "no-reference"}
+    if better is None:
+        why = "no direction declared in the metric registry (neither is better, or the column is unknown)"
+        return [base | {"basis": "-", "note": why + ": not compared"}]
+    sign = 1.0 if better else -1.0
+    values = _lookup(per_image, col)
+    # Rank correlation of method means (over the study's images) with the Bradley-Terry scores.
+    spear = _rank_correlation(per_image, col, sign, bt, set(pairs["image_id"]), real)
+    # The common basis, the same for every metric so they can be compared: method-vs-method trials,
+    # else (Task 1 only) derived image pairs.
+    vs_real = pairs[(pairs["option_a"] == real) | (pairs["option_b"] == real)]
     direct = pairs[(pairs["option_a"] != real) & (pairs["option_b"] != real)]
-    has_real = bool(((pairs["option_a"] == real) | (pairs["option_b"] == real)).any())
-    bt = ranking.scores.set_index("option")["score"] if ranking is not None else None
-    study_images = set(pairs["image_id"])
-    rows = []
-    for col in cols:
-        better = metric_direction(col)
-        full_ref = metric_needs_reference(col)
-        base = {"metric": col, "better": {True: "higher", False: "lower", None: "-"}[better],
-                "kind": "full-reference" if full_ref else "no-reference"}
-        if better is None:
-            why = "no direction declared in the metric registry (neither is better, or the column is unknown)"
-            rows.append(base | {"basis": "-", "note": why + ": not compared"})
-            continue
-        sign = 1.0 if better else -1.0
-        values = _lookup(per_image, col)
-        # Rank correlation of method means (over the study's images) with the Bradley-Terry scores.
-        rho, p_rho, n_m = np.nan, np.nan, 0
-        if bt is not None:
-            sub = per_image[per_image["image_id"].isin(study_images) & (per_image["method"] != real)]
-            means = sub.groupby("method")[col].mean().dropna()
-            common = [m for m in means.index if m in bt.index and np.isfinite(bt[m])]
-            n_m = len(common)
-            if n_m >= 3:
-                r = stats.spearmanr(means[common].to_numpy(), bt[common].to_numpy())
-                rho, p_rho = sign * float(r.statistic), float(r.pvalue)
-        spear = {"spearman_rho": rho, "spearman_p": p_rho, "n_methods": n_m}
-        # The common basis, the same for every metric so they can be compared: method-vs-method trials,
-        # else (Task 1 only) derived image pairs.
-        if len(direct):
-            common = _trial_agreement(direct, values, sign, n_resamples, seed, level) | {"basis": BASIS_DIRECT}
-        else:
-            common = _derived_agreement(pairs, values, sign, real, n_resamples, seed, level)
-        note = []
-        if has_real and full_ref:
-            note.append("method-vs-real trials skipped: a full-reference metric cannot score the ground truth")
-        vs_real = pairs[(pairs["option_a"] == real) | (pairs["option_b"] == real)]
-        extra = None
-        if has_real and not full_ref:
-            extra = _trial_agreement(vs_real, values, sign, n_resamples, seed, level)
-            if extra.get("n_trials", 0) == 0:
-                note.append(f"no value for the real image in per_image.csv (method {real!r}): vs-real trials skipped")
-                extra = None
-        rows.append(base | spear | common | {"note": "; ".join(filter(None, [common.get("note", ""), *note]))})
-        if extra is not None:
-            rows.append(base | extra | {"basis": BASIS_REAL, "note": "no-reference metric: scores the real image"})
-    notes = [
+    if len(direct):
+        common = _trial_agreement(direct, values, sign, n_resamples, seed, level) | {"basis": BASIS_DIRECT}
+    else:
+        common = _derived_agreement(pairs, values, sign, real, n_resamples, seed, level)
+    # Trials with the real image: skipped for a full-reference metric, an extra row for a no-reference one.
+    note = []
+    if len(vs_real) and full_ref:
+        note.append("method-vs-real trials skipped: a full-reference metric cannot score the ground truth")
+    extra = None
+    if len(vs_real) and not full_ref:
+        extra = _trial_agreement(vs_real, values, sign, n_resamples, seed, level)
+        if extra.get("n_trials", 0) == 0:
+            note.append(f"no value for the real image in per_image.csv (method {real!r}): vs-real trials skipped")
+            extra = None
+    rows = [base | spear | common | {"note": "; ".join(filter(None, [common.get("note", ""), *note]))}]
+    if extra is not None:
+        rows.append(base | extra | {"basis": BASIS_REAL, "note": "no-reference metric: scores the real image"})
+    return rows
+
+
+def _agreement_notes(level: float, n_resamples: int, seed: int) -> list[str]:
+    """The notes that say how agreement, its CI and the rank correlation were computed."""
+    return [
         "agreement = share of trials in which the image the metric prefers is the one the rater chose (a tie "
         f"counts 1/2); {level:.0%} CI: two-way bootstrap resampling raters and images ({n_resamples} "
         f"resamples, seed {seed})",
@@ -212,11 +220,32 @@ def metric_agreement(
         "spearman_rho: rank correlation of each method's mean metric over the study's images with its "
         "Bradley-Terry score, signed so that +1 = the metric orders methods as people do (needs >= 3 methods)",
     ]
+
+
+def metric_agreement(
+    pairs: pd.DataFrame,
+    per_image: pd.DataFrame,
+    ranking: Ranking | None = None,
+    metrics: list[str] | None = None,
+    real: str = REAL,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Agreement:
+    """2AFC agreement of every per-image metric with the raters' choices, with CIs and rank correlation."""
+    pairs, per_image = _study_inputs(pairs, per_image, real)
+    cols = metrics if metrics is not None else metric_columns(per_image)
+    missing = sorted(set(cols) - set(per_image.columns))
+    if missing:
+        raise ValueError(f"metrics {missing} are not columns of per_image.csv; it has {metric_columns(per_image)}")
+    bt = ranking.scores.set_index("option")["score"] if ranking is not None else None
+    # One or two rows per metric, then the common basis first and the best agreement first within it.
+    rows = [row for col in cols for row in _metric_rows(col, pairs, per_image, bt, real, n_resamples, seed, level)]
     table = pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
     for col in ("n_trials", "n_skipped", "n_ties", "n_methods"):
         table[col] = table[col].astype("Int64")
     table = table.sort_values(["basis", "agreement"], ascending=[True, False], na_position="last", key=_basis_order)
-    return Agreement(table.reset_index(drop=True), notes)
+    return Agreement(table.reset_index(drop=True), _agreement_notes(level, n_resamples, seed))
 
 
 def _basis_order(col: pd.Series) -> pd.Series:

@@ -186,6 +186,123 @@ class Ranking:
         return text + "."
 
 
+def _index_trials(pairs: pd.DataFrame, options: Sequence[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The option names (rows of the ranking) and each trial's (winner, loser) indices into them."""
+    seen = sorted(set(pairs["option_a"]) | set(pairs["option_b"]))
+    names = list(options) if options is not None else seen
+    unknown = sorted(set(seen) - set(names))
+    if unknown:
+        raise ValueError(f"pairs mention options {unknown} not in options={names}")
+    idx = {n: i for i, n in enumerate(names)}
+    a = pairs["option_a"].map(idx).to_numpy()
+    b = pairs["option_b"].map(idx).to_numpy()
+    winner = pairs["winner"].map(idx).to_numpy()
+    return names, winner, np.where(winner == a, b, a)
+
+
+def _method_notes(reference: str | None, ref_ok: bool, level: float, n_resamples: int, seed: int) -> list[str]:
+    """The notes that say how scores and CIs were computed."""
+    return [
+        "score = Bradley-Terry log-strength, fitted by maximum likelihood (choix ILSR), "
+        + (f"relative to {reference!r} (score 0); " if ref_ok else "mean-centred; ")
+        + "P(i chosen over j) = 1/(1+exp(-(score_i - score_j)))",
+        f"ci_low/high: {level:.0%} percentile bootstrap resampling raters and images with replacement "
+        f"({n_resamples} resamples, seed {seed}); p_vs_reference: two-sided bootstrap p-value of score = 0",
+    ]
+
+
+def _check_linked(totals: np.ndarray, live: np.ndarray) -> None:
+    """Raise when the compared options split into groups with no trial between them (scores not comparable)."""
+    connected, _ = connected_components(totals[np.ix_(live, live)] > 0, directed=False)
+    if connected > 1:
+        raise ValueError(
+            f"the comparisons split into {connected} groups with no trial between them; Bradley-Terry "
+            "scores are only comparable within one group (add trials linking the groups)"
+        )
+
+
+def _bootstrap_scores(
+    pairs: pd.DataFrame,
+    cell: np.ndarray,
+    k: int,
+    live: np.ndarray,
+    ref_live: int | None,
+    theta: np.ndarray,
+    alpha: float,
+    n_resamples: int,
+    seed: int,
+) -> np.ndarray:
+    """(B, len(live)) scores refitted on two-way bootstrap resamples (NaN where a resample lacks the option).
+
+    `cell` is each trial's flat index winner * k + loser into the (k, k) win matrix; `ref_live` is the
+    reference's position in `live` (None: each resample is mean-centred); `theta` is the full-data fit.
+    """
+    boot = np.full((n_resamples, len(live)), np.nan)
+    _, r_idx = np.unique(pairs["rater"].astype(str), return_inverse=True)
+    _, i_idx = np.unique(pairs["image_id"].astype(str), return_inverse=True)
+    weights = _two_way_weights(r_idx, i_idx, n_resamples, seed)
+    for bi in range(n_resamples):
+        # The resample's win matrix over the compared options: trial weights summed per (winner, loser) cell.
+        c = np.bincount(cell, weights=weights[bi], minlength=k * k).reshape(k, k)[np.ix_(live, live)]
+        present = (c + c.T).sum(axis=1) > 0
+        if present.sum() < 2 or (ref_live is not None and not present[ref_live]):
+            continue
+        th = np.full(len(live), np.nan)
+        try:
+            # Start from the full-data fit: the resample's estimate is near it (fewer ILSR iterations).
+            th[present], _ = _fit(c[np.ix_(present, present)], alpha, theta[present])
+        except RuntimeError:  # ILSR did not converge on this resample: leave it out (counted in the note)
+            continue
+        # Re-centre on the reference (or the mean) as the full-data scores are.
+        boot[bi] = th - (th[ref_live] if ref_live is not None else np.nanmean(th))
+    return boot
+
+
+def _score_table(
+    names: list[str],
+    scores: np.ndarray,
+    boot: np.ndarray,
+    comp: np.ndarray,
+    ref: int | None,
+    level: float,
+) -> pd.DataFrame:
+    """One row per option: rank, score, percentile CI, bootstrap p-value against 0, counts and a note.
+
+    `boot` is (B, k) with NaN where a resample did not hold the option; `ref` is the reference's row
+    (None when scores are mean-centred).
+    """
+    n_resamples = len(boot)
+    n_comp = (comp + comp.T).sum(axis=1)
+    q = (1.0 - level) / 2.0
+    order = pd.Series(scores).rank(ascending=False, method="min")
+    rows = []
+    for i, name in enumerate(names):
+        col = boot[:, i][np.isfinite(boot[:, i])]
+        note = ""
+        if n_comp[i] == 0:
+            note = "never compared: no score (add trials with this option)"
+        elif len(col) < 0.9 * n_resamples:
+            note = f"only {len(col)} of {n_resamples} resamples held this option"
+        lo, hi = (np.quantile(col, [q, 1 - q]) if len(col) else (np.nan, np.nan))
+        is_ref = i == ref
+        p = np.nan if (is_ref or not len(col)) else min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))
+        rows.append(
+            {
+                "option": name,
+                "rank": int(order[i]) if np.isfinite(scores[i]) else np.nan,
+                "score": scores[i],
+                "ci_low": 0.0 if is_ref else float(lo),
+                "ci_high": 0.0 if is_ref else float(hi),
+                "p_vs_reference": p,
+                "n_comparisons": int(n_comp[i]),
+                "n_wins": int(comp[i].sum()),
+                "note": note or ("reference (score 0 by definition)" if is_ref else ""),
+            }
+        )
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS).sort_values(["score", "option"], ascending=[False, True])
+    return table.reset_index(drop=True)
+
+
 def bradley_terry(
     pairs: pd.DataFrame,
     reference: str | None = REAL,
@@ -202,98 +319,38 @@ def bradley_terry(
     are separable (some option never wins or never loses), where the ML estimate is infinite.
     """
     pairs = _check_pairs(pairs)
-    seen = sorted(set(pairs["option_a"]) | set(pairs["option_b"]))
-    names = list(options) if options is not None else seen
-    unknown = sorted(set(seen) - set(names))
-    if unknown:
-        raise ValueError(f"pairs mention options {unknown} not in options={names}")
+    names, winner, loser = _index_trials(pairs, options)
     k = len(names)
-    idx = {n: i for i, n in enumerate(names)}
-    a = pairs["option_a"].map(idx).to_numpy()
-    b = pairs["option_b"].map(idx).to_numpy()
-    w = pairs["winner"].map(idx).to_numpy()
-    loser = np.where(w == a, b, a)
     # Win counts: comp[i, j] = trials where i was chosen over j; totals = comp + comp.T.
     comp = np.zeros((k, k))
-    np.add.at(comp, (w, loser), 1.0)
+    np.add.at(comp, (winner, loser), 1.0)
     totals = comp + comp.T
-    wins_df = pd.DataFrame(comp, index=names, columns=names)
-    totals_df = pd.DataFrame(totals, index=names, columns=names)
-    # Options never compared have no score: fit the compared ones only.
+    # Options never compared have no score: fit the compared ones only; the reference needs comparisons too.
     n_comp = totals.sum(axis=1)
-    ref = idx.get(reference) if reference is not None else None
-    ref_ok = ref is not None and n_comp[ref] > 0
-    notes = [
-        "score = Bradley-Terry log-strength, fitted by maximum likelihood (choix ILSR), "
-        + (f"relative to {reference!r} (score 0); " if ref_ok else "mean-centred; ")
-        + "P(i chosen over j) = 1/(1+exp(-(score_i - score_j)))",
-        f"ci_low/high: {level:.0%} percentile bootstrap resampling raters and images with replacement "
-        f"({n_resamples} resamples, seed {seed}); p_vs_reference: two-sided bootstrap p-value of score = 0",
-    ]
     live = np.flatnonzero(n_comp > 0)
+    ref = {n: i for i, n in enumerate(names)}.get(reference) if reference is not None else None
+    ref = ref if ref is not None and n_comp[ref] > 0 else None
+    notes = _method_notes(reference, ref is not None, level, n_resamples, seed)
     scores = np.full(k, np.nan)
     boot = np.full((n_resamples, k), np.nan)
     if len(live) >= 2:
-        connected, _ = connected_components(totals[np.ix_(live, live)] > 0, directed=False)
-        if connected > 1:
-            raise ValueError(
-                f"the comparisons split into {connected} groups with no trial between them; Bradley-Terry "
-                "scores are only comparable within one group (add trials linking the groups)"
-            )
-        sub = comp[np.ix_(live, live)]
-        theta, regularized = _fit(sub, alpha)
+        _check_linked(totals, live)
+        # ML fit on the compared options (regularized only when the choices are separable), re-centred.
+        theta, regularized = _fit(comp[np.ix_(live, live)], alpha)
         if regularized:
             notes.append(
                 f"the choices are separable (some option always or never wins), so the ML scores are "
                 f"infinite; they are regularized (choix alpha={alpha}) and that end of the ranking is a bound"
             )
-        centre = theta[list(live).index(ref)] if ref_ok else 0.0
-        scores[live] = theta - centre
+        ref_live = list(live).index(ref) if ref is not None else None
+        scores[live] = theta - (theta[ref_live] if ref_live is not None else 0.0)
         # Two-way bootstrap: reweight trials by rater and image draws, refit, re-centre.
-        _, r_idx = np.unique(pairs["rater"].astype(str), return_inverse=True)
-        _, i_idx = np.unique(pairs["image_id"].astype(str), return_inverse=True)
-        weights = _two_way_weights(r_idx, i_idx, n_resamples, seed)
-        cell = w * k + loser
-        for bi in range(n_resamples):
-            c = np.bincount(cell, weights=weights[bi], minlength=k * k).reshape(k, k)[np.ix_(live, live)]
-            present = (c + c.T).sum(axis=1) > 0
-            if present.sum() < 2 or (ref_ok and not present[list(live).index(ref)]):
-                continue
-            th = np.full(len(live), np.nan)
-            try:
-                # Start from the full-data fit: the resample's estimate is near it (fewer ILSR iterations).
-                th[present], _ = _fit(c[np.ix_(present, present)], alpha, theta[present])
-            except RuntimeError:  # ILSR did not converge on this resample: leave it out (counted in the note)
-                continue
-            boot[bi, live] = th - (th[list(live).index(ref)] if ref_ok else np.nanmean(th))
-    q = (1.0 - level) / 2.0
-    rows = []
-    order = pd.Series(scores).rank(ascending=False, method="min")
-    for i, name in enumerate(names):
-        col = boot[:, i][np.isfinite(boot[:, i])]
-        note = ""
-        if n_comp[i] == 0:
-            note = "never compared: no score (add trials with this option)"
-        elif len(col) < 0.9 * n_resamples:
-            note = f"only {len(col)} of {n_resamples} resamples held this option"
-        lo, hi = (np.quantile(col, [q, 1 - q]) if len(col) else (np.nan, np.nan))
-        is_ref = ref_ok and i == ref
-        p = np.nan if (is_ref or not len(col)) else min(1.0, 2 * min((col <= 0).mean(), (col >= 0).mean()))
-        rows.append(
-            {
-                "option": name,
-                "rank": int(order[i]) if np.isfinite(scores[i]) else np.nan,
-                "score": scores[i],
-                "ci_low": 0.0 if is_ref else float(lo),
-                "ci_high": 0.0 if is_ref else float(hi),
-                "p_vs_reference": p,
-                "n_comparisons": int(n_comp[i]),
-                "n_wins": int(comp[i].sum()),
-                "note": note or ("reference (score 0 by definition)" if is_ref else ""),
-            }
-        )
-    table = pd.DataFrame(rows, columns=SCORE_COLUMNS).sort_values(["score", "option"], ascending=[False, True])
-    return Ranking(table.reset_index(drop=True), wins_df, totals_df, reference if ref_ok else None, notes)
+        cell = winner * k + loser  # each trial's flat (winner, loser) index into the (k, k) win matrix
+        boot[:, live] = _bootstrap_scores(pairs, cell, k, live, ref_live, theta, alpha, n_resamples, seed)
+    wins_df = pd.DataFrame(comp, index=names, columns=names)
+    totals_df = pd.DataFrame(totals, index=names, columns=names)
+    table = _score_table(names, scores, boot, comp, ref, level)
+    return Ranking(table, wins_df, totals_df, reference if ref is not None else None, notes)
 
 
 # --------------------------------------------------------------------------- plot

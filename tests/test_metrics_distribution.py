@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +273,39 @@ def test_fid_with_random_inception_architecture_and_both_distance_paths(tmp_path
     # The few-images path equals clean-fid's 2048 x 2048 sqrtm on the same features.
     f1, f2 = fid.extractor(x).numpy(), fid.extractor(x.flip(-1) * 0.8).numpy()
     assert frechet_distance_from_features(f1, f2) == pytest.approx(fid_from_feats(f1, f2), rel=1e-4)
+
+
+def test_metric_warnings_go_through_the_run_log_never_print(small_inception, capsys, caplog):
+    # KID of 6 images with non-standard weights: its note carries two warnings (few images, NON-STANDARD).
+    x, y = _images(6, seed=1), _images(6, seed=2)
+    ids = [str(k) for k in range(6)]
+    said: list[str] = []
+    kid = KID(MetricContext(torch.device("cpu"), 4, log=said.append))
+    kid.update(x, y, y, ids)
+    note = kid.compute()["kid"].note
+    # Each warning of the note reached the context's log (the runner's logger), and nothing was printed.
+    assert len(said) == 2 and all(m.startswith("warning: kid: ") for m in said)
+    warnings = [m.removeprefix("warning: kid: ") for m in said]
+    assert "WARNING: KID from 6 images" in warnings[0] and "NON-STANDARD" in warnings[1]
+    assert note.endswith("; " + "; ".join(warnings))
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == ""
+    # A context built without a log hands the same warnings to the `evalsuite.metrics` logger.
+    with caplog.at_level(logging.WARNING, logger="evalsuite.metrics"):
+        kid = KID(MetricContext(torch.device("cpu"), 4))
+        kid.update(x, y, y, ids)
+        kid.compute()
+    assert [r.getMessage() for r in caplog.records if r.name == "evalsuite.metrics"] == said
+    assert capsys.readouterr().out == ""
+
+
+def test_no_metric_module_calls_print():
+    # Warnings belong in MetricContext.log; a print would bypass the run's logger (and print on every rank).
+    import evalsuite.metrics as pkg
+
+    calls = []
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                calls.append(f"{path.name}:{node.lineno}")
+    assert calls == []

@@ -25,7 +25,7 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty $EVALSUITE_DATA for one test, and a registry that forgets sets the test adds."""
     root = tmp_path / "datasets"
     monkeypatch.setenv(T.DATA_ENV, str(root))
-    monkeypatch.setattr(T, "_REGISTRY", dict(T._REGISTRY))
+    monkeypatch.setattr(T._SETS, "entries", dict(T._SETS.entries))
     return root
 
 

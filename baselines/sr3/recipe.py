@@ -18,63 +18,79 @@ from evalsuite.degrade import upsample
 
 
 @dataclass(frozen=True)
-class SR3Options:
-    """`evalsuite train sr3 --preset P --set KEY=VALUE` options; the defaults are SR3Config's and the schedule's."""
+class DiffusionOptions:
+    """The `--set KEY=VALUE` options SR3 and the cascade's base share (defaults: SR3Config's, the schedule's)."""
 
     preset: str = "small"
     parameterization: str = SR3Config.parameterization
     embedding: str = SR3Config.embedding
     loss: str = SR3Config.loss
-    schedule: str = TRAIN_DEFAULT["kind"]  # training schedule: cosine | linear (the paper: beta_start..beta_end)
+    schedule: str = TRAIN_DEFAULT["kind"]  # training schedule: cosine | linear
     T: int = TRAIN_DEFAULT["T"]  # noqa: N815 - the paper's name
-    beta_start: float = PAPER_TRAIN["beta_start"]
-    beta_end: float = PAPER_TRAIN["beta_end"]
     dropout: float = -1.0  # < 0: the preset's
     sampler: str = SR3Config.SAMPLER  # sampling defaults stored in the checkpoint
     steps: int = SR3Config.SAMPLING_STEPS
     clip_x0: bool = SR3Config.CLIP_X0
+
+
+@dataclass(frozen=True)
+class SR3Options(DiffusionOptions):
+    """`evalsuite train sr3 --preset P --set KEY=VALUE` options: the shared ones, the paper's betas, CDM's noise_aug."""
+
+    beta_start: float = PAPER_TRAIN["beta_start"]  # the linear schedule's ends (the paper's)
+    beta_end: float = PAPER_TRAIN["beta_end"]
     noise_aug: float = 0.0  # CDM noise augmentation: max std of the LR noise (model units); 0: off
 
 
-class SR3Recipe:
-    """One module `net` (SR3Denoiser); Adam at 1e-4; the loss of `sr3_loss`."""
+class DiffusionRecipe:
+    """What SR3 and the cascade's base generator share: one module `net`, Adam at 1e-4, SR3's loss, its γ table."""
 
-    kind = "sr3"
     export = "net"
     metrics = ("loss",)
 
-    def __init__(self, config: SR3Config, options: SR3Options):
+    def __init__(self, config: Any, options: Any):
         """Keep the config, the training schedule and the parameterization's preconditioning."""
         self.config, self.options = config, options
         self.schedule = from_spec(config.train_schedule)
         self.precond = get_precond(config.parameterization)
-        # The schedule's γ table on the training device, copied there once (a copy per step would sync).
-        self.gamma_table: torch.Tensor | None = None
+        self._gamma_table: torch.Tensor | None = None
 
-    def build_modules(self) -> dict[str, nn.Module]:
-        """The denoiser."""
-        return {"net": SR3Denoiser(self.config)}
+    def gamma_table(self, device: torch.device) -> torch.Tensor:
+        """The schedule's γ table on the training device, copied there once (a copy per step would sync)."""
+        if self._gamma_table is None or self._gamma_table.device != device:
+            self._gamma_table = self.schedule.gamma_table().to(device)
+        return self._gamma_table
 
     def build_optimizers(self, modules: dict[str, nn.Module], lr: float | None) -> dict[str, torch.optim.Optimizer]:
         """Adam, lr 1e-4 unless given (the paper)."""
         return {"net": torch.optim.Adam(modules["net"].parameters(), lr=lr or 1e-4)}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Sampling defaults."""
+        o = self.options
+        return {"sampling": sampling_defaults(self.config, o.sampler, o.steps, o.clip_x0)}
+
+
+class SR3Recipe(DiffusionRecipe):
+    """One module `net` (SR3Denoiser); Adam at 1e-4; the loss of `sr3_loss`."""
+
+    kind = "sr3"
+    config: SR3Config
+    options: SR3Options
+
+    def build_modules(self) -> dict[str, nn.Module]:
+        """The denoiser."""
+        return {"net": SR3Denoiser(self.config)}
 
     def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
         """One step of SR3 eq. 6 on the batch, images scaled to [-1, 1] (LR noise-augmented if configured)."""
         x_lr, aug = noise_augment(batch.lr, self.config.noise_aug)
         x_up = upsample(x_lr, batch.scale) * 2 - 1
         y0 = batch.hr * 2 - 1
-        if self.gamma_table is None or self.gamma_table.device != y0.device:
-            self.gamma_table = self.schedule.gamma_table().to(y0.device)
         net = models["net"]
         denoiser = net if aug is None else (lambda x, y_t, gamma: net(x, y_t, gamma, aug))
-        loss = sr3_loss(denoiser, self.precond, x_up, y0, self.gamma_table, self.config.loss)
+        loss = sr3_loss(denoiser, self.precond, x_up, y0, self.gamma_table(y0.device), self.config.loss)
         return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        """Sampling defaults."""
-        o = self.options
-        return {"sampling": sampling_defaults(self.config, o.sampler, o.steps, o.clip_x0)}
 
 
 def noise_augment(x_lr: torch.Tensor, noise_aug: float) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -40,6 +40,14 @@ def _levels(gammas: torch.Tensor) -> list[float]:
     return g
 
 
+def _predict(denoise: Denoise, y: torch.Tensor, g_t: float, i: int, callback: Callback | None) -> torch.Tensor:
+    """ŷ0 (fp32) of every image at noise level γ_t, reported to the callback with the step's state."""
+    y0 = denoise(y, torch.full((y.shape[0],), g_t, device=y.device)).float()
+    if callback is not None:
+        callback({"i": i, "y": y, "gamma": g_t, "y0": y0})
+    return y0
+
+
 def ancestral(
     denoise: Denoise,
     y_T: torch.Tensor,  # noqa: N803 - the paper's name
@@ -59,9 +67,7 @@ def ancestral(
         # α_t = γ_t / γ_{t−1}, β_t = 1 − α_t: one step of the (possibly respaced) chain.
         alpha = g_t / g_prev
         beta = 1.0 - alpha
-        y0 = denoise(y, torch.full((y.shape[0],), g_t, device=y.device)).float()
-        if callback is not None:
-            callback({"i": i, "y": y, "gamma": g_t, "y0": y0})
+        y0 = _predict(denoise, y, g_t, i, callback)
         # Posterior mean c0·ŷ0 + ct·y_t (DDPM eq. 7); with ŷ0 from ε̂ this is exactly Algorithm 2's mean.
         c0 = math.sqrt(g_prev) * beta / (1 - g_t)
         ct = math.sqrt(alpha) * (1 - g_prev) / (1 - g_t)
@@ -88,9 +94,7 @@ def ddim(
     y = y_T
     for i in range(len(g) - 1):
         g_t, g_prev = g[i], g[i + 1]
-        y0 = denoise(y, torch.full((y.shape[0],), g_t, device=y.device)).float()
-        if callback is not None:
-            callback({"i": i, "y": y, "gamma": g_t, "y0": y0})
+        y0 = _predict(denoise, y, g_t, i, callback)
         # ε̂ implied by ŷ0, then y_{t−1} = sqrt(γ_{t−1})·ŷ0 + sqrt(1−γ_{t−1})·ε̂ (DDIM eq. 12, σ = 0).
         eps = (y.float() - math.sqrt(g_t) * y0) / math.sqrt(1 - g_t)
         y = math.sqrt(g_prev) * y0 + math.sqrt(1 - g_prev) * eps

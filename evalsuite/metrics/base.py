@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,8 @@ class MetricContext:
     # The spec's metric_options (flat: lpips_net, fid_ref, labels, ...) plus `seed`, set by the runner.
     options: dict[str, Any] = field(default_factory=dict)
     # Where a metric says what the reader must know (few images, non-standard weights): the run's logger,
-    # silent on ranks other than 0.
-    log: Callable[[str], None] = print
+    # silent on ranks other than 0 (the runner sets it); by default the `evalsuite.metrics` logger, never print.
+    log: Callable[[str], None] = logging.getLogger("evalsuite.metrics").warning
 
     def options_of(self, cls: type) -> Any:
         """The options dataclass `cls` filled from the keys of `options` it declares (values checked)."""
@@ -103,8 +104,9 @@ class NoOptions:
     """The options of a metric that takes none."""
 
 
-def _one_px(ctx: MetricContext) -> int:
-    return 1 + 2 * ctx.crop_border
+def border_window(side: int) -> Callable[[MetricContext], int]:
+    """min_size for a metric that needs `side` px after cropping the border from each side."""
+    return lambda ctx: side + 2 * ctx.crop_border
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class MetricInfo:
     drives_method: bool = False  # calls the method on its own inputs through `evaluate` (classification)
     hr_row: bool = False  # scores the HR images too, for the summary's "reference (HR)" row (`reference()`)
     options: type = NoOptions  # frozen dataclass of its metric_options keys
-    min_size: Callable[[MetricContext], int] = _one_px  # smallest HR side (px) it can score
+    min_size: Callable[[MetricContext], int] = border_window(1)  # smallest HR side (px) it can score
     uses_samples: bool = False  # scores the K samples of an image together (`update_samples`, --samples K)
     aliases: tuple[str, ...] = ()  # other names `--metrics` accepts (top1_error -> classification)
     version: str = ""  # the version of the library it wraps, where that matters (pyiqa)

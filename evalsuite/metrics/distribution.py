@@ -505,31 +505,29 @@ class InceptionScore:
         return {"is": self.score(mine, rows)}
 
 
-_FID_NEEDS = "inception-2015-12-05.pt (inception-fid)"
-register(
-    MetricInfo(
-        name="fid",
-        factory=FID,
-        columns=(Column("fid", "FID", "FID", "Fr\u00e9chet Inception Distance to the reference images", False),),
-        help="clean-fid FID vs references (lower)",
-        source="clean-fid, clean mode (Parmar et al. 2022)",
-        needs=_FID_NEEDS,
+def _inception_distance(name: str, factory: type, long_name: str, source: str) -> MetricInfo:
+    """The declaration FID and KID share: one column (lower is better) against a reference set, FIDOptions."""
+    title = name.upper()
+    return MetricInfo(
+        name=name,
+        factory=factory,
+        columns=(Column(name, title, title, f"{long_name} to the reference images", False),),
+        help=f"clean-fid {title} vs references (lower)",
+        source=source,
+        needs="inception-2015-12-05.pt (inception-fid)",
         per_image=False,
         needs_reference_set=True,
         options=FIDOptions,
     )
-)
+
+
+register(_inception_distance("fid", FID, "Fréchet Inception Distance", "clean-fid, clean mode (Parmar et al. 2022)"))
 register(
-    MetricInfo(
-        name="kid",
-        factory=KID,
-        columns=(Column("kid", "KID", "KID", "Kernel Inception Distance to the reference images", False),),
-        help="clean-fid KID vs references (lower)",
-        source="clean-fid kernel_distance (Binkowski et al. 2018), subsets drawn with the run's seed",
-        needs=_FID_NEEDS,
-        per_image=False,
-        needs_reference_set=True,
-        options=FIDOptions,
+    _inception_distance(
+        "kid",
+        KID,
+        "Kernel Inception Distance",
+        "clean-fid kernel_distance (Binkowski et al. 2018), subsets drawn with the run's seed",
     )
 )
 register(

