@@ -160,7 +160,9 @@ def ranking_part(ext: Any) -> dict[str, Any]:
          "note": str(r.get("note") or "")}
         for _, r in ext.ranking.scores.iterrows()
     ]
-    table = ext.ranking.win_table()
+    # The win matrix in ranking order (best first), options never compared left out.
+    order = [o for o in ext.ranking.scores["option"] if ext.ranking.totals.loc[o].sum() > 0]
+    table = ext.ranking.win_table().loc[order, order]
     win = {"columns": [str(c) for c in table.columns],
            "rows": [{"option": str(i), "cells": [str(v) for v in table.loc[i]]} for i in table.index]}
     return {"rows": rows, "plot": ranking_plot(ext.ranking), "win": win, "win_plot": win_matrix_plot(ext.ranking)}
@@ -173,7 +175,8 @@ def agreement_part(ext: Any) -> dict[str, Any] | None:
     rows = [
         {"metric": str(r["metric"]), "better": r["better"], "kind": r["kind"], "basis": r["basis"],
          "n": DASH if pd.isna(r["n_trials"]) else int(r["n_trials"]), "agreement": pct(r["agreement"]),
-         "ci": f"{pct(r['ci_low'])} \u2013 {pct(r['ci_high'])}", "rho": num(r["spearman_rho"]),
+         "ci": DASH if pd.isna(r["ci_low"]) else f"{pct(r['ci_low'])} \u2013 {pct(r['ci_high'])}",
+         "rho": num(r["spearman_rho"]),
          "note": str(r.get("note") or "")}
         for _, r in ext.agreement.table.iterrows()
     ]

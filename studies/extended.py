@@ -83,6 +83,8 @@ class ExtendedAnalysis:
         if (out / "agreement.csv").exists():
             table = pd.read_csv(out / "agreement.csv", dtype={"metric": str})
             table["note"] = table["note"].fillna("")
+            for col in ("n_trials", "n_skipped", "n_ties", "n_methods"):  # counts, as metric_agreement gives them
+                table[col] = table[col].astype("Int64")
             agreement = Agreement(table, list(meta.get("agreement_notes") or []))
         return cls(ranking, pd.read_csv(out / "reliability.csv"), agreement, list(meta.get("notes", [])))
 
@@ -221,7 +223,7 @@ def metric_verdict(ext: ExtendedAnalysis) -> str:
         return ext.agreement.reading()
     best = t.sort_values("agreement", ascending=False).iloc[0]
     text = (f"{best['metric']} predicts raters best: it agrees with them on {best['agreement']:.0%} "
-            f"[{best['ci_low']:.0%}, {best['ci_high']:.0%}] of {best['n_trials']} {best['basis']}")
+            f"[{best['ci_low']:.0%}, {best['ci_high']:.0%}] of {int(best['n_trials'])} {best['basis']}")
     rel = ext.reliability.set_index("measure")["value"]
     alpha = float(rel.get("krippendorff_alpha", np.nan))
     if np.isfinite(alpha) and best["basis"] == BASIS_DERIVED:
