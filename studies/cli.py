@@ -118,13 +118,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--refused", help="also write the refused answers to this .csv or .parquet file")
     e.set_defaults(func=_cmd_export)
 
+    _add_analyze_parser(ssub)
+
+
+def _add_analyze_parser(ssub: argparse._SubParsersAction) -> None:
+    """`study analyze`: fool rates, ranking, metric agreement, reliability, power, exclusions per rule."""
     a = ssub.add_parser("analyze", help="fool rates, Bradley-Terry ranking, metric agreement, reliability, "
                         "exclusions per rule")
     a.add_argument("--db", required=True)
     a.add_argument("--run", help="benchmark run folder for metric agreement (default: the run the study came from)")
     a.add_argument("--out", help="folder for the CSV exports, plots and study.json")
     add_exclusion_arguments(a)
-    a.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    a.add_argument("--resamples", type=int, default=2000,
+                   help="bootstrap resamples (default 2000; the ranking and metric agreement use at most 1000)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_cmd_analyze)
 
@@ -212,9 +218,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from studies.extended import analyze_study
+    from studies.extended import analyze_study, read_per_image
     from studies.printout import print_analysis
 
+    if args.run:
+        read_per_image(args.run)  # a --run without per_image.csv is an error that says what to pass
     result = analyze_study(args.db, exclusion_rule(args), args.run, n_resamples=args.resamples, seed=args.seed)
     print_analysis(result)
     if args.out:

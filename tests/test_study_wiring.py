@@ -56,6 +56,8 @@ def test_create_answer_analyze_and_report(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"power: With 40 raters x 18 trials each x 6 images, .* is \d+% for a difference of 0.05", out)
     assert "same side chosen more than 8 times" in out and "response time" not in out
+    with Store(db, create=False) as store:  # the policy is in the study's config before any judgment
+        assert store.study(1)["quality"]["max_side_streak"] == 8 and store.study(1)["quality"]["min_median_rt_s"] == 0
     assert main(["study", "invite", "-n", str(N_GOOD + 1), "--db", db]) == 0
     tokens = [line.split("\t")[1].split("token=")[1] for line in capsys.readouterr().out.splitlines()]
     _answer(db, tokens)
@@ -89,6 +91,8 @@ def test_create_answer_analyze_and_report(tmp_path, capsys):
         assert "1 of 9 raters were excluded" in st and "same side in a row" in st
         assert "fooled raters most" in st and "the interval to quote" in st
     capsys.readouterr()
+    assert main(["study", "analyze", "--db", db, "--run", str(tmp_path)]) == 2
+    assert "per_image.csv" in capsys.readouterr().err
 
 
 def test_ranking_reads_method_vs_method_trials():
