@@ -5,7 +5,8 @@ A rater is excluded, with all their judgments, when any rule flags them:
   (given at least `min_catch` answered catch trials);
 - too fast: median response time below `min_median_rt_s`, the response time of a trial being the time from
   the end of the exposure (the pair hidden) to the answer: server latency (shown report -> answer) minus
-  the study's exposure;
+  the study's exposure (judgments answered before the exposure ended, which only scripts can write, carry no
+  response time);
 - side streak: the same side ("left" or "right") chosen more than `max_side_streak` times in a row;
 - answer streak: the image that is not the real one chosen more than `max_answer_streak` times in a row
   (trials with the real image: method vs real and catch trials), e.g. a rater who inverted the question.
@@ -22,6 +23,7 @@ import pandas as pd
 
 from studies.design import MIN_CATCH_ACCURACY
 
+SCRIPT_TOLERANCE_S = 0.1  # studies.store.EXPOSURE_GRACE_S (not imported: this module needs no database)
 RULES = ("catch", "too_fast", "side_streak", "answer_streak")
 QUALITY_COLUMNS = ["median_rt_s", "side_streak", "answer_streak", "excluded_by"]
 
@@ -32,7 +34,7 @@ class QualityPolicy:
 
     min_catch_accuracy: float = MIN_CATCH_ACCURACY
     min_catch: int = 1
-    min_median_rt_s: float = 0.25
+    min_median_rt_s: float = 0.2
     max_side_streak: int = 15
     max_answer_streak: int = 15
 
@@ -117,6 +119,9 @@ def rater_values(main: pd.DataFrame, exposure_s: float | None) -> dict[str, floa
     # Response time: server latency from the shown report to the answer, less the exposure.
     rt = pd.to_numeric(g["latency_s"], errors="coerce") if "latency_s" in g else pd.Series(dtype=float)
     rt = rt.dropna() - float(exposure_s or 0.0)
+    # The app refuses answers before the exposure ends (less a 0.1 s grace, studies.store.EXPOSURE_GRACE_S):
+    # an earlier answer was written by a script (Store.submit, simulations) and carries no response time.
+    rt = rt[rt >= -SCRIPT_TOLERANCE_S]
     # The answer streak reads only trials with the real image in them (method vs real, catch).
     with_real = g[g["kind"].isin(["real", "catch"])]
     return {

@@ -47,18 +47,21 @@ def test_each_simulated_rater_is_flagged_by_exactly_its_rule():
     raters = (_rater("streaker", 1, side="left") + _rater("fast", 2, fast=True)
               + _rater("catchfail", 3, fail_catch=True) + _rater("inverted", 4, inverted=True)
               + [r for k in range(4) for r in _rater(f"good{k}", 10 + k)])
+    # A script's answers (no wait for the exposure, as Store.submit or a simulation writes them) carry no time.
+    raters += [r | {"latency_s": 0.001} for r in _rater("scripted", 20)]
     df = pd.DataFrame(raters)
-    policy = QualityPolicy(min_median_rt_s=0.25, max_side_streak=12, max_answer_streak=10)
+    policy = QualityPolicy(min_median_rt_s=0.2, max_side_streak=12, max_answer_streak=10)
     res = analyze_frame(df, _study(policy.to_dict()), n_resamples=50)
     by = res.raters.set_index("rater_id")["excluded_by"].to_dict()
     assert by == {"streaker": "side_streak", "fast": "too_fast", "catchfail": "catch",
-                  "inverted": "catch;answer_streak", "good0": "", "good1": "", "good2": "", "good3": ""}
+                  "inverted": "catch;answer_streak", "good0": "", "good1": "", "good2": "", "good3": "",
+                  "scripted": ""}
     assert res.raters.set_index("rater_id").loc["streaker", "side_streak"] == 40
     # How many raters each rule removed, and which alone.
     counts = {c["rule"]: (c["n_raters"], c["n_only"]) for c in res.study["exclusions"]}
     assert counts == {"catch": (2, 1), "too_fast": (1, 1), "side_streak": (1, 1), "answer_streak": (1, 0)}
-    assert "4 of 8 rater(s) excluded" in res.notes[1] and "same side chosen more than 12" in res.notes[1]
-    assert (res.fool_rates["exclusion"] == "quality rules").all() and res.fool_rates["n_raters"].item() == 4
+    assert "4 of 9 rater(s) excluded" in res.notes[1] and "same side chosen more than 12" in res.notes[1]
+    assert (res.fool_rates["exclusion"] == "quality rules").all() and res.fool_rates["n_raters"].item() == 5
     # The stored policy decides: the same frame with a study that stored no policy has the catch rule alone,
     # a rule set to 0 is off, and None keeps everyone.
     legacy = analyze_frame(df, _study(None), n_resamples=50).raters.set_index("rater_id")["excluded_by"]
