@@ -1,7 +1,8 @@
 """Rater quality rules, fixed at `study create` (stored in the study's config) and applied by the analysis.
 
 A rater is excluded, with all their judgments, when any rule flags them:
-- catch: accuracy on the catch trials (ground truth vs a heavily degraded copy) below `min_catch_accuracy`
+- catch: accuracy on the catch trials (ground truth vs a heavily degraded copy) and attention checks (vs an
+  obviously broken image) below `min_catch_accuracy`
   (given at least `min_catch` answered catch trials);
 - too fast: median response time below `min_median_rt_s`, the response time of a trial being the time from
   the end of the exposure (the pair hidden) to the answer: server latency (shown report -> answer) minus
@@ -24,6 +25,7 @@ import pandas as pd
 from studies.design import MIN_CATCH_ACCURACY
 
 SCRIPT_TOLERANCE_S = 0.1  # studies.store.EXPOSURE_GRACE_S (not imported: this module needs no database)
+CHECK_KINDS = ("catch", "attention")  # trials with a known right answer (studies.design on the crowd branch)
 RULES = ("catch", "too_fast", "side_streak", "answer_streak")
 QUALITY_COLUMNS = ["median_rt_s", "side_streak", "answer_streak", "excluded_by"]
 
@@ -115,15 +117,15 @@ def longest_run(values: pd.Series | np.ndarray, only: Any = None) -> int:
 def rater_values(main: pd.DataFrame, exposure_s: float | None) -> dict[str, float]:
     """What the rules measure on one rater's main-block judgments: catch accuracy, median RT and streaks."""
     g = main.sort_values("position") if "position" in main else main
-    catch = g[g["kind"] == "catch"]
+    catch = g[g["kind"].isin(CHECK_KINDS)]
     # Response time: server latency from the shown report to the answer, less the exposure.
     rt = pd.to_numeric(g["latency_s"], errors="coerce") if "latency_s" in g else pd.Series(dtype=float)
     rt = rt.dropna() - float(exposure_s or 0.0)
     # The app refuses answers before the exposure ends (less a 0.1 s grace, studies.store.EXPOSURE_GRACE_S):
     # an earlier answer was written by a script (Store.submit, simulations) and carries no response time.
     rt = rt[rt >= -SCRIPT_TOLERANCE_S]
-    # The answer streak reads only trials with the real image in them (method vs real, catch).
-    with_real = g[g["kind"].isin(["real", "catch"])]
+    # The answer streak reads only trials with the real image in them (method vs real, catch, attention).
+    with_real = g[g["kind"].isin(["real", *CHECK_KINDS])]
     return {
         "n_catch": len(catch),
         "catch_accuracy": float(catch["chose_real"].astype(bool).mean()) if len(catch) else float("nan"),
