@@ -31,6 +31,10 @@ def print_fool_rates(result: Any) -> None:
     print("fool rates (boot_low/high: the 95% interval to quote, bootstrap over raters and images):")
     print(_table(result.fool_rates, ["method", "task", "n_judgments", "n_raters", "fool_rate", "boot_low",
                                      "boot_high", "p_value_vs_50"]))
+    methods = result.study.get("methods")
+    missing = [m for m in methods if m not in set(result.fool_rates["method"])] if isinstance(methods, list) else []
+    if missing and all(isinstance(m, str) for m in missing):
+        print(f"no fool rate for {', '.join(missing)}: no judged method-vs-real trial of it from a kept rater yet")
     if len(result.comparisons):
         print()
         print(_table(result.comparisons, ["method_a", "method_b", "task", "difference", "p_value"]))

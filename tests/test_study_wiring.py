@@ -114,6 +114,18 @@ def test_ranking_reads_method_vs_method_trials():
                 else:
                     rows.append(base | {"kind": "duel", "method": a, "chose_real": False,
                                         "option_a": a, "option_b": b, "winner": win})
-    ext = extended_analysis(pd.DataFrame(rows), n_resamples=50)
-    assert ext.ranking.scores["option"].tolist() == ["real", "alpha", "beta", "gamma"]
-    assert ext.ranking.totals.loc["alpha", "beta"] == 60 and ext.ranking.totals.loc["alpha", "real"] == 60
+    frame = pd.DataFrame(rows)
+    # The same trials with every ranked row carrying its options (real trials as (method, real)) and check
+    # trials carrying none, as a store with duels writes them.
+    filled = frame.copy()
+    real = filled["kind"] == "real"
+    filled.loc[real, "option_a"] = filled.loc[real, "method"]
+    filled.loc[real, "option_b"] = "real"
+    filled.loc[real, "winner"] = np.where(filled.loc[real, "chose_real"], "real", filled.loc[real, "method"])
+    checks = pd.DataFrame([{"rater_id": f"r{r}", "image_id": "i0", "block": "main", "task": 1, "kind": kind,
+                            "method": None, "chose_real": True, "option_a": None, "option_b": None, "winner": None}
+                           for r in range(10) for kind in ("catch", "attention")])
+    for judgments in (frame, pd.concat([filled, checks], ignore_index=True)):
+        ext = extended_analysis(judgments, n_resamples=50)
+        assert ext.ranking.scores["option"].tolist() == ["real", "alpha", "beta", "gamma"]
+        assert ext.ranking.totals.loc["alpha", "beta"] == 60 and ext.ranking.totals.loc["alpha", "real"] == 60
