@@ -99,7 +99,9 @@ def exclusion_part(analysis: Any) -> dict[str, Any]:
     n, n_out = len(raters), int(raters["excluded"].astype(bool).sum()) if len(raters) else 0
     rows = [{"rule": RULE_TITLES.get(c["rule"], c["rule"]), "text": c["text"], "n": c["n_raters"],
              "only": c["n_only"]} for c in counts]
-    if not counts:
+    if not counts and n_out:  # an analysis folder saved before per-rule counts existed
+        reading = f"{n_out} of {n} raters were excluded (per-rule counts: rerun `evalsuite study analyze`)."
+    elif not counts:
         reading = f"No rater was excluded: the analysis kept all {n} raters (no exclusion rule applied)."
     else:
         per = ", ".join(f"{r['rule']} {r['n']}" for r in rows)
