@@ -36,7 +36,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from reports.study import load_study
 
         explicit = args.no_exclusion or args.min_catch_accuracy is not None
-        study = load_study(study, exclusion_rule(args), explicit=explicit)
+        study = load_study(study, exclusion_rule(args), explicit=explicit, run_dir=args.run_dir)
     path = write_report(args.run_dir, study=study, out=args.out,
                         options=ReportOptions(n_gallery=args.gallery, n_worst=args.worst))
     print(f"report: {path.resolve()}")

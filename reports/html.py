@@ -31,6 +31,7 @@ from reports import plots
 from reports.paper import paper_table
 from reports.samples import samples_section
 from reports.study import load_study
+from reports.study_section import study_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -445,121 +446,6 @@ def _worst(
     return {"methods": out, "primary": primary, "title": column_info(primary or "").title, "n": opts.n_worst}
 
 
-def _pct(v: Any) -> str:
-    f = _num(v)
-    return "\u2014" if f is None else f"{100 * f:.1f}%"
-
-
-def _p(v: Any) -> str:
-    f = _num(v)
-    return "\u2014" if f is None else (f"{f:.3g}" if f >= 1e-4 else "< 0.0001")
-
-
-def _task_label(task: Any) -> str:
-    """A 2AFC task number with its question (SR3: task 1 shows the LR input, task 2 does not)."""
-    try:
-        t = int(task)
-    except (TypeError, ValueError):
-        return str(task)
-    short = {1: "LR shown: better HR version?", 2: "no LR: which is from a camera?"}
-    return f"{t} ({short[t]})" if t in short else str(t)
-
-
-def _study(analysis: Any, run_dir: Path, manifest: dict, opts: ReportOptions) -> dict[str, Any]:
-    """Section 6: the human study: fool rates with intervals, raters, exclusions, best and worst images."""
-    fr = analysis.fool_rates
-    rows = [
-        {
-            "method": str(r["method"]),
-            "task": _task_label(r.get("task")),
-            "task_id": str(r.get("task")),
-            "n_judgments": int(r["n_judgments"]),
-            "n_raters": int(r["n_raters"]),
-            "fool_rate": _num(r["fool_rate"]),
-            "rate": _pct(r["fool_rate"]),
-            "wilson": f"{_pct(r.get('wilson_low'))} \u2013 {_pct(r.get('wilson_high'))}",
-            "boot": f"{_pct(r.get('boot_low'))} \u2013 {_pct(r.get('boot_high'))}",
-            "p": _p(r.get("p_value_vs_50")),
-        }
-        for _, r in fr.iterrows()
-    ]
-    raters = analysis.raters
-    n_excluded = int(raters["excluded"].astype(bool).sum()) if len(raters) else 0
-    catch = pd.to_numeric(raters["catch_accuracy"], errors="coerce") if len(raters) else pd.Series([], float)
-    rater_rows = [
-        {
-            "id": r["rater_id"],
-            "n": int(r["n_judgments"]),
-            "catch": _pct(r["catch_accuracy"]),
-            "excluded": bool(r["excluded"]),
-        }
-        for _, r in raters.iterrows()
-    ]
-    # Per method and task: the images that fooled raters most and least (the analysis picks them).
-    extremes = []
-    per = analysis.per_image
-    # k best and k worst per method: at most half the images each, so the two lists never overlap.
-    fewest = int(per.groupby(["task", "method"]).size().min()) if len(per) else 0
-    ext = analysis.extremes(max(1, min(opts.n_worst, fewest // 2)))
-    for (t, m), d in ext.groupby(["task", "method"], sort=True):
-
-        def items(part: pd.DataFrame, method: str = str(m)) -> list[dict[str, Any]]:
-            out = []
-            for _, r in part.iterrows():
-                i = str(r["image_id"])
-                sr = run_dir / "outputs" / method / f"{i}.png"
-                out.append(
-                    {
-                        "id": i,
-                        "rate": _pct(r["fool_rate"]),
-                        "n": int(r["n_judgments"]),
-                        "sr": I.thumbnail_uri(sr) if sr.exists() else None,
-                    }
-                )
-            return out
-
-        extremes.append(
-            {
-                "method": str(m),
-                "task": _task_label(t),
-                "best": items(d[d["which"] == "best"]),
-                "worst": items(d[d["which"] == "worst"]),
-            }
-        )
-    comps = [
-        {
-            "a": r["method_a"],
-            "b": r["method_b"],
-            "task": _task_label(r.get("task")),
-            "diff": f"{100 * float(r['difference']):+.1f}",
-            "p": _p(r.get("p_value")),
-            "test": r.get("test", ""),
-        }
-        for _, r in analysis.comparisons.iterrows()
-    ]
-    study_items = [
-        (k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
-        for k, v in (analysis.study or {}).items()
-        if k != "studies"
-    ]
-    paper = paper_table((manifest.get("task") or {}).get("name"))
-    return {
-        "rows": rows,
-        "plot": plots.fool_rates(fr),
-        "n_raters": len(raters),
-        "n_excluded": n_excluded,
-        "all_excluded": bool(getattr(analysis, "all_excluded", False)),
-        "mean_catch": _pct(float(catch.mean())) if catch.notna().any() else "\u2014",
-        "raters": rater_rows,
-        "extremes": extremes,
-        "comparisons": comps,
-        "notes": list(analysis.notes or []),
-        "items": study_items,
-        "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,
-        "paper_human": paper.human if paper else None,
-    }
-
-
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -578,16 +464,16 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
     }
     gallery = _gallery(run_dir, res, manifest, cols, primary, opts)
     gallery_ids = {f["id"] for f in gallery["figures"]}
-    analysis = load_study(study) if isinstance(study, (str, Path)) else study
+    analysis = load_study(study, run_dir=run_dir) if isinstance(study, (str, Path)) else study
     headline = _headline(res, cols, int(spec.get("seed") or 0))
-    study_ctx = _study(analysis, run_dir, manifest, opts) if analysis is not None else None
+    study_ctx = study_section(analysis, run_dir, manifest, opts.n_worst) if analysis is not None else None
     if study_ctx and study_ctx["rows"]:
         # The human verdict next to the metrics: fool rates, highest first.
         ranked = sorted(study_ctx["rows"], key=lambda r: -(r["fool_rate"] or 0))
         headline.append(
             "<b>Human study</b>: fool rate (50% = indistinguishable from real) "
             + ", ".join(
-                f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, 95% CI {r['wilson']})"
+                f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, 95% CI {r['boot']})"
                 for r in ranked
             )
             + "."

@@ -143,8 +143,10 @@ def fool_rates(table: pd.DataFrame) -> str | None:
             if pd.notna(lo) and pd.notna(hi):
                 ax.plot([100 * lo, 100 * hi], [y, y], color=color, lw=2.2, solid_capstyle="butt")
             ax.plot([rate], [y], marker=marker, color=color, ms=8, mec="black", mew=0.8)
+            # Labels near an edge of the axis are anchored inside it, so they never cross the axis line.
+            ha = "left" if rate < 12 else "right" if rate > 88 else "center"
             ax.annotate(f"{rate:.1f}%  (n={int(r.n_judgments)})", (rate, y), xytext=(0, 7),
-                        textcoords="offset points", ha="center", fontsize=8)
+                        textcoords="offset points", ha=ha, fontsize=8)
         ax.axvline(50, color="black", ls="--", lw=1)
         ax.text(50, len(rows) - 0.45, " 50% = indistinguishable", fontsize=8, va="bottom")
         ax.set_yticks(range(len(rows)), list(reversed(labels)))

@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 
-def load_study(source: str | Path, rule: Any = "default", explicit: bool = False) -> Any:
-    """A study analysis (`studies.analysis.StudyAnalysis`) from an analysis folder, a database file or URL.
+def load_study(source: str | Path, rule: Any = "stored", explicit: bool = False,
+               run_dir: str | Path | None = None) -> Any:
+    """A study analysis (`studies.analysis.StudyAnalysis`, with its ranking, agreement and reliability)
+    from an analysis folder, a database file or URL.
 
-    `rule` is the rater exclusion for a database (`studies.analysis.CatchRule`, None for none); an analysis
-    folder was analyzed with its own rule, so asking for another one (`explicit`) is an error.
+    `rule` is the rater exclusion for a database (`studies.analysis.analyze_frame`'s exclude_rule: "stored"
+    = the study's own quality policy, None for none); an analysis folder was analyzed with its own rule, so
+    asking for another one (`explicit`) is an error. `run_dir`: the run whose per-image metrics the
+    agreement uses (default: the run the study was made from).
     """
     # Imported here: a report without a study never needs the study stack.
-    from studies.analysis import DEFAULT_RULE, StudyAnalysis, analyze
-
-    rule = DEFAULT_RULE if rule == "default" else rule
+    from studies.analysis import StudyAnalysis
+    from studies.extended import analyze_study
 
     text = str(source)
     path = Path(text).expanduser()
@@ -35,10 +38,8 @@ def load_study(source: str | Path, rule: Any = "default", explicit: bool = False
                 "database to choose the exclusion, or rerun `evalsuite study analyze` with it"
             )
         return StudyAnalysis.load(path)
-    if "://" in text:
-        return analyze(text, rule)
-    if path.is_file():
-        return analyze(str(path), rule)
+    if "://" in text or path.is_file():
+        return analyze_study(text, rule, run_dir, n_resamples=1000)
     raise FileNotFoundError(
         f"--study {text}: no such folder or database file; pass an analysis folder (with study.json), "
         "a study database file (.db) or a database URL"

@@ -25,6 +25,7 @@ from scipy import stats
 
 from evalsuite.io import atomic_write_text
 from studies.design import MIN_CATCH_ACCURACY
+from studies.quality import QUALITY_COLUMNS, RULES, QualityPolicy, rater_values
 
 FOOL_RATE_COLUMNS = [
     "method",
@@ -49,6 +50,7 @@ RATER_COLUMNS = [
     "n_judgments",
     "n_catch",
     "catch_accuracy",
+    *QUALITY_COLUMNS,
     "excluded",
 ]
 COMPARISON_COLUMNS = [
@@ -84,8 +86,26 @@ class CatchRule:
         )
 
 
-DEFAULT_RULE = CatchRule()
-ALL_EXCLUDED = "none: every rater failed the catch rule, so these numbers keep all raters"
+STORED = "stored"  # exclude by the quality policy stored with each study at `study create`
+DEFAULT_RULE = STORED
+ALL_EXCLUDED = "none: every rater failed the exclusion rules, so these numbers keep all raters"
+# What `exclude_rule` may be: the stored policy ("stored"), the stored one with some settings replaced (a
+# dict of QualityPolicy fields), a policy for every study, the catch rule alone, or None (no exclusion).
+ExcludeRule = str | dict | QualityPolicy | CatchRule | None
+
+
+def resolve_policy(rule: ExcludeRule, study: dict[str, Any] | None) -> QualityPolicy | None:
+    """The quality policy to apply to one study's raters (None: no exclusion)."""
+    if rule is None or isinstance(rule, QualityPolicy):
+        return rule
+    if isinstance(rule, CatchRule):
+        return QualityPolicy.catch_only(rule.min_accuracy, rule.min_catch)
+    if rule != STORED and not isinstance(rule, dict):
+        raise ValueError(f"exclude_rule must be 'stored', a dict, a QualityPolicy, a CatchRule or None, got {rule!r}")
+    # A study created before policies were stored had the catch rule alone, fixed before its judgments.
+    stored = (study or {}).get("quality") or {}
+    base = QualityPolicy.from_dict(stored) if stored else QualityPolicy.catch_only()
+    return base if rule == STORED else QualityPolicy(**(base.to_dict() | rule))
 
 
 @dataclass
@@ -98,9 +118,12 @@ class StudyAnalysis:
     comparisons: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     study: dict[str, Any] = field(default_factory=dict)
+    # Per task: ranking, metric agreement and reliability (studies.extended.ExtendedAnalysis), when computed.
+    extended: dict[int, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write fool_rates.csv, per_image.csv, raters.csv, comparisons.csv and study.json into out_dir."""
+        """Write fool_rates.csv, per_image.csv, raters.csv, comparisons.csv, study.json and the extended
+        analysis (into out_dir for one task, out_dir/task<N> for several) into out_dir."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("fool_rates", "per_image", "raters", "comparisons"):
@@ -108,6 +131,8 @@ class StudyAnalysis:
         atomic_write_text(
             out / "study.json", json.dumps({"study": self.study, "notes": self.notes}, indent=2, default=str)
         )
+        for task, ext in self.extended.items():
+            ext.save(out if len(self.extended) == 1 else out / f"task{task}")
         return out
 
     @classmethod
@@ -129,13 +154,17 @@ class StudyAnalysis:
                     "method_a": str,
                     "method_b": str,
                     "exclusion": str,
+                    "excluded_by": str,
                 },
             )
             frames[name] = df
         if len(frames["raters"]):
             frames["raters"]["excluded"] = frames["raters"]["excluded"].astype(bool)
             frames["raters"]["rater_label"] = frames["raters"]["rater_label"].fillna("").astype(str)
-        return cls(**frames, notes=list(meta.get("notes", [])), study=dict(meta.get("study", {})))
+            if "excluded_by" in frames["raters"]:
+                frames["raters"]["excluded_by"] = frames["raters"]["excluded_by"].fillna("").astype(str)
+        return cls(**frames, notes=list(meta.get("notes", [])), study=dict(meta.get("study", {})),
+                   extended=_load_extended(out, meta.get("study", {}).get("tasks") or []))
 
     @property
     def all_excluded(self) -> bool:
@@ -156,6 +185,18 @@ class StudyAnalysis:
         if not rows:
             return pd.DataFrame(columns=PER_IMAGE_COLUMNS + ["which"])
         return pd.concat(rows, ignore_index=True)
+
+
+def _load_extended(out: Path, tasks: list[int]) -> dict[int, Any]:
+    """The extended analyses save() wrote: out_dir itself (one task) or out_dir/task<N>."""
+    from studies.extended import ExtendedAnalysis
+
+    found = {}
+    for task in tasks:
+        ext = ExtendedAnalysis.load(out / f"task{task}") or (ExtendedAnalysis.load(out) if len(tasks) == 1 else None)
+        if ext is not None:
+            found[int(task)] = ext
+    return found
 
 
 # --------------------------------------------------------------------------- statistics
@@ -243,27 +284,60 @@ def cluster_wald_test(
 
 
 # --------------------------------------------------------------------------- the analysis
-def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
-    """One row per rater with a main-block judgment: counts, catch accuracy and the exclusion verdict."""
+def _rater_table(df: pd.DataFrame, policies: dict[Any, tuple[QualityPolicy | None, float]]) -> pd.DataFrame:
+    """One row per rater with a main-block judgment: counts, what the quality rules measure, and the verdict.
+
+    `policies`: study id -> (policy or None, exposure in seconds); a study not listed gets policies[None].
+    """
     main = df[df["block"] == "main"]
     rows = []
     for rid, g in main.groupby("rater_id", sort=True):
-        catch = g[g["kind"] == "catch"]
-        acc = float(catch["chose_real"].mean()) if len(catch) else float("nan")
-        excluded = rule is not None and rule.excluded(len(catch), acc)  # no catch trial: acc is NaN, kept
+        sid = g["study_id"].iloc[0] if "study_id" in g else None
+        policy, exposure = policies.get(sid, policies.get(None, (None, 0.0)))
+        values = rater_values(g, exposure)
+        flagged = policy.flags(values) if policy is not None else []
         rows.append(
             {
                 "rater_id": rid,
                 "rater_label": g["rater_label"].iloc[0] if "rater_label" in g else "",
-                "study": g["study"].iloc[0],
+                "study": g["study"].iloc[0] if "study" in g else "",
                 "task": int(g["task"].iloc[0]),
                 "n_judgments": int(len(g)),
-                "n_catch": int(len(catch)),
-                "catch_accuracy": acc,
-                "excluded": excluded,
+                "n_catch": int(values["n_catch"]),
+                "catch_accuracy": values["catch_accuracy"],  # no catch trial: NaN, never flagged
+                "median_rt_s": values["median_rt_s"],
+                "side_streak": int(values["side_streak"]),
+                "answer_streak": int(values["answer_streak"]),
+                "excluded_by": ";".join(flagged),
+                "excluded": bool(flagged),
             }
         )
     return pd.DataFrame(rows, columns=RATER_COLUMNS)
+
+
+def _policies(rule: ExcludeRule, studies: list[dict[str, Any]]) -> dict[Any, tuple[QualityPolicy | None, float]]:
+    """Each study's policy and exposure; key None for frames without a study list."""
+    out: dict[Any, tuple[QualityPolicy | None, float]] = {
+        s["id"]: (resolve_policy(rule, s), float(s.get("exposure_s") or 0.0)) for s in studies
+    }
+    out[None] = (resolve_policy(rule, studies[0] if len(studies) == 1 else None), 0.0)
+    return out
+
+
+def exclusion_counts(raters: pd.DataFrame, policies: list[QualityPolicy | None]) -> list[dict[str, Any]]:
+    """Per rule of the policies: its text and how many raters it flagged (a rater may be flagged by several)."""
+    used = [p for p in policies if p is not None]
+    out = []
+    for rule in RULES:
+        owners = [p for p in used if rule in p.active]
+        if not owners:
+            continue
+        flagged = raters["excluded_by"].fillna("").str.split(";").map(lambda x, r=rule: r in x) \
+            if len(raters) else pd.Series([], dtype=bool)
+        only = flagged & (raters["excluded_by"].fillna("") == rule) if len(raters) else flagged
+        out.append({"rule": rule, "text": owners[0].rule_text(rule), "n_raters": int(flagged.sum()),
+                    "n_only": int(only.sum())})
+    return out
 
 
 def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int, exclusion: str) -> pd.DataFrame:
@@ -327,7 +401,7 @@ def _comparison_table(real: pd.DataFrame) -> pd.DataFrame:
 
 def _study_dict(studies: list[dict[str, Any]], raters: pd.DataFrame) -> dict[str, Any]:
     """The study settings for reports: one study's fields, lists where a database holds several."""
-    keys = ("name", "task", "exposure_s", "n_images", "per_rater", "run_dir", "methods")
+    keys = ("name", "task", "exposure_s", "n_images", "per_rater", "run_dir", "methods", "quality")
     per = [{k: s.get(k) for k in keys} | {"id": s["id"]} for s in studies]
 
     def one(key: str) -> Any:
@@ -343,19 +417,55 @@ def _study_dict(studies: list[dict[str, Any]], raters: pd.DataFrame) -> dict[str
     return out
 
 
+def _exclusion_note(policies: list[QualityPolicy | None], n_raters: int, n_excluded: int, all_excluded: bool) -> str:
+    """The exclusion line of the notes: the rules, and how many raters they removed."""
+    used = [p for p in policies if p is not None]
+    text = "; ".join(dict.fromkeys(p.describe() for p in used)) if used else "no rater exclusion"
+    if all_excluded:
+        return text + (
+            f"; ALL {n_raters} rater(s) fail these rules, so the fool rates below keep every rater "
+            "(column exclusion says so); check the catch trials and the raters before quoting them"
+        )
+    return text + f"; {n_excluded} of {n_raters} rater(s) excluded"
+
+
+def _notes(exclusion_note: str, n_resamples: int, seed: int) -> list[str]:
+    """The analysis' notes: definitions, the exclusion, the intervals and the tests."""
+    return [
+        "fool rate = share of main-block trials in which the method's output was chosen over the ground "
+        "truth; practice and catch trials are not counted",
+        exclusion_note,
+        "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
+        "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "
+        f"({n_resamples} resamples, seed {seed})",
+        "p_value_vs_50 and comparisons: Wald t-test on a linear probability model with two-way "
+        "cluster-robust (Cameron-Gelbach-Miller) standard errors by rater and image, min(raters, images)-1 "
+        "degrees of freedom (empty with fewer than 2 raters or 2 images); it needs no model of how raters "
+        "and images differ and no iterative fit, unlike a logistic mixed model",
+    ]
+
+
 def analyze_frame(
     judgments: pd.DataFrame,
     studies: list[dict[str, Any]] | None = None,
-    exclude_rule: CatchRule | None = DEFAULT_RULE,
+    exclude_rule: ExcludeRule = DEFAULT_RULE,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> StudyAnalysis:
-    """Analyze a judgments table (`Store.judgments_frame()` columns) into a StudyAnalysis."""
-    raters = _rater_table(judgments, exclude_rule)
+    """Analyze a judgments table (`Store.judgments_frame()` columns) into a StudyAnalysis.
+
+    `exclude_rule`: "stored" (each study's quality policy from its config; the catch rule alone for
+    studies that stored none), a dict replacing some of the stored settings, a QualityPolicy, a CatchRule
+    or None (keep everyone).
+    """
+    policies = _policies(exclude_rule, studies or [])
+    raters = _rater_table(judgments, policies)
     excluded = set(raters.loc[raters["excluded"], "rater_id"])
     # Every rater excluded: say so, and report the numbers of all raters, labelled, rather than nothing.
     all_excluded = bool(len(raters)) and len(excluded) == len(raters)
-    exclusion = "catch rule" if exclude_rule is not None else "none"
+    used = [p for p, _ in policies.values() if p is not None]
+    exclusion = "none" if not used else "catch rule" if all(p.active == ("catch",) for p in used) else "quality rules"
+    note = _exclusion_note([p for p, _ in policies.values()], len(raters), len(excluded), all_excluded)
     if all_excluded:
         excluded, exclusion = set(), ALL_EXCLUDED
     # Fool rates use main-block trials of real outputs from raters who were kept.
@@ -370,36 +480,19 @@ def analyze_frame(
         .reset_index()
         .rename(columns={"size": "n_judgments", "mean": "fool_rate"})
     )
-    notes = [
-        "fool rate = share of main-block trials in which the method's output was chosen over the ground "
-        "truth; practice and catch trials are not counted",
-        (exclude_rule.describe() if exclude_rule else "no rater exclusion")
-        + (
-            f"; ALL {len(raters)} rater(s) fail this rule, so the fool rates below keep every rater "
-            "(column exclusion says so); check the catch trials and the raters before quoting them"
-            if all_excluded
-            else f"; {len(excluded)} of {len(raters)} rater(s) excluded"
-        ),
-        "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
-        "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "
-        f"({n_resamples} resamples, seed {seed})",
-        "p_value_vs_50 and comparisons: Wald t-test on a linear probability model with two-way "
-        "cluster-robust (Cameron-Gelbach-Miller) standard errors by rater and image, min(raters, images)-1 "
-        "degrees of freedom (empty with fewer than 2 raters or 2 images); it needs no model of how raters "
-        "and images differ and no iterative fit, unlike a logistic mixed model",
-    ]
+    counts = exclusion_counts(raters, list(dict.fromkeys(used)))
     return StudyAnalysis(
         fool_rates=_fool_table(real, n_resamples, seed, exclusion),
         per_image=per_image[PER_IMAGE_COLUMNS],
         raters=raters,
         comparisons=_comparison_table(real),
-        notes=notes,
-        study=_study_dict(studies or [], raters) | {"all_raters_excluded": all_excluded},
+        notes=_notes(note, n_resamples, seed),
+        study=_study_dict(studies or [], raters) | {"all_raters_excluded": all_excluded, "exclusions": counts},
     )
 
 
 def analyze(
-    db: str, exclude_rule: CatchRule | None = DEFAULT_RULE, n_resamples: int = 2000, seed: int = 0
+    db: str, exclude_rule: ExcludeRule = DEFAULT_RULE, n_resamples: int = 2000, seed: int = 0
 ) -> StudyAnalysis:
     """Analyze every study in a database (file path or SQLAlchemy URL) into fool rates, CIs and tests."""
     from studies.store import Store
@@ -411,7 +504,10 @@ def analyze(
 __all__ = [
     "CatchRule",
     "DEFAULT_RULE",
+    "STORED",
     "StudyAnalysis",
+    "exclusion_counts",
+    "resolve_policy",
     "analyze",
     "analyze_frame",
 

@@ -22,21 +22,56 @@ def add_exclusion_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-catch-accuracy",
         type=float,
         default=None,
-        help=f"exclude raters whose catch-trial accuracy is below this (default {MIN_CATCH_ACCURACY})",
+        help="replace the study's stored catch-accuracy minimum (set at `study create`, "
+        f"default {MIN_CATCH_ACCURACY}); its other quality rules still apply",
     )
-    parser.add_argument("--no-exclusion", action="store_true", help="keep every rater")
+    parser.add_argument("--no-exclusion", action="store_true", help="keep every rater (no quality rule applied)")
 
 
 def exclusion_rule(args: argparse.Namespace) -> Any:
-    """The `studies.analysis.CatchRule` the exclusion options ask for (None: no exclusion)."""
-    from studies.analysis import CatchRule
+    """What the exclusion options ask for: "stored" (the study's own policy), a dict replacing the catch
+    minimum in it, or None (no exclusion); `studies.analysis.analyze` takes each."""
+    from studies.analysis import STORED
 
-    accuracy = MIN_CATCH_ACCURACY if args.min_catch_accuracy is None else args.min_catch_accuracy
-    if not 0.0 <= accuracy <= 1.0:
-        raise ValueError(f"--min-catch-accuracy must be between 0 and 1, got {accuracy}")
     if args.no_exclusion and args.min_catch_accuracy is not None:
         raise ValueError("pass either --no-exclusion or --min-catch-accuracy, not both")
-    return None if args.no_exclusion else CatchRule(min_accuracy=accuracy)
+    if args.no_exclusion:
+        return None
+    if args.min_catch_accuracy is None:
+        return STORED
+    if not 0.0 <= args.min_catch_accuracy <= 1.0:
+        raise ValueError(f"--min-catch-accuracy must be between 0 and 1, got {args.min_catch_accuracy}")
+    return {"min_catch_accuracy": args.min_catch_accuracy}
+
+
+def _add_quality_arguments(parser: argparse.ArgumentParser) -> None:
+    """`study create`: the rater-quality rules stored with the study (0 turns a rule off)."""
+    from studies.quality import QualityPolicy
+
+    d = QualityPolicy()
+    g = parser.add_argument_group("rater quality, fixed before the first judgment (0 turns a rule off)")
+    g.add_argument("--min-catch-accuracy", type=float, default=d.min_catch_accuracy,
+                   help=f"exclude raters below this catch-trial accuracy (default {d.min_catch_accuracy})")
+    g.add_argument("--min-rt", type=float, default=d.min_median_rt_s, metavar="SECONDS",
+                   help="exclude raters whose median time from the pair's hiding to the answer is below this "
+                   f"(default {d.min_median_rt_s})")
+    g.add_argument("--max-side-streak", type=int, default=d.max_side_streak, metavar="N",
+                   help="exclude raters who chose the same side more than N times in a row "
+                   f"(default {d.max_side_streak})")
+    g.add_argument("--max-answer-streak", type=int, default=d.max_answer_streak, metavar="N",
+                   help="exclude raters who chose the image that is not the real one more than N times in a row "
+                   f"(default {d.max_answer_streak})")
+    parser.add_argument("--raters", type=int, metavar="N",
+                        help="raters you plan to invite, for the printed power "
+                        "(default: the smallest balanced count >= 20)")
+
+
+def _quality(args: argparse.Namespace) -> dict[str, Any]:
+    """The QualityPolicy settings `study create` stores (validated by QualityPolicy)."""
+    from studies.quality import QualityPolicy
+
+    return QualityPolicy(min_catch_accuracy=args.min_catch_accuracy, min_median_rt_s=args.min_rt,
+                         max_side_streak=args.max_side_streak, max_answer_streak=args.max_answer_streak).to_dict()
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--practice", type=int, default=3, help="practice trials per rater (default 3)")
     c.add_argument("--seed", type=int, default=0, help="seed of the image subset, sides and orders")
     c.add_argument("--base-url", default="http://localhost:8501", help="where the app will be served")
+    _add_quality_arguments(c)
     c.set_defaults(func=_cmd_create)
 
     i = ssub.add_parser("invite", help="add raters and print one invite link per rater")
@@ -82,11 +118,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--refused", help="also write the refused answers to this .csv or .parquet file")
     e.set_defaults(func=_cmd_export)
 
-    a = ssub.add_parser("analyze", help="fool rates with CIs, tests, rater exclusion, per-image extremes")
+    _add_analyze_parser(ssub)
+
+
+def _add_analyze_parser(ssub: argparse._SubParsersAction) -> None:
+    """`study analyze`: fool rates, ranking, metric agreement, reliability, power, exclusions per rule."""
+    a = ssub.add_parser("analyze", help="fool rates, Bradley-Terry ranking, metric agreement, reliability, "
+                        "exclusions per rule")
     a.add_argument("--db", required=True)
-    a.add_argument("--out", help="folder for the CSV exports and study.json")
+    a.add_argument("--run", help="benchmark run folder for metric agreement (default: the run the study came from)")
+    a.add_argument("--out", help="folder for the CSV exports, plots and study.json")
     add_exclusion_arguments(a)
-    a.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    a.add_argument("--resamples", type=int, default=2000,
+                   help="bootstrap resamples (default 2000; the ranking and metric agreement use at most 1000)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_cmd_analyze)
 
@@ -95,7 +139,16 @@ def _link(base_url: str, **params: str) -> str:
     return f"{base_url.rstrip('/')}/?{urlencode(params)}"
 
 
+def _power_line(cfg: Any, n_raters: int) -> str:
+    """The power the design has with n_raters (studies.extended.achieved_power), as `create` prints it."""
+    from studies.extended import achieved_power
+
+    study = {"methods": list(cfg.methods), "per_rater": cfg.per_rater, "n_images": cfg.n_images}
+    return f"power: {achieved_power(study, n_raters)} (--raters N for another count; `study plan` to size it)"
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
+    from studies.quality import QualityPolicy
     from studies.service import create_study
 
     made = create_study(
@@ -110,6 +163,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
         args.catch,
         args.practice,
         args.seed,
+        quality=_quality(args),
     )
     cfg = made.config
     print(
@@ -123,6 +177,10 @@ def _cmd_create(args: argparse.Namespace) -> int:
         f"(screen scaling 100%) or {w2} x {h2} (200%, e.g. a laptop's high-DPI screen); smaller windows are "
         "asked to grow before the study starts"
     )
+    # Default: the smallest balanced number of raters from 20 up.
+    planned = args.raters or made.balanced_raters * -(-20 // made.balanced_raters)
+    print(_power_line(cfg, planned))
+    print(f"rater exclusion (stored, fixed now): {QualityPolicy.from_dict(cfg.quality).describe()}")
     print(f"admin link (keep it private): {_link(args.base_url, admin=made.admin_token)}")
     print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
     return 0
@@ -160,46 +218,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from studies.analysis import analyze
+    from studies.extended import analyze_study, read_per_image
+    from studies.printout import print_analysis
 
-    result = analyze(args.db, exclusion_rule(args), n_resamples=args.resamples, seed=args.seed)
-    cols = [
-        "method",
-        "task",
-        "n_judgments",
-        "n_raters",
-        "fool_rate",
-        "boot_low",
-        "boot_high",
-        "p_value_vs_50",
-    ]
-    if result.all_excluded:
-        print(
-            f"WARNING: every rater ({len(result.raters)}) fails the catch rule; the fool rates below are "
-            "WITHOUT exclusion (pass --min-catch-accuracy or --no-exclusion to choose)"
-        )
-    if result.fool_rates.empty:
-        print("no judgments yet")
-    else:
-        print(result.fool_rates[cols].to_string(index=False, float_format=_FLOAT))
-    if len(result.comparisons):
-        print()
-        print(
-            result.comparisons[["method_a", "method_b", "task", "difference", "p_value"]].to_string(
-                index=False, float_format=_FLOAT
-            )
-        )
-    ext = result.extremes(k=3)
-    if len(ext):
-        print("\nimages with the highest (best) and lowest (worst) fool rates:")
-        print(
-            ext[["task", "method", "which", "image_id", "n_judgments", "fool_rate"]].to_string(
-                index=False, float_format=_FLOAT
-            )
-        )
-    print()
-    for note in result.notes:
-        print(f"note: {note}")
+    if args.run:
+        read_per_image(args.run)  # a --run without per_image.csv is an error that says what to pass
+    result = analyze_study(args.db, exclusion_rule(args), args.run, n_resamples=args.resamples, seed=args.seed)
+    print_analysis(result)
     if args.out:
         print(f"\nwrote {result.save(args.out).resolve()}")
     return 0

@@ -37,6 +37,7 @@ class StudyConfig:
     n_catch: int = 4
     n_practice: int = 3
     seed: int = 0
+    quality: dict[str, Any] = field(default_factory=dict)  # studies.quality.QualityPolicy, fixed at create
     n_images: int = field(init=False)
 
     def __post_init__(self) -> None:

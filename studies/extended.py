@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evalsuite.io import atomic_write_text
-from studies.agreement import Agreement, metric_agreement, reliability, reliability_reading
+from studies.agreement import BASIS_DERIVED, Agreement, metric_agreement, reliability, reliability_reading
+from studies.analysis import DEFAULT_RULE, ExcludeRule, StudyAnalysis, analyze_frame
 from studies.ranking import REAL, Ranking, bradley_terry, pairs_from_judgments, ranking_plot, win_matrix_plot
 
 
@@ -81,6 +83,8 @@ class ExtendedAnalysis:
         if (out / "agreement.csv").exists():
             table = pd.read_csv(out / "agreement.csv", dtype={"metric": str})
             table["note"] = table["note"].fillna("")
+            for col in ("n_trials", "n_skipped", "n_ties", "n_methods"):  # counts, as metric_agreement gives them
+                table[col] = table[col].astype("Int64")
             agreement = Agreement(table, list(meta.get("agreement_notes") or []))
         return cls(ranking, pd.read_csv(out / "reliability.csv"), agreement, list(meta.get("notes", [])))
 
@@ -101,7 +105,7 @@ def extended_analysis(
     `methods`: the study's methods (a method without judgments is listed with a reason); `tasks`: keep
     only these tasks (pairs from different questions should not be pooled into one ranking unless intended).
     """
-    pairs = pairs_from_judgments(judgments, excluded)
+    pairs = study_pairs(judgments, excluded)
     if tasks is not None:
         if "task" not in pairs:
             raise ValueError("tasks= given but the judgments have no task column")
@@ -120,6 +124,36 @@ def extended_analysis(
     return ExtendedAnalysis(ranking, reliability(pairs, seed=seed), agreement, notes)
 
 
+# Trial kinds that hold no choice between two options of the ranking.
+_NOT_RANKED = ("catch", "attention")
+
+
+def study_pairs(judgments: pd.DataFrame, excluded: Sequence[str] = ()) -> pd.DataFrame:
+    """Pairs format from any judgments frame: method-vs-real trials and method-vs-method trials together.
+
+    Method-vs-method rows are recognised by values in `option_a`, `option_b` and `winner` (or `method`,
+    `method_b` and `winner`); the other main-block rows of kind "real" become (method, real) pairs. Catch and
+    attention trials and the raters in `excluded` are dropped.
+    """
+    df = judgments
+    if "method_b" in df and "option_a" not in df:
+        df = df.assign(option_a=df["method"], option_b=df["method_b"])
+    if not {"option_a", "option_b", "winner"} <= set(df.columns) or "chose_real" not in df:
+        return pairs_from_judgments(df, excluded)
+    # A store frame with some method-vs-method rows: those pass through, the method-vs-real rows are converted.
+    duel = df["option_a"].notna() & df["option_b"].notna() & df["winner"].notna()
+    duel &= ~df["kind"].isin(_NOT_RANKED) if "kind" in df else True
+    parts = []
+    if duel.any():
+        parts.append(pairs_from_judgments(df.loc[duel], excluded))
+    rest = df.loc[~duel].drop(columns=["option_a", "option_b", "winner"])
+    if len(rest):
+        parts.append(pairs_from_judgments(rest, excluded))
+    keep = [c for c in ("rater", "image_id", "option_a", "option_b", "winner", "task") if any(c in p for p in parts)]
+    return pd.concat([p.reindex(columns=keep) for p in parts], ignore_index=True) if parts else pd.DataFrame(
+        columns=keep)
+
+
 def read_per_image(run_dir: str | Path) -> pd.DataFrame:
     """A run folder's per_image.csv with string ids (clear error when the run has none)."""
     path = Path(run_dir) / "per_image.csv"
@@ -131,4 +165,102 @@ def read_per_image(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"method": str, "image_id": str})
 
 
-__all__ = ["ExtendedAnalysis", "extended_analysis", "read_per_image"]
+def _per_image(run_dir: object) -> tuple[pd.DataFrame | None, str]:
+    """The run's per_image.csv, or None and the reason metric agreement is skipped."""
+    if not isinstance(run_dir, (str, Path)) or not str(run_dir):
+        return None, "metric agreement skipped: the database's studies come from different runs; pass --run"
+    try:
+        return read_per_image(run_dir), ""
+    except FileNotFoundError as e:
+        return None, f"metric agreement skipped: {e}"
+
+
+def extend(result: StudyAnalysis, judgments: pd.DataFrame, run_dir: str | Path | None = None,
+           n_resamples: int = 1000, seed: int = 0) -> StudyAnalysis:
+    """Add each task's ranking, metric agreement and reliability, and the design's power, to a fool-rate analysis.
+
+    The raters the analysis excluded are left out (all kept, as in the fool rates, when every rater failed);
+    `run_dir` (default: the run the study was made from) gives the per-image metrics.
+    """
+    raters = result.raters
+    excluded = [] if result.all_excluded else raters.loc[raters["excluded"].astype(bool), "rater_id"].tolist()
+    per_image, why = _per_image(run_dir if run_dir is not None else result.study.get("run_dir"))
+    studies = result.study.get("studies") or []
+    tasks = (result.study.get("tasks") or sorted(judgments["task"].unique())) if len(judgments) else []
+    for task in tasks:
+        methods = [m for s in studies if s.get("task") == task for m in (s.get("methods") or [])]
+        try:
+            ext = extended_analysis(judgments, per_image, excluded, list(dict.fromkeys(methods)) or None,
+                                    n_resamples, seed, tasks=[task])
+        except ValueError as e:  # nothing to rank yet (no judgments of this task after the exclusions)
+            result.study.setdefault("extended_skipped", {})[str(task)] = str(e)
+            continue
+        ext.notes += [why] if why else []
+        result.extended[int(task)] = ext
+    result.study["power"] = achieved_power(result.study, len(raters) - len(excluded))
+    return result
+
+
+def analyze_study(db: str, exclude_rule: ExcludeRule = DEFAULT_RULE, run_dir: str | Path | None = None,
+                  n_resamples: int = 2000, seed: int = 0) -> StudyAnalysis:
+    """`study analyze`: fool rates (studies.analysis) plus ranking, metric agreement, reliability and power."""
+    from studies.store import Store
+
+    with Store(db, create=False) as store:
+        judgments, studies = store.judgments_frame(), store.studies()
+    result = analyze_frame(judgments, studies, exclude_rule, n_resamples, seed)
+    # The ranking refits once per resample: at most 1000 resamples keep it to seconds.
+    return extend(result, judgments, run_dir, min(n_resamples, 1000), seed)
+
+
+def metric_verdict(ext: ExtendedAnalysis) -> str:
+    """One sentence: which metric best predicts raters, with its interval and the ceiling reliability sets."""
+    if ext.agreement is None:
+        return "No metric agreement: the benchmark run's per_image.csv was not available (see the notes)."
+    t = ext.agreement.table.dropna(subset=["agreement"])
+    t = t[t["basis"] == t["basis"].iloc[0]] if len(t) else t  # the common basis sorts first
+    if t.empty:
+        return ext.agreement.reading()
+    best = t.sort_values("agreement", ascending=False).iloc[0]
+    text = (f"{best['metric']} predicts raters best: it agrees with them on {best['agreement']:.0%} "
+            f"[{best['ci_low']:.0%}, {best['ci_high']:.0%}] of {int(best['n_trials'])} {best['basis']}")
+    rel = ext.reliability.set_index("measure")["value"]
+    alpha = float(rel.get("krippendorff_alpha", np.nan))
+    if np.isfinite(alpha) and best["basis"] == BASIS_DERIVED:
+        text += (f"; these compare per-image fool rates, which average over raters (single choices agree between "
+                 f"raters only at Krippendorff alpha={alpha:.2f})")
+    elif np.isfinite(alpha):
+        level = "near chance" if alpha < 0.1 else "low" if alpha < 0.4 else "moderate" if alpha < 0.667 else "high"
+        text += (f"; raters agree with each other at Krippendorff alpha={alpha:.2f} ({level}), which caps what "
+                 "any metric can reach on single trials")
+    return text + "."
+
+
+def achieved_power(study: dict, n_raters: int) -> str:
+    """The power (two or more methods) or expected CI half-width (one method) a study's design has."""
+    from studies.power import Assumptions, Design, half_width, power_sentence
+
+    methods = study.get("methods")
+    per_rater, n_images = study.get("per_rater"), study.get("n_images")
+    if not isinstance(methods, list) or not isinstance(per_rater, int) or not isinstance(n_images, int):
+        return "Power not computed: the database holds several studies with different designs."
+    if n_raters < 1:
+        return "Power not computed: no rater has answered yet."
+    k, trials = len(methods), per_rater * len(methods)
+    if k >= 2:
+        return power_sentence(n_raters, trials, n_images, k)
+    hw = half_width(Design(n_raters, trials, n_images, 1), Assumptions())
+    return (f"With {n_raters} raters x {trials} trials each x {n_images} images, the fool rate's 95% interval is "
+            f"expected to be about +/-{hw:.0%} wide (assumed fool rate 0.4, ICC rater 0.05, image 0.1).")
+
+
+__all__ = [
+    "ExtendedAnalysis",
+    "achieved_power",
+    "analyze_study",
+    "extend",
+    "extended_analysis",
+    "metric_verdict",
+    "read_per_image",
+    "study_pairs",
+]

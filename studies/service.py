@@ -10,6 +10,7 @@ from pathlib import Path
 
 from studies.design import StudyConfig, balanced_raters, rater_plan, select_images
 from studies.payload import Need, study_need
+from studies.quality import QualityPolicy
 from studies.stimuli import build_stimuli, run_images
 from studies.store import Store
 
@@ -40,6 +41,7 @@ def create_study(
     n_catch: int = 4,
     n_practice: int = 3,
     seed: int = 0,
+    quality: dict | None = None,
 ) -> CreatedStudy:
     """Design a study on a run folder, re-encode its stimuli and store both in the database."""
     run = Path(run_dir)
@@ -61,6 +63,7 @@ def create_study(
         n_catch=min(n_catch, len(image_ids)),
         n_practice=min(n_practice, len(image_ids)),
         seed=seed,
+        quality=QualityPolicy.from_dict(quality or {}).to_dict(),  # the exclusion rules, fixed before any judgment
     )
     with Store(db) as store:
         study_id, token = store.add_study(

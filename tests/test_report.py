@@ -411,9 +411,10 @@ def test_study_section_from_database_and_analysis_folder(run_dir, study_db, tmp_
 def test_report_in_headless_chromium(run_dir, study_db, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from studies.analysis import analyze
+    from studies.extended import analyze_study
 
-    folder = analyze(str(study_db), n_resamples=200).save(tmp_path / "analysis")
+    # The whole study section: fool rates, ranking, win matrix, metric agreement, reliability, power, exclusions.
+    folder = analyze_study(str(study_db), run_dir=run_dir, n_resamples=200).save(tmp_path / "analysis")
     path = write_report(run_dir, study=folder, out=tmp_path / "report.html")
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
@@ -452,6 +453,12 @@ def test_report_in_headless_chromium(run_dir, study_db, tmp_path):
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
             page.screenshot(path=str(ARTIFACTS / "report-top.png"))
+            page.locator("#study").screenshot(path=str(ARTIFACTS / "report-study.png"))
+            # Each part of the study section is laid out with a size (rendered, not hidden or collapsed).
+            for part in ("#plot-fool svg", "#plot-ranking-1 svg", "#plot-win-1 svg", "table.agreement",
+                         "table.reliability", "table.exclusions", "#study-power"):
+                box = page.locator(part).first.bounding_box()
+                assert box and box["width"] > 100 and box["height"] > 10, part
         finally:
             browser.close()
     assert problems == []

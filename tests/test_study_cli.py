@@ -63,7 +63,7 @@ def test_create_invite_answer_analyze(tmp_path, capsys):
     store.dispose()
     assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "a"), "--resamples", "100"]) == 0
     out = capsys.readouterr().out
-    assert "every rater (2) fails the catch rule" in out and "WITHOUT exclusion" in out
+    assert "every rater (2) fails the exclusion rules" in out and "WITHOUT exclusion" in out
     assert "bicubic" in out and "1.000" in out and "no judgments yet" not in out
     fool = pd.read_csv(tmp_path / "a" / "fool_rates.csv")
     assert len(fool) == 2 and fool["exclusion"].str.startswith("none: every rater failed").all()

@@ -1,0 +1,231 @@
+"""Section 6 of the HTML report, the human study: what `reports/templates/study.html.j2` shows.
+
+Fool rates with the interval docs/studies.md says to quote (bootstrap over raters and images), the
+exclusions per quality rule, the power the design had, and per task the Bradley-Terry ranking (plot with
+CIs), the win matrix, the metric-agreement table (which metric best predicts raters) and the inter-rater
+reliability; each part with one plain-language sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import images as I
+from reports import plots
+from reports.paper import paper_table
+
+DASH = "\u2014"
+RULE_TITLES = {"catch": "catch trials failed", "too_fast": "too fast", "side_streak": "same side in a row",
+               "answer_streak": "not-real image in a row"}
+
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def pct(v: Any) -> str:
+    """A share as a percentage with one decimal, a dash when missing."""
+    f = _num(v)
+    return DASH if f is None else f"{100 * f:.1f}%"
+
+
+def pval(v: Any) -> str:
+    """A p-value with 3 significant digits, '< 0.0001' below that."""
+    f = _num(v)
+    return DASH if f is None else (f"{f:.3g}" if f >= 1e-4 else "< 0.0001")
+
+
+def num(v: Any, digits: int = 2) -> str:
+    """A number with `digits` decimals, a dash when missing."""
+    f = _num(v)
+    return DASH if f is None else f"{f:.{digits}f}"
+
+
+def task_label(task: Any) -> str:
+    """A 2AFC task number with its question (SR3: task 1 shows the LR input, task 2 does not)."""
+    try:
+        t = int(task)
+    except (TypeError, ValueError):
+        return str(task)
+    short = {1: "LR shown: better HR version?", 2: "no LR: which is from a camera?"}
+    return f"{t} ({short[t]})" if t in short else str(t)
+
+
+def fool_rows(fr: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per (method, task): counts, the fool rate, both intervals and the test against 50%."""
+    return [
+        {
+            "method": str(r["method"]), "task": task_label(r.get("task")), "task_id": str(r.get("task")),
+            "n_judgments": int(r["n_judgments"]), "n_raters": int(r["n_raters"]),
+            "fool_rate": _num(r["fool_rate"]), "rate": pct(r["fool_rate"]),
+            "wilson": f"{pct(r.get('wilson_low'))} \u2013 {pct(r.get('wilson_high'))}",
+            "boot": f"{pct(r.get('boot_low'))} \u2013 {pct(r.get('boot_high'))}",
+            "p": pval(r.get("p_value_vs_50")),
+        }
+        for _, r in fr.iterrows()
+    ]
+
+
+def fool_reading(fr: pd.DataFrame) -> str:
+    """One sentence: the method that fooled raters most, with the interval to quote."""
+    if fr.empty:
+        return "No fool rates yet: the study has no judgments."
+    best = fr.sort_values("fool_rate", ascending=False).iloc[0]
+    text = (f"{best['method']} fooled raters most: they chose its output over the real image in "
+            f"{pct(best['fool_rate'])} of {int(best['n_judgments'])} trials (95% CI {pct(best['boot_low'])} to "
+            f"{pct(best['boot_high'])}, bootstrap over raters and images: the interval to quote)")
+    hi = _num(best.get("boot_high"))
+    if hi is not None and hi < 0.5:
+        text += "; even its upper bound is below 50%, so raters could tell every method from the real images"
+    elif hi is not None:
+        text += "; its interval reaches 50% (indistinguishable from real)"
+    return text + "."
+
+
+def exclusion_part(analysis: Any) -> dict[str, Any]:
+    """How many raters each quality rule flagged, the raters, and a sentence."""
+    raters = analysis.raters
+    counts = list((analysis.study or {}).get("exclusions") or [])
+    n, n_out = len(raters), int(raters["excluded"].astype(bool).sum()) if len(raters) else 0
+    rows = [{"rule": RULE_TITLES.get(c["rule"], c["rule"]), "text": c["text"], "n": c["n_raters"],
+             "only": c["n_only"]} for c in counts]
+    if not counts and n_out:  # an analysis folder saved before per-rule counts existed
+        reading = f"{n_out} of {n} raters were excluded (per-rule counts: rerun `evalsuite study analyze`)."
+    elif not counts:
+        reading = f"No rater was excluded: the analysis kept all {n} raters (no exclusion rule applied)."
+    else:
+        per = ", ".join(f"{r['rule']} {r['n']}" for r in rows)
+        reading = (f"{n_out} of {n} raters were excluded by the rules fixed when the study was created "
+                   f"({per}; a rater may break several rules).")
+    if getattr(analysis, "all_excluded", False):
+        reading += " Since that is every rater, the numbers above keep them all, labelled."
+    return {"rows": rows, "reading": reading, "raters": rater_rows(raters)}
+
+
+def rater_rows(raters: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per rater: judgments, catch accuracy, median response time, streaks, rules broken."""
+    return [
+        {"id": r.get("rater_label") or r["rater_id"], "n": int(r["n_judgments"]), "catch": pct(r["catch_accuracy"]),
+         "rt": num(r.get("median_rt_s")), "side": r.get("side_streak", DASH), "answer": r.get("answer_streak", DASH),
+         "excluded": bool(r["excluded"]), "why": str(r.get("excluded_by") or "").replace(";", ", ")}
+        for _, r in raters.iterrows()
+    ]
+
+
+def extremes_part(analysis: Any, run_dir: Path, n_worst: int) -> list[dict[str, Any]]:
+    """Per method and task: the images that fooled raters most and least, with thumbnails."""
+    per = analysis.per_image
+    # k best and k worst per method: at most half the images each, so the two lists never overlap.
+    fewest = int(per.groupby(["task", "method"]).size().min()) if len(per) else 0
+    ext = analysis.extremes(max(1, min(n_worst, fewest // 2)))
+    out = []
+    for (t, m), d in ext.groupby(["task", "method"], sort=True):
+        def items(part: pd.DataFrame, method: str = str(m)) -> list[dict[str, Any]]:
+            found = []
+            for _, r in part.iterrows():
+                sr = run_dir / "outputs" / method / f"{r['image_id']}.png"
+                found.append({"id": str(r["image_id"]), "rate": pct(r["fool_rate"]), "n": int(r["n_judgments"]),
+                              "sr": I.thumbnail_uri(sr) if sr.exists() else None})
+            return found
+
+        out.append({"method": str(m), "task": task_label(t), "best": items(d[d["which"] == "best"]),
+                    "worst": items(d[d["which"] == "worst"])})
+    return out
+
+
+def comparison_rows(comparisons: pd.DataFrame) -> list[dict[str, Any]]:
+    """Method against method: the difference of fool rates and its clustered test."""
+    return [
+        {"a": r["method_a"], "b": r["method_b"], "task": task_label(r.get("task")),
+         "diff": f"{100 * float(r['difference']):+.1f}", "p": pval(r.get("p_value")), "test": r.get("test", "")}
+        for _, r in comparisons.iterrows()
+    ]
+
+
+def ranking_part(ext: Any) -> dict[str, Any]:
+    """One task's Bradley-Terry scores with CIs and the win matrix, as tables and plots."""
+    from studies.ranking import ranking_plot, win_matrix_plot
+
+    rows = [
+        {"option": str(r["option"]), "rank": DASH if pd.isna(r["rank"]) else int(r["rank"]), "score": num(r["score"]),
+         "ci": f"{num(r['ci_low'])} to {num(r['ci_high'])}", "n": int(r["n_comparisons"]),
+         "note": str(r.get("note") or "")}
+        for _, r in ext.ranking.scores.iterrows()
+    ]
+    # The win matrix in ranking order (best first), options never compared left out.
+    order = [o for o in ext.ranking.scores["option"] if ext.ranking.totals.loc[o].sum() > 0]
+    table = ext.ranking.win_table().loc[order, order]
+    win = {"columns": [str(c) for c in table.columns],
+           "rows": [{"option": str(i), "cells": [str(v) for v in table.loc[i]]} for i in table.index]}
+    return {"rows": rows, "plot": ranking_plot(ext.ranking), "win": win, "win_plot": win_matrix_plot(ext.ranking)}
+
+
+def agreement_part(ext: Any) -> dict[str, Any] | None:
+    """The metric-agreement table (None when the run's per-image metrics were not available)."""
+    if ext.agreement is None:
+        return None
+    rows = [
+        {"metric": str(r["metric"]), "better": r["better"], "kind": r["kind"], "basis": r["basis"],
+         "n": DASH if pd.isna(r["n_trials"]) else int(r["n_trials"]), "agreement": pct(r["agreement"]),
+         "ci": DASH if pd.isna(r["ci_low"]) else f"{pct(r['ci_low'])} \u2013 {pct(r['ci_high'])}",
+         "rho": num(r["spearman_rho"]),
+         "note": str(r.get("note") or "")}
+        for _, r in ext.agreement.table.iterrows()
+    ]
+    return {"rows": rows}
+
+
+def reliability_rows(ext: Any) -> list[dict[str, Any]]:
+    """Krippendorff's alpha and the split-half reliabilities."""
+    names = {"krippendorff_alpha": "Krippendorff's alpha (single trials)",
+             "split_half_method": "split-half, per method", "split_half_method_image": "split-half, per method x image"}
+    return [
+        {"measure": names.get(r["measure"], r["measure"]), "value": num(r["value"]),
+         "range": DASH if pd.isna(r["low"]) else f"{num(r['low'])} to {num(r['high'])}", "n": int(r["n_units"])}
+        for _, r in ext.reliability.iterrows()
+    ]
+
+
+def task_part(task: int, ext: Any) -> dict[str, Any]:
+    """Everything shown for one task beyond fool rates, with the readings."""
+    from studies.extended import metric_verdict
+
+    readings = ext.readings()
+    return {"task": task_label(task), "task_id": int(task), "ranking": ranking_part(ext),
+            "agreement": agreement_part(ext), "reliability": reliability_rows(ext), "readings": readings,
+            "verdict": metric_verdict(ext), "notes": list(ext.notes)}
+
+
+def study_section(analysis: Any, run_dir: Path, manifest: dict, n_worst: int) -> dict[str, Any]:
+    """Section 6's context: fool rates, exclusions, power, and per task ranking, agreement and reliability."""
+    fr, study = analysis.fool_rates, dict(analysis.study or {})
+    paper = paper_table((manifest.get("task") or {}).get("name"))
+    catch = pd.to_numeric(analysis.raters.get("catch_accuracy", pd.Series([], dtype=float)), errors="coerce")
+    return {
+        "rows": fool_rows(fr), "reading": fool_reading(fr), "plot": plots.fool_rates(fr),
+        "n_raters": len(analysis.raters), "all_excluded": bool(getattr(analysis, "all_excluded", False)),
+        "exclusions": exclusion_part(analysis),
+        "n_excluded": int(analysis.raters["excluded"].astype(bool).sum()) if len(analysis.raters) else 0,
+        "mean_catch": pct(float(catch.mean())) if catch.notna().any() else DASH,
+        "extremes": extremes_part(analysis, run_dir, n_worst), "comparisons": comparison_rows(analysis.comparisons),
+        "tasks": [task_part(t, e) for t, e in sorted((getattr(analysis, "extended", None) or {}).items())],
+        "skipped": dict(study.get("extended_skipped") or {}), "power": study.get("power"),
+        "notes": list(analysis.notes or []),
+        "items": [(k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
+                  for k, v in study.items() if k not in ("studies", "exclusions")],
+        "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,
+        "paper_human": paper.human if paper else None,
+    }
+
+
+__all__ = ["pct", "pval", "study_section", "task_label"]
