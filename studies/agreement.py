@@ -106,7 +106,7 @@ def _reading_agreement(table: pd.DataFrame) -> str:
     best = t.iloc[0]
     text = (
         f"On this data {best['metric']} best predicts the raters: the image it prefers is the one chosen in "
-        f"{best['agreement']:.0%} of {best['n_trials']} {best['basis']} "
+        f"{best['agreement']:.0%} of {int(best['n_trials'])} {best['basis']} "
         f"(95% CI {best['ci_low']:.0%}-{best['ci_high']:.0%}; 50% = chance)"
     )
     if len(t) > 1:

@@ -113,6 +113,8 @@ def test_plan_table_and_simulated_judgments():
     assert (table["power"] >= 0.8).all()
     # More trials per rater need fewer raters.
     assert table.loc[1, "n_raters"] < table.loc[0, "n_raters"]
+    # Every column of the plan says something (no stray, always-empty column).
+    assert not [c for c in table.columns if c not in ("sim_power", "sim_se") and table[c].isna().all()]
     df = simulate_judgments(Design(10, 20, 30, 2), 0.2, a, np.random.default_rng(0))
     assert len(df) == 10 * 10 * 2 and set(df["method"]) == {"A", "B"}
     assert math.isclose(df.groupby("rater").size().iloc[0], 20)
