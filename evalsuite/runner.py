@@ -161,7 +161,7 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
     if ref is not None:
         rows.append(ref)
     notes = rc.metrics.notes
-    run_notes = [f"{n}: {msg}" for n, msg in notes.items()]
+    run_notes = [f"{n}: {msg}" for n, msg in notes.items()] + version_notes(rc.metrics.names, notes)
     if rc.spec.lr_source:
         run_notes.append(NO_HR_NOTE.format(src=rc.spec.lr_source))
     elif paired and "consistency" in rc.metrics.columns:
@@ -176,6 +176,17 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         pd.DataFrame([f for r in evaluated for f in r.failures], columns=FAILURE_COLUMNS),
         run_notes=run_notes,
     )
+
+
+def version_notes(names: list[str], not_computed: dict[str, str]) -> list[str]:
+    """One run note per wrapped library whose version the numbers depend on (pyiqa): the columns it computed."""
+    by_library: dict[tuple[str, str], list[str]] = {}
+    for n in names:
+        info = metric_info(n)
+        if info.version and n not in not_computed:
+            library = n.split(":", 1)[0]
+            by_library.setdefault((library, info.version), []).extend(info.column_names)
+    return [f"{lib}: {', '.join(cols)} computed by {lib} {v}" for (lib, v), cols in by_library.items()]
 
 
 def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:

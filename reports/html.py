@@ -220,13 +220,26 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
                 "notes": notes,
             }
         )
+    common = _common_notes(rows)
     return {
         "headers": headers,
         "rows": rows,
         "missing": missing,
         "n_methods": n_methods,
         "has_notes": any(r["notes"] for r in rows),
+        "common_notes": common,
     }
+
+
+def _common_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The notes every row of a table of two or more carries (run-wide ones), taken out of the rows, in order."""
+    parts = [[p for p in r["notes"].split("; ") if p] for r in rows]
+    if len(rows) < 2 or not parts[0]:
+        return []
+    common = [p for p in parts[0] if all(p in other for other in parts[1:])]
+    for r, own in zip(rows, parts):
+        r["notes"] = "; ".join(p for p in own if p not in common)
+    return ["; ".join(common)] if common else []
 
 
 def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
