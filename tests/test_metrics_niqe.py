@@ -181,3 +181,29 @@ def test_run_scores_outputs_and_the_hr_reference_row(weights, tmp_path):
     hr = sorted((tmp_path / "run" / "hr").glob("*.png"))
     direct = [float(metric.score(_tensor(np.array(Image.open(p).convert("RGB"))))[0]) for p in hr]
     assert rows.loc["reference (HR)", "niqe"] == pytest.approx(np.mean(direct), abs=1e-9)
+
+
+def test_report_shows_the_hr_row_as_a_reference_not_a_method(weights, tmp_path):
+    from PIL import Image
+
+    import evalsuite
+    from evalsuite.spec import BenchmarkSpec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(_photo(name)).save(data / f"{name}.png")
+    spec = BenchmarkSpec(data=str(data), scale=4, methods=("bicubic", "nearest"), metrics=("psnr", "niqe"),
+                         out=str(tmp_path / "run"), device="cpu", workers=1, bootstrap=100)
+    res = evalsuite.run(spec, log=lambda *a, **k: None, progress=False)
+    assert "reference (HR)" in set(res.summary["method"]) and "NIQE of the 2 HR images" in res.summary["notes"].iloc[-1]
+    html = (tmp_path / "run" / "report.html").read_text()
+    # Two methods; the HR row only in the metric table (no outputs, timing, failures or worst images of its own),
+    # never marked best even where its NIQE is the lowest, and quoted after the best method's headline.
+    assert "2 methods: bicubic, nearest" in html
+    assert html.count("reference (HR)") == 2  # the table row's attribute and its label
+    assert html.count('<tr data-method="reference (HR)"><td><b>reference (HR)') == 1
+    assert "failed on this image" not in html
+    row = html[html.index('<tr data-method="reference (HR)">'):]
+    assert " best" not in row[: row.index("</tr>")]
+    assert "The HR images themselves:" in html

@@ -309,7 +309,7 @@ class NIQE:
             except ValueError:  # too small for two blocks: left out, counted in the note
                 failed += 1
         v = np.array(values, dtype=np.float64)
-        note = f"{len(v)} HR images" + (f"; {failed} too small for NIQE" if failed else "")
+        note = f"NIQE of the {len(v)} HR images themselves" + (f"; {failed} too small for NIQE" if failed else "")
         if not len(v):
             return {"niqe": MetricValue(None, note=note)}
         lo, hi = bootstrap_ci(v, 2000, self.ctx.seed)
