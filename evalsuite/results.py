@@ -14,6 +14,8 @@ import pandas as pd
 from evalsuite.io import atomic_write_text
 
 # Columns read as text, so ids such as "0001" stay "0001".
+# The summary row of metrics that also score the HR images themselves (NIQE, IS, classification): not a method.
+REFERENCE_ROW = "reference (HR)"
 TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "stage": str, "reason": str, "notes": str}
 FAILURE_COLUMNS = ["method", "image_id", "stage", "reason"]
 
@@ -168,9 +170,13 @@ class Results:
             atomic_write_text(self.run_dir / name, df.to_csv(index=False, float_format="%.6g"))
 
     def table(self) -> str:
-        """A console table of the summary: value [CI] per metric."""
+        """A console table of the summary: value [CI] per metric, each header with its direction arrow."""
+        from evalsuite.metrics.base import column_info
+
         df = self.summary
         metric_cols = metric_columns(df)
+        arrows = {True: " \u2191", False: " \u2193", None: ""}
+        header = {m: m + arrows[column_info(m).higher_is_better] for m in metric_cols}
         rows = []
         for _, r in df.iterrows():
             row = {"method": r["method"], "n": int(r["n_images"])}
@@ -183,7 +189,7 @@ class Results:
                 else:
                     row[m] = f"{fmt_number(v)} [{fmt_number(lo)}, {fmt_number(hi)}]"
             rows.append(row)
-        return pd.DataFrame(rows).to_string(index=False)
+        return pd.DataFrame(rows).rename(columns=header).to_string(index=False)
 
 
 def fmt_number(v: float) -> str:

@@ -26,7 +26,7 @@ from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import MetricContext, build_metric, column_metric, metric_info, resolve_metrics
 from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, PreparedImages
-from evalsuite.results import FAILURE_COLUMNS, Results, assemble_summary
+from evalsuite.results import FAILURE_COLUMNS, REFERENCE_ROW, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
 from evalsuite.tasks import Task, resolve_task
@@ -151,7 +151,7 @@ def _reference_row(rc: RunContext) -> dict[str, Any] | None:
                 notes.append(f"{c}: {mv.note}")
     if not row and not notes:
         return None
-    return {"method": "reference (HR)", "n_images": len(rc.ids), **row, "notes": "; ".join(notes)}
+    return {"method": REFERENCE_ROW, "n_images": len(rc.ids), **row, "notes": "; ".join(notes)}
 
 
 def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[str, str]], paired: bool) -> Results:
@@ -161,7 +161,7 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
     if ref is not None:
         rows.append(ref)
     notes = rc.metrics.notes
-    run_notes = [f"{n}: {msg}" for n, msg in notes.items()]
+    run_notes = [f"{n}: {msg}" for n, msg in notes.items()] + version_notes(rc.metrics.names, notes)
     if rc.spec.lr_source:
         run_notes.append(NO_HR_NOTE.format(src=rc.spec.lr_source))
     elif paired and "consistency" in rc.metrics.columns:
@@ -176,6 +176,21 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         pd.DataFrame([f for r in evaluated for f in r.failures], columns=FAILURE_COLUMNS),
         run_notes=run_notes,
     )
+
+
+def version_notes(names: list[str], not_computed: dict[str, str]) -> list[str]:
+    """One run note per wrapped library whose version the numbers depend on (pyiqa): the columns it computed."""
+    by_library: dict[tuple[str, str], list[str]] = {}
+    for n in names:
+        info = metric_info(n)
+        if info.version and n not in not_computed:
+            library = n.split(":", 1)[0]
+            by_library.setdefault((library, info.version), []).extend(info.column_names)
+    return [
+        f"{lib}: {', '.join(cols)} computed by {lib} {v} with its own defaults (its colour handling, not "
+        "--y-channel; the crop border applies)"
+        for (lib, v), cols in by_library.items()
+    ]
 
 
 def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:

@@ -25,7 +25,7 @@ from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.lr_source import hr_absent
 from evalsuite.metrics.base import column_info, column_metric
-from evalsuite.results import Results, fmt_number, metric_columns, paired_lead
+from evalsuite.results import REFERENCE_ROW, Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
 from reports import plots
 from reports.paper import paper_table
@@ -85,6 +85,11 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+def _methods(res: Results) -> list[str]:
+    """The run's methods: the summary's rows without the HR reference row (it has no outputs, no time, no failures)."""
+    return [m for m in res.summary["method"].astype(str) if m != REFERENCE_ROW]
+
+
 def _n_images(run_dir: Path, manifest: dict, res: Results) -> int:
     """Images in the run: from the manifest, else the scored ids, else the prepared HR files."""
     if "n_images" in manifest:
@@ -136,7 +141,7 @@ def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[
     conventions = list((manifest.get("conventions") or {}).items())
     methods = []
     info = manifest.get("methods") or {}
-    for label in res.summary["method"].astype(str):
+    for label in _methods(res):
         m = dict(info.get(label) or {})
         spi = m.pop("seconds_per_image", None)
         spec_name = m.pop("spec", label)
@@ -167,15 +172,18 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
     """Section 2: the metric table, best per column marked, with the reason for every missing value."""
     summary = res.summary
     metric_notes = manifest.get("metric_notes") or {}
-    n_methods = len(summary)
+    is_method = summary["method"].astype(str) != REFERENCE_ROW
+    n_methods = int(is_method.sum())
     headers, missing = [], []
     for c in cols:
         hib = column_info(c).higher_is_better
         values = [(_num(v)) for v in summary[c]]
         present = [v for v in values if v is not None]
+        # The best method: the HR reference row is shown for comparison, never marked best.
+        ranked = [v for v, m in zip(values, is_method, strict=True) if v is not None and m]
         best = None
-        if hib is not None and len(present) >= 2:
-            best = max(present) if hib else min(present)
+        if hib is not None and len(ranked) >= 2:
+            best = max(ranked) if hib else min(ranked)
         arrow = "\u2191" if hib else ("\u2193" if hib is False else "")
         direction = "higher is better" if hib else ("lower is better" if hib is False else "no direction")
         headers.append(
@@ -206,7 +214,8 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
                     "ci": ci,
                     "lo": lo,
                     "hi": hi,
-                    "best": v is not None and h["best"] is not None and v == h["best"],
+                    "best": v is not None and h["best"] is not None and v == h["best"]
+                    and str(r["method"]) != REFERENCE_ROW,
                 }
             )
         notes = str(r.get("notes")) if pd.notna(r.get("notes")) else ""
@@ -221,13 +230,26 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
                 "notes": notes,
             }
         )
+    common = _common_notes(rows)
     return {
         "headers": headers,
         "rows": rows,
         "missing": missing,
         "n_methods": n_methods,
         "has_notes": any(r["notes"] for r in rows),
+        "common_notes": common,
     }
+
+
+def _common_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The notes every row of a table of two or more carries (run-wide ones), taken out of the rows, in order."""
+    parts = [[p for p in r["notes"].split("; ") if p] for r in rows]
+    if len(rows) < 2 or not parts[0]:
+        return []
+    common = [p for p in parts[0] if all(p in other for other in parts[1:])]
+    for r, own in zip(rows, parts):
+        r["notes"] = "; ".join(p for p in own if p not in common)
+    return ["; ".join(common)] if common else []
 
 
 def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
@@ -237,6 +259,8 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
     for c in cols:
         hib = column_info(c).higher_is_better
         d = summary[["method", c]].dropna()
+        ref = d[d["method"].astype(str) == REFERENCE_ROW]
+        d = d[d["method"].astype(str) != REFERENCE_ROW]
         if hib is None or len(d) < 2:
             continue
         d = d.sort_values(c, ascending=not hib, kind="stable")
@@ -254,6 +278,8 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
                 f" \u2014 ahead on {lead.wins} of {lead.n} images, by {fmt(lead.mean)} on average "
                 f"(paired 95% CI {fmt(lead.ci_low)} to {fmt(lead.ci_high)}): {verdict}."
             )
+        if len(ref):
+            text += f" The HR images themselves: {fmt(ref.iloc[0][c])}."
         out.append(text)
     return out
 
@@ -378,7 +404,7 @@ def _figure(
         with Image.open(lr_path) as lr_im:
             scale = max(1, round(w / lr_im.width))
     scale = scale or 1
-    methods = list(res.summary["method"].astype(str))
+    methods = _methods(res)
     paths = {m: run_dir / "outputs" / m / f"{image_id}.png" for m in methods}
     outs = {m: (p, I.load_array(p)) if p.exists() else None for m, p in paths.items()}
     size = max(8, min(h, w, opts.max_side) // opts.zoom)
@@ -408,7 +434,7 @@ def _gallery(
     run_dir: Path, res: Results, manifest: dict, cols: list[str], primary: str | None, opts: ReportOptions
 ) -> dict[str, Any]:
     """Section 4: for chosen images, LR | each method | HR with a synchronized zoom on one detail."""
-    methods = list(res.summary["method"].astype(str))
+    methods = _methods(res)
     ids = sorted(p.stem for p in (run_dir / "hr").glob("*.png"))
     scale = int((manifest.get("task") or {}).get("scale") or 0)
     short = column_info(primary or "").short
@@ -424,7 +450,7 @@ def _worst(
     per = res.per_image
     out = []
     hib = _higher(primary)
-    for m in res.summary["method"].astype(str):
+    for m in _methods(res):
         items = []
         if primary is not None:
             d = per[(per["method"] == m) & per[primary].notna()]
@@ -455,7 +481,7 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
     manifest = _read_json(run_dir / "manifest.json")
     spec = _read_yaml(run_dir / "spec.yaml")
     cols = metric_columns(res.summary)
-    methods = list(res.summary["method"].astype(str))
+    methods = _methods(res)
     primary = _primary(cols, res.per_image)
     table = _metric_table(res, manifest, cols)
     titles = {

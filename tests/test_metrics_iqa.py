@@ -103,3 +103,23 @@ def test_run_fills_pyiqa_columns_and_notes_the_missing_ones(photos_dir, tmp_path
     assert pyiqa.__version__ in manifest["metrics"]["pyiqa:gmsd"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert "gmsd (pyiqa)" in html
+
+
+def test_summary_and_report_show_the_pyiqa_version(photos_dir, tmp_path, capsys):
+    from evalsuite import cli
+
+    run = tmp_path / "run"
+    argv = ["run", "benchmark", "--data", str(photos_dir), "--scale", "4", "--methods", "bicubic,nearest",
+            "--metrics", "psnr,pyiqa:psnr", "--device", "cpu", "--out", str(run), "--crop-border", "4"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    note = f"pyiqa: pyiqa_psnr computed by pyiqa {pyiqa.__version__}"
+    assert f"note: {note}" in printed and printed.count(note) == 1  # once, not once per method
+    # summary.csv: the contract's columns, the version in every row's notes.
+    summary = pd.read_csv(run / "summary.csv")
+    assert list(summary.columns) == ["method", "n_images"] + [
+        f"{c}{x}" for c in ("psnr", "pyiqa_psnr") for x in ("", "_ci_low", "_ci_high")] + ["notes"]
+    assert summary["notes"].str.contains(note, regex=False).all() and summary["pyiqa_psnr"].notna().all()
+    # The report: once under the metric table, not in every row's notes cell.
+    html = (run / "report.html").read_text()
+    assert html.count(note) == 1 and 'id="common-notes"' in html

@@ -55,6 +55,69 @@ def test_niqe_equals_basicsr_on_real_photos_of_several_sizes(weights, crop_borde
     assert len(set(np.round(values, 3))) == len(values)  # the photos really differ
 
 
+# Small crops (two to four 96-px blocks) where one AGGD grid step moves NIQE by 2e-3..1.6e-2: (photo, top, left,
+# height, width, crop border). The first two needed BasicSR's float32 half-size resize bit for bit; the next two
+# a moment ratio within float32 rounding of a grid cell's edge (the near-tie re-check); the last are larger.
+CROPS = [
+    ("rocket", 111, 159, 193, 257, 4),
+    ("rocket", 0, 318, 250, 190, 0),
+    ("astronaut", 148, 159, 193, 257, 4),
+    ("astronaut", 0, 53, 250, 190, 4),
+    ("coffee", 0, 0, 300, 400, 0),
+    ("astronaut", 0, 0, 512, 384, 4),
+]
+
+
+def test_niqe_equals_basicsr_on_small_and_odd_sized_crops(weights):
+    pytest.importorskip("basicsr", reason="basicsr-fixed is the reference (make setup installs it)")
+    from basicsr.metrics.niqe import calculate_niqe
+    from skimage import data
+
+    metrics = {cb: build_metric("niqe", MetricContext(torch.device("cpu"), 4, crop_border=cb)) for cb in (0, 4)}
+    for name, top, left, h, w, cb in CROPS:
+        img = np.ascontiguousarray(getattr(data, name)()[top : top + h, left : left + w])
+        assert img.shape[:2] == (h, w)
+        ours = float(metrics[cb].score(_tensor(img))[0])
+        ref = calculate_niqe(img[..., ::-1].astype(np.float64), crop_border=cb)
+        assert abs(ours - ref) < 1e-3, (name, top, left, h, w, cb, ours, ref)
+
+
+@pytest.mark.parametrize("shape", [(96, 192), (192, 288), (288, 480)])
+def test_half_size_resize_is_basicsrs_bit_for_bit(shape):
+    pytest.importorskip("basicsr", reason="basicsr-fixed is the reference (make setup installs it)")
+    from basicsr.utils.matlab_functions import imresize
+
+    from evalsuite.metrics.niqe import half_size
+
+    rng = np.random.default_rng(sum(shape))
+    y = [rng.integers(0, 256, shape).astype(np.float32) / np.float32(255.0) for _ in range(2)]
+    ours = half_size(torch.from_numpy(np.stack(y)))
+    for i in range(2):  # batched, each image equal to BasicSR's float32 imresize of it alone
+        np.testing.assert_array_equal(ours[i].numpy(), imresize(y[i], scale=0.5, antialiasing=True))
+
+
+def test_near_ties_take_the_reference_arithmetic(monkeypatch):
+    from evalsuite.metrics import niqe
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((64, 2304)).astype(np.float32))
+    # Our ratios: each in its nearest grid cell, the margin no more than half the cell.
+    ratio = torch.from_numpy(niqe._rnorm_numpy(x.numpy()))
+    k, margin = niqe._nearest_on_grid(ratio)
+    r = niqe._r_of_alpha(torch.device("cpu"))
+    assert ((r[k] - ratio).abs() <= (r[k + 1] - ratio).abs()).all() and (margin >= 0).all()
+    assert (margin <= (r[k + 1] - r[k - 1]) / 2).all()
+    torch.testing.assert_close(niqe.aggd_fit(x)[0], niqe.ALPHA_GRID[k], rtol=0, atol=0)
+    # Rows within NEAR_TIE of an edge (here: all) take the numpy ratio, the others keep ours.
+    at_five = float(r[4800])  # the ratio of alpha = 5.0
+    calls = []
+    monkeypatch.setattr(niqe, "_rnorm_numpy", lambda rows: calls.append(len(rows)) or np.full(len(rows), at_five))
+    monkeypatch.setattr(niqe, "NEAR_TIE", 1.0)
+    assert (niqe.aggd_fit(x)[0] == 5.0).all() and calls == [64]
+    monkeypatch.setattr(niqe, "NEAR_TIE", -1.0)
+    assert (niqe.aggd_fit(x)[0] == niqe.ALPHA_GRID[k]).all() and calls == [64]
+
+
 def test_niqe_batches_like_single_images_and_ranks_blur_worse(weights):
     from evalsuite.degrade import degrade, quantize, upsample
 
@@ -118,3 +181,29 @@ def test_run_scores_outputs_and_the_hr_reference_row(weights, tmp_path):
     hr = sorted((tmp_path / "run" / "hr").glob("*.png"))
     direct = [float(metric.score(_tensor(np.array(Image.open(p).convert("RGB"))))[0]) for p in hr]
     assert rows.loc["reference (HR)", "niqe"] == pytest.approx(np.mean(direct), abs=1e-9)
+
+
+def test_report_shows_the_hr_row_as_a_reference_not_a_method(weights, tmp_path):
+    from PIL import Image
+
+    import evalsuite
+    from evalsuite.spec import BenchmarkSpec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(_photo(name)).save(data / f"{name}.png")
+    spec = BenchmarkSpec(data=str(data), scale=4, methods=("bicubic", "nearest"), metrics=("psnr", "niqe"),
+                         out=str(tmp_path / "run"), device="cpu", workers=1, bootstrap=100)
+    res = evalsuite.run(spec, log=lambda *a, **k: None, progress=False)
+    assert "reference (HR)" in set(res.summary["method"]) and "NIQE of the 2 HR images" in res.summary["notes"].iloc[-1]
+    html = (tmp_path / "run" / "report.html").read_text()
+    # Two methods; the HR row only in the metric table (no outputs, timing, failures or worst images of its own),
+    # never marked best even where its NIQE is the lowest, and quoted after the best method's headline.
+    assert "2 methods: bicubic, nearest" in html
+    assert html.count("reference (HR)") == 2  # the table row's attribute and its label
+    assert html.count('<tr data-method="reference (HR)"><td><b>reference (HR)') == 1
+    assert "failed on this image" not in html
+    row = html[html.index('<tr data-method="reference (HR)">'):]
+    assert " best" not in row[: row.index("</tr>")]
+    assert "The HR images themselves:" in html

@@ -178,3 +178,91 @@ def test_lpips_min_size_is_the_smallest_side_its_backbone_takes(net, monkeypatch
         assert model(x, x).shape == (1, 1, 1, 1)
         with pytest.raises(RuntimeError):
             model(x[..., 1:, 1:], x[..., 1:, 1:])
+
+
+# With the official backbones in the weights folder: our LPIPS and DISTS equal the packages' own on real photos.
+# Offline (this project's machines) they skip, saying which file is missing and how to get it.
+OFFICIAL_HOW = "`evalsuite weights fetch {name}` (or copy {file} into {folder}), then rerun"
+
+
+def _official(name: str) -> Path:
+    """The official weights file `name` in the user's weights folder, or a skip naming what is missing."""
+    from evalsuite.metrics.weights import nonstandard_reason
+    from evalsuite.weights import get_weight, weights_dir
+
+    file, folder = get_weight(name).filename, weights_dir()
+    how = OFFICIAL_HOW.format(name=name, file=file, folder=folder)
+    path = folder / file
+    if not path.is_file():
+        pytest.skip(f"official {file} ({name}) is not in {folder}: {how}")
+    reason = nonstandard_reason(name, path)
+    if reason is not None:
+        pytest.skip(f"{path} is not the official {file} ({reason}): {how}")
+    return path
+
+
+def _photo_pairs(photos_dir: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(SR, HR) per real photo: SR is a 4x bicubic round trip, 8-bit."""
+    from PIL import Image
+
+    from evalsuite.degrade import degrade, quantize, to_tensor, upsample
+
+    out = []
+    for p in sorted(photos_dir.glob("*.png")):
+        hr = to_tensor(Image.open(p).convert("RGB"))[None]
+        hr = hr[..., : hr.shape[-2] // 4 * 4, : hr.shape[-1] // 4 * 4]
+        out.append((quantize(upsample(quantize(degrade(hr, 4)), 4)), hr))
+    return out
+
+
+def _hub_with(path: Path, tmp_path: Path, monkeypatch) -> None:
+    """torch hub's checkpoint folder holding only `path`: torchvision's pretrained loaders read it, never download."""
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    (hub / "checkpoints" / path.name).symlink_to(path)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_official_lpips_equals_the_lpips_package_on_real_photos(net, photos_dir, monkeypatch, tmp_path):
+    import lpips
+
+    backbone = _official(f"lpips-{net}")
+    monkeypatch.delenv(ALLOW_ENV, raising=False)  # official weights only
+    ours = LPIPS(MetricContext(torch.device("cpu"), 4, options={"lpips_net": net}))
+    assert ours.weight.standard
+    _hub_with(backbone, tmp_path, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = lpips.LPIPS(net=net, verbose=False).eval()  # pretrained heads and backbone, the package's way
+    for sr, hr in _photo_pairs(photos_dir):
+        got = ours.update(sr, hr, hr, ["x"])["lpips"]
+        with torch.no_grad():
+            want = reference(sr * 2 - 1, hr * 2 - 1).reshape(-1)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+        assert 1e-3 < float(got) < 1  # a blurred photo is measurably far from the original
+
+
+def test_official_dists_equals_the_dists_package_on_real_photos(photos_dir, monkeypatch, tmp_path):
+    import DISTS_pytorch.DISTS_pt as dists_pt
+
+    from evalsuite.metrics.base import build_metric
+
+    backbone = _official("lpips-vgg")
+    # A private weights folder: the official VGG-16, and the alpha/beta copied there from the wheel.
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / backbone.name).symlink_to(backbone)
+    monkeypatch.setenv("EVALSUITE_WEIGHTS", str(folder))
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    ours = build_metric("dists", MetricContext(torch.device("cpu"), 4))
+    _hub_with(backbone, tmp_path, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation notice
+        reference = dists_pt.DISTS().eval()  # torchvision's pretrained VGG-16 and the wheel's alpha/beta
+    for sr, hr in _photo_pairs(photos_dir):
+        got = ours.update(sr, hr, hr, ["x"])["dists"]
+        with torch.no_grad():
+            want = reference(sr, hr).reshape(-1)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+        assert 1e-3 < float(got) < 1

@@ -145,8 +145,9 @@ def resolve(name: str) -> MetricInfo:
             Column(
                 column_of(name),
                 f"{name} (pyiqa)",
-                name,
-                f"pyiqa {version} {name}, {kind}, {direction} is better",
+                f"{name} (pyiqa)",  # never just "psnr" next to our PSNR in headlines and image captions
+                f"pyiqa {version} {name} with pyiqa's defaults (its own colour space; the run's crop border), "
+                f"{kind}, {direction} is better",
                 not lower,
             ),
         ),

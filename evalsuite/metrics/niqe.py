@@ -7,12 +7,16 @@ basicsr without importing either). The computation follows BasicSR's `calculate_
 MATLAB release: Y channel (BT.601, rounded to integers in [0, 255]), crop border, 96x96 blocks without
 overlap, two scales (the second a MATLAB-style antialiased bicubic half-size image), asymmetric generalized
 Gaussian fits, and the distance between the image's and the pristine Gaussian. Lower is better.
+Where NIQE is ill-conditioned (a 0.001-grid AGGD shape decided by float32 rounding, on images of a few blocks)
+the reference's float32 arithmetic is reproduced: the half-size resize bit for bit, correctly rounded square
+roots, and numpy's own means for moment ratios near a grid cell's edge (docs/metrics.md, NIQE).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +33,9 @@ BLOCK = 96  # the block size the pristine model was fitted on (no overlap)
 ALPHA_GRID = torch.arange(200, 10001, dtype=torch.float64) / 1000.0
 # Neighbour products: horizontal, vertical and the two diagonals, as (row, column) circular shifts.
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
+# A ratio this close to the edge between two alpha-grid cells is re-derived with the reference's arithmetic
+# (our float32 sums differ from numpy's by up to ~5e-7 on 96x96 blocks; 10x that as the margin).
+NEAR_TIE = 5e-6
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
@@ -49,24 +56,57 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def half_size_matrix(n: int) -> torch.Tensor:
-    """(ceil(n/2), n) float64 matrix of MATLAB's antialiased bicubic resize by 0.5, symmetric borders."""
-    scale = 0.5
-    width = 4.0 / scale  # the kernel is stretched by 1/scale when shrinking (antialiasing)
+def half_size_taps(n: int) -> tuple[torch.Tensor, list[int], int, int]:
+    """MATLAB's antialiased bicubic resize by 0.5 of a length-n axis, in float32 as BasicSR's imresize computes it.
+
+    Returns the (ceil(n/2), k) weights, each output's first tap in the mirror-padded axis, and the padding
+    before and after (MATLAB's 'symmetric': the edge pixel repeated).
+    """
+    scale, width = 0.5, 8.0  # the 4-px cubic kernel stretched by 1/scale when shrinking (antialiasing)
     out = math.ceil(n * scale)
     # Centre of each output pixel in input coordinates (1-based, as MATLAB counts).
-    u = torch.arange(1, out + 1, dtype=torch.float64) / scale + 0.5 * (1 - 1 / scale)
+    u = torch.arange(1, out + 1, dtype=torch.float32) / scale + 0.5 * (1 - 1 / scale)
     taps = math.ceil(width) + 2
-    idx = torch.floor(u - width / 2)[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]
+    idx = torch.floor(u - width / 2)[:, None] + torch.arange(taps, dtype=torch.float32)[None, :]
     w = scale * _cubic((u[:, None] - idx) * scale)
     w = w / w.sum(dim=1, keepdim=True)
-    # Indices outside the image mirror back in, the edge pixel repeated (MATLAB's 'symmetric').
-    j = idx.long() - 1
-    j = torch.where(j < 0, -j - 1, j)
-    j = torch.where(j >= n, 2 * n - 1 - j, j)
-    m = torch.zeros(out, n, dtype=torch.float64)
-    m.scatter_add_(1, j, w)
-    return m
+    # An end column with a zero weight in any row is dropped (the imresize convention; it changes sums' order).
+    if (w[:, 0] == 0).any():
+        w, idx = w[:, 1:], idx[:, 1:]
+    if (w[:, -1] == 0).any():
+        w, idx = w[:, :-1], idx[:, :-1]
+    before, after = 1 - int(idx.min()), max(int(idx.max()) - n, 0)
+    return w.contiguous(), (idx[:, 0].long() - 1 + before).tolist(), before, after
+
+
+def _mirror(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+    """x padded along dim with `before`/`after` mirrored copies of its edges (edge pixel included)."""
+    n = x.shape[dim]
+    parts = [x.narrow(dim, 0, before).flip(dim), x, x.narrow(dim, n - after, after).flip(dim)]
+    return torch.cat(parts, dim=dim)
+
+
+def half_size(img: torch.Tensor) -> torch.Tensor:
+    """(B,H,W) float32 in [0,1] -> (B, ceil(H/2), ceil(W/2)), MATLAB's antialiased bicubic, BasicSR's float32 bits.
+
+    NIQE's half-scale statistics of flat regions amplify a one-ulp change of this image into a different AGGD
+    shape on the 0.001 grid (NIQE moves in the third decimal), so each output row and column is the same
+    float32 matrix-vector product, on the same memory layout, as BasicSR's imresize: the BLAS then sums in
+    the same order, and the result is equal bit for bit, not merely to rounding.
+    """
+    b, h, w = img.shape
+    w_h, first_h, pre_h, post_h = half_size_taps(h)
+    w_w, first_w, pre_w, post_w = half_size_taps(w)
+    w_h, w_w = w_h.to(img.device), w_w.to(img.device)
+    k_h, k_w = w_h.shape[1], w_w.shape[1]
+    # Rows: the padded image laid out (H', B*W) so that each output row is one (B*W, k) view times its taps.
+    rows_in = _mirror(img.float(), 1, pre_h, post_h).permute(1, 0, 2).reshape(-1, b * w)
+    rows = torch.stack([rows_in[f : f + k_h].T.mv(w_h[i]) for i, f in enumerate(first_h)])
+    rows = rows.reshape(-1, b, w).permute(1, 0, 2).reshape(-1, w)
+    # Columns: the padded rows (B*H/2, W') contiguous; each output column is one (B*H/2, k) view times its taps.
+    cols_in = _mirror(rows, 1, pre_w, post_w)
+    out = torch.stack([cols_in[:, f : f + k_w].mv(w_w[i]) for i, f in enumerate(first_w)], dim=1)
+    return out.reshape(b, -1, len(first_w))
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,29 +116,64 @@ def _r_of_alpha(device: torch.device) -> torch.Tensor:
     return torch.exp(2 * torch.lgamma(2 / a) - torch.lgamma(1 / a) - torch.lgamma(3 / a))
 
 
-def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Moment-matching fit of an asymmetric generalized Gaussian to each row of x (N, n) -> alpha, beta_l, beta_r.
+def _sqrt32(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded float32 square root (numpy's; torch's vectorized float32 sqrt can be an ulp off on CPUs)."""
+    return x.double().sqrt().float()
 
-    The moments are taken in x's precision (float32, as the reference computes them); the fit in float64.
-    """
-    neg, pos = x < 0, x > 0
-    sq = x.square()
-    # Left and right standard deviations (NaN for a side with no samples, as numpy's mean of nothing).
-    left = ((sq * neg).sum(1) / neg.sum(1)).sqrt()
-    right = ((sq * pos).sum(1) / pos.sum(1)).sqrt()
-    g = left / right
-    rhat = x.abs().mean(1).square() / sq.mean(1)
-    rnorm = (rhat * (g**3 + 1) * (g + 1) / (g**2 + 1).square()).double()
-    left, right = left.double(), right.double()
-    # The grid alpha whose r is nearest rnorm (r increases with alpha: a sorted search, first of ties).
-    r = _r_of_alpha(x.device)
+
+def _rnorm_numpy(rows: np.ndarray) -> np.ndarray:
+    """The generalized Gaussian ratio of each float32 row, with numpy's float32 means as the reference takes them."""
+    out = np.empty(len(rows), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of an empty side is NaN, as in the reference
+        for i, x in enumerate(rows):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            g = np.sqrt(np.mean(x[x < 0] ** 2)) / np.sqrt(np.mean(x[x > 0] ** 2))
+            rhat = np.mean(np.abs(x)) ** 2 / np.mean(x**2)
+            out[i] = rhat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
+    return out
+
+
+def _nearest_on_grid(rnorm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the grid alpha whose r is nearest rnorm (first of ties), and rnorm's distance to a decision edge."""
+    r = _r_of_alpha(rnorm.device)
+    # r increases with alpha: a sorted search, then the nearer of the two neighbours.
     hi = torch.searchsorted(r, rnorm.contiguous()).clamp(1, len(r) - 1)
     lo = hi - 1
     k = torch.where((r[lo] - rnorm).square() <= (r[hi] - rnorm).square(), lo, hi)
     k = torch.where(torch.isnan(rnorm), 0, k)  # numpy's argmin of all-NaN distances is the first entry
+    # The edges of k's cell are the midpoints to its neighbours (none beyond the grid's ends).
+    left = torch.where(k > 0, (r[(k - 1).clamp(min=0)] + r[k]) / 2, -torch.inf)
+    right = torch.where(k < len(r) - 1, (r[k] + r[(k + 1).clamp(max=len(r) - 1)]) / 2, torch.inf)
+    return k, torch.minimum(rnorm - left, right - rnorm)
+
+
+def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Moment-matching fit of an asymmetric generalized Gaussian to each row of x (N, n) -> alpha, beta_l, beta_r.
+
+    The moments are float32 sums like the reference's, but summed in another order, so the ratio they give
+    can differ from the reference's by ~1e-7. alpha is the nearest of a 0.001 grid: where the ratio lies within
+    NEAR_TIE of the edge between two grid cells, an ulp decides the cell, and the cell decides NIQE's third
+    decimal on small images. Those rows (a few per cent) take their ratio from numpy's float32 means, the
+    reference's own arithmetic, so they land in the reference's cell.
+    """
+    neg, pos = x < 0, x > 0
+    sq = x.square()
+    # Left and right standard deviations (NaN for a side with no samples, as numpy's mean of nothing).
+    left = _sqrt32((sq * neg).sum(1) / neg.sum(1))
+    right = _sqrt32((sq * pos).sum(1) / pos.sum(1))
+    g = left / right
+    rhat = x.abs().mean(1).square() / sq.mean(1)
+    rnorm = (rhat * (g**3 + 1) * (g + 1) / (g**2 + 1).square()).double()
+    k, margin = _nearest_on_grid(rnorm)
+    # Near-ties: the reference's arithmetic for the rows where the summation order could change the cell.
+    near = (margin < NEAR_TIE).nonzero().flatten()
+    if len(near):
+        exact = torch.from_numpy(_rnorm_numpy(x[near].float().cpu().numpy())).to(rnorm)
+        k[near] = _nearest_on_grid(exact)[0]
     alpha = ALPHA_GRID.to(x.device)[k]
     ratio = torch.exp(torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)).sqrt()
-    return alpha, left * ratio, right * ratio
+    return alpha, left.double() * ratio, right.double() * ratio
 
 
 def block_features(blocks: torch.Tensor) -> torch.Tensor:
@@ -145,7 +220,7 @@ def mscn(img: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """
     img = img.float()
     mu = _blur(img, window)
-    sigma = (_blur(img.square(), window) - mu.square()).abs().sqrt()
+    sigma = _sqrt32((_blur(img.square(), window) - mu.square()).abs())
     return (img - mu) / (sigma + 1)
 
 
@@ -187,8 +262,7 @@ def niqe_batch(
         # Statistics of 96x96 blocks at full size, then of the same regions (48x48) at half size.
         feats.append(block_features(to_blocks(mscn(img, window), BLOCK // scale).flatten(0, 1)))
         if scale == 1:
-            mh, mw = half_size_matrix(img.shape[1]).to(img.device), half_size_matrix(img.shape[2]).to(img.device)
-            img = ((mh @ (img.double() / 255.0) @ mw.T).float() * 255.0).float()
+            img = half_size(img / 255.0) * 255.0
     both = torch.cat(feats, dim=1).double().reshape(x.shape[0], nh * nw, -1)
     return torch.stack([niqe_from_features(f, mu_p, cov_p) for f in both])
 
@@ -235,7 +309,7 @@ class NIQE:
             except ValueError:  # too small for two blocks: left out, counted in the note
                 failed += 1
         v = np.array(values, dtype=np.float64)
-        note = f"{len(v)} HR images" + (f"; {failed} too small for NIQE" if failed else "")
+        note = f"NIQE of the {len(v)} HR images themselves" + (f"; {failed} too small for NIQE" if failed else "")
         if not len(v):
             return {"niqe": MetricValue(None, note=note)}
         lo, hi = bootstrap_ci(v, 2000, self.ctx.seed)
