@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from evalsuite.io import atomic_write_text
-from studies.design import MIN_CATCH_ACCURACY
+from studies.design import CHECK_KINDS, MIN_CATCH_ACCURACY
 
 FOOL_RATE_COLUMNS = [
     "method",
@@ -248,7 +248,7 @@ def _rater_table(df: pd.DataFrame, rule: CatchRule | None) -> pd.DataFrame:
     main = df[df["block"] == "main"]
     rows = []
     for rid, g in main.groupby("rater_id", sort=True):
-        catch = g[g["kind"] == "catch"]
+        catch = g[g["kind"].isin(CHECK_KINDS)]  # catch trials and attention checks
         acc = float(catch["chose_real"].mean()) if len(catch) else float("nan")
         excluded = rule is not None and rule.excluded(len(catch), acc)  # no catch trial: acc is NaN, kept
         rows.append(
