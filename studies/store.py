@@ -967,6 +967,7 @@ class Store:
                 Rater.study_id,
                 Rater.label.label("rater_label"),
                 Rater.public_id.label("rater_id"),
+                Rater.status.label("rater_status"),
                 *_PLAN_COLUMNS,
                 Assignment.shown_at.label("first_shown_at"),
                 Judgment.choice,
