@@ -421,7 +421,10 @@ def admin_page(db: str, token: str) -> None:
     st.title(f"Study {config.name}: progress")
     st.caption(
         f"task {config.task}; {config.n_images} images; {config.per_rater} per rater per method; "
-        f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}"
+        f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}; design {config.design}"
+        + (f" ({len(config.pairs)} pairs, {config.pair_count} per rater and pair)" if config.pairs else "")
+        + (f"; {config.n_attention} attention checks per rater" if config.n_attention else "")
+        + (f"; crowd URL, slot timeout {config.crowd.slot_timeout_min:g} min" if config.crowd.enabled else "")
     )
     admin_tables(db, study_id)
 

@@ -288,3 +288,30 @@ def test_create_prints_the_crowd_urls_and_revoke_by_label(tmp_path, run_dir, cap
     assert "no rater 'bob'" in capsys.readouterr().err
     assert main(args[:-4] + ["--completion-url", "ftp://x"]) == 2
     assert "https://" in capsys.readouterr().err
+
+
+def test_duel_and_attention_payloads_are_as_blind_as_every_pair(tmp_path, run_dir):
+    """No side channel in the new trial kinds: both images of a duel or an attention check arrive as raw rows
+    of one length, under the standard header (nothing names a method or a kind)."""
+    import secrets
+
+    from studies.payload import display_payload, parse_payload, study_need
+
+    db = str(tmp_path / "s.db")
+    study_id, config = _crowd_study(run_dir, db)
+    store = Store(db, create=False)
+    rater = _join(store, study_id, config, "P1")
+    need = study_need(store.stimulus_sizes(study_id))
+    kinds = dict(zip(store.assignments_frame(study_id)["position"], store.assignments_frame(study_id)["kind"],
+                     strict=True))
+    seen = set()
+    for t in store.trials(rater.id):
+        data = display_payload(t, secrets.token_hex(16), 0.5, need, lambda sid: decode_rgb(store.stimulus_png(sid)))
+        header, blocks = parse_payload(data)
+        assert len(blocks) == 3 and len(blocks[0]) == len(blocks[1]) == 16 * 16 * 3
+        assert set(header) == {"v", "mode", "display", "exposure_ms", "w", "h", "lr", "need"}
+        head = data[4 : 4 + int.from_bytes(data[:4], "big")]
+        assert not [w for w in (*METHODS, "duel", "attention", "real") if w.encode() in head]
+        seen.add(kinds[t.position])
+    store.dispose()
+    assert seen == {"real", "duel", "catch", "attention"}
