@@ -340,6 +340,11 @@ def rater_flow(db: str, rater: RaterInfo) -> None:
                 practice=f" ({n_practice} pairs, with feedback)" if n_practice else "",
             )
         )
+        if config.crowd.enabled:
+            st.caption(
+                f"Please work without long breaks: after {config.crowd.slot_timeout_min:g} minutes without "
+                "activity your place may be given to another participant."
+            )
         key = "screen-check"
         check = check_payload(get_need(db, rater.study_id))
         TRIAL_COMPONENT(key=key, data=check, on_event_change=functools.partial(_on_check, db, rater.id, key))
