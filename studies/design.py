@@ -46,7 +46,7 @@ class CrowdConfig:
 
     enabled: bool = False  # a shared study URL (?study=SLUG&PROLIFIC_PID=...) hands out rater slots
     completion_code: str = ""  # shown on the end page (Prolific/MTurk completion code)
-    completion_url: str = ""  # the end page redirects here (e.g. Prolific's completion URL)
+    completion_url: str = ""  # the end page redirects here (Prolific's completion URL; may hold {assignmentId} ...)
     slot_timeout_min: float = 30.0  # an unfinished slot inactive this long goes to the next arrival
     consent: str = ""  # consent text shown (and to be accepted) before practice; empty: no consent page
 
@@ -54,8 +54,8 @@ class CrowdConfig:
         if not self.slot_timeout_min > 0:
             raise ValueError(f"--slot-timeout must be positive minutes, got {self.slot_timeout_min}")
         url = self.completion_url
-        if url and not (url.startswith("https://") or url.startswith("http://")):
-            raise ValueError(f"--completion-url must start with https:// or http://, got {url!r}")
+        if url and not url.startswith(("https://", "http://", "{turkSubmitTo}/")):
+            raise ValueError(f"--completion-url must start with https://, http:// or {{turkSubmitTo}}/, got {url!r}")
         if len(self.completion_code) > 200:
             raise ValueError("--completion-code must be at most 200 characters")
 

@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -49,7 +50,7 @@ MTURK_PREVIEW = "Accept the HIT to start: the study opens here once you have acc
 # Crowd URL parameters: (platform, participant id parameter, other parameters kept with the rater).
 PLATFORMS = (
     ("prolific", "PROLIFIC_PID", ("STUDY_ID", "SESSION_ID")),
-    ("mturk", "workerId", ("assignmentId", "hitId")),
+    ("mturk", "workerId", ("assignmentId", "hitId", "turkSubmitTo")),
     ("other", "participant", ()),
 )
 REPLACED = (
@@ -177,6 +178,24 @@ def participant(params: Any) -> tuple[str, str, dict[str, str]]:
     )
 
 
+def completion_target(template: str, params: Any) -> str | None:
+    """The completion URL with {PROLIFIC_PID}, {assignmentId}, {turkSubmitTo}, ... filled in from the rater's
+    link (values URL-quoted; turkSubmitTo is MTurk's own host); None when a placeholder has no value."""
+    url = template
+    for _platform, key, extra in PLATFORMS:
+        for name in (key, *extra):
+            placeholder = "{" + name + "}"
+            if placeholder not in url:
+                continue
+            value = str(params.get(name) or "")
+            if not value:
+                return None
+            url = url.replace(placeholder, value.rstrip("/") if name == "turkSubmitTo" else quote(value, safe=""))
+    if "{" in url or not url.startswith(("https://", "http://")):
+        return None
+    return url
+
+
 def _trials(store: Store, rater_id: int) -> list[Trial]:
     """The rater's trials, read once per session and again after each answer (not on every rerun)."""
     trials = st.session_state.get("trials")
@@ -288,10 +307,11 @@ def _finished(config: StudyConfig) -> None:
     """The end page: thanks, and the completion code or the redirect to the platform's completion URL."""
     crowd = config.crowd
     st.title("Thank you!")
-    if crowd.completion_url:
+    target = completion_target(crowd.completion_url, st.query_params) if crowd.completion_url else None
+    if target:
         st.success("You have finished the study. Your answers are saved; taking you back to the platform ...")
-        st.link_button("Return to the platform to complete", crowd.completion_url, type="primary")
-        TRIAL_COMPONENT(key="redirect", data=redirect_payload(crowd.completion_url))
+        st.link_button("Return to the platform to complete", target, type="primary")
+        TRIAL_COMPONENT(key="redirect", data=redirect_payload(target))
     elif crowd.completion_code:
         st.success("You have finished the study. Your answers are saved.")
         st.markdown("Your **completion code** (enter it on the platform to complete the study):")

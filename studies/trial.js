@@ -162,12 +162,10 @@ export default function (component) {
   if (root.dataset.display === id) return undefined; // a rerun with the same display: keep it running
   root.dataset.display = id;
   if (header.mode === "redirect") {
-    // The end page of a crowd study: go to the platform's completion URL (the page also shows a link).
+    // The end page of a crowd study: go to the platform's completion URL (the page also shows a link). This
+    // frame navigates (the whole tab on Prolific; inside MTurk's iframe, the frame, as a form submit would).
     root.querySelector(".es-buttons").remove();
-    const go = () => {
-      try { window.top.location.assign(header.url); } catch (e) { window.location.assign(header.url); }
-    };
-    const timer = setTimeout(go, 1500);
+    const timer = setTimeout(() => window.location.assign(header.url), 1500);
     return () => clearTimeout(timer);
   }
   if (header.mode === "check") {

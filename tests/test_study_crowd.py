@@ -315,3 +315,21 @@ def test_duel_and_attention_payloads_are_as_blind_as_every_pair(tmp_path, run_di
         seen.add(kinds[t.position])
     store.dispose()
     assert seen == {"real", "duel", "catch", "attention"}
+
+
+def test_completion_url_placeholders_are_filled_from_the_link_and_checked():
+    from studies.pages import completion_target
+
+    mturk = {"workerId": "W 1", "assignmentId": "A&1", "hitId": "H1", "turkSubmitTo": "https://workersandbox.mturk.com/"}
+    url = completion_target("{turkSubmitTo}/mturk/externalSubmit?assignmentId={assignmentId}&done=1", mturk)
+    assert url == "https://workersandbox.mturk.com/mturk/externalSubmit?assignmentId=A%261&done=1"
+    prolific = {"PROLIFIC_PID": "p1"}
+    assert completion_target("https://app.prolific.com/submissions/complete?cc=XYZ", prolific) == (
+        "https://app.prolific.com/submissions/complete?cc=XYZ"
+    )
+    assert completion_target("https://x.org/?a={assignmentId}", prolific) is None  # no value for it
+    assert completion_target("{turkSubmitTo}/s", {**mturk, "turkSubmitTo": "javascript:alert(1)"}) is None
+    with pytest.raises(ValueError, match="completion-url"):
+        CrowdConfig(True, completion_url="javascript:alert(1)")
+    with pytest.raises(ValueError, match="slot-timeout"):
+        CrowdConfig(True, slot_timeout_min=0)
