@@ -333,3 +333,16 @@ def test_completion_url_placeholders_are_filled_from_the_link_and_checked():
         CrowdConfig(True, completion_url="javascript:alert(1)")
     with pytest.raises(ValueError, match="slot-timeout"):
         CrowdConfig(True, slot_timeout_min=0)
+
+
+def test_a_database_from_an_older_evalsuite_is_refused_with_the_fix(tmp_path, run_dir, capsys):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    _crowd_study(run_dir, str(db))
+    with sqlite3.connect(db) as conn:  # what a database made before duels looked like: no method_b
+        conn.execute("ALTER TABLE assignments DROP COLUMN method_b")
+    with pytest.raises(RuntimeError, match="assignments lacks method_b.*re-create the study"):
+        Store(str(db), create=False)
+    assert main(["study", "invite", "-n", "1", "--db", str(db)]) == 2
+    assert "older evalsuite" in capsys.readouterr().err
