@@ -209,6 +209,14 @@ def test_duels_and_attention_reach_the_pairs_format_with_the_chosen_side_as_winn
     assert set(map(tuple, duels[["option_a", "option_b"]].to_numpy())) == {p for p in config.pairs}
     assert frame.loc[frame["kind"] == "attention", "option_a"].isna().all()
     assert len(trials) == 3 * (1 + config.trials_per_rater)
+    # The rater record counts the attention check with the catch trial (1 + 1 per rater).
+    from studies.analysis import analyze_frame
+
+    record = analyze_frame(frame, store.studies(), None, n_resamples=50).raters
+    assert record["n_catch"].tolist() == [2, 2, 2]
+    checks = frame[frame["kind"].isin(["catch", "attention"]) & (frame["block"] == "main")]
+    assert record.set_index("rater_id")["catch_accuracy"].to_dict() == checks.groupby("rater_id")[
+        "chose_real"].mean().to_dict()
     store.dispose()
 
 
