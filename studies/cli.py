@@ -150,10 +150,10 @@ def _cmd_create(args: argparse.Namespace) -> int:
         args.catch,
         args.practice,
         args.seed,
-        args.design,
-        args.per_pair,
-        args.attention,
-        _crowd_config(args),
+        design=args.design,
+        per_pair=args.per_pair,
+        n_attention=args.attention,
+        crowd=_crowd_config(args),
     )
     cfg = made.config
     print(
