@@ -401,7 +401,7 @@ def _comparison_table(real: pd.DataFrame) -> pd.DataFrame:
 
 def _study_dict(studies: list[dict[str, Any]], raters: pd.DataFrame) -> dict[str, Any]:
     """The study settings for reports: one study's fields, lists where a database holds several."""
-    keys = ("name", "task", "exposure_s", "n_images", "per_rater", "run_dir", "methods", "quality")
+    keys = ("name", "task", "exposure_s", "n_images", "per_rater", "run_dir", "methods", "quality", "design")
     per = [{k: s.get(k) for k in keys} | {"id": s["id"]} for s in studies]
 
     def one(key: str) -> Any:

@@ -92,8 +92,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--catch", type=int, default=4, help="catch trials per rater (default 4)")
     c.add_argument("--practice", type=int, default=3, help="practice trials per rater (default 3)")
     c.add_argument("--seed", type=int, default=0, help="seed of the image subset, sides and orders")
+    c.add_argument("--design", choices=["real", "duels", "both"], default="real",
+                   help="judged trials: method vs real image (real), method vs method (duels: every pair of "
+                   "--methods, with the LR in task 1), or both (default real)")
+    c.add_argument("--per-pair", type=int, help="duels: images per rater and method pair (default --per-rater)")
+    c.add_argument("--attention", type=int, default=0,
+                   help="attention checks per rater: the real image vs an obviously broken one (default 0)")
     c.add_argument("--base-url", default="http://localhost:8501", help="where the app will be served")
     _add_quality_arguments(c)
+    crowd = c.add_argument_group("crowd platforms (Prolific, MTurk): one shared URL hands out rater slots")
+    crowd.add_argument("--crowd", action="store_true",
+                       help="make a shared study URL (implied by --completion-code/--completion-url)")
+    crowd.add_argument("--completion-code", default="", help="code shown on the end page")
+    crowd.add_argument("--completion-url", default="", help="the end page redirects here (e.g. Prolific's)")
+    crowd.add_argument("--slot-timeout", type=float, default=30.0, metavar="MIN",
+                       help="an unfinished slot inactive this many minutes goes to the next arrival (default 30)")
+    consent = crowd.add_mutually_exclusive_group()
+    consent.add_argument("--consent", help="consent text (Markdown) raters accept before the practice")
+    consent.add_argument("--consent-file", help="file with the consent text (Markdown)")
     c.set_defaults(func=_cmd_create)
 
     i = ssub.add_parser("invite", help="add raters and print one invite link per rater")
@@ -104,6 +120,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--admin", action="store_true", help="print a new admin link instead (the old one stops working)")
     i.add_argument("--labels", type=_csv, help="comma-separated short rater labels (default R01, R02, ...)")
     i.set_defaults(func=_cmd_invite)
+
+    r = ssub.add_parser("revoke", help="withdraw a rater's link or a participant: refused from now on")
+    r.add_argument("--db", required=True)
+    r.add_argument("--study", type=int, help="study id (needed when the database holds several)")
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--rater", help="the rater's label (as `invite` printed it or the admin page shows it)")
+    who.add_argument("--participant", help="a crowd participant id (e.g. the PROLIFIC_PID)")
+    r.set_defaults(func=_cmd_revoke)
 
     s = ssub.add_parser("serve", help="serve the rater app (Streamlit)")
     s.add_argument("--db", required=True)
@@ -143,13 +167,30 @@ def _power_line(cfg: Any, n_raters: int) -> str:
     """The power the design has with n_raters (studies.extended.achieved_power), as `create` prints it."""
     from studies.extended import achieved_power
 
-    study = {"methods": list(cfg.methods), "per_rater": cfg.per_rater, "n_images": cfg.n_images}
+    study = {"methods": list(cfg.methods), "per_rater": cfg.per_rater, "n_images": cfg.n_images,
+             "design": cfg.design}
     return f"power: {achieved_power(study, n_raters)} (--raters N for another count; `study plan` to size it)"
+
+
+def _crowd_config(args: argparse.Namespace) -> Any:
+    """The CrowdConfig the create options ask for (consent text read from --consent-file)."""
+    from pathlib import Path
+
+    from studies.design import CrowdConfig
+
+    consent = args.consent or ""
+    if args.consent_file:
+        path = Path(args.consent_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--consent-file {path} does not exist; write the consent text there first")
+        consent = path.read_text(encoding="utf-8")
+    enabled = args.crowd or bool(args.completion_code or args.completion_url)
+    return CrowdConfig(enabled, args.completion_code, args.completion_url, args.slot_timeout, consent.strip())
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
     from studies.quality import QualityPolicy
-    from studies.service import create_study
+    from studies.service import create_study, crowd_link
 
     made = create_study(
         args.run,
@@ -164,12 +205,22 @@ def _cmd_create(args: argparse.Namespace) -> int:
         args.practice,
         args.seed,
         quality=_quality(args),
+        design=args.design,
+        per_pair=args.per_pair,
+        n_attention=args.attention,
+        crowd=_crowd_config(args),
     )
     cfg = made.config
     print(
         f"study {made.study_id} ({cfg.name}): task {cfg.task}, {cfg.n_images} images, methods "
         f"{', '.join(cfg.methods)}, {cfg.per_rater} per rater and method, exposure {cfg.exposure_s:g} s"
     )
+    if cfg.pairs:
+        print(
+            f"duels: {len(cfg.pairs)} method pairs x {cfg.pair_count} images per rater; each pair and side "
+            "equally often per rater"
+        )
+    print(f"{cfg.trials_per_rater} main trials per rater ({cfg.n_catch} catch, {cfg.n_attention} attention)")
     print(f"every (method, image) gets equal judgments with a multiple of {made.balanced_raters} raters")
     (w1, h1), (w2, h2) = made.need.window_css(1.0), made.need.window_css(2.0)
     print(
@@ -182,7 +233,25 @@ def _cmd_create(args: argparse.Namespace) -> int:
     print(_power_line(cfg, planned))
     print(f"rater exclusion (stored, fixed now): {QualityPolicy.from_dict(cfg.quality).describe()}")
     print(f"admin link (keep it private): {_link(args.base_url, admin=made.admin_token)}")
-    print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
+    if made.public_slug:
+        print(f"crowd URL for Prolific (paste as the study URL): {crowd_link(args.base_url, made.public_slug)}")
+        print(f"crowd URL for MTurk (external question): {crowd_link(args.base_url, made.public_slug, 'mturk')}")
+        end = cfg.crowd.completion_url or cfg.crowd.completion_code or "none set"
+        print(
+            f"each participant gets one slot of the design (ask for multiples of {made.balanced_raters} places); "
+            f"unfinished slots are handed out again after {cfg.crowd.slot_timeout_min:g} min without activity; "
+            f"completion: {end}"
+        )
+    else:
+        print(f"next: evalsuite study invite -n {made.balanced_raters} --db {args.db}")
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    from studies.service import revoke_rater
+
+    for label in revoke_rater(args.db, args.study, args.rater, args.participant):
+        print(f"revoked {label}: its answers are kept, new ones are refused; an unfinished slot is handed out again")
     return 0
 
 

@@ -1,13 +1,28 @@
 """Study design: a 2AFC study's settings and each rater's trials (balanced sides, seeded order, catch trials).
 
-Images of method j are handed out along a seeded permutation `perm_j` of the study's images, in
-consecutive blocks of `per_rater`: rater k gets `perm_j[(k * per_rater + t) mod n_images]`, t < per_rater.
-So a rater sees an image at most once per method, and after `balanced_raters()` raters (or any multiple)
-every (method, image) pair has the same number of judgments.
+Two kinds of judged trials (`design`): "real" (task 1 of the paper's protocol: a method's output vs the
+ground truth), "duels" (method vs method, every unordered pair of the study's methods, with the LR input
+between them in task 1) or "both".
+
+Guarantees, per rater k (the rater's *slot*: crowd raters take slots 0, 1, 2, ... in arrival order):
+- Images of method j are handed out along a seeded permutation `perm_j` of the study's images, in
+  consecutive blocks of `per_rater`: rater k gets `perm_j[(k * per_rater + t) mod n_images]`, t < per_rater.
+  Duels of method pair q = (a, b) (`itertools.combinations` order) do the same along their own permutation
+  with `per_pair` images. So a rater sees an image at most once per method and once per pair, every pair
+  occurs exactly `per_pair` times per rater, and after `balanced_raters()` raters (or any multiple) every
+  (method, image) and every (pair, image) has the same number of judgments (otherwise counts differ by
+  at most one).
+- Sides: the real image (in a duel: the pair's first method) is on the left in half of the rater's trials
+  of each method (each pair); for an odd count the extra one alternates between raters and between
+  methods (pairs), so two consecutive raters together balance exactly.
+- Catch trials (ground truth vs a degraded copy) and attention checks (ground truth vs an obviously broken,
+  flat block-noise image) use images the rater does not judge in the main block when there are any.
+- One seeded shuffle per rater mixes all main trials; practice comes first.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -20,7 +35,29 @@ QUESTIONS = {
 }
 MIN_CATCH_ACCURACY = 0.8  # raters below this catch-trial accuracy are excluded by default
 # Tags that make independent seeded streams: numpy SeedSequence([seed, tag, rater, method]).
-_IMAGES, _SIDES, _CATCH, _ORDER, _PRACTICE = 1, 2, 3, 4, 5
+_IMAGES, _SIDES, _CATCH, _ORDER, _PRACTICE, _DUEL_IMAGES, _DUEL_SIDES, _ATTENTION = 1, 2, 3, 4, 5, 6, 7, 8
+DESIGNS = ("real", "duels", "both")  # judged trials: method vs real, method vs method, or both
+CHECK_KINDS = ("catch", "attention")  # trials with a right answer: the rater record counts them together
+
+
+@dataclass(frozen=True)
+class CrowdConfig:
+    """Recruiting settings: the shared study URL, completion code or URL, slot timeout and consent text."""
+
+    enabled: bool = False  # a shared study URL (?study=SLUG&PROLIFIC_PID=...) hands out rater slots
+    completion_code: str = ""  # shown on the end page (Prolific/MTurk completion code)
+    completion_url: str = ""  # the end page redirects here (Prolific's completion URL; may hold {assignmentId} ...)
+    slot_timeout_min: float = 30.0  # an unfinished slot inactive this long goes to the next arrival
+    consent: str = ""  # consent text shown (and to be accepted) before practice; empty: no consent page
+
+    def __post_init__(self) -> None:
+        if not self.slot_timeout_min > 0:
+            raise ValueError(f"--slot-timeout must be positive minutes, got {self.slot_timeout_min}")
+        url = self.completion_url
+        if url and not url.startswith(("https://", "http://", "{turkSubmitTo}/")):
+            raise ValueError(f"--completion-url must start with https://, http:// or {{turkSubmitTo}}/, got {url!r}")
+        if len(self.completion_code) > 200:
+            raise ValueError("--completion-code must be at most 200 characters")
 
 
 @dataclass(frozen=True)
@@ -38,9 +75,15 @@ class StudyConfig:
     n_practice: int = 3
     seed: int = 0
     quality: dict[str, Any] = field(default_factory=dict)  # studies.quality.QualityPolicy, fixed at create
+    design: str = "real"  # real | duels | both (see the module docstring)
+    per_pair: int | None = None  # duels: images per rater and method pair (default per_rater)
+    n_attention: int = 0  # attention checks per rater (ground truth vs an obviously broken image)
+    crowd: CrowdConfig = field(default_factory=CrowdConfig)
     n_images: int = field(init=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.crowd, dict):
+            object.__setattr__(self, "crowd", CrowdConfig(**self.crowd))
         object.__setattr__(self, "methods", tuple(self.methods))
         object.__setattr__(self, "image_ids", tuple(self.image_ids))
         object.__setattr__(self, "n_images", len(self.image_ids))
@@ -62,6 +105,16 @@ class StudyConfig:
                 f"catch ({self.n_catch}) and practice ({self.n_practice}) trials must be between 0 "
                 f"and the number of images ({self.n_images})"
             )
+        if not 0 <= self.n_attention <= self.n_images:
+            raise ValueError(f"--attention must be between 0 and the number of images ({self.n_images})")
+        if self.design not in DESIGNS:
+            raise ValueError(f"--design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.design != "real" and len(self.methods) < 2:
+            raise ValueError(f"--design {self.design} pairs methods with each other: pass at least 2 methods")
+        if self.per_pair is not None and not 1 <= self.per_pair <= self.n_images:
+            raise ValueError(
+                f"--per-pair must be between 1 and the number of images ({self.n_images}), got {self.per_pair}"
+            )
 
     @property
     def question(self) -> str:
@@ -74,9 +127,20 @@ class StudyConfig:
         return self.task == 1
 
     @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """The method pairs of the duels (every unordered pair, in the order of `methods`); [] without duels."""
+        return list(itertools.combinations(self.methods, 2)) if self.design != "real" else []
+
+    @property
+    def pair_count(self) -> int:
+        """Images per rater and method pair in the duels."""
+        return self.per_pair if self.per_pair is not None else self.per_rater
+
+    @property
     def trials_per_rater(self) -> int:
-        """Main-block trials of one rater: per_rater per method plus the catch trials."""
-        return self.per_rater * len(self.methods) + self.n_catch
+        """Main-block trials of one rater: real trials, duels, catch trials and attention checks."""
+        real = self.per_rater * len(self.methods) if self.design != "duels" else 0
+        return real + self.pair_count * len(self.pairs) + self.n_catch + self.n_attention
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (n_images included); from_dict() reads it back."""
@@ -97,11 +161,12 @@ class TrialPlan:
 
     position: int
     block: str  # practice | main
-    kind: str  # real (ground truth vs method output) | catch (ground truth vs degraded copy)
+    kind: str  # real (ground truth vs method output) | duel (method vs method_b) | catch | attention
     method: str | None
     image_id: str
-    real_side: str  # left | right
+    real_side: str  # left | right: the real image's side (a duel: the side of `method`)
     show_lr: bool
+    method_b: str | None = None  # a duel's second method
 
 
 def select_images(available: list[str], n_images: int | None, seed: int = 0) -> tuple[str, ...]:
@@ -116,8 +181,11 @@ def select_images(available: list[str], n_images: int | None, seed: int = 0) -> 
 
 
 def balanced_raters(config: StudyConfig) -> int:
-    """Smallest number of raters (any multiple works too) giving every (method, image) equal judgments."""
-    return config.n_images // math.gcd(config.n_images, config.per_rater)
+    """Smallest number of raters (any multiple works too) giving every (method or pair, image) equal judgments."""
+    n = config.n_images
+    real = n // math.gcd(n, config.per_rater) if config.design != "duels" else 1
+    duels = n // math.gcd(n, config.pair_count) if config.pairs else 1
+    return math.lcm(real, duels)
 
 
 def _rng(config: StudyConfig, tag: int, *more: int) -> np.random.Generator:
@@ -138,16 +206,25 @@ def _half(n: int, parity: int) -> int:
 def rater_plan(config: StudyConfig, rater_index: int) -> list[TrialPlan]:
     """Rater `rater_index`'s trials: practice first, then main trials (real and catch) in a seeded order."""
     k, n, m = rater_index, config.n_images, config.per_rater
-    main: list[tuple[str, str | None, str, str]] = []  # (kind, method, image_id, real_side)
+    main: list[tuple[str, str | None, str, str, str | None]] = []  # (kind, method, image_id, side, method_b)
     seen: set[str] = set()
-    for j, method in enumerate(config.methods):
+    for j, method in enumerate(config.methods if config.design != "duels" else ()):
         # Images: a block of m consecutive entries of this method's permutation (distinct since m <= n).
         perm = _rng(config, _IMAGES, j).permutation(n)
         images = [config.image_ids[perm[(k * m + t) % n]] for t in range(m)]
         seen.update(images)
         # Sides: half of the rater's trials of this method show the real image on the left.
         sides = _sides(m, _half(m, k + j), _rng(config, _SIDES, k, j))
-        main += [("real", method, img, side) for img, side in zip(images, sides, strict=True)]
+        main += [("real", method, img, side, None) for img, side in zip(images, sides, strict=True)]
+    m2 = config.pair_count
+    for q, (a, b) in enumerate(config.pairs):
+        # Duels: pair q's images along its own permutation, m2 consecutive entries per rater.
+        perm = _rng(config, _DUEL_IMAGES, q).permutation(n)
+        images = [config.image_ids[perm[(k * m2 + t) % n]] for t in range(m2)]
+        seen.update(images)
+        # Sides: method a on the left in half of the rater's duels of this pair.
+        sides = _sides(m2, _half(m2, k + q), _rng(config, _DUEL_SIDES, k, q))
+        main += [("duel", a, img, side, b) for img, side in zip(images, sides, strict=True)]
     # Catch and practice pairs: prefer images this rater does not judge in the main block.
     unseen = [i for i in config.image_ids if i not in seen]
     rest = [i for i in config.image_ids if i in seen]
@@ -157,11 +234,16 @@ def rater_plan(config: StudyConfig, rater_index: int) -> list[TrialPlan]:
     catch_sides = _sides(
         config.n_catch, _half(config.n_catch, k), _rng(config, _SIDES, k, len(config.methods))
     )
-    main += [("catch", None, img, side) for img, side in zip(catch_images, catch_sides, strict=True)]
+    main += [("catch", None, img, side, None) for img, side in zip(catch_images, catch_sides, strict=True)]
+    # Attention checks: the next images of the pool, against an obviously broken image.
+    n_check = config.n_catch + config.n_attention
+    attention_images = (catch_pool[config.n_catch :] + catch_pool)[: config.n_attention]
+    attention_sides = _sides(config.n_attention, _half(config.n_attention, k + 1), _rng(config, _ATTENTION, k))
+    main += [("attention", None, img, side, None) for img, side in zip(attention_images, attention_sides, strict=True)]
     # Order: one seeded shuffle of all main trials per rater.
     order = _rng(config, _ORDER, k).permutation(len(main))
-    # Practice: easy pairs (ground truth vs degraded copy) from the images left after the catch trials.
-    practice_pool = catch_pool[config.n_catch :] + catch_pool[: config.n_catch]
+    # Practice: easy pairs (ground truth vs degraded copy) from the images left after the check trials.
+    practice_pool = catch_pool[n_check:] + catch_pool[:n_check]
     practice_sides = _sides(config.n_practice, _half(config.n_practice, k), _rng(config, _PRACTICE, k))
     plan = [
         TrialPlan(p, "practice", "catch", None, img, side, config.show_lr)
@@ -169,6 +251,6 @@ def rater_plan(config: StudyConfig, rater_index: int) -> list[TrialPlan]:
     ]
     base = len(plan)
     for pos, idx in enumerate(order):
-        kind, method, img, side = main[idx]
-        plan.append(TrialPlan(base + pos, "main", kind, method, str(img), side, config.show_lr))
+        kind, method, img, side, method_b = main[idx]
+        plan.append(TrialPlan(base + pos, "main", kind, method, str(img), side, config.show_lr, method_b))
     return plan

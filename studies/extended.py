@@ -246,6 +246,9 @@ def achieved_power(study: dict, n_raters: int) -> str:
         return "Power not computed: the database holds several studies with different designs."
     if n_raters < 1:
         return "Power not computed: no rater has answered yet."
+    if study.get("design") == "duels":
+        return ("Power not computed: a duels-only design has no method-vs-real trials, and the planner sizes "
+                "fool-rate differences (use --design both, or simulate the ranking with pilot data).")
     k, trials = len(methods), per_rater * len(methods)
     if k >= 2:
         return power_sentence(n_raters, trials, n_images, k)

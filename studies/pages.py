@@ -1,5 +1,8 @@
-"""The pages of the Streamlit rater app: instructions with a screen check, practice, timed 2AFC trials,
-thanks; `?admin=TOKEN` shows progress. studies/app.py (the script Streamlit reruns) only calls `main()`:
+"""The pages of the Streamlit rater app: consent (when set), instructions with a screen check, practice, timed
+2AFC trials, thanks (with a completion code, or a redirect to the platform); `?admin=TOKEN` shows progress.
+Raters arrive by an invite link (`?token=...`) or by a crowd study's shared URL (`?study=SLUG&PROLIFIC_PID=...`
+or MTurk's `workerId`), which makes their rater on first arrival (`Store.join`).
+studies/app.py (the script Streamlit reruns) only calls `main()`:
 this module is imported once per server process, so its caches and the component are set up once.
 
 A trial is one *display* (`Store.issue_display`): the page's component (studies/trial.js) receives the pair
@@ -16,14 +19,15 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
 
-from studies.design import StudyConfig
-from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, study_need
+from studies.design import StudyConfig, rater_plan
+from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, redirect_payload, study_need
 from studies.service import DB_ENV
-from studies.store import RaterInfo, Screen, Store, Trial
+from studies.store import EXPIRED, REVOKED, RaterInfo, Screen, Store, Trial
 
 INSTRUCTIONS = """
 You will see pairs of images, side by side{lr}. Each pair is shown for **{exposure:g} seconds**, then it
@@ -36,6 +40,19 @@ is hidden and you choose.
 - You can stop and come back later with the same link; you continue where you stopped.
 - The images are shown at their true pixel size: please use a laptop or desktop screen with a large window.
 """
+EXPIRED_TEXT = (
+    "Your place in this study expired: there was no activity for more than {minutes:g} minutes and it was given "
+    "to another participant. The answers you gave are saved. Please return the study on the platform (or "
+    "contact the researcher); this link cannot continue."
+)
+REVOKED_TEXT = "This link has been withdrawn by the researcher and no longer accepts answers."
+MTURK_PREVIEW = "Accept the HIT to start: the study opens here once you have accepted it."
+# Crowd URL parameters: (platform, participant id parameter, other parameters kept with the rater).
+PLATFORMS = (
+    ("prolific", "PROLIFIC_PID", ("STUDY_ID", "SESSION_ID")),
+    ("mturk", "workerId", ("assignmentId", "hitId", "turkSubmitTo")),
+    ("other", "participant", ()),
+)
 REPLACED = (
     "This study was opened again in another tab or window (or this page reconnected after a break): that "
     "answer was not counted. Continue in one place only."
@@ -144,6 +161,41 @@ def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
             st.session_state["feedback"] = ""
 
 
+def participant(params: Any) -> tuple[str, str, dict[str, str]]:
+    """(platform, participant id, other platform parameters) from a crowd URL's query; ValueError says what
+    is wrong (no id, an unfilled placeholder, an MTurk preview)."""
+    for platform, key, extra in PLATFORMS:
+        pid = str(params.get(key) or "").strip()
+        if not pid:
+            continue
+        if platform == "mturk" and params.get("assignmentId") == "ASSIGNMENT_ID_NOT_AVAILABLE":
+            raise ValueError(MTURK_PREVIEW)
+        if len(pid) > 200 or not pid.isprintable() or "{" in pid or "%" in pid:
+            raise ValueError("The participant id in this link is not valid: open the study from the platform.")
+        return platform, pid, {k: str(params.get(k))[:200] for k in extra if params.get(k)}
+    raise ValueError(
+        "This study link needs your participant id: open it from Prolific or MTurk (the platform adds it)."
+    )
+
+
+def completion_target(template: str, params: Any) -> str | None:
+    """The completion URL with {PROLIFIC_PID}, {assignmentId}, {turkSubmitTo}, ... filled in from the rater's
+    link (values URL-quoted; turkSubmitTo is MTurk's own host); None when a placeholder has no value."""
+    url = template
+    for _platform, key, extra in PLATFORMS:
+        for name in (key, *extra):
+            placeholder = "{" + name + "}"
+            if placeholder not in url:
+                continue
+            value = str(params.get(name) or "")
+            if not value:
+                return None
+            url = url.replace(placeholder, value.rstrip("/") if name == "turkSubmitTo" else quote(value, safe=""))
+    if "{" in url or not url.startswith(("https://", "http://")):
+        return None
+    return url
+
+
 def _trials(store: Store, rater_id: int) -> list[Trial]:
     """The rater's trials, read once per session and again after each answer (not on every rerun)."""
     trials = st.session_state.get("trials")
@@ -152,13 +204,15 @@ def _trials(store: Store, rater_id: int) -> list[Trial]:
     return trials
 
 
-def _stage(trials: list[Trial]) -> str:
-    """Which page the rater is on: paused | thanks | instructions | practice_done | trial."""
+def _stage(trials: list[Trial], needs_consent: bool = False) -> str:
+    """Which page the rater is on: paused | thanks | consent | instructions | practice_done | trial."""
     if st.session_state.get("paused"):
         return "paused"
     pending = [t for t in trials if not t.answered]
     if not pending:
         return "thanks"
+    if needs_consent:
+        return "consent"
     if not st.session_state.get("started", False):
         return "instructions"
     practice = any(t.block == "practice" for t in trials)
@@ -195,6 +249,8 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
         except ValueError:  # answered meanwhile in another tab: read the trials again
             st.session_state.pop("trials", None)
             st.rerun(scope="app")
+        except PermissionError:  # revoked, or the slot expired: the full page says so
+            st.rerun(scope="app")
         st.session_state["display"] = current
     display_id = current[1]
     need = get_need(db, rater.study_id)
@@ -206,31 +262,93 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
 
 
 def rater_page(db: str, token: str) -> None:
-    """The rater flow: instructions and screen check, practice (with feedback), the study, thanks."""
-    store = get_store(db)
+    """An invited rater (?token=...): the rater flow, or an error for an unknown token."""
     # The token's rater, looked up once per browser session (tokens never change owner).
-    if st.session_state.get("rater_token") != token:
-        st.session_state["rater"] = store.rater_by_token(token)
-        st.session_state["rater_token"] = token
+    if st.session_state.get("rater_key") != ("token", token):
+        st.session_state["rater"] = get_store(db).rater_by_token(token)
+        st.session_state["rater_key"] = ("token", token)
         st.session_state.pop("trials", None)
     rater = st.session_state["rater"]
     if rater is None:
         st.error("This link is not valid. Please use the exact link you were sent.")
         return
+    rater_flow(db, rater)
+
+
+def crowd_page(db: str, slug: str, params: Any) -> None:
+    """A crowd participant (?study=SLUG&PROLIFIC_PID=...): their rater (made on first arrival), then the flow."""
+    store = get_store(db)
+    study_id = store.study_by_slug(slug)
+    config = get_config(db, study_id) if study_id is not None else None
+    if config is None or not config.crowd.enabled:
+        st.error("This study link is not valid. Please open the study from the platform again.")
+        return
+    try:
+        platform, pid, extra = participant(params)
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    # One rater per participant id: a reload, a second tab or a simultaneous arrival finds the same one.
+    if st.session_state.get("rater_key") != ("study", slug, pid):
+        plan = functools.partial(rater_plan, config)
+        timeout_s = config.crowd.slot_timeout_min * 60.0
+        st.session_state["rater"] = store.join(study_id, pid, plan, timeout_s, {"platform": platform, **extra})
+        st.session_state["rater_key"] = ("study", slug, pid)
+        st.session_state.pop("trials", None)
+    rater_flow(db, st.session_state["rater"])
+
+
+def _consent(db: str, rater_id: int) -> None:
+    """Consent button callback: store the acceptance time."""
+    get_store(db).record_consent(rater_id)
+
+
+def _finished(config: StudyConfig) -> None:
+    """The end page: thanks, and the completion code or the redirect to the platform's completion URL."""
+    crowd = config.crowd
+    st.title("Thank you!")
+    target = completion_target(crowd.completion_url, st.query_params) if crowd.completion_url else None
+    if target:
+        st.success("You have finished the study. Your answers are saved; taking you back to the platform ...")
+        st.link_button("Return to the platform to complete", target, type="primary")
+        TRIAL_COMPONENT(key="redirect", data=redirect_payload(target))
+    elif crowd.completion_code:
+        st.success("You have finished the study. Your answers are saved.")
+        st.markdown("Your **completion code** (enter it on the platform to complete the study):")
+        st.code(crowd.completion_code, language=None)
+    else:
+        st.success("You have finished the study. Your answers are saved; you can close this page.")
+
+
+def rater_flow(db: str, rater: RaterInfo) -> None:
+    """The rater flow: consent (when set), instructions and screen check, practice (with feedback), the study,
+    the end page. Revoked raters and raters whose slot expired are told so and can answer nothing."""
+    store = get_store(db)
     config = get_config(db, rater.study_id)
+    state = store.rater(rater.id)  # status and consent change while the rater works: read them per page
+    if state.status == REVOKED:
+        st.error(REVOKED_TEXT)
+        return
+    if state.status == EXPIRED:
+        st.warning(EXPIRED_TEXT.format(minutes=config.crowd.slot_timeout_min))
+        return
     trials = _trials(store, rater.id)
-    stage = _stage(trials)
+    stage = _stage(trials, bool(config.crowd.consent) and state.consented_at is None)
     if stage == "trial":
         trial_page(db, rater, config)
         return
     if st.session_state.get("feedback"):
         st.info(st.session_state["feedback"])
-    if stage == "paused":
+    if stage == "consent":
+        st.title("Consent")
+        st.markdown(config.crowd.consent)
+        st.caption("If you do not agree, close this page (and return the study on the platform).")
+        st.button("I agree", key="consent", type="primary", on_click=_consent, args=(db, rater.id))
+    elif stage == "paused":
         st.warning(REPLACED)
         st.button("Continue here", key="resume", type="primary", on_click=_resume)
     elif stage == "thanks":
-        st.title("Thank you!")
-        st.success("You have finished the study. Your answers are saved; you can close this page.")
+        _finished(config)
     elif stage == "instructions":
         n_practice = sum(t.block == "practice" for t in trials)
         st.title("Image comparison")
@@ -242,6 +360,11 @@ def rater_page(db: str, token: str) -> None:
                 practice=f" ({n_practice} pairs, with feedback)" if n_practice else "",
             )
         )
+        if config.crowd.enabled:
+            st.caption(
+                f"Please work without long breaks: after {config.crowd.slot_timeout_min:g} minutes without "
+                "activity your place may be given to another participant."
+            )
         key = "screen-check"
         check = check_payload(get_need(db, rater.study_id))
         TRIAL_COMPONENT(key=key, data=check, on_event_change=functools.partial(_on_check, db, rater.id, key))
@@ -263,9 +386,9 @@ ADMIN_REFRESH_S = 10  # the admin page refreshes itself this often
 
 
 def rater_progress(trials: pd.DataFrame, raters: pd.DataFrame, analysis_raters: pd.DataFrame) -> pd.DataFrame:
-    """Per rater: label, answered of planned, last seen, median latency, catch accuracy, exclusion, screen."""
+    """Per rater: label, status, answered of planned, last seen, median latency, catch accuracy, exclusion, screen."""
     g = trials.groupby("rater_id", sort=False)
-    out = raters.set_index("rater_id")[["label", "last_seen", "window_w", "window_h", "dpr"]].copy()
+    out = raters.set_index("rater_id")[["label", "status", "last_seen", "window_w", "window_h", "dpr"]].copy()
     out["answered"] = g["answered"].sum()
     out["planned"] = g.size()
     out["median_latency_s"] = trials[trials["answered"]].groupby("rater_id")["latency_s"].median()
@@ -280,7 +403,7 @@ def rater_progress(trials: pd.DataFrame, raters: pd.DataFrame, analysis_raters: 
         out.loc[screen, "window_w"].astype(int).astype(str) + "x" + out.loc[screen, "window_h"].astype(int).astype(str)
         + " @" + out.loc[screen, "dpr"].map("{:g}".format)
     )
-    cols = ["label", "answered", "planned", "last_seen", "median_latency_s", "catch_accuracy", "excluded",
+    cols = ["label", "status", "answered", "planned", "last_seen", "median_latency_s", "catch_accuracy", "excluded",
             "refused", "window"]
     return out[cols].reset_index(drop=True)
 
@@ -308,7 +431,8 @@ def admin_tables(db: str, study_id: int) -> None:
     ]
     st.dataframe(per.join(fr).reset_index(), hide_index=True)
     if analysis.all_excluded:
-        st.warning("Every rater fails the catch rule: the fool rates keep all raters (column exclusion).")
+        st.warning("Every rater is flagged by the study's exclusion rules: the fool rates keep all raters "
+                   "(column exclusion).")
     st.caption(" ".join(analysis.notes[1:3]))
 
 
@@ -323,13 +447,16 @@ def admin_page(db: str, token: str) -> None:
     st.title(f"Study {config.name}: progress")
     st.caption(
         f"task {config.task}; {config.n_images} images; {config.per_rater} per rater per method; "
-        f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}"
+        f"exposure {config.exposure_s:g} s; methods: {', '.join(config.methods)}; design {config.design}"
+        + (f" ({len(config.pairs)} pairs, {config.pair_count} per rater and pair)" if config.pairs else "")
+        + (f"; {config.n_attention} attention checks per rater" if config.n_attention else "")
+        + (f"; crowd URL, slot timeout {config.crowd.slot_timeout_min:g} min" if config.crowd.enabled else "")
     )
     admin_tables(db, study_id)
 
 
 def main() -> None:
-    """Route by query parameter: ?token=... (rater) or ?admin=... (admin)."""
+    """Route by query parameter: ?token=... (invited rater), ?study=... (crowd participant), ?admin=... (admin)."""
     st.set_page_config(
         page_title="Image comparison",
         layout="wide",
@@ -342,6 +469,8 @@ def main() -> None:
         admin_page(db, params["admin"])
     elif params.get("token"):
         rater_page(db, params["token"])
+    elif params.get("study"):
+        crowd_page(db, params["study"], params)
     else:
         st.title("Image comparison")
         st.warning("Open the personal link you were sent (it ends with ?token=...).")

@@ -101,6 +101,13 @@ def check_payload(need: Need) -> bytes:
     return len(head).to_bytes(4, "big") + head
 
 
+def redirect_payload(url: str) -> bytes:
+    """The bytes that make the page go to a crowd platform's completion URL (the end page of a study)."""
+    header = {"v": FORMAT_VERSION, "mode": "redirect", "url": url}
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return len(head).to_bytes(4, "big") + head
+
+
 def parse_payload(data: bytes) -> tuple[dict, list[bytes]]:
     """Inverse of trial_payload (for tests and audits): the header and the pixel blocks in page order."""
     n = int.from_bytes(data[:4], "big")

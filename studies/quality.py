@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.design import MIN_CATCH_ACCURACY
+from studies.design import CHECK_KINDS, MIN_CATCH_ACCURACY  # CHECK_KINDS: trials with a known right answer
 
 SCRIPT_TOLERANCE_S = 0.1  # studies.store.EXPOSURE_GRACE_S (not imported: this module needs no database)
-CHECK_KINDS = ("catch", "attention")  # trials with a known right answer (studies.design on the crowd branch)
 RULES = ("catch", "too_fast", "side_streak", "answer_streak")
 QUALITY_COLUMNS = ["median_rt_s", "side_streak", "answer_streak", "excluded_by"]
 

@@ -50,7 +50,7 @@ def pairs_from_judgments(judgments: pd.DataFrame, excluded: Sequence[str] = (), 
         if "block" in df:
             df = df[df["block"] == "main"]
         if "kind" in df:
-            df = df[df["kind"] != "catch"]
+            df = df[~df["kind"].isin(("catch", "attention"))]  # check trials are not comparisons
         df = df[~df["rater"].isin(set(excluded))]
         return _check_pairs(df.reset_index(drop=True))
     missing = {"rater_id", "image_id", "method", "kind", "block", "chose_real"} - set(judgments.columns)

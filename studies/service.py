@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from studies.design import StudyConfig, balanced_raters, rater_plan, select_images
+from studies.design import CrowdConfig, StudyConfig, balanced_raters, rater_plan, select_images
 from studies.payload import Need, study_need
 from studies.quality import QualityPolicy
 from studies.stimuli import build_stimuli, run_images
@@ -27,6 +28,7 @@ class CreatedStudy:
     config: StudyConfig
     balanced_raters: int
     need: Need  # device pixels the largest trial needs side by side (images shown 1:1)
+    public_slug: str | None = None  # the crowd URL's ?study= value (crowd studies only)
 
 
 def create_study(
@@ -42,6 +44,10 @@ def create_study(
     n_practice: int = 3,
     seed: int = 0,
     quality: dict | None = None,
+    design: str = "real",
+    per_pair: int | None = None,
+    n_attention: int = 0,
+    crowd: CrowdConfig | None = None,
 ) -> CreatedStudy:
     """Design a study on a run folder, re-encode its stimuli and store both in the database."""
     run = Path(run_dir)
@@ -64,13 +70,17 @@ def create_study(
         n_practice=min(n_practice, len(image_ids)),
         seed=seed,
         quality=QualityPolicy.from_dict(quality or {}).to_dict(),  # the exclusion rules, fixed before any judgment
+        design=design,
+        per_pair=min(per_pair, len(image_ids)) if per_pair is not None else None,
+        n_attention=min(n_attention, len(image_ids)),
+        crowd=crowd or CrowdConfig(),
     )
+    slug = secrets.token_urlsafe(9) if config.crowd.enabled else None
+    stimuli = build_stimuli(run, image_ids, config.methods, config.show_lr, config.n_attention > 0, seed)
     with Store(db) as store:
-        study_id, token = store.add_study(
-            config.name, task, config.to_dict(), build_stimuli(run, image_ids, config.methods, config.show_lr)
-        )
+        study_id, token = store.add_study(config.name, task, config.to_dict(), stimuli, slug)
         need = study_need(store.stimulus_sizes(study_id))
-    return CreatedStudy(study_id, token, config, balanced_raters(config), need)
+    return CreatedStudy(study_id, token, config, balanced_raters(config), need, slug)
 
 
 def _only_study(store: Store, study_id: int | None) -> int:
@@ -99,6 +109,22 @@ def invite_raters(
         sid = _only_study(store, study_id)
         config = StudyConfig.from_dict(store.study(sid))
         return store.add_raters(sid, n, functools.partial(rater_plan, config), labels)
+
+
+def revoke_rater(
+    db: str, study_id: int | None = None, label: str | None = None, participant: str | None = None
+) -> list[str]:
+    """Revoke a rater by label or participant id (refused from then on; an unfinished slot is handed out again)."""
+    with Store(db, create=False) as store:
+        return store.revoke(_only_study(store, study_id), label, participant)
+
+
+def crowd_link(base_url: str, slug: str, platform: str = "prolific") -> str:
+    """The shared study URL to paste into a crowd platform (Prolific fills in its {{%...%}} placeholders)."""
+    base = f"{base_url.rstrip('/')}/?study={slug}"
+    if platform == "prolific":
+        return base + "&PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+    return base  # MTurk's external question appends &assignmentId=...&hitId=...&workerId=... itself
 
 
 def study_id(db: str, study: int | None = None) -> int:

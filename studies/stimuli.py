@@ -16,6 +16,7 @@ from PIL import Image
 from studies.store import StimulusImage
 
 CATCH_FACTOR = 8  # catch copies: box-downsampled by 8, then blown up with nearest neighbour (plainly broken)
+ATTENTION_BLOCK = 16  # attention copies: grey blocks of this many pixels (no trace of the photo is left)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -42,6 +43,18 @@ def catch_copy(pixels: np.ndarray, factor: int = CATCH_FACTOR) -> np.ndarray:
     im = Image.fromarray(pixels, "RGB")
     small = im.resize((max(1, w // factor), max(1, h // factor)), Image.Resampling.BOX)
     return np.asarray(small.resize((w, h), Image.Resampling.NEAREST), dtype=np.uint8)
+
+
+def attention_copy(pixels: np.ndarray, seed: int | tuple[int, int] = 0, block: int = ATTENTION_BLOCK) -> np.ndarray:
+    """An obviously broken image of the same size: flat grey blocks of random brightness around the image's
+    mean grey (seeded); nobody attending to the task can take it for a photo."""
+    h, w = pixels.shape[:2]
+    rng = np.random.default_rng(seed)
+    grey = float(pixels.mean())
+    # One random grey level per block, spread +-40 around the mean, then blown up to full size.
+    levels = np.clip(grey + rng.uniform(-40, 40, size=(-(-h // block), -(-w // block))), 0, 255)
+    full = np.repeat(np.repeat(levels, block, axis=0), block, axis=1)[:h, :w]
+    return np.repeat(full[:, :, None], 3, axis=2).astype(np.uint8)
 
 
 def png_chunks(data: bytes) -> list[str]:
@@ -92,15 +105,22 @@ def _run_methods(run: Path) -> list[str]:
 
 
 def build_stimuli(
-    run_dir: str | Path, image_ids: tuple[str, ...], methods: tuple[str, ...], show_lr: bool
+    run_dir: str | Path,
+    image_ids: tuple[str, ...],
+    methods: tuple[str, ...],
+    show_lr: bool,
+    attention: bool = False,
+    seed: int = 0,
 ) -> list[StimulusImage]:
-    """Re-encode the ground truth, outputs, LR input (task 1) and a catch copy of every study image."""
+    """Re-encode the ground truth, outputs, LR input (task 1), a catch copy (and an attention copy) per image."""
     run = Path(run_dir)
     out: list[StimulusImage] = []
-    for image_id in image_ids:
+    for k, image_id in enumerate(image_ids):
         hr = load_pixels(run / "hr" / f"{image_id}.png")
         out.append(StimulusImage(image_id, "hr", None, encode_png(hr)))
         out.append(StimulusImage(image_id, "catch", None, encode_png(catch_copy(hr))))
+        if attention:
+            out.append(StimulusImage(image_id, "attention", None, encode_png(attention_copy(hr, seed=(seed, k)))))
         if show_lr:
             out.append(
                 StimulusImage(image_id, "lr", None, encode_png(load_pixels(run / "lr" / f"{image_id}.png")))

@@ -7,6 +7,14 @@ for the current display of an unanswered trial, only after it was shown and its 
 else (a late click of a replaced display, a second tab, a click before the exposure ended, a repeat) is
 written to `refusals`, never to `judgments`. Judgments are written exactly once: `judgments.assignment_id`
 is unique and the insert is `INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL.
+
+Raters hold *slots* (`raters.index`: the design's rater index). Invited raters take new slots; crowd raters
+(`join`) arrive by a shared study URL with a participant id and take the lowest free slot: one whose raters
+were all revoked or expired, or one whose active crowd rater has not finished and was inactive longer than
+the study's slot timeout (that rater is then marked `expired`), else a new one. At most one rater per
+participant (`uq_rater_participant`) and one active rater per slot (a partial unique index) exist, so
+concurrent arrivals, reloads and second tabs never make a second rater or share a slot. Revoked and expired
+raters are refused (`answer`, `issue_display`); their judgments are kept.
 """
 
 from __future__ import annotations
@@ -18,16 +26,18 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     Select,
@@ -39,6 +49,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -46,6 +57,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 SIDES = ("left", "right")
+ACTIVE, EXPIRED, REVOKED = "active", "expired", "revoked"  # raters.status
 # Answers may arrive this much before the exposure has run out on the server clock: the page hides the pair
 # by its own clock after it reported the draw, so network jitter can make the server see a shorter time.
 EXPOSURE_GRACE_S = 0.1
@@ -65,6 +77,8 @@ class Study(Base):
     config_json: Mapped[str] = mapped_column(Text)
     admin_token_hash: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The shared crowd URL's ?study= value (random, public); None when the study takes invited raters only.
+    public_slug: Mapped[str | None] = mapped_column(String(40), unique=True, nullable=True)
 
 
 class Stimulus(Base):
@@ -74,7 +88,7 @@ class Stimulus(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     image_id: Mapped[str] = mapped_column(String(300))
-    role: Mapped[str] = mapped_column(String(16))  # hr | lr | output | catch
+    role: Mapped[str] = mapped_column(String(16))  # hr | lr | output | catch | attention
     method: Mapped[str | None] = mapped_column(String(300), nullable=True)
     png: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -82,12 +96,12 @@ class Stimulus(Base):
 
 
 class Rater(Base):
-    """A rater invited by a token (only the token's SHA-256 is stored)."""
+    """A rater: invited by a token (only the token's SHA-256 is stored) or arrived by the crowd URL."""
 
     __tablename__ = "raters"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    index: Mapped[int] = mapped_column(Integer)
+    index: Mapped[int] = mapped_column(Integer)  # the slot: rater index of the design (design.rater_plan)
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     label: Mapped[str] = mapped_column(String(40))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -97,7 +111,22 @@ class Rater(Base):
     window_w: Mapped[int | None] = mapped_column(Integer, nullable=True)
     window_h: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dpr: Mapped[float | None] = mapped_column(Float, nullable=True)
-    __table_args__ = (UniqueConstraint("study_id", "index", name="uq_rater_index"),)
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE, server_default=ACTIVE)  # active|expired|revoked
+    participant_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # crowd raters only
+    platform_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # e.g. Prolific STUDY_ID, SESSION_ID
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (
+        UniqueConstraint("study_id", "participant_id", name="uq_rater_participant"),
+        # One active rater per slot; expired and revoked raters keep their slot number (and judgments).
+        Index(
+            "uq_rater_slot_active",
+            "study_id",
+            "index",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
 
 
 class Assignment(Base):
@@ -108,10 +137,11 @@ class Assignment(Base):
     rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     block: Mapped[str] = mapped_column(String(16))  # practice | main
-    kind: Mapped[str] = mapped_column(String(16))  # real | catch
+    kind: Mapped[str] = mapped_column(String(16))  # real | duel | catch | attention
     method: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    method_b: Mapped[str | None] = mapped_column(String(300), nullable=True)  # a duel's second method
     image_id: Mapped[str] = mapped_column(String(300))
-    real_side: Mapped[str] = mapped_column(String(8))
+    real_side: Mapped[str] = mapped_column(String(8))  # the real image's side; a duel: the side of `method`
     left_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
     right_id: Mapped[str] = mapped_column(ForeignKey("stimuli.id"))
     middle_id: Mapped[str | None] = mapped_column(ForeignKey("stimuli.id"), nullable=True)
@@ -170,6 +200,7 @@ _PLAN_COLUMNS = (
     Assignment.block,
     Assignment.kind,
     Assignment.method,
+    Assignment.method_b,
     Assignment.image_id,
     Assignment.real_side,
 )
@@ -202,13 +233,21 @@ class Trial:
 
 @dataclass(frozen=True)
 class RaterInfo:
-    """A rater found by token: internal id, opaque public id, the study it belongs to, index and label."""
+    """A rater found by token or participant: internal id, opaque public id, study, slot, label and status."""
 
     id: int
     public_id: str
     study_id: int
     index: int
     label: str = ""
+    status: str = ACTIVE
+    consented_at: datetime | None = None
+    created: bool = False  # made by this call (`join`)
+
+
+def _rater_info(r: Any, created: bool = False) -> RaterInfo:
+    """A Rater row (ORM object or row with its columns) as a RaterInfo."""
+    return RaterInfo(r.id, r.public_id, r.study_id, r.index, r.label, r.status, _aware(r.consented_at), created)
 
 
 @dataclass(frozen=True)
@@ -323,6 +362,24 @@ class Store:
             raise FileNotFoundError(
                 f"{self.url} holds no study; make one with `evalsuite study create --run RUN_DIR --db ...`"
             )
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """Refuse a database made by an older evalsuite (tables without the crowd/duel columns), with the fix."""
+        from sqlalchemy import inspect
+
+        insp = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            if not insp.has_table(table.name):
+                continue
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            missing = sorted({c.name for c in table.columns} - have)
+            if missing:
+                self.engine.dispose()
+                raise RuntimeError(
+                    f"{self.url} was made by an older evalsuite (table {table.name} lacks {', '.join(missing)}); "
+                    "export it with that version if needed and re-create the study with `evalsuite study create`"
+                )
 
     def _writing(self) -> contextlib.AbstractContextManager:
         """A lock that queues this process's SQLite writers (a no-op context on other databases)."""
@@ -346,9 +403,14 @@ class Store:
 
     # ----------------------------------------------------------------- studies and stimuli
     def add_study(
-        self, name: str, task: int, config: dict[str, Any], stimuli: Iterable[StimulusImage]
+        self,
+        name: str,
+        task: int,
+        config: dict[str, Any],
+        stimuli: Iterable[StimulusImage],
+        public_slug: str | None = None,
     ) -> tuple[int, str]:
-        """Store a study and its stimuli; returns (study id, admin token)."""
+        """Store a study and its stimuli (and the crowd URL's slug, if any); returns (study id, admin token)."""
         admin_token = new_token()
         with self._writing(), self._session.begin() as s:
             study = Study(
@@ -357,6 +419,7 @@ class Store:
                 config_json=json.dumps(config, sort_keys=True),
                 admin_token_hash=hash_token(admin_token),
                 created_at=_now(),
+                public_slug=public_slug,
             )
             s.add(study)
             s.flush()
@@ -386,6 +449,18 @@ class Store:
             if r is None:
                 raise KeyError(f"no study {study_id} in {self.url}")
             return _study_info(r)
+
+    def study_by_slug(self, slug: str) -> int | None:
+        """The study id whose crowd URL carries this ?study= value, or None."""
+        if not slug or len(slug) > 40:
+            return None
+        with self._session() as s:
+            return s.scalar(select(Study.id).where(Study.public_slug == slug))
+
+    def public_slug(self, study_id: int) -> str | None:
+        """A study's crowd URL slug (None: no crowd URL)."""
+        with self._session() as s:
+            return s.scalar(select(Study.public_slug).where(Study.id == study_id))
 
     def rotate_admin_token(self, study_id: int) -> str:
         """Replace a study's admin token; returns the new one."""
@@ -455,7 +530,7 @@ class Store:
             raise ValueError(f"got {len(labels)} labels for {n} raters; pass one label per rater")
         stim = self.stimulus_ids(study_id)
         out = []
-        with self._writing(), self._session.begin() as s:
+        with self._writing(), _one_slot_each(), self._session.begin() as s:
             start = s.scalar(select(func.coalesce(func.max(Rater.index) + 1, 0)).where(Rater.study_id == study_id))
             taken = set(s.scalars(select(Rater.label).where(Rater.study_id == study_id)))
             for k in range(n):
@@ -485,7 +560,123 @@ class Store:
             return None
         with self._session() as s:
             r = s.scalars(select(Rater).where(Rater.token_hash == hash_token(token))).first()
-            return None if r is None else RaterInfo(r.id, r.public_id, r.study_id, r.index, r.label)
+            return None if r is None else _rater_info(r)
+
+    def rater(self, rater_id: int) -> RaterInfo:
+        """A rater's current state (status and consent change while the rater works)."""
+        with self._session() as s:
+            r = s.get(Rater, rater_id)
+            if r is None:
+                raise KeyError(f"no rater {rater_id}")
+            return _rater_info(r)
+
+    def rater_by_participant(self, study_id: int, participant_id: str) -> RaterInfo | None:
+        """The crowd rater of a participant id in a study, or None."""
+        with self._session() as s:
+            r = s.scalars(
+                select(Rater).where(Rater.study_id == study_id, Rater.participant_id == participant_id)
+            ).first()
+            return None if r is None else _rater_info(r)
+
+    def join(
+        self,
+        study_id: int,
+        participant_id: str,
+        plan: Callable[[int], Sequence[Any]],
+        slot_timeout_s: float,
+        platform: dict[str, str] | None = None,
+    ) -> RaterInfo:
+        """The participant's rater, created with the lowest free slot on first arrival (race-safe, see module).
+
+        `plan(slot)` gives the slot's trials. A returning participant gets their rater back (any status; an
+        active one is marked seen). Concurrent calls for one participant create one rater.
+        """
+        if not participant_id or len(participant_id) > 200:
+            raise ValueError("a participant id must have 1 to 200 characters")
+        stim = None
+        for _attempt in range(50):
+            # A returning participant (or the winner of a race for this participant) keeps their rater.
+            found = self.rater_by_participant(study_id, participant_id)
+            if found is not None:
+                if found.status == ACTIVE:
+                    with self._writing(), self.engine.begin() as conn:
+                        conn.execute(update(Rater).where(Rater.id == found.id).values(last_seen=_now()))
+                return found
+            stim = stim or self.stimulus_ids(study_id)
+            now = _now()
+            cutoff = now - timedelta(seconds=slot_timeout_s)
+            slot, holder = self._free_slot(study_id, cutoff)
+            try:
+                with self._writing(), self._session.begin() as s:
+                    # Take the slot from an abandoned rater only if it is still abandoned (compare-and-swap).
+                    if holder is not None:
+                        taken = s.execute(
+                            update(Rater)
+                            .where(Rater.id == holder, *_abandoned(cutoff))
+                            .values(status=EXPIRED)
+                        )
+                        if taken.rowcount != 1:
+                            raise _SlotLost
+                    rater = Rater(
+                        study_id=study_id,
+                        index=slot,
+                        public_id=secrets.token_hex(8),
+                        label=_participant_label(participant_id),
+                        token_hash=hash_token(new_token()),  # crowd raters have no token; this one is never shown
+                        created_at=now,
+                        last_seen=now,
+                        status=ACTIVE,
+                        participant_id=participant_id,
+                        platform_json=json.dumps(platform or {}, sort_keys=True),
+                    )
+                    s.add(rater)
+                    s.flush()  # IntegrityError: this participant or this slot was taken meanwhile
+                    for t in plan(slot):
+                        s.add(_assignment(rater.id, t, stim))
+                    s.flush()
+                    info = _rater_info(rater, created=True)
+                return info
+            except (IntegrityError, _SlotLost):
+                continue  # someone else arrived first: look again
+        raise RuntimeError(f"could not give participant {participant_id!r} a slot (too many concurrent arrivals)")
+
+    def _free_slot(self, study_id: int, cutoff: datetime) -> tuple[int, int | None]:
+        """(slot, abandoned holder or None): the lowest free slot, else a new one after all slots in use."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Rater.index, Rater.status).where(Rater.study_id == study_id)).all()
+            stale = conn.execute(
+                select(Rater.index, Rater.id).where(Rater.study_id == study_id, *_abandoned(cutoff))
+            ).all()
+        active = {i for i, st in rows if st == ACTIVE}
+        # Free: a slot whose raters are all revoked or expired, or whose active rater abandoned it.
+        free = {i: None for i, _st in rows if i not in active} | {i: rid for i, rid in stale}
+        if free:
+            slot = min(free)
+            return slot, free[slot]
+        return (max(i for i, _ in rows) + 1 if rows else 0), None
+
+    def record_consent(self, rater_id: int) -> None:
+        """Store the time the rater accepted the consent text (the first acceptance counts)."""
+        now = _now()
+        with self._writing(), self.engine.begin() as conn:
+            conn.execute(
+                update(Rater)
+                .where(Rater.id == rater_id, Rater.consented_at.is_(None))
+                .values(consented_at=now, last_seen=now)
+            )
+
+    def revoke(self, study_id: int, label: str | None = None, participant_id: str | None = None) -> list[str]:
+        """Revoke a rater (by label or participant id): refused from now on, slot free; returns labels revoked."""
+        if (label is None) == (participant_id is None):
+            raise ValueError("pass exactly one of --rater LABEL or --participant PID")
+        cond = Rater.label == label if label is not None else Rater.participant_id == participant_id
+        with self._writing(), self._session.begin() as s:
+            labels = list(s.scalars(select(Rater.label).where(Rater.study_id == study_id, cond)))
+            if not labels:
+                what = f"rater {label!r}" if label is not None else f"participant {participant_id!r}"
+                raise ValueError(f"no {what} in study {study_id}; the admin page and `study export` list the raters")
+            s.execute(update(Rater).where(Rater.study_id == study_id, cond).values(status=REVOKED))
+        return labels
 
     def trials(self, rater_id: int) -> list[Trial]:
         """A rater's trials in presentation order, each flagged answered or not."""
@@ -509,12 +700,15 @@ class Store:
         # Core statements, not ORM objects: this runs once per trial of every rater.
         with self._writing(), self.engine.begin() as conn:
             row = conn.execute(
-                select(Assignment.rater_id, Judgment.id)
+                select(Assignment.rater_id, Judgment.id, Rater.status)
+                .join(Rater, Assignment.rater_id == Rater.id)
                 .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
                 .where(Assignment.id == assignment_id)
             ).first()
             if row is None or row[0] != rater_id:
                 raise PermissionError(f"trial {assignment_id} does not belong to this rater")
+            if row[2] != ACTIVE:
+                raise PermissionError(f"this rater is {row[2]}")
             if row[1] is not None:
                 raise ValueError(f"trial {assignment_id} is already answered")
             conn.execute(
@@ -525,7 +719,8 @@ class Store:
         return display_id
 
     def _display(self, conn: Any, display_id: Any) -> Any:
-        """(rater, shown_at, assignment, current display, first shown, real side, block) of a display, or None."""
+        """(rater, shown_at, assignment, current display, first shown, real side, block, rater status) of a
+        display, or None."""
         if not isinstance(display_id, str):
             return None
         return conn.execute(
@@ -537,8 +732,10 @@ class Store:
                 Assignment.shown_at,
                 Assignment.real_side,
                 Assignment.block,
+                Rater.status,
             )
             .join(Assignment, Display.assignment_id == Assignment.id)
+            .join(Rater, Display.rater_id == Rater.id)
             .where(Display.id == display_id)
         ).first()
 
@@ -590,6 +787,8 @@ class Store:
             reason = "not a side"
         elif d is None:
             reason = "unknown display"
+        elif d.status != ACTIVE:
+            reason = f"rater {d.status}"
         elif d.current_display != display_id:
             reason = "replaced display (reload, reconnect or another tab)"
         elif shown is None:
@@ -710,6 +909,7 @@ class Store:
                 Study.task,
                 Rater.public_id.label("rater_id"),
                 Rater.label.label("rater_label"),
+                Rater.status.label("rater_status"),
                 *_PLAN_COLUMNS,
                 Judgment.choice,
                 Judgment.chose_real,
@@ -728,7 +928,7 @@ class Store:
             query = query.where(Study.id == study_id)
         df = self._frame(query)
         df["chose_real"] = df["chose_real"].astype(bool)
-        return df
+        return with_pairs(df)
 
     def assignments_frame(self, study_id: int | None = None) -> pd.DataFrame:
         """Every trial with its rater and whether it is answered (for progress and design checks)."""
@@ -767,6 +967,7 @@ class Store:
                 Rater.study_id,
                 Rater.label.label("rater_label"),
                 Rater.public_id.label("rater_id"),
+                Rater.status.label("rater_status"),
                 *_PLAN_COLUMNS,
                 Assignment.shown_at.label("first_shown_at"),
                 Judgment.choice,
@@ -811,12 +1012,15 @@ class Store:
         return self._frame(query)
 
     def raters_frame(self, study_id: int | None = None) -> pd.DataFrame:
-        """One row per rater: label, public id, index, last seen, window size and DPR as last reported."""
+        """One row per rater: label, public id, slot, status, participant, consent, last seen, window and DPR."""
         query = select(
             Rater.study_id,
             Rater.label,
             Rater.public_id.label("rater_id"),
             Rater.index.label("rater_index"),
+            Rater.status,
+            Rater.participant_id,
+            Rater.consented_at,
             Rater.created_at,
             Rater.last_seen,
             Rater.window_w,
@@ -834,6 +1038,69 @@ class Store:
             return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
+def with_pairs(df: pd.DataFrame, real: str = "real") -> pd.DataFrame:
+    """Add the pairs columns of studies.ranking (option_a, option_b, winner) to a judgments frame.
+
+    A real trial is (method, `real`), won by the method when the rater did not choose the real image; a duel
+    is (method, method_b), won by `method` when the rater chose its side (`chose_real` holds that for duels).
+    Catch and attention trials have no options (None).
+    """
+    df = df.copy()
+    real_trial, duel = (df["kind"] == "real").to_numpy(), (df["kind"] == "duel").to_numpy()
+    chose_a = df["chose_real"].to_numpy(dtype=bool)
+    method = df["method"].to_numpy(dtype=object)
+    other = df["method_b"].to_numpy(dtype=object) if "method_b" in df else np.full(len(df), None, dtype=object)
+    a = np.where(real_trial | duel, method, None)
+    b = np.where(real_trial, real, np.where(duel, other, None))
+    df["option_a"], df["option_b"] = a, b
+    # The winner: the real image or the method (real trials); the method on the chosen side (duels).
+    won_real, won_duel = np.where(chose_a, real, method), np.where(chose_a, method, other)
+    df["winner"] = np.where(real_trial, won_real, np.where(duel, won_duel, None))
+    return df
+
+
+class _SlotLost(Exception):
+    """A concurrent arrival took the slot first (join retries with the next free slot)."""
+
+
+def _abandoned(cutoff: datetime) -> tuple[Any, ...]:
+    """Conditions on Rater for a crowd slot that may be reassigned: active, unfinished, inactive since cutoff."""
+    unanswered = (
+        select(Assignment.id)
+        .outerjoin(Judgment, Judgment.assignment_id == Assignment.id)
+        .where(Assignment.rater_id == Rater.id, Judgment.id.is_(None))
+        .exists()
+    )
+    return (
+        Rater.status == ACTIVE,
+        Rater.participant_id.is_not(None),
+        func.coalesce(Rater.last_seen, Rater.created_at) < cutoff,
+        unanswered,
+    )
+
+
+def _participant_label(participant_id: str) -> str:
+    """A crowd rater's label: the participant id, shortened with a hash suffix when over 40 characters."""
+    if len(participant_id) <= 40:
+        return participant_id
+    return participant_id[:31] + "~" + hashlib.sha256(participant_id.encode()).hexdigest()[:8]
+
+
+def _one_slot_each() -> contextlib.AbstractContextManager:
+    """Turn a concurrent invite's duplicate slot (the partial unique index) into a clear error."""
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise RuntimeError(
+                "another invite or crowd arrival took the same rater slots at the same moment; run invite again"
+            ) from exc
+
+    return guard()
+
+
 def _study_info(r: Study) -> dict[str, Any]:
     """A study row as a dict: id, name, task and its config."""
     return {"id": r.id, "name": r.name, "task": r.task, **json.loads(r.config_json)}
@@ -842,8 +1109,10 @@ def _study_info(r: Study) -> dict[str, Any]:
 def _assignment(rater_id: int, t: Any, stim: dict[tuple[str, str, str | None], str]) -> Assignment:
     """Turn a design.TrialPlan into an Assignment row with the stimulus ids of its pair."""
     real = stim[(t.image_id, "hr", None)]
-    if t.kind == "catch":
-        fake = stim[(t.image_id, "catch", None)]
+    if t.kind in ("catch", "attention"):
+        fake = stim[(t.image_id, t.kind, None)]
+    elif t.kind == "duel":  # `real_side` is the side of t.method; the other side shows t.method_b
+        real, fake = stim[(t.image_id, "output", t.method)], stim[(t.image_id, "output", t.method_b)]
     else:
         fake = stim[(t.image_id, "output", t.method)]
     left, right = (real, fake) if t.real_side == "left" else (fake, real)
@@ -854,6 +1123,7 @@ def _assignment(rater_id: int, t: Any, stim: dict[tuple[str, str, str | None], s
         block=t.block,
         kind=t.kind,
         method=t.method,
+        method_b=getattr(t, "method_b", None),
         image_id=t.image_id,
         real_side=t.real_side,
         left_id=left,

@@ -2,6 +2,7 @@
 // for the exposure, hides it, then enables Left/Right. It reports to the server only what it did:
 // {type: "shown"} when both images are on screen, {type: "answer"} once per display, and {type: "screen"}
 // (window size, devicePixelRatio, whether the study fits) on the screen check before the study starts.
+// On a crowd study's end page it sends the browser to the platform's completion URL (mode "redirect").
 // Both images are drawn in the same animation frame from raw RGB rows of equal length: nothing in the
 // order, size or timing of what happens differs between the real image and the other one.
 const GAP = 16;
@@ -160,6 +161,13 @@ export default function (component) {
   const id = header.display || "check";
   if (root.dataset.display === id) return undefined; // a rerun with the same display: keep it running
   root.dataset.display = id;
+  if (header.mode === "redirect") {
+    // The end page of a crowd study: go to the platform's completion URL (the page also shows a link). This
+    // frame navigates (the whole tab on Prolific; inside MTurk's iframe, the frame, as a form submit would).
+    root.querySelector(".es-buttons").remove();
+    const timer = setTimeout(() => window.location.assign(header.url), 1500);
+    return () => clearTimeout(timer);
+  }
   if (header.mode === "check") {
     root.querySelector(".es-buttons").remove();
     return check(root, header, setTriggerValue);

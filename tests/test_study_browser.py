@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.stats import binomtest
-from study_support import make_run_folder, served_app
+from study_support import free_port, make_run_folder, served_app
 
+from studies.design import CrowdConfig
 from studies.service import create_study, invite_raters
 from studies.store import Store
 
@@ -452,3 +453,62 @@ def test_small_window_is_asked_to_grow_and_the_screen_is_recorded(tmp_path, brow
         raters = store.raters_frame()
     row = raters.set_index("label").loc[raters.set_index("label").index[0]]
     assert (row["window_w"], row["window_h"], row["dpr"]) == (1100, 800, 1.0)
+
+
+FOUR = ("bicubic", "nearest", "m3", "m4")
+
+
+def test_crowd_study_with_duels_runs_end_to_end_through_a_prolific_link(tmp_path, browser):
+    """Done-means of issue 16: a 4-method study with duels through a Prolific-style link: consent, practice,
+    every trial (a reload mid-study resumes the same rater), the completion code; and a redirect variant."""
+    run = make_run_folder(tmp_path / "run", n_images=3, size=32, methods=FOUR)
+    db, port = str(tmp_path / "crowd.db"), free_port()
+    made = create_study(
+        run, db, task=1, methods=FOUR, per_rater=1, per_pair=1, design="both", n_catch=1, n_attention=1,
+        n_practice=1, exposure_s=0.3,
+        crowd=CrowdConfig(True, completion_code="CC-7391", consent="Do you agree to **take part**?"),
+    )
+    done_url = f"http://127.0.0.1:{port}/_stcore/health?cc=XYZ"
+    other = create_study(
+        run, db, task=2, methods=("bicubic",), per_rater=1, n_catch=0, n_practice=0, exposure_s=0.3,
+        crowd=CrowdConfig(True, completion_url=done_url),
+    )
+    n_main = made.config.trials_per_rater
+    assert n_main == 4 + 6 + 1 + 1
+    context = _context(browser)
+    page = context.new_page()
+    try:
+        with served_app(db, port=port) as base:
+            page.goto(f"{base}/?study={made.public_slug}&PROLIFIC_PID=pp1&STUDY_ID=st1&SESSION_ID=se1")
+            page.get_by_text("take part").wait_for(timeout=30_000)
+            page.get_by_role("button", name="I agree").click()
+            page.get_by_role("button", name="Start").click(timeout=30_000)
+            page.get_by_text("Practice 1 of 1").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Left", exact=True).click()
+            page.get_by_role("button", name="Start the study").click(timeout=30_000)
+            for i in range(n_main):
+                page.get_by_text(f"Image pair {i + 1} of {n_main}").wait_for(timeout=30_000)
+                if i == 5:  # a reload mid-study: the same rater resumes at a fresh display of this trial
+                    page.reload()
+                    page.get_by_role("button", name="Continue").click(timeout=30_000)
+                    page.get_by_text(f"Image pair {i + 1} of {n_main}").wait_for(timeout=30_000)
+                page.get_by_role("button", name=("Left", "Right")[i % 2], exact=True).click()
+            page.get_by_text("Thank you!").wait_for(timeout=30_000)
+            page.get_by_text("CC-7391").wait_for(timeout=30_000)  # the completion code, shown on the end page
+            # The redirect variant: the end page sends the participant to the platform's completion URL.
+            page.goto(f"{base}/?study={other.public_slug}&PROLIFIC_PID=pp2&STUDY_ID=st2&SESSION_ID=se2")
+            page.get_by_role("button", name="Start").click(timeout=30_000)
+            page.get_by_role("button", name="Right", exact=True).click()
+            page.wait_for_url(done_url, timeout=30_000)
+    finally:
+        context.close()
+    with Store(db, create=False) as store:
+        raters = store.raters_frame(made.study_id)
+        judged = store.judgments_frame(made.study_id)
+        assert len(store.raters_frame(other.study_id)) == 1 and len(store.judgments_frame(other.study_id)) == 1
+    # One rater (the reload made no second one), who consented, with every trial answered once.
+    assert raters["participant_id"].tolist() == ["pp1"] and raters["consented_at"].notna().all()
+    assert len(judged) == 1 + n_main and judged["position"].tolist() == list(range(1 + n_main))
+    assert judged.loc[judged["block"] == "main", "choice"].tolist() == [("left", "right")[i % 2] for i in range(n_main)]
+    assert (judged["kind"] == "duel").sum() == 6 and (judged["kind"] == "attention").sum() == 1
+    assert (judged["latency_s"] >= 0.3 - 0.1).all()

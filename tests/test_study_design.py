@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -112,3 +113,56 @@ def test_select_images_is_a_seeded_sorted_subset():
     assert a == select_images(ids, 5, seed=1) and len(a) == 5 and list(a) == sorted(a) and set(a) <= set(ids)
     assert a != select_images(ids, 5, seed=2)
     assert select_images(ids, None) == tuple(sorted(ids)) == select_images(ids, 100)
+
+
+def test_duels_of_four_methods_balance_pairs_sides_and_images_per_rater():
+    methods = ("sr3", "gan", "bicubic", "nearest")
+    cfg = _config(methods=methods, design="both", per_rater=3, per_pair=3, n_catch=2, n_attention=1)
+    pairs = list(itertools.combinations(methods, 2))
+    assert cfg.pairs == pairs and len(pairs) == 6
+    assert cfg.trials_per_rater == 4 * 3 + 6 * 3 + 2 + 1
+    n_raters = balanced_raters(cfg)
+    assert n_raters == 4  # 12 images, 3 per rater and pair (or method)
+    per_image, sides = Counter(), Counter()
+    for k in range(2 * n_raters):
+        plan = rater_plan(cfg, k)
+        assert len([t for t in plan if t.block == "main"]) == cfg.trials_per_rater
+        duels = [t for t in plan if t.kind == "duel"]
+        # Every unordered pair exactly per_pair times per rater, each image at most once per pair.
+        assert Counter((t.method, t.method_b) for t in duels) == {p: 3 for p in pairs}
+        for p in pairs:
+            imgs = [t.image_id for t in duels if (t.method, t.method_b) == p]
+            assert len(set(imgs)) == 3
+            # Sides: 3 trials -> 2/1 or 1/2 per rater, alternating so two consecutive raters balance exactly.
+            left = sum(t.real_side == "left" for t in duels if (t.method, t.method_b) == p)
+            assert left in (1, 2)
+            sides[(k // 2, p)] += left
+        per_image.update((t.method, t.method_b, t.image_id) for t in duels)
+        assert Counter(t.kind for t in plan if t.block == "main") == {"real": 12, "duel": 18, "catch": 2,
+                                                                      "attention": 1}
+        assert all(t.method_b is None for t in plan if t.kind != "duel")
+    assert set(sides.values()) == {3}  # two raters: 3 of 6 duels of each pair with the first method on the left
+    # balanced_raters raters (here twice over): every (pair, image) judged equally often.
+    assert len(per_image) == 6 * 12 and set(per_image.values()) == {2}
+
+
+def test_duels_only_design_and_errors():
+    cfg = _config(methods=("a", "b"), design="duels", per_pair=2, n_catch=0, n_practice=0)
+    plan = rater_plan(cfg, 0)
+    assert [t.kind for t in plan] == ["duel", "duel"] and {t.real_side for t in plan} == {"left", "right"}
+    assert balanced_raters(cfg) == 6
+    with pytest.raises(ValueError, match="at least 2 methods"):
+        _config(methods=("a",), design="duels")
+    with pytest.raises(ValueError, match="--design"):
+        _config(design="pairs")
+    with pytest.raises(ValueError, match="--per-pair"):
+        _config(design="duels", per_pair=0)
+    # Attention checks: on images the rater does not judge, apart from the catch images, sides balanced.
+    cfg = _config(methods=("sr3",), per_rater=4, n_catch=2, n_attention=2, n_practice=0)
+    for k in range(3):
+        plan = rater_plan(cfg, k)
+        seen = {t.image_id for t in plan if t.kind == "real"}
+        catch = {t.image_id for t in plan if t.kind == "catch"}
+        attention = [t for t in plan if t.kind == "attention"]
+        assert len(attention) == 2 and not {t.image_id for t in attention} & (seen | catch)
+        assert Counter(t.real_side for t in attention) == {"left": 1, "right": 1}
