@@ -250,8 +250,10 @@ def achieved_power(study: dict, n_raters: int) -> str:
         return ("Power not computed: a duels-only design has no method-vs-real trials, and the planner sizes "
                 "fool-rate differences (use --design both, or simulate the ranking with pilot data).")
     k, trials = len(methods), per_rater * len(methods)
+    # Fool rates come from the method-vs-real trials alone: duels inform the ranking, not this power.
+    duels = " Duel trials inform the ranking, not these fool rates." if study.get("design") == "both" else ""
     if k >= 2:
-        return power_sentence(n_raters, trials, n_images, k)
+        return power_sentence(n_raters, trials, n_images, k) + duels
     hw = half_width(Design(n_raters, trials, n_images, 1), Assumptions())
     return (f"With {n_raters} raters x {trials} trials each x {n_images} images, the fool rate's 95% interval is "
             f"expected to be about +/-{hw:.0%} wide (assumed fool rate 0.4, ICC rater 0.05, image 0.1).")

@@ -154,3 +154,15 @@ def test_pilot_estimates_recover_the_simulated_clustering(icc_r, icc_i, rho):
     assert est.baseline == pytest.approx(0.45, abs=0.03)
     with pytest.raises(ValueError, match="at least 2 raters"):
         estimate_iccs([0, 1, 1, 0], ["A"] * 4, ["r"] * 4, ["i1", "i2", "i3", "i4"])
+
+
+def test_achieved_power_counts_only_method_vs_real_trials():
+    """Fool-rate power reads the method-vs-real trials: a duels-only design has none, `both` says so."""
+    from studies.extended import achieved_power
+
+    study = {"methods": ["a", "b", "c"], "per_rater": 4, "n_images": 8}
+    real = achieved_power({**study, "design": "real"}, 20)
+    assert real.startswith("With 20 raters x 12 trials each") and "Duel" not in real
+    both = achieved_power({**study, "design": "both"}, 20)
+    assert both.startswith(real[:-1]) and both.endswith("Duel trials inform the ranking, not these fool rates.")
+    assert achieved_power({**study, "design": "duels"}, 20).startswith("Power not computed: a duels-only design")
