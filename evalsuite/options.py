@@ -23,7 +23,7 @@ class OptionError(ValueError):
     """An option key or value that the option set does not accept."""
 
 
-def check_keys(given: Iterable[str], valid: Iterable[str], what: str) -> None:
+def check_keys(given: Iterable[str], valid: Iterable[str], what: str, noun: str = "option") -> None:
     """Raise OptionError for keys not in `valid`, naming each with its closest valid key and listing them all."""
     valid = sorted(valid)
     unknown = sorted(set(given) - set(valid))
@@ -36,7 +36,7 @@ def check_keys(given: Iterable[str], valid: Iterable[str], what: str) -> None:
         named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     plural = "s" if len(unknown) > 1 else ""
     known = ", ".join(valid) if valid else "none (this takes no options)"
-    raise OptionError(f"unknown {what} option{plural} {', '.join(named)}; known: {known}")
+    raise OptionError(f"unknown {what} {noun}{plural} {', '.join(named)}; known: {known}")
 
 
 def option_names(cls: type) -> list[str]:

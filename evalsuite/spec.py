@@ -13,6 +13,7 @@ import yaml
 
 from evalsuite.datasets import BUILTIN
 from evalsuite.methods import normalize_method_options
+from evalsuite.options import check_keys
 
 DEFAULT_TASK = "imagenet-64-256"
 PROTOCOLS = (None, "basicsr")  # named metric conventions (--protocol)
@@ -108,10 +109,7 @@ class BenchmarkSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchmarkSpec:
         """Build from a dict, rejecting unknown keys with their names."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown spec keys {unknown}; known keys: {sorted(known)}")
+        check_keys(d, (f.name for f in fields(cls)), "spec", "key")
         d = dict(d)
         for key in ("methods", "metrics"):
             if isinstance(d.get(key), str):

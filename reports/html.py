@@ -28,6 +28,7 @@ from evalsuite.metrics.base import column_info, column_metric
 from evalsuite.results import REFERENCE_ROW, Results, fmt_number, metric_columns, paired_lead
 from reports import images as I
 from reports import plots
+from reports.numbers import finite
 from reports.paper import paper_table
 from reports.samples import samples_section
 from reports.study import load_study
@@ -76,13 +77,6 @@ def slug(text: str) -> str:
     """An HTML id made from any text."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "x"
 
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def _methods(res: Results) -> list[str]:
@@ -177,7 +171,7 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
     headers, missing = [], []
     for c in cols:
         hib = column_info(c).higher_is_better
-        values = [(_num(v)) for v in summary[c]]
+        values = [(finite(v)) for v in summary[c]]
         present = [v for v in values if v is not None]
         # The best method: the HR reference row is shown for comparison, never marked best.
         ranked = [v for v, m in zip(values, is_method, strict=True) if v is not None and m]
@@ -204,7 +198,7 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
         cells = []
         for h in headers:
             c = h["col"]
-            v, lo, hi = _num(r.get(c)), _num(r.get(f"{c}_ci_low")), _num(r.get(f"{c}_ci_high"))
+            v, lo, hi = finite(r.get(c)), finite(r.get(f"{c}_ci_low")), finite(r.get(f"{c}_ci_high"))
             ci = f"[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None and lo != hi else ""
             cells.append(
                 {
@@ -335,7 +329,7 @@ def _image_values(per: pd.DataFrame, cols: list[str], method: str, image_id: str
     row = per[(per["method"] == method) & (per["image_id"].astype(str) == image_id)]
     if row.empty:
         return []
-    values = {c: _num(row.iloc[0][c]) for c in cols if c in per}
+    values = {c: finite(row.iloc[0][c]) for c in cols if c in per}
     return [
         {"col": c, "title": column_info(c).short, "value": v, "text": fmt(v), "best": False}
         for c, v in values.items()

@@ -9,7 +9,6 @@ reliability; each part with one plain-language sentence.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from reports import images as I
 from reports import plots
+from reports.numbers import finite
 from reports.paper import paper_table
 
 DASH = "\u2014"
@@ -24,30 +24,22 @@ RULE_TITLES = {"catch": "catch trials failed", "too_fast": "too fast", "side_str
                "answer_streak": "not-real image in a row"}
 
 
-def _num(v: Any) -> float | None:
-    """A finite float, or None."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
 
 def pct(v: Any) -> str:
     """A share as a percentage with one decimal, a dash when missing."""
-    f = _num(v)
+    f = finite(v)
     return DASH if f is None else f"{100 * f:.1f}%"
 
 
 def pval(v: Any) -> str:
     """A p-value with 3 significant digits, '< 0.0001' below that."""
-    f = _num(v)
+    f = finite(v)
     return DASH if f is None else (f"{f:.3g}" if f >= 1e-4 else "< 0.0001")
 
 
 def num(v: Any, digits: int = 2) -> str:
     """A number with `digits` decimals, a dash when missing."""
-    f = _num(v)
+    f = finite(v)
     return DASH if f is None else f"{f:.{digits}f}"
 
 
@@ -67,7 +59,7 @@ def fool_rows(fr: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "method": str(r["method"]), "task": task_label(r.get("task")), "task_id": str(r.get("task")),
             "n_judgments": int(r["n_judgments"]), "n_raters": int(r["n_raters"]),
-            "fool_rate": _num(r["fool_rate"]), "rate": pct(r["fool_rate"]),
+            "fool_rate": finite(r["fool_rate"]), "rate": pct(r["fool_rate"]),
             "wilson": f"{pct(r.get('wilson_low'))} \u2013 {pct(r.get('wilson_high'))}",
             "boot": f"{pct(r.get('boot_low'))} \u2013 {pct(r.get('boot_high'))}",
             "p": pval(r.get("p_value_vs_50")),
@@ -84,7 +76,7 @@ def fool_reading(fr: pd.DataFrame) -> str:
     text = (f"{best['method']} fooled raters most: they chose its output over the real image in "
             f"{pct(best['fool_rate'])} of {int(best['n_judgments'])} trials (95% CI {pct(best['boot_low'])} to "
             f"{pct(best['boot_high'])}, bootstrap over raters and images: the interval to quote)")
-    hi = _num(best.get("boot_high"))
+    hi = finite(best.get("boot_high"))
     if hi is not None and hi < 0.5:
         text += "; even its upper bound is below 50%, so raters could tell every method from the real images"
     elif hi is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalsuite.options import check_keys
 from studies.design import CHECK_KINDS, MIN_CATCH_ACCURACY  # CHECK_KINDS: trials with a known right answer
 
 SCRIPT_TOLERANCE_S = 0.1  # studies.store.EXPOSURE_GRACE_S (not imported: this module needs no database)
@@ -52,10 +53,7 @@ class QualityPolicy:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QualityPolicy:
         """Inverse of to_dict(); unknown keys are an error that names the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown quality settings {unknown} in the study's config; known: {sorted(known)}")
+        check_keys(d, (f.name for f in fields(cls)), "study quality", "setting")
         return cls(**d)
 
     @classmethod

@@ -204,6 +204,16 @@ _PLAN_COLUMNS = (
     Assignment.image_id,
     Assignment.real_side,
 )
+# What a judgment records, as the read-outs list it after the plan.
+_ANSWER_COLUMNS = (
+    Judgment.choice,
+    Judgment.chose_real,
+    Judgment.shown_at,
+    Judgment.answered_at,
+    Judgment.latency_s,
+    Judgment.client_latency_s,
+    Judgment.exposed_s,
+)
 
 
 @dataclass(frozen=True)
@@ -911,13 +921,7 @@ class Store:
                 Rater.label.label("rater_label"),
                 Rater.status.label("rater_status"),
                 *_PLAN_COLUMNS,
-                Judgment.choice,
-                Judgment.chose_real,
-                Judgment.shown_at,
-                Judgment.answered_at,
-                Judgment.latency_s,
-                Judgment.client_latency_s,
-                Judgment.exposed_s,
+                *_ANSWER_COLUMNS,
             )
             .join(Assignment, Judgment.assignment_id == Assignment.id)
             .join(Rater, Assignment.rater_id == Rater.id)
@@ -970,13 +974,7 @@ class Store:
                 Rater.status.label("rater_status"),
                 *_PLAN_COLUMNS,
                 Assignment.shown_at.label("first_shown_at"),
-                Judgment.choice,
-                Judgment.chose_real,
-                Judgment.shown_at,
-                Judgment.answered_at,
-                Judgment.latency_s,
-                Judgment.client_latency_s,
-                Judgment.exposed_s,
+                *_ANSWER_COLUMNS,
                 func.coalesce(displays.c.n_displays, 0).label("n_displays"),
                 func.coalesce(refused.c.n_refused, 0).label("n_refused"),
             )

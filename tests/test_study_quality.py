@@ -80,7 +80,7 @@ def test_longest_run_and_policy_round_trip():
     p = QualityPolicy(min_median_rt_s=0.5, max_side_streak=9)
     assert QualityPolicy.from_dict(p.to_dict()) == p
     assert QualityPolicy.catch_only().active == ("catch",)
-    with pytest.raises(ValueError, match="unknown quality settings"):
+    with pytest.raises(ValueError, match="unknown study quality setting"):
         QualityPolicy.from_dict({"max_streak": 3})
     with pytest.raises(ValueError, match="between 0 and 1"):
         QualityPolicy(min_catch_accuracy=80)
