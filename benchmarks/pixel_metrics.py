@@ -274,7 +274,8 @@ def main() -> None:
     print(f"\nanchor: pairs: {args.pairs} x {args.size}^2, device {device}, torch threads {torch.get_num_threads()}")
     print(f"engine (PSNR+SSIM+consistency, batch {args.batch}): {e:.3f} s, {args.pairs / e:.0f} pairs/s")
     print(f"numpy/scipy per-image loop (anchor): {r:.3f} s, {args.pairs / r:.0f} pairs/s")
-    print(f"medians of {len(eng)} and {len(ref)} runs; speed-up vs anchor: {r / e:.1f}x (target >= 5x)")
+    met = "met" if r / e >= 5 else "not met: dominated by three-channel SSIM at 256 px, see docs/metrics.md"
+    print(f"medians of {len(eng)} and {len(ref)} runs; speed-up vs anchor: {r / e:.1f}x (old target >= 5x, {met})")
 
 
 if __name__ == "__main__":
