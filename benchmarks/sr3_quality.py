@@ -10,7 +10,9 @@ an exact posterior sample's: texture, not grain; see `ideal_sampler_fidelity`) a
 here. Each check is judged
 **per image**: it passes when at least 90% of the held-out images pass, and the worst decile is listed.
 `--train-data DIR --eval-data DIR` replace the split with folders of your own. Reruns resume the trainings
-and reuse the benchmark's outputs.
+and reuse the benchmark's outputs. `--sr3 CKPT --regression CKPT` judge existing checkpoints instead of
+training (the demo models' card: `--sr3 baselines/demo/sr3-demo.safetensors --regression
+baselines/demo/regression-demo.safetensors --sampler ancestral --sample-steps 100`).
 
 CPU (tiny preset, 32 px crops; about 25 min on 2 cores for 6,400 steps each):
     python benchmarks/sr3_quality.py --out runs/sr3-quality
@@ -173,6 +175,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", action="append", help="SR3 recipe option, e.g. parameterization=eps")
     ap.add_argument("--samples", type=int, default=1, help="SR3 samples per image (K > 1: fidelity on their mean)")
+    ap.add_argument("--sr3", help="judge this SR3 checkpoint instead of training one (e.g. the shipped sr3-demo)")
+    ap.add_argument("--regression", help="judge against this regression checkpoint instead of training one")
+    ap.add_argument("--sampler", help="SR3 sampler for the benchmark (ancestral, ddim; default: the checkpoint's)")
+    ap.add_argument("--sample-steps", type=int, help="SR3 sampler steps (default: the checkpoint's)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -182,14 +188,18 @@ def main() -> None:
         train_dir, held_dir = Path(args.train_data), Path(args.eval_data)
     else:
         train_dir, held_dir = split(Path(args.data), out / "data", args.eval_crop, whole=bool(args.task))
-    sr3 = train("sr3", args, train_dir, out / "sr3", args.lr)
-    reg = train("regression", args, train_dir, out / "regression", args.reg_lr or args.lr)
+    # Given checkpoints are judged as they are; the others are trained (or resumed) on the training photos.
+    sr3 = Path(args.sr3) if args.sr3 else train("sr3", args, train_dir, out / "sr3", args.lr)
+    reg = Path(args.regression) if args.regression else train("regression", args, train_dir, out / "regression",
+                                                                args.reg_lr or args.lr)
 
     bench = out / "bench"
     argv = ["run", "benchmark", "--data", str(held_dir), "--out", str(bench), "--device", args.device]
     argv += ["--task", args.task] if args.task else ["--scale", str(args.scale)]
     argv += ["--tile", str(args.crop // args.scale), "--metrics", "psnr,ssim,consistency,detail,detail_fidelity,lpips"]
     argv += ["--methods", f"bicubic,sr3:{sr3},regression:{reg}", "--samples", str(args.samples)]
+    argv += ["--sampler", args.sampler] if args.sampler else []
+    argv += ["--steps", str(args.sample_steps)] if args.sample_steps else []
     if evalsuite_main(argv) != 0:
         raise SystemExit("the benchmark run failed: see the messages above")
 

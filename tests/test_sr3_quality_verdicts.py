@@ -74,3 +74,23 @@ def test_the_ideal_sampler_bound_is_what_an_exact_posterior_sample_scores():
         predicted = Q.ideal_sampler_fidelity(pd.Series(f_reg)).mean()
         assert abs(sum(f_sample) / 8 - predicted) < 0.02
         assert predicted < sum(f_reg) / 8 - 0.1  # a perfect sampler scores well below a perfect regression
+
+
+def test_given_checkpoints_are_judged_without_training(photos_dir, tmp_path, monkeypatch, capsys):
+    """--sr3/--regression judge existing checkpoints (the shipped demo models) with the chosen sampler."""
+    import sys
+
+    demo = Path(__file__).parents[1] / "baselines" / "demo"
+    train_dir = tmp_path / "unused"
+    train_dir.mkdir()
+    argv = ["sr3_quality.py", "--train-data", str(train_dir), "--eval-data", str(photos_dir),
+            "--out", str(tmp_path / "q"), "--sr3", str(demo / "sr3-demo.safetensors"),
+            "--regression", str(demo / "regression-demo.safetensors"), "--sampler", "ddim", "--sample-steps", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    Q.main()
+    out = capsys.readouterr().out
+    assert not (tmp_path / "q" / "sr3").exists() and not (tmp_path / "q" / "regression").exists()  # no training
+    manifest = (tmp_path / "q" / "bench" / "manifest.json").read_text()
+    assert '"ddim"' in manifest and '"steps": 2' in manifest
+    for check in ("consistency", "colour", "detail", "fidelity"):
+        assert any(line.startswith(f"{check}: ") and "of 4 images pass" in line for line in out.splitlines()), out
