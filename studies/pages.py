@@ -14,6 +14,7 @@ else is refused and logged. A reload, reconnect or second tab gets a fresh displ
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -139,6 +140,18 @@ def _on_check(db: str, rater_id: int, key: str) -> None:
         get_store(db).record_screen(rater_id, screen)
 
 
+def _mark_answered(assignment_id: int | None) -> None:
+    """After an answer: mark the session's cached trial answered (the one store.answer accepted), or, when
+    the answer was refused, drop the cache so that the next run reads the rater's trials again."""
+    trials = st.session_state.get("trials")
+    if assignment_id is None or trials is None:
+        st.session_state.pop("trials", None)
+        return
+    st.session_state["trials"] = [
+        dataclasses.replace(t, answered=True) if t.assignment_id == assignment_id else t for t in trials
+    ]
+
+
 def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
     """Trial callback: record a "shown" report, or count/refuse an answer (then the next display is issued)."""
     ev = (st.session_state.get(key) or {}).get("event")
@@ -152,7 +165,7 @@ def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
         ms = lambda k: ev[k] / 1000.0 if isinstance(ev.get(k), (int, float)) else None  # noqa: E731
         res = store.answer(rater_id, display_id, ev.get("choice"), exposure_s, ms("exposed_ms"), ms("rt_ms"))
         st.session_state.pop("display", None)  # the next run shows the next trial, or this one afresh
-        st.session_state.pop("trials", None)
+        _mark_answered(res.assignment_id if res.accepted else None)
         # A display replaced elsewhere: wait for the rater to choose this tab, so the other one is not disturbed.
         st.session_state["paused"] = res.reason.startswith("replaced")
         if res.accepted and res.block == "practice":
@@ -197,7 +210,7 @@ def completion_target(template: str, params: Any) -> str | None:
 
 
 def _trials(store: Store, rater_id: int) -> list[Trial]:
-    """The rater's trials, read once per session and again after each answer (not on every rerun)."""
+    """The rater's trials, read once per session (kept current by _mark_answered) and again when stale."""
     trials = st.session_state.get("trials")
     if trials is None:
         trials = st.session_state["trials"] = store.trials(rater_id)
