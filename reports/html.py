@@ -78,7 +78,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "x"
 
 
-
 def _methods(res: Results) -> list[str]:
     """The run's methods: the summary's rows without the HR reference row (it has no outputs, no time, no failures)."""
     return [m for m in res.summary["method"].astype(str) if m != REFERENCE_ROW]

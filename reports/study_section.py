@@ -24,7 +24,6 @@ RULE_TITLES = {"catch": "catch trials failed", "too_fast": "too fast", "side_str
                "answer_streak": "not-real image in a row"}
 
 
-
 def pct(v: Any) -> str:
     """A share as a percentage with one decimal, a dash when missing."""
     f = finite(v)
