@@ -13,9 +13,9 @@ import pandas as pd
 
 from evalsuite.io import atomic_write_text
 
-# Columns read as text, so ids such as "0001" stay "0001".
 # The summary row of metrics that also score the HR images themselves (NIQE, IS, classification): not a method.
 REFERENCE_ROW = "reference (HR)"
+# Columns read as text, so ids such as "0001" stay "0001".
 TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "stage": str, "reason": str, "notes": str}
 FAILURE_COLUMNS = ["method", "image_id", "stage", "reason"]
 
@@ -175,8 +175,7 @@ class Results:
 
         df = self.summary
         metric_cols = metric_columns(df)
-        arrows = {True: " \u2191", False: " \u2193", None: ""}
-        header = {m: m + arrows[column_info(m).higher_is_better] for m in metric_cols}
+        header = {m: f"{m} {column_info(m).arrow}".rstrip() for m in metric_cols}
         rows = []
         for _, r in df.iterrows():
             row = {"method": r["method"], "n": int(r["n_images"])}

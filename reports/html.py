@@ -177,15 +177,14 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
         best = None
         if hib is not None and len(ranked) >= 2:
             best = max(ranked) if hib else min(ranked)
-        arrow = "\u2191" if hib else ("\u2193" if hib is False else "")
-        direction = "higher is better" if hib else ("lower is better" if hib is False else "no direction")
+        info = column_info(c)
         headers.append(
             {
                 "col": c,
-                "title": column_info(c).title,
-                "arrow": arrow,
-                "direction": direction,
-                "help": column_info(c).help,
+                "title": info.title,
+                "arrow": info.arrow,
+                "direction": info.direction,
+                "help": info.help,
                 "best": best,
             }
         )
@@ -258,7 +257,7 @@ def _headline(res: Results, cols: list[str], seed: int) -> list[str]:
             continue
         d = d.sort_values(c, ascending=not hib, kind="stable")
         best, second = d.iloc[0], d.iloc[1]
-        name, arrow = column_info(c).short, "\u2191" if hib else "\u2193"
+        name, arrow = column_info(c).short, column_info(c).arrow
         text = (
             f"<b>{name} {arrow}</b> best: <b>{_esc(best['method'])}</b> {fmt(best[c])}, "
             f"then {_esc(second['method'])} {fmt(second[c])}"
@@ -290,7 +289,7 @@ def _paper(manifest: dict, cols: list[str]) -> dict[str, Any] | None:
         {
             "col": c,
             "title": column_info(c).short,
-            "arrow": "\u2191" if column_info(c).higher_is_better else "\u2193",
+            "arrow": column_info(c).arrow,
             "in_run": c in cols,
         }
         for c in table.columns

@@ -433,7 +433,7 @@ def _notes(exclusion_note: str, n_resamples: int, seed: int) -> list[str]:
     """The analysis' notes: definitions, the exclusion, the intervals and the tests."""
     return [
         "fool rate = share of main-block trials in which the method's output was chosen over the ground "
-        "truth; practice and catch trials are not counted",
+        "truth; practice, catch and attention trials and duels are not counted",
         exclusion_note,
         "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
         "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "

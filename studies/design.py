@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 QUESTIONS = {
     1: "Which of the two images is a better high quality version of the low resolution image in the middle?",
@@ -127,6 +128,11 @@ class StudyConfig:
         return self.task == 1
 
     @property
+    def real_methods(self) -> tuple[str, ...]:
+        """The methods judged against the real image (all of them, except in a duels-only design)."""
+        return self.methods if self.design != "duels" else ()
+
+    @property
     def pairs(self) -> list[tuple[str, str]]:
         """The method pairs of the duels (every unordered pair, in the order of `methods`); [] without duels."""
         return list(itertools.combinations(self.methods, 2)) if self.design != "real" else []
@@ -139,8 +145,8 @@ class StudyConfig:
     @property
     def trials_per_rater(self) -> int:
         """Main-block trials of one rater: real trials, duels, catch trials and attention checks."""
-        real = self.per_rater * len(self.methods) if self.design != "duels" else 0
-        return real + self.pair_count * len(self.pairs) + self.n_catch + self.n_attention
+        return self.per_rater * len(self.real_methods) + self.pair_count * len(self.pairs) + self.n_catch + \
+            self.n_attention
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (n_images included); from_dict() reads it back."""
@@ -169,6 +175,29 @@ class TrialPlan:
     method_b: str | None = None  # a duel's second method
 
 
+def with_pairs(df: pd.DataFrame, real: str = "real") -> pd.DataFrame:
+    """A judgments frame with the pairs columns of studies.ranking (option_a, option_b, winner) filled in where
+    a row has none: a real trial is (method, `real`), won by the method when the rater did not choose the real
+    image; a duel is (method, method_b), won by `method` when the rater chose its side (`chose_real` holds that
+    for duels). Catch and attention trials have no options (None).
+    """
+    df = df.copy()
+    real_trial, duel = (df["kind"] == "real").to_numpy(), (df["kind"] == "duel").to_numpy()
+    chose_a = df["chose_real"].to_numpy(dtype=bool)
+    method = df["method"].to_numpy(dtype=object)
+    other = df["method_b"].to_numpy(dtype=object) if "method_b" in df else np.full(len(df), None, dtype=object)
+    # The winner: the real image or the method (real trials); the method on the chosen side (duels).
+    derived = {
+        "option_a": np.where(real_trial | duel, method, None),
+        "option_b": np.where(real_trial, real, np.where(duel, other, None)),
+        "winner": np.where(real_trial, np.where(chose_a, real, method), np.where(duel, np.where(chose_a, method, other),
+                                                                                  None)),
+    }
+    for col, values in derived.items():
+        df[col] = df[col].where(df[col].notna(), pd.Series(values, index=df.index)) if col in df else values
+    return df
+
+
 def select_images(available: list[str], n_images: int | None, seed: int = 0) -> tuple[str, ...]:
     """The study's images: all available ids, or a seeded random subset of n_images, sorted."""
     ids = sorted(available)
@@ -183,7 +212,7 @@ def select_images(available: list[str], n_images: int | None, seed: int = 0) -> 
 def balanced_raters(config: StudyConfig) -> int:
     """Smallest number of raters (any multiple works too) giving every (method or pair, image) equal judgments."""
     n = config.n_images
-    real = n // math.gcd(n, config.per_rater) if config.design != "duels" else 1
+    real = n // math.gcd(n, config.per_rater) if config.real_methods else 1
     duels = n // math.gcd(n, config.pair_count) if config.pairs else 1
     return math.lcm(real, duels)
 
@@ -203,28 +232,32 @@ def _half(n: int, parity: int) -> int:
     return n // 2 + (n % 2 if parity % 2 == 0 else 0)
 
 
+def _block(config: StudyConfig, k: int, j: int, count: int, tags: tuple[int, int]) -> list[tuple[str, str]]:
+    """Rater k's (image, side) pairs of stream j (a method or a method pair), `tags` its image and side streams.
+
+    Images: `count` consecutive entries of the stream's seeded permutation (distinct since count <= n).
+    Sides: half of them (the extra one of an odd count alternating with k + j) show the first option left.
+    """
+    n = config.n_images
+    perm = _rng(config, tags[0], j).permutation(n)
+    images = [config.image_ids[perm[(k * count + t) % n]] for t in range(count)]
+    sides = _sides(count, _half(count, k + j), _rng(config, tags[1], k, j))
+    return list(zip(images, sides, strict=True))
+
+
 def rater_plan(config: StudyConfig, rater_index: int) -> list[TrialPlan]:
-    """Rater `rater_index`'s trials: practice first, then main trials (real and catch) in a seeded order."""
-    k, n, m = rater_index, config.n_images, config.per_rater
+    """Rater `rater_index`'s trials: practice first, then main trials (real, duels, checks) in a seeded order."""
+    k = rater_index
     main: list[tuple[str, str | None, str, str, str | None]] = []  # (kind, method, image_id, side, method_b)
-    seen: set[str] = set()
-    for j, method in enumerate(config.methods if config.design != "duels" else ()):
-        # Images: a block of m consecutive entries of this method's permutation (distinct since m <= n).
-        perm = _rng(config, _IMAGES, j).permutation(n)
-        images = [config.image_ids[perm[(k * m + t) % n]] for t in range(m)]
-        seen.update(images)
-        # Sides: half of the rater's trials of this method show the real image on the left.
-        sides = _sides(m, _half(m, k + j), _rng(config, _SIDES, k, j))
-        main += [("real", method, img, side, None) for img, side in zip(images, sides, strict=True)]
-    m2 = config.pair_count
+    # Real trials: method j's block of per_rater images, the real image on the left in half of them.
+    for j, method in enumerate(config.real_methods):
+        main += [("real", method, img, side, None) for img, side in _block(config, k, j, config.per_rater,
+                                                                           (_IMAGES, _SIDES))]
+    # Duels: pair q's block of pair_count images along its own streams, method a on the left in half of them.
     for q, (a, b) in enumerate(config.pairs):
-        # Duels: pair q's images along its own permutation, m2 consecutive entries per rater.
-        perm = _rng(config, _DUEL_IMAGES, q).permutation(n)
-        images = [config.image_ids[perm[(k * m2 + t) % n]] for t in range(m2)]
-        seen.update(images)
-        # Sides: method a on the left in half of the rater's duels of this pair.
-        sides = _sides(m2, _half(m2, k + q), _rng(config, _DUEL_SIDES, k, q))
-        main += [("duel", a, img, side, b) for img, side in zip(images, sides, strict=True)]
+        main += [("duel", a, img, side, b) for img, side in _block(config, k, q, config.pair_count,
+                                                                    (_DUEL_IMAGES, _DUEL_SIDES))]
+    seen = {img for _kind, _m, img, _side, _b in main}
     # Catch and practice pairs: prefer images this rater does not judge in the main block.
     unseen = [i for i in config.image_ids if i not in seen]
     rest = [i for i in config.image_ids if i in seen]

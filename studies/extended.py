@@ -105,7 +105,7 @@ def extended_analysis(
     `methods`: the study's methods (a method without judgments is listed with a reason); `tasks`: keep
     only these tasks (pairs from different questions should not be pooled into one ranking unless intended).
     """
-    pairs = study_pairs(judgments, excluded)
+    pairs = pairs_from_judgments(judgments, excluded)
     if tasks is not None:
         if "task" not in pairs:
             raise ValueError("tasks= given but the judgments have no task column")
@@ -122,36 +122,6 @@ def extended_analysis(
         if per_image is not None else None
     notes = ranking.notes + (agreement.notes if agreement else [])
     return ExtendedAnalysis(ranking, reliability(pairs, seed=seed), agreement, notes)
-
-
-# Trial kinds that hold no choice between two options of the ranking.
-_NOT_RANKED = ("catch", "attention")
-
-
-def study_pairs(judgments: pd.DataFrame, excluded: Sequence[str] = ()) -> pd.DataFrame:
-    """Pairs format from any judgments frame: method-vs-real trials and method-vs-method trials together.
-
-    Method-vs-method rows are recognised by values in `option_a`, `option_b` and `winner` (or `method`,
-    `method_b` and `winner`); the other main-block rows of kind "real" become (method, real) pairs. Catch and
-    attention trials and the raters in `excluded` are dropped.
-    """
-    df = judgments
-    if "method_b" in df and "option_a" not in df:
-        df = df.assign(option_a=df["method"], option_b=df["method_b"])
-    if not {"option_a", "option_b", "winner"} <= set(df.columns) or "chose_real" not in df:
-        return pairs_from_judgments(df, excluded)
-    # A store frame with some method-vs-method rows: those pass through, the method-vs-real rows are converted.
-    duel = df["option_a"].notna() & df["option_b"].notna() & df["winner"].notna()
-    duel &= ~df["kind"].isin(_NOT_RANKED) if "kind" in df else True
-    parts = []
-    if duel.any():
-        parts.append(pairs_from_judgments(df.loc[duel], excluded))
-    rest = df.loc[~duel].drop(columns=["option_a", "option_b", "winner"])
-    if len(rest):
-        parts.append(pairs_from_judgments(rest, excluded))
-    keep = [c for c in ("rater", "image_id", "option_a", "option_b", "winner", "task") if any(c in p for p in parts)]
-    return pd.concat([p.reindex(columns=keep) for p in parts], ignore_index=True) if parts else pd.DataFrame(
-        columns=keep)
 
 
 def read_per_image(run_dir: str | Path) -> pd.DataFrame:
@@ -267,5 +237,4 @@ __all__ = [
     "extended_analysis",
     "metric_verdict",
     "read_per_image",
-    "study_pairs",
 ]

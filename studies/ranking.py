@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import connected_components
 
+from studies.design import CHECK_KINDS, with_pairs
+
 REAL = "real"
 PAIR_COLUMNS = ["rater", "image_id", "option_a", "option_b", "winner"]
 SCORE_COLUMNS = [
@@ -39,42 +41,31 @@ SCORE_COLUMNS = [
 
 # --------------------------------------------------------------------------- data
 def pairs_from_judgments(judgments: pd.DataFrame, excluded: Sequence[str] = (), real: str = REAL) -> pd.DataFrame:
-    """Pairs format from a judgments frame: main-block trials, kept raters; (method, real) or (method, method).
+    """Pairs format from a judgments frame: main-block trials of kept raters, (method, real) or (method, method_b).
 
-    Method-vs-real rows (`kind == "real"`): winner is the method when the rater did not choose the real
-    image. Frames that already carry `option_a`, `option_b` and `winner` pass through (method-vs-method
-    studies). Catch and practice trials and raters in `excluded` are dropped.
+    Rows that carry `option_a`, `option_b` and `winner` keep them (method-vs-method studies, the store's
+    frames); the others get them from their kind, method(s) and `chose_real` (`studies.design.with_pairs`).
+    Catch, attention and practice trials and the raters in `excluded` are dropped.
     """
-    if {"option_a", "option_b", "winner"} <= set(judgments.columns):
-        df = judgments.rename(columns={"rater_id": "rater"}) if "rater" not in judgments else judgments
-        if "block" in df:
-            df = df[df["block"] == "main"]
-        if "kind" in df:
-            df = df[~df["kind"].isin(("catch", "attention"))]  # check trials are not comparisons
-        df = df[~df["rater"].isin(set(excluded))]
-        return _check_pairs(df.reset_index(drop=True))
-    missing = {"rater_id", "image_id", "method", "kind", "block", "chose_real"} - set(judgments.columns)
-    if missing:
-        raise ValueError(
-            f"judgments frame lacks columns {sorted(missing)}; pass Store.judgments_frame() or a frame with "
-            f"{PAIR_COLUMNS}"
-        )
-    j = judgments[
-        (judgments["block"] == "main") & (judgments["kind"] == "real") & ~judgments["rater_id"].isin(set(excluded))
-    ]
-    chose_real = j["chose_real"].astype(bool).to_numpy()
-    out = pd.DataFrame(
-        {
-            "rater": j["rater_id"].astype(str).to_numpy(),
-            "image_id": j["image_id"].astype(str).to_numpy(),
-            "option_a": j["method"].astype(str).to_numpy(),
-            "option_b": real,
-            "winner": np.where(chose_real, real, j["method"].astype(str).to_numpy()),
-        }
-    )
-    if "task" in j:
-        out["task"] = j["task"].to_numpy()
-    return out
+    options = ["option_a", "option_b", "winner"]
+    df = judgments
+    if not set(options) <= set(df.columns) or df[options].isna().to_numpy().any():
+        # Some rows lack their options: derive them from the trial.
+        missing = {"image_id", "method", "kind", "block", "chose_real"} - set(df.columns)
+        missing |= set() if {"rater_id", "rater"} & set(df.columns) else {"rater_id"}
+        if missing:
+            raise ValueError(
+                f"judgments frame lacks columns {sorted(missing)}; pass Store.judgments_frame() or a frame with "
+                f"{PAIR_COLUMNS}"
+            )
+        df = with_pairs(df, real)
+    df = df.rename(columns={"rater_id": "rater"}) if "rater" not in df else df
+    if "block" in df:
+        df = df[df["block"] == "main"]
+    if "kind" in df:
+        df = df[~df["kind"].isin(CHECK_KINDS)]  # check trials are not comparisons
+    df = df[~df["rater"].isin(set(excluded))]
+    return _check_pairs(df[[c for c in (*PAIR_COLUMNS, "task") if c in df]].reset_index(drop=True))
 
 
 def _check_pairs(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -24,13 +24,12 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Boolean,
@@ -55,6 +54,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from studies.design import with_pairs
 
 SIDES = ("left", "right")
 ACTIVE, EXPIRED, REVOKED = "active", "expired", "revoked"  # raters.status
@@ -1036,27 +1037,6 @@ class Store:
             return pd.DataFrame(result.all(), columns=list(result.keys()))
 
 
-def with_pairs(df: pd.DataFrame, real: str = "real") -> pd.DataFrame:
-    """Add the pairs columns of studies.ranking (option_a, option_b, winner) to a judgments frame.
-
-    A real trial is (method, `real`), won by the method when the rater did not choose the real image; a duel
-    is (method, method_b), won by `method` when the rater chose its side (`chose_real` holds that for duels).
-    Catch and attention trials have no options (None).
-    """
-    df = df.copy()
-    real_trial, duel = (df["kind"] == "real").to_numpy(), (df["kind"] == "duel").to_numpy()
-    chose_a = df["chose_real"].to_numpy(dtype=bool)
-    method = df["method"].to_numpy(dtype=object)
-    other = df["method_b"].to_numpy(dtype=object) if "method_b" in df else np.full(len(df), None, dtype=object)
-    a = np.where(real_trial | duel, method, None)
-    b = np.where(real_trial, real, np.where(duel, other, None))
-    df["option_a"], df["option_b"] = a, b
-    # The winner: the real image or the method (real trials); the method on the chosen side (duels).
-    won_real, won_duel = np.where(chose_a, real, method), np.where(chose_a, method, other)
-    df["winner"] = np.where(real_trial, won_real, np.where(duel, won_duel, None))
-    return df
-
-
 class _SlotLost(Exception):
     """A concurrent arrival took the slot first (join retries with the next free slot)."""
 
@@ -1084,19 +1064,15 @@ def _participant_label(participant_id: str) -> str:
     return participant_id[:31] + "~" + hashlib.sha256(participant_id.encode()).hexdigest()[:8]
 
 
-def _one_slot_each() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def _one_slot_each() -> Iterator[None]:
     """Turn a concurrent invite's duplicate slot (the partial unique index) into a clear error."""
-
-    @contextlib.contextmanager
-    def guard() -> Any:
-        try:
-            yield
-        except IntegrityError as exc:
-            raise RuntimeError(
-                "another invite or crowd arrival took the same rater slots at the same moment; run invite again"
-            ) from exc
-
-    return guard()
+    try:
+        yield
+    except IntegrityError as exc:
+        raise RuntimeError(
+            "another invite or crowd arrival took the same rater slots at the same moment; run invite again"
+        ) from exc
 
 
 def _study_info(r: Study) -> dict[str, Any]:

@@ -56,3 +56,27 @@ def gan_weights(gan_weights_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     """EVALSUITE_WEIGHTS pointed at the GAN tests' folder for one test."""
     monkeypatch.setenv("EVALSUITE_WEIGHTS", str(gan_weights_folder))
     return gan_weights_folder
+
+
+# --------------------------------------------------------------------------- study databases
+@pytest.fixture(scope="module")
+def pg_server():
+    """A throwaway PostgreSQL server for one test module (skipped without the server binaries)."""
+    from study_support import postgres_bin, postgres_server
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian package postgresql; scripts/setup-system.sh)")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> str:
+    """A fresh study database: a SQLite file, then a new database on the module's PostgreSQL server."""
+    import uuid
+
+    from study_support import fresh_postgres_database
+
+    if request.param == "sqlite":
+        return str(tmp_path / "study.db")
+    return fresh_postgres_database(request.getfixturevalue("pg_server"), f"t_{uuid.uuid4().hex[:12]}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,10 +16,7 @@ from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 from study_support import (
     answer_through_displays,
-    fresh_postgres_database,
     make_run_folder,
-    postgres_bin,
-    postgres_server,
 )
 
 from evalsuite.cli import main
@@ -38,21 +34,6 @@ HOUR = 3600.0
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     return make_run_folder(tmp_path_factory.mktemp("run"), n_images=4, size=16, methods=METHODS)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL server binaries not found (Debian package postgresql; scripts/setup-system.sh)")
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "study.db")
-    return fresh_postgres_database(request.getfixturevalue("pg_server"), f"t_{uuid.uuid4().hex[:12]}")
 
 
 def _crowd_study(run_dir: Path, db: str, **crowd) -> tuple[int, StudyConfig]:

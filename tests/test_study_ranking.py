@@ -150,6 +150,19 @@ def test_pairs_from_judgments_and_plot():
     assert pairs[["option_a", "option_b", "winner"]].values.tolist() == [["A", "real", "A"], ["A", "real", "real"]]
     with pytest.raises(ValueError, match="lacks columns"):
         pairs_from_judgments(pd.DataFrame({"x": [1]}))
+    # Duels without option columns: (method, method_b), won by `method` when its side was chosen.
+    duels = pd.DataFrame([
+        {"rater_id": "r1", "image_id": "i1", "kind": "duel", "method": "A", "method_b": "B", "chose_real": True,
+         "block": "main"},
+        {"rater_id": "r1", "image_id": "i2", "kind": "duel", "method": "A", "method_b": "B", "chose_real": False,
+         "block": "main"},
+        {"rater_id": "r1", "image_id": "i3", "kind": "real", "method": "B", "method_b": None, "chose_real": False,
+         "block": "main"},
+        {"rater_id": "r1", "image_id": "i4", "kind": "attention", "method": None, "method_b": None,
+         "chose_real": True, "block": "main"},
+    ])
+    assert pairs_from_judgments(duels)[["option_a", "option_b", "winner"]].values.tolist() == [
+        ["A", "B", "A"], ["A", "B", "B"], ["B", "real", "B"]]
     ranking = bradley_terry(simulate_pairs(TRUE, n_raters=4), n_resamples=20)
     svg = ranking_plot(ranking)
     assert svg.startswith("<svg") and "bicubic" in svg and "real" in svg

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,10 +13,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 from study_support import (
-    fresh_postgres_database,
     make_run_folder,
-    postgres_bin,
-    postgres_server,
     submit_all,
 )
 
@@ -30,24 +26,6 @@ from studies.store import Judgment, Screen, Store
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     return make_run_folder(tmp_path_factory.mktemp("run"), n_images=4, size=32)
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    if postgres_bin() is None:
-        pytest.skip(
-            "PostgreSQL server binaries not found (Debian package postgresql; scripts/setup-system.sh)"
-        )
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "study.db")
-    server = request.getfixturevalue("pg_server")
-    return fresh_postgres_database(server, f"t_{uuid.uuid4().hex[:12]}")
 
 
 def _jobs(db: str, tokens: list[str], seed: int) -> list[tuple[int, int, str]]:

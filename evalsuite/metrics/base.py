@@ -98,6 +98,11 @@ class Column:
         """'higher is better', 'lower is better' or 'no direction'."""
         return {True: "higher is better", False: "lower is better"}.get(self.higher_is_better, "no direction")
 
+    @property
+    def arrow(self) -> str:
+        """'↑' (higher is better), '↓' (lower is better) or '' (no direction), for table headers."""
+        return {True: "\u2191", False: "\u2193"}.get(self.higher_is_better, "")
+
 
 @dataclass(frozen=True)
 class NoOptions:
