@@ -1,7 +1,8 @@
 """Load test of the rater app: N simulated raters at once against `streamlit run` app process(es) on 127.0.0.1.
 
 Each simulated rater is a browser tab speaking Streamlit's own WebSocket protocol and sending what the
-page's display component sends: the screen report, "shown" when a pair arrives, and the answer --wait s
+page sends: the screen report, "shown" when a pair arrives (a POST to the app's route, as the page's
+component does), clicks inside the page's fragment as fragment reruns, and the answer --wait s
 (default: the exposure) plus up to --think s later. Some raters misbehave on purpose: a double click
 (the answer sent twice), a dropped connection mid-display (a new session that must resume at a fresh
 display), a second tab (a new tab takes over; the old tab's late answer must be refused). Printed: answers
@@ -12,7 +13,8 @@ per second, p50/p95 of click -> next page, server CPU per answer, and lost / dup
     .venv/bin/python benchmarks/study_load.py --postgres --apps 2      # scale-out: 2 apps, one PostgreSQL
     .venv/bin/python benchmarks/study_load.py --raters 10 --exposure 1 --repeats 1   # a quick run
 
-STUDY_LOAD_PYSPY=/path/to/py-spy records a profile of the first app process to /tmp/study_profile.txt.
+STUDY_LOAD_PYSPY=/path/to/py-spy records a profile of the first app process to /tmp/study_profile.txt (samples of
+the thread holding the GIL only, so the profile is where the Python CPU goes, not where threads wait).
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ async def simulate_rater(bases: list[str], token: str, seed: int, args: argparse
                 page = await into_trials(tab, page)
                 continue
             display = page.display
-            page = await tab.send(page, {"type": "shown", "display": display, "w": 1600, "h": 1000, "dpr": 1.0})
-            log.shown.add(display)
+            if await tab.shown(page):
+                log.shown.add(display)
             if rng.random() < args.drops:
                 # The connection drops mid-display; the rater comes back in a new session.
                 await ws.close()
@@ -177,7 +179,7 @@ def one_run(args: argparse.Namespace, db: str, run_dir: Path) -> dict[str, float
         cpu0 = sum(cpu_seconds(b.pid) for b in bases)
         if os.environ.get("STUDY_LOAD_PYSPY"):  # profile the first app process while the raters run
             spy = subprocess.Popen([os.environ["STUDY_LOAD_PYSPY"], "record", "-p", str(bases[0].pid), "-o",
-                                    "/tmp/study_profile.txt", "-f", "raw", "-r", "200"],
+                                    "/tmp/study_profile.txt", "-f", "raw", "-r", "200", "--gil", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.perf_counter()
         logs = asyncio.run(_run_all(list(bases), tokens, args))

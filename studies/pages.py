@@ -5,6 +5,10 @@ or MTurk's `workerId`), which makes their rater on first arrival (`Store.join`).
 studies/app.py (the script Streamlit reruns) only calls `main()`:
 this module is imported once per server process, so its caches and the component are set up once.
 
+The whole rater flow is one `st.fragment`: after the first page of a session, every click and report reruns
+only that function (no new-session message, no re-read of the rater on trial pages), and the page reports a
+drawn pair by a POST to studies/server.py's route, not by a rerun: one script run per answer.
+
 A trial is one *display* (`Store.issue_display`): the page's component (studies/trial.js) receives the pair
 as raw RGB rows of equal length, draws both images in one frame at one image pixel per device pixel,
 reports "shown", hides them after the exposure and only then lets the rater answer once. The server counts
@@ -16,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +29,7 @@ import streamlit as st
 
 from studies.design import StudyConfig, rater_plan
 from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, redirect_payload, study_need
-from studies.service import DB_ENV
+from studies.service import database, get_store
 from studies.store import EXPIRED, REVOKED, RaterInfo, Screen, Store, Trial
 
 INSTRUCTIONS = """
@@ -75,24 +77,7 @@ TRIAL_COMPONENT = st.components.v2.component(
 )
 
 
-def database() -> str:
-    """The study database: `-- --db URL` after `streamlit run app.py`, else $EVALSUITE_STUDY_DB."""
-    argv = sys.argv[1:]
-    if "--db" in argv and argv.index("--db") + 1 < len(argv):
-        return argv[argv.index("--db") + 1]
-    db = os.environ.get(DB_ENV)
-    if not db:
-        raise RuntimeError(f"no study database: run `evalsuite study serve --db FILE` or set {DB_ENV}")
-    return db
-
-
 # Plain process-wide caches (this module is imported once per server): cheaper per call than st.cache_*.
-@functools.cache
-def get_store(db: str) -> Store:
-    """One Store (engine and pool) per database for the whole server."""
-    return Store(db, create=False)
-
-
 @functools.lru_cache(maxsize=2048)
 def pixels(db: str, stimulus_id: str) -> Pixels:
     """A stimulus decoded once per server process to raw RGB rows."""
@@ -121,21 +106,13 @@ def _resume() -> None:
     st.session_state["paused"] = False
 
 
-def _screen(ev: dict[str, Any]) -> Screen | None:
-    """The screen a page reported, or None when the report is malformed."""
-    try:
-        return Screen(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _on_check(db: str, rater_id: int, key: str) -> None:
     """Screen-check callback: keep whether the window fits, and record the window and DPR."""
     ev = (st.session_state.get(key) or {}).get("event")
     if not isinstance(ev, dict) or ev.get("type") != "screen":
         return
     st.session_state["screen_fits"] = bool(ev.get("fits"))
-    screen = _screen(ev)
+    screen = Screen.from_report(ev)
     if screen is not None:
         get_store(db).record_screen(rater_id, screen)
 
@@ -160,7 +137,7 @@ def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
     store = get_store(db)
     display_id = ev.get("display")
     if ev.get("type") == "shown":
-        store.display_shown(rater_id, display_id, _screen(ev))
+        store.display_shown(rater_id, display_id, Screen.from_report(ev))
     elif ev.get("type") == "answer":
         ms = lambda k: ev[k] / 1000.0 if isinstance(ev.get(k), (int, float)) else None  # noqa: E731
         res = store.answer(rater_id, display_id, ev.get("choice"), exposure_s, ms("exposed_ms"), ms("rt_ms"))
@@ -217,15 +194,14 @@ def _trials(store: Store, rater_id: int) -> list[Trial]:
     return trials
 
 
-def _stage(trials: list[Trial], needs_consent: bool = False) -> str:
-    """Which page the rater is on: paused | thanks | consent | instructions | practice_done | trial."""
+def _stage(trials: list[Trial]) -> str:
+    """Which page the rater is on: paused | thanks | instructions | practice_done | trial (consent comes
+    before the instructions and is decided by the flow, which reads the rater's state for it)."""
     if st.session_state.get("paused"):
         return "paused"
     pending = [t for t in trials if not t.answered]
     if not pending:
         return "thanks"
-    if needs_consent:
-        return "consent"
     if not st.session_state.get("started", False):
         return "instructions"
     practice = any(t.block == "practice" for t in trials)
@@ -235,25 +211,12 @@ def _stage(trials: list[Trial], needs_consent: bool = False) -> str:
     return "trial"
 
 
-@st.fragment
-def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
+def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trials: list[Trial]) -> bool:
     """One trial: feedback, progress, question, and the display component (pair, exposure, Left/Right).
-
-    A fragment: the component's reports ("shown", the answer) rerun only this part of the page; when the
-    rater's stage changes (practice done, finished, another tab took over) the whole page reruns.
-    """
+    False when no display could be issued (the trial was answered in another tab, or the rater is revoked or
+    expired): the flow then reads the rater again and shows what applies."""
     store = get_store(db)
-    trials = _trials(store, rater.id)
-    if _stage(trials) != "trial":
-        st.rerun(scope="app")
     trial = next(t for t in trials if not t.answered)
-    block = [t for t in trials if t.block == trial.block]
-    done = sum(t.answered for t in block)
-    if st.session_state.get("feedback"):
-        st.info(st.session_state["feedback"])
-    label = "Practice" if trial.block == "practice" else "Image pair"
-    st.progress(done / max(len(block), 1), text=f"{label} {done + 1} of {len(block)}")
-    st.markdown(f"**{config.question}**")
     # This session's display of the pending trial; a fresh one for a new session, trial or refused answer.
     current = st.session_state.get("display")
     if current is None or current[0] != trial.assignment_id:
@@ -261,10 +224,17 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
             current = (trial.assignment_id, store.issue_display(rater.id, trial.assignment_id))
         except ValueError:  # answered meanwhile in another tab: read the trials again
             st.session_state.pop("trials", None)
-            st.rerun(scope="app")
-        except PermissionError:  # revoked, or the slot expired: the full page says so
-            st.rerun(scope="app")
+            return False
+        except PermissionError:  # revoked, or the slot expired
+            return False
         st.session_state["display"] = current
+    block = [t for t in trials if t.block == trial.block]
+    done = sum(t.answered for t in block)
+    if st.session_state.get("feedback"):
+        st.info(st.session_state["feedback"])
+    label = "Practice" if trial.block == "practice" else "Image pair"
+    st.progress(done / max(len(block), 1), text=f"{label} {done + 1} of {len(block)}")
+    st.markdown(f"**{config.question}**")
     display_id = current[1]
     need = get_need(db, rater.study_id)
     data = display_payload(trial, display_id, config.exposure_s, need, functools.partial(pixels, db))
@@ -272,6 +242,7 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig) -> None:
     TRIAL_COMPONENT(
         key=key, data=data, on_event_change=functools.partial(_on_trial, db, rater.id, key, config.exposure_s)
     )
+    return True
 
 
 def rater_page(db: str, token: str) -> None:
@@ -333,11 +304,20 @@ def _finished(config: StudyConfig) -> None:
         st.success("You have finished the study. Your answers are saved; you can close this page.")
 
 
+@st.fragment
 def rater_flow(db: str, rater: RaterInfo) -> None:
     """The rater flow: consent (when set), instructions and screen check, practice (with feedback), the study,
-    the end page. Revoked raters and raters whose slot expired are told so and can answer nothing."""
+    the end page. Revoked raters and raters whose slot expired are told so and can answer nothing.
+
+    One fragment: every click and report after the first page reruns only this function, not the script.
+    """
     store = get_store(db)
     config = get_config(db, rater.study_id)
+    trials = _trials(store, rater.id)
+    stage = _stage(trials)
+    # The trial page needs no read of the rater: its display and answer refuse a revoked or expired rater.
+    if stage == "trial" and trial_page(db, rater, config, trials):
+        return
     state = store.rater(rater.id)  # status and consent change while the rater works: read them per page
     if state.status == REVOKED:
         st.error(REVOKED_TEXT)
@@ -345,11 +325,13 @@ def rater_flow(db: str, rater: RaterInfo) -> None:
     if state.status == EXPIRED:
         st.warning(EXPIRED_TEXT.format(minutes=config.crowd.slot_timeout_min))
         return
-    trials = _trials(store, rater.id)
-    stage = _stage(trials, bool(config.crowd.consent) and state.consented_at is None)
-    if stage == "trial":
-        trial_page(db, rater, config)
-        return
+    if stage == "trial":  # its trial was answered in another tab meanwhile: the rater's next page
+        trials = _trials(store, rater.id)
+        stage = _stage(trials)
+        if stage == "trial" and trial_page(db, rater, config, trials):
+            return
+    if stage not in ("paused", "thanks") and config.crowd.consent and state.consented_at is None:
+        stage = "consent"
     if st.session_state.get("feedback"):
         st.info(st.session_state["feedback"])
     if stage == "consent":
@@ -370,7 +352,7 @@ def rater_flow(db: str, rater: RaterInfo) -> None:
                 lr=" with a small low-resolution image between them" if config.show_lr else "",
                 exposure=config.exposure_s,
                 question=config.question,
-                practice=f" ({n_practice} pairs, with feedback)" if n_practice else "",
+                practice=f" ({n_practice} pair{'s' * (n_practice != 1)}, with feedback)" if n_practice else "",
             )
         )
         if config.crowd.enabled:

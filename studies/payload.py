@@ -4,8 +4,8 @@ Both images of a pair travel as raw 8-bit RGB rows (no file format, no metadata,
 counts are equal by construction (a pair has one size); the page draws them into canvases at one image
 pixel per device pixel. Layout: 4-byte big-endian header length, the UTF-8 JSON header, then the left
 pixels, the right pixels and (task 1) the LR input's pixels. The header names nothing that differs
-between the real and the fake image: the display id (random, single use), the exposure, the sizes and
-the study-wide window the page needs.
+between the real and the fake image: the display id (random, single use), the exposure, the sizes, the study-wide
+window the page needs and where to report the display drawn.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from PIL import Image
 FORMAT_VERSION = 1
 GAP_CSS_PX = 16  # space between the images (CSS pixels), also used by the window check
 MARGIN_CSS_PX = 180  # height the page needs above and below the pair: progress, question, buttons
+# Where the page POSTs "shown" (studies/server.py), relative to the app's URL; the same for every trial.
+SHOWN_PATH = "_evalsuite/shown"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def trial_payload(
         "h": left.height,
         "lr": [lr.width, lr.height] if lr is not None else [0, 0],
         "need": [need.width, need.height],
+        "shown_url": SHOWN_PATH,
     }
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     return b"".join([len(head).to_bytes(4, "big"), head, left.rgb, right.rgb, lr.rgb if lr is not None else b""])

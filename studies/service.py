@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 import subprocess
 import sys
@@ -15,8 +16,26 @@ from studies.quality import QualityPolicy
 from studies.stimuli import build_stimuli, run_images
 from studies.store import Store
 
-APP_PATH = Path(__file__).with_name("app.py")
+APP_PATH = Path(__file__).with_name("app.py")  # the script Streamlit reruns (AppTest runs it alone)
+SERVER_PATH = Path(__file__).with_name("server.py")  # what `serve` runs: the app plus its "shown" route
 DB_ENV = "EVALSUITE_STUDY_DB"  # the app's database when its command line names none (AppTest)
+
+
+def database() -> str:
+    """The rater app's database: `-- --db URL` after `streamlit run`, else $EVALSUITE_STUDY_DB."""
+    argv = sys.argv[1:]
+    if "--db" in argv and argv.index("--db") + 1 < len(argv):
+        return argv[argv.index("--db") + 1]
+    db = os.environ.get(DB_ENV)
+    if not db:
+        raise RuntimeError(f"no study database: run `evalsuite study serve --db FILE` or set {DB_ENV}")
+    return db
+
+
+@functools.cache
+def get_store(db: str) -> Store:
+    """One Store (engine and pool) per database for the whole server process (app pages and routes)."""
+    return Store(db, create=False)
 
 
 @dataclass(frozen=True)
@@ -146,7 +165,7 @@ def serve_command(db: str, port: int = 8501, address: str = "127.0.0.1") -> list
         "-m",
         "streamlit",
         "run",
-        str(APP_PATH),
+        str(SERVER_PATH),
         "--server.headless",
         "true",
         "--server.port",

@@ -279,6 +279,14 @@ class Screen:
     height: int
     dpr: float
 
+    @classmethod
+    def from_report(cls, ev: dict[str, Any]) -> Screen | None:
+        """The screen a page reported ({"w", "h", "dpr"}), or None when the report is malformed."""
+        try:
+            return cls(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+
 
 @dataclass(frozen=True)
 class SubmitResult:
@@ -750,12 +758,17 @@ class Store:
             .where(Display.id == display_id)
         ).first()
 
-    def display_shown(self, rater_id: int, display_id: str, screen: Screen | None = None) -> bool:
-        """Record that the page drew the pair of a display (now, server time); False for a replaced one."""
+    def display_shown(self, rater_id: int | None, display_id: str, screen: Screen | None = None) -> bool:
+        """Record that the page drew the pair of a display (now, server time); False for a replaced one.
+        rater_id None: the display's own rater (its random id is a secret only that rater's page holds)."""
         now = _now()
         with self._writing(), self.engine.begin() as conn:
             d = self._display(conn, display_id)
-            if d is None or d.rater_id != rater_id or d[1] is not None or d.current_display != display_id:
+            if d is None or d[1] is not None or d.current_display != display_id:
+                return False
+            if rater_id is None:
+                rater_id = d.rater_id
+            elif d.rater_id != rater_id:
                 return False
             values: dict[str, Any] = {"shown_at": now}
             if screen is not None:

@@ -1,6 +1,7 @@
 // The trial page's display: draws a pair (and the LR input) at one image pixel per device pixel, shows it
 // for the exposure, hides it, then enables Left/Right. It reports to the server only what it did:
-// {type: "shown"} when both images are on screen, {type: "answer"} once per display, and {type: "screen"}
+// "shown" when both images are on screen (a POST to the server's route, else an event), {type: "answer"}
+// once per display, and {type: "screen"}
 // (window size, devicePixelRatio, whether the study fits) on the screen check before the study starts.
 // On a crowd study's end page it sends the browser to the platform's completion URL (mode "redirect").
 // Both images are drawn in the same animation frame from raw RGB rows of equal length: nothing in the
@@ -85,7 +86,7 @@ function trial(root, header, body, setTriggerValue) {
   const pair = root.querySelector(".es-pair");
   const buttons = [...root.querySelectorAll("button")];
   const timers = [];
-  let t0 = 0, tHide = 0, answered = false, started = false;
+  let t0 = 0, tHide = 0, answered = false, started = false, recorded = false;
   const dpr = window.devicePixelRatio || 1;
   const size = header.w * header.h * 3;
   const left = canvas(header.w, header.h, dpr, "left");
@@ -106,7 +107,7 @@ function trial(root, header, body, setTriggerValue) {
     }
     root.dataset.state = "hidden";
     msg.textContent = "Which one? Choose Left or Right.";
-    buttons.forEach((b) => { b.disabled = false; });
+    ready();
   };
   const start = () => {
     if (started) return;
@@ -120,10 +121,25 @@ function trial(root, header, body, setTriggerValue) {
       shown.forEach((c) => { c.style.visibility = "visible"; });
       t0 = performance.now();
       root.dataset.state = "shown";
-      setTriggerValue("event", { type: "shown", display: header.display, w: window.innerWidth,
-        h: window.innerHeight, dpr: window.devicePixelRatio || 1 });
+      report({ type: "shown", display: header.display, w: window.innerWidth, h: window.innerHeight,
+        dpr: window.devicePixelRatio || 1 });
       timers.push(setTimeout(hide, header.exposure_ms));
     });
+  };
+  // "shown" goes to the server's route (a plain POST, no rerun of the page); where the route cannot be
+  // reached (or does not answer in 10 s) it goes through the component as an event instead. The pair is
+  // hidden after the exposure whatever the network does; the answer buttons wait for the hide and for the
+  // server's receipt, so an answer never arrives before its "shown".
+  const report = (ev) => {
+    const fallback = () => { setTriggerValue("event", ev); recorded = true; ready(); };
+    if (!header.shown_url) { fallback(); return; }
+    fetch(new URL(header.shown_url, document.baseURI), {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(ev),
+      credentials: "same-origin", cache: "no-store", signal: AbortSignal.timeout(10000),
+    }).then((r) => { if (!r.ok) throw new Error(`${r.status}`); recorded = true; ready(); }).catch(fallback);
+  };
+  const ready = () => {
+    if (tHide && recorded && !answered) buttons.forEach((b) => { b.disabled = false; });
   };
   const tryStart = () => {
     if (started) return;
@@ -139,7 +155,7 @@ function trial(root, header, body, setTriggerValue) {
   buttons.forEach((b) => {
     b.disabled = true;
     b.onclick = () => {
-      if (answered || !tHide) return;
+      if (answered || !tHide || !recorded) return;
       answered = true;
       buttons.forEach((x) => { x.disabled = true; });
       root.dataset.state = "answered";

@@ -6,6 +6,7 @@ is a real server in a temporary cluster, and the app is `streamlit run` on a fre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -210,7 +211,7 @@ class Page:
     text: str
     component_id: str = ""
     header: dict | None = None
-    fragment_id: str = ""  # the fragment holding the component: its events rerun only that fragment
+    fragment_id: str = ""  # the fragment holding the page: its clicks and events rerun only that fragment
 
     @property
     def display(self) -> str:
@@ -221,8 +222,8 @@ class Page:
 class StudyTab:
     """One browser tab of a rater, speaking Streamlit's WebSocket protocol (what the page's JS would send)."""
 
-    def __init__(self, ws, query: str) -> None:
-        self.ws, self.query, self.cache = ws, query, {}
+    def __init__(self, ws, query: str, base: str = "") -> None:
+        self.ws, self.query, self.base, self.cache = ws, query, base, {}
 
     async def run(self, widget_id: str | None = None, event: dict | None = None, fragment_id: str = "") -> Page:
         """Rerun the script (or one fragment), clicking button `widget_id` or sending component `event`."""
@@ -264,11 +265,26 @@ class StudyTab:
         return await self.run(trigger, event, page.fragment_id if fragment else "")
 
 
+    async def shown(self, page: Page, screen: tuple[int, int, float] = (1600, 1000, 1.0)) -> bool:
+        """Report the page's display drawn, as its JS does: a POST to the server's "shown" route (no rerun)."""
+        from studies.payload import SHOWN_PATH
+
+        body = json.dumps({"display": page.display, "w": screen[0], "h": screen[1], "dpr": screen[2]}).encode()
+        req = urllib.request.Request(f"{self.base}/{SHOWN_PATH}", body, {"Content-Type": "application/json"})
+
+        def post() -> bool:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return bool(json.loads(r.read())["ok"])
+
+        return await asyncio.to_thread(post)
+
+
 def _page(elements) -> Page:
     from studies.payload import parse_payload
 
     buttons, texts, comp, header, fragment = {}, [], "", None, ""
     for e, fragment_id in elements:
+        fragment = fragment or fragment_id  # the rater's page is one fragment: its clicks rerun only that
         kind = e.WhichOneof("type")
         if kind == "button":
             buttons[e.button.label] = (e.button.id, e.button.disabled)
@@ -278,7 +294,6 @@ def _page(elements) -> Page:
             texts.append(e.progress.text)
         elif kind == "bidi_component" and e.bidi_component.WhichOneof("data") == "bytes":
             comp, header = e.bidi_component.id, parse_payload(e.bidi_component.bytes)[0]
-            fragment = fragment_id
     return Page(buttons, "\n".join(texts), comp, header, fragment)
 
 
@@ -294,7 +309,7 @@ async def open_tab(base: str, token: str):
         open_timeout=120,
         ping_interval=None,
     )
-    tab = StudyTab(ws, urlencode({"token": token}))
+    tab = StudyTab(ws, urlencode({"token": token}), base)
     return ws, tab, await tab.run()
 
 
@@ -311,7 +326,7 @@ async def into_trials(tab: StudyTab, page: Page, screen: tuple[int, int, float] 
             continue
         for label in ("Start", "Continue", "Start the study", "Continue here"):
             if label in page.buttons and not page.buttons[label][1]:
-                page = await tab.run(page.buttons[label][0])
+                page = await tab.run(page.buttons[label][0], fragment_id=page.fragment_id)
                 break
         else:
             raise RuntimeError(f"unexpected page: {page.text[:300]!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import time
@@ -218,6 +219,47 @@ def test_double_click_never_answers_the_next_trial(served, browser):
         assert _full_shows(page) >= 3  # practice, pair 1, pair 2: each seen in full
     finally:
         context.close()
+
+
+def _first_two_trials(page, base: str, token: str) -> None:
+    """Start, answer the practice trial and the first main trial once each is hidden."""
+    _start(page, base, token)
+    _through_practice(page)
+    _wait_pair(page)
+    _wait_hidden(page)
+    page.get_by_role("button", name="Right", exact=True).click()
+    page.get_by_text("Image pair 2 of 5").wait_for(timeout=30_000)
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["route", "route-blocked"])
+def test_shown_goes_to_the_server_route_and_falls_back_to_the_component(served, browser, blocked):
+    """The page reports each draw with a POST to the server's route (no rerun); where the route fails (a proxy
+    that does not pass it), through the component's event. Either way an answer counts only after its draw."""
+    db, base, _ = served
+    public_id, token = _rater(db)
+    context = _context(browser)
+    page = context.new_page()
+    posts, sent = [], []
+    page.on("requestfinished", lambda r: posts.append(r) if "_evalsuite/shown" in r.url else None)
+    page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(f if isinstance(f, bytes) else b"")))
+    if blocked:
+        page.route("**/_evalsuite/shown", lambda route: route.fulfill(status=404, body="not here"))
+    try:
+        _first_two_trials(page, base, token)
+        replies = [(r.method, r.response().status, r.response().body()) for r in posts]
+    finally:
+        context.close()
+    got = _judgments(db, public_id)
+    assert got["choice"].tolist() == ["left", "right"]
+    assert (got["latency_s"] >= EXPOSURE - 0.1).all()
+    shown_events = sum(b'"shown"' in f for f in sent)
+    if blocked:
+        assert shown_events >= 2, "the fallback did not report the draws through the component"
+    else:
+        # The practice pair and pair 1 (pair 2 may already be drawn and reported too).
+        assert len(replies) >= 2
+        assert [(m, st, json.loads(b)) for m, st, b in replies] == [("POST", 200, {"ok": True})] * len(replies)
+        assert shown_events == 0, "a draw was reported by a rerun although the route works"
 
 
 def test_reload_mid_display_resumes_at_a_fresh_display(served, browser):

@@ -298,7 +298,7 @@ def test_duel_and_attention_payloads_are_as_blind_as_every_pair(tmp_path, run_di
         data = display_payload(t, secrets.token_hex(16), 0.5, need, lambda sid: decode_rgb(store.stimulus_png(sid)))
         header, blocks = parse_payload(data)
         assert len(blocks) == 3 and len(blocks[0]) == len(blocks[1]) == 16 * 16 * 3
-        assert set(header) == {"v", "mode", "display", "exposure_ms", "w", "h", "lr", "need"}
+        assert set(header) == {"v", "mode", "display", "exposure_ms", "w", "h", "lr", "need", "shown_url"}
         head = data[4 : 4 + int.from_bytes(data[:4], "big")]
         assert not [w for w in (*METHODS, "duel", "attention", "real") if w.encode() in head]
         seen.add(kinds[t.position])

@@ -40,9 +40,9 @@ def test_two_app_processes_on_one_postgresql(tmp_path):
 
 
 async def _answer(tab, page, choice: str):
-    """What the page does for one display: report it shown, wait out the exposure, answer."""
+    """What the page does for one display: report it shown (the server's route), wait out the exposure, answer."""
     display = page.display
-    page = await tab.send(page, {"type": "shown", "display": display, "w": 1600, "h": 1000, "dpr": 1.0})
+    assert await tab.shown(page)
     await asyncio.sleep(0.3)
     return await tab.send(page, {"type": "answer", "display": display, "choice": choice})
 
@@ -50,7 +50,7 @@ async def _answer(tab, page, choice: str):
 async def _scenario(app_a: str, app_b: str, tokens: list[str]) -> None:
     ws1, tab1, page1 = await open_tab(app_a, tokens[0])
     page1 = await into_trials(tab1, page1)
-    page1 = await tab1.send(page1, {"type": "shown", "display": page1.display, "w": 1600, "h": 1000, "dpr": 1.0})
+    assert await tab1.shown(page1)
     # The same link on the other process: a fresh display of the same trial replaces the first one.
     ws2, tab2, page2 = await open_tab(app_b, tokens[0])
     page2 = await into_trials(tab2, page2)

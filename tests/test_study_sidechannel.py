@@ -51,7 +51,7 @@ def test_a_classifier_on_what_the_browser_receives_is_at_chance(tmp_path):
             png = (len(store.stimulus_png(t.left_id)), len(store.stimulus_png(t.right_id)))
             guesses["png size"].append(_guess(*png))
             assert len(left) == len(right)
-            assert set(header) == {"v", "mode", "display", "exposure_ms", "w", "h", "lr", "need"}
+            assert set(header) == {"v", "mode", "display", "exposure_ms", "w", "h", "lr", "need", "shown_url"}
     store.dispose()
     n = len(real)
     assert n == 4 * (2 * 12 + 4)
