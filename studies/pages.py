@@ -371,10 +371,12 @@ def rater_flow(db: str, rater: RaterInfo) -> None:
             args=("started",),
             disabled=not st.session_state.get("screen_fits", False),
         )
-    else:  # practice_done
+    elif stage == "practice_done":
         st.title("Practice done")
         st.markdown("The study starts now. Answers are no longer checked; go with your first impression.")
         st.button("Start the study", key="start_main", type="primary", on_click=_set, args=("main_started",))
+    else:  # a trial that cannot be displayed now (it changed under this page twice)
+        st.warning("This pair cannot be shown right now. Please reload the page.")
 
 
 ADMIN_REFRESH_S = 10  # the admin page refreshes itself this often

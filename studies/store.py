@@ -62,6 +62,7 @@ ACTIVE, EXPIRED, REVOKED = "active", "expired", "revoked"  # raters.status
 # Answers may arrive this much before the exposure has run out on the server clock: the page hides the pair
 # by its own clock after it reported the draw, so network jitter can make the server see a shorter time.
 EXPOSURE_GRACE_S = 0.1
+MAX_SCREEN_PX = 100_000  # a window report above this (CSS px) is not a screen: not stored
 
 
 class Base(DeclarativeBase):
@@ -281,11 +282,13 @@ class Screen:
 
     @classmethod
     def from_report(cls, ev: dict[str, Any]) -> Screen | None:
-        """The screen a page reported ({"w", "h", "dpr"}), or None when the report is malformed."""
+        """The screen a page reported ({"w", "h", "dpr"}), or None when it is malformed or out of range."""
         try:
-            return cls(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
+            screen = cls(int(ev["w"]), int(ev["h"]), float(ev["dpr"]))
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
+        sizes_ok = 0 < screen.width <= MAX_SCREEN_PX and 0 < screen.height <= MAX_SCREEN_PX
+        return screen if sizes_ok and 0.1 <= screen.dpr <= 16.0 else None  # NaN fails too
 
 
 @dataclass(frozen=True)

@@ -121,9 +121,9 @@ function trial(root, header, body, setTriggerValue) {
       shown.forEach((c) => { c.style.visibility = "visible"; });
       t0 = performance.now();
       root.dataset.state = "shown";
+      timers.push(setTimeout(hide, header.exposure_ms));
       report({ type: "shown", display: header.display, w: window.innerWidth, h: window.innerHeight,
         dpr: window.devicePixelRatio || 1 });
-      timers.push(setTimeout(hide, header.exposure_ms));
     });
   };
   // "shown" goes to the server's route (a plain POST, no rerun of the page); where the route cannot be
@@ -132,11 +132,17 @@ function trial(root, header, body, setTriggerValue) {
   // server's receipt, so an answer never arrives before its "shown".
   const report = (ev) => {
     const fallback = () => { setTriggerValue("event", ev); recorded = true; ready(); };
-    if (!header.shown_url) { fallback(); return; }
-    fetch(new URL(header.shown_url, document.baseURI), {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(ev),
-      credentials: "same-origin", cache: "no-store", signal: AbortSignal.timeout(10000),
-    }).then((r) => { if (!r.ok) throw new Error(`${r.status}`); recorded = true; ready(); }).catch(fallback);
+    try {
+      if (!header.shown_url) throw new Error("no route");
+      const opts = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(ev),
+        credentials: "same-origin", cache: "no-store" };
+      if (typeof AbortSignal !== "undefined" && AbortSignal.timeout) opts.signal = AbortSignal.timeout(10000);
+      fetch(new URL(header.shown_url, document.baseURI), opts)
+        .then((r) => { if (!r.ok) throw new Error(`${r.status}`); recorded = true; ready(); })
+        .catch(fallback);
+    } catch (e) {
+      fallback(); // an old browser without fetch, URL or AbortSignal.timeout
+    }
   };
   const ready = () => {
     if (tHide && recorded && !answered) buttons.forEach((b) => { b.disabled = false; });

@@ -78,6 +78,9 @@ def test_shown_route_refuses_what_it_cannot_trust(served):
         fresh = store.issue_display(rater_id, assignment_id)  # a reload: the first display is replaced
         assert _post(base, _report(display)) == (200, {"ok": False})
         assert next(t for t in store.trials(rater_id) if t.assignment_id == assignment_id).shown_at is None
-        # A malformed screen still records the draw (without a screen).
-        assert _post(base, json.dumps({"display": fresh, "w": "wide"}).encode()) == (200, {"ok": True})
+        # A malformed or absurd screen still records the draw, without the screen (no database error).
+        absurd = {"display": fresh, "w": 10**12, "h": -5, "dpr": float("nan")}
+        assert _post(base, json.dumps(absurd).encode()) == (200, {"ok": True})
+        raters = store.raters_frame()
+        assert raters.loc[raters["rater_id"] == rater.public_id, "window_w"].isna().all()
         assert next(t for t in store.trials(rater_id) if t.assignment_id == assignment_id).shown_at is not None
