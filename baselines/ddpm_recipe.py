@@ -11,7 +11,7 @@ from baselines.data import read_labels
 from baselines.ddpm import DDPMConfig, DDPMDenoiser
 from baselines.sr3.loss import sr3_loss
 from baselines.sr3.recipe import DiffusionOptions, DiffusionRecipe
-from baselines.sr3.schedule import cosine, linear
+from baselines.sr3.schedule import training_schedule
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 
@@ -55,9 +55,7 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> DDPMRecipe:
     o = config_from_options(DDPMOptions, options, "ddpm")
     size = cfg.crop // cfg.scale
     unet = training_preset(o.preset, size, o.dropout)
-    if o.schedule not in ("linear", "cosine"):
-        raise ValueError(f"--set schedule={o.schedule}: the training schedule must be linear or cosine")
-    sched = (linear(o.T) if o.schedule == "linear" else cosine(o.T)).to_spec()
+    sched = training_schedule(o.schedule, o.T)
     # Class-conditional with --labels: the class names in the order the data stream indexes them.
     classes = tuple(sorted(set(read_labels(cfg.data, cfg.labels).values()))) if cfg.labels else ()
     config = DDPMConfig(

@@ -39,7 +39,7 @@ def load_study(source: str | Path, rule: Any = "stored", explicit: bool = False,
             )
         return StudyAnalysis.load(path)
     if "://" in text or path.is_file():
-        return analyze_study(text, rule, run_dir, n_resamples=1000)
+        return analyze_study(text, rule, run_dir)
     raise FileNotFoundError(
         f"--study {text}: no such folder or database file; pass an analysis folder (with study.json), "
         "a study database file (.db) or a database URL"

@@ -76,9 +76,10 @@ def fool_reading(fr: pd.DataFrame) -> str:
             f"{pct(best['fool_rate'])} of {int(best['n_judgments'])} trials (95% CI {pct(best['boot_low'])} to "
             f"{pct(best['boot_high'])}, bootstrap over raters and images: the interval to quote)")
     hi = finite(best.get("boot_high"))
-    if hi is not None and hi < 0.5:
-        text += "; even its upper bound is below 50%, so raters could tell every method from the real images"
-    elif hi is not None:
+    highs = [finite(v) for v in fr.get("boot_high", pd.Series(dtype=float))]
+    if highs and all(h is not None and h < 0.5 for h in highs):
+        text += "; every method's upper bound is below 50%, so raters could tell every method from the real images"
+    elif hi is not None and hi >= 0.5:
         text += "; its interval reaches 50% (indistinguishable from real)"
     return text + "."
 
@@ -158,7 +159,8 @@ def ranking_part(ext: Any) -> dict[str, Any]:
     table = ext.ranking.win_table().loc[order, order]
     win = {"columns": [str(c) for c in table.columns],
            "rows": [{"option": str(i), "cells": [str(v) for v in table.loc[i]]} for i in table.index]}
-    return {"rows": rows, "plot": ranking_plot(ext.ranking), "win": win, "win_plot": win_matrix_plot(ext.ranking)}
+    return {"rows": rows, "plot": ranking_plot(ext.ranking), "win": win, "win_plot": win_matrix_plot(ext.ranking),
+            "reference": ext.ranking.reference}  # None: a duels-only study, scores centred on their mean
 
 
 def agreement_part(ext: Any) -> dict[str, Any] | None:
@@ -202,6 +204,9 @@ def study_section(analysis: Any, run_dir: Path, manifest: dict, n_worst: int) ->
     fr, study = analysis.fool_rates, dict(analysis.study or {})
     paper = paper_table((manifest.get("task") or {}).get("name"))
     catch = pd.to_numeric(analysis.raters.get("catch_accuracy", pd.Series([], dtype=float)), errors="coerce")
+    tasks = [task_part(t, e) for t, e in sorted((getattr(analysis, "extended", None) or {}).items())]
+    # The analysis' notes, then each task's, each once (the tasks share their method notes).
+    notes = list(dict.fromkeys([*(analysis.notes or []), *(n for t in tasks for n in t["notes"])]))
     return {
         "rows": fool_rows(fr), "reading": fool_reading(fr), "plot": plots.fool_rates(fr),
         "n_raters": len(analysis.raters), "all_excluded": bool(getattr(analysis, "all_excluded", False)),
@@ -209,9 +214,9 @@ def study_section(analysis: Any, run_dir: Path, manifest: dict, n_worst: int) ->
         "n_excluded": int(analysis.raters["excluded"].astype(bool).sum()) if len(analysis.raters) else 0,
         "mean_catch": pct(float(catch.mean())) if catch.notna().any() else DASH,
         "extremes": extremes_part(analysis, run_dir, n_worst), "comparisons": comparison_rows(analysis.comparisons),
-        "tasks": [task_part(t, e) for t, e in sorted((getattr(analysis, "extended", None) or {}).items())],
+        "tasks": tasks,
         "skipped": dict(study.get("extended_skipped") or {}), "power": study.get("power"),
-        "notes": list(analysis.notes or []),
+        "notes": notes,
         "items": [(k, v if not isinstance(v, (list, dict)) else json.dumps(v, default=str))
                   for k, v in study.items() if k not in ("studies", "exclusions")],
         "n_judgments": int(fr["n_judgments"].sum()) if len(fr) else 0,

@@ -463,9 +463,12 @@ def analyze_frame(
     excluded = set(raters.loc[raters["excluded"], "rater_id"])
     # Every rater excluded: say so, and report the numbers of all raters, labelled, rather than nothing.
     all_excluded = bool(len(raters)) and len(excluded) == len(raters)
-    used = [p for p, _ in policies.values() if p is not None]
+    # The rule sets that apply to this frame's studies (the None entry only covers rows of unlisted studies).
+    sids = set(judgments["study_id"].unique()) if "study_id" in judgments and len(judgments) else {None}
+    applied = [policies.get(sid, policies[None])[0] for sid in sids]
+    used = [p for p in dict.fromkeys(applied) if p is not None and p.active]  # every rule off: no exclusion
     exclusion = "none" if not used else "catch rule" if all(p.active == ("catch",) for p in used) else "quality rules"
-    note = _exclusion_note([p for p, _ in policies.values()], len(raters), len(excluded), all_excluded)
+    note = _exclusion_note(used, len(raters), len(excluded), all_excluded)
     if all_excluded:
         excluded, exclusion = set(), ALL_EXCLUDED
     # Fool rates use main-block trials of real outputs from raters who were kept.
@@ -480,7 +483,7 @@ def analyze_frame(
         .reset_index()
         .rename(columns={"size": "n_judgments", "mean": "fool_rate"})
     )
-    counts = exclusion_counts(raters, list(dict.fromkeys(used)))
+    counts = exclusion_counts(raters, used)
     return StudyAnalysis(
         fool_rates=_fool_table(real, n_resamples, seed, exclusion),
         per_image=per_image[PER_IMAGE_COLUMNS],

@@ -85,8 +85,7 @@ def trial_payload(
         "need": [need.width, need.height],
         "shown_url": SHOWN_PATH,
     }
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return b"".join([len(head).to_bytes(4, "big"), head, left.rgb, right.rgb, lr.rgb if lr is not None else b""])
+    return _pack(header, left.rgb, right.rgb, lr.rgb if lr is not None else b"")
 
 
 def display_payload(
@@ -99,16 +98,18 @@ def display_payload(
 
 def check_payload(need: Need) -> bytes:
     """The bytes of the screen check shown before the study starts (no images)."""
-    header = {"v": FORMAT_VERSION, "mode": "check", "need": [need.width, need.height]}
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return len(head).to_bytes(4, "big") + head
+    return _pack({"v": FORMAT_VERSION, "mode": "check", "need": [need.width, need.height]})
 
 
 def redirect_payload(url: str) -> bytes:
     """The bytes that make the page go to a crowd platform's completion URL (the end page of a study)."""
-    header = {"v": FORMAT_VERSION, "mode": "redirect", "url": url}
+    return _pack({"v": FORMAT_VERSION, "mode": "redirect", "url": url})
+
+
+def _pack(header: dict[str, Any], *blocks: bytes) -> bytes:
+    """The wire layout: 4-byte big-endian header length, the compact JSON header, then the pixel blocks."""
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return len(head).to_bytes(4, "big") + head
+    return b"".join([len(head).to_bytes(4, "big"), head, *blocks])
 
 
 def parse_payload(data: bytes) -> tuple[dict, list[bytes]]:

@@ -65,7 +65,8 @@ def print_extended(task: int, ext: Any) -> None:
     from studies.extended import metric_verdict
 
     readings = ext.readings()
-    print(f"\nBradley-Terry ranking, task {task} (score 0 = chosen as often as the real image):")
+    scale = "score 0 = chosen as often as the real image" if ext.ranking.reference else "duels only: mean score 0"
+    print(f"\nBradley-Terry ranking, task {task} ({scale}):")
     print(_table(ext.ranking.scores, ["option", "rank", "score", "ci_low", "ci_high", "n_comparisons", "note"]))
     print(f"reading: {readings['ranking']}")
     print("\nwin matrix (share of trials the row was chosen over the column, wins/trials):")

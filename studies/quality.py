@@ -64,8 +64,8 @@ class QualityPolicy:
     @property
     def active(self) -> tuple[str, ...]:
         """The rules this policy applies, in RULES order."""
-        on = {"catch": True, "too_fast": self.min_median_rt_s > 0, "side_streak": self.max_side_streak > 0,
-              "answer_streak": self.max_answer_streak > 0}
+        on = {"catch": self.min_catch_accuracy > 0, "too_fast": self.min_median_rt_s > 0,
+              "side_streak": self.max_side_streak > 0, "answer_streak": self.max_answer_streak > 0}
         return tuple(r for r in RULES if on[r])
 
     def rule_text(self, rule: str) -> str:

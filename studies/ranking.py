@@ -49,7 +49,9 @@ def pairs_from_judgments(judgments: pd.DataFrame, excluded: Sequence[str] = (), 
     """
     options = ["option_a", "option_b", "winner"]
     df = judgments
-    if not set(options) <= set(df.columns) or df[options].isna().to_numpy().any():
+    # Only comparisons need options (catch and attention rows have none): the store's frames are complete.
+    compared = df[~df["kind"].isin(CHECK_KINDS)] if "kind" in df else df
+    if not set(options) <= set(df.columns) or compared[options].isna().to_numpy().any():
         # Some rows lack their options: derive them from the trial.
         missing = {"image_id", "method", "kind", "block", "chose_real"} - set(df.columns)
         missing |= set() if {"rater_id", "rater"} & set(df.columns) else {"rater_id"}

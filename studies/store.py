@@ -257,6 +257,10 @@ class RaterInfo:
     created: bool = False  # made by this call (`join`)
 
 
+_RATER_COLUMNS = (Rater.id, Rater.public_id, Rater.study_id, Rater.index, Rater.label, Rater.status,
+                  Rater.consented_at)
+
+
 def _rater_info(r: Any, created: bool = False) -> RaterInfo:
     """A Rater row (ORM object or row with its columns) as a RaterInfo."""
     return RaterInfo(r.id, r.public_id, r.study_id, r.index, r.label, r.status, _aware(r.consented_at), created)
@@ -580,25 +584,24 @@ class Store:
         """The rater an invite token belongs to, or None."""
         if not token:
             return None
-        with self._session() as s:
-            r = s.scalars(select(Rater).where(Rater.token_hash == hash_token(token))).first()
-            return None if r is None else _rater_info(r)
+        return self._one_rater(Rater.token_hash == hash_token(token))
 
     def rater(self, rater_id: int) -> RaterInfo:
         """A rater's current state (status and consent change while the rater works)."""
-        with self._session() as s:
-            r = s.get(Rater, rater_id)
-            if r is None:
-                raise KeyError(f"no rater {rater_id}")
-            return _rater_info(r)
+        found = self._one_rater(Rater.id == rater_id)
+        if found is None:
+            raise KeyError(f"no rater {rater_id}")
+        return found
 
     def rater_by_participant(self, study_id: int, participant_id: str) -> RaterInfo | None:
         """The crowd rater of a participant id in a study, or None."""
-        with self._session() as s:
-            r = s.scalars(
-                select(Rater).where(Rater.study_id == study_id, Rater.participant_id == participant_id)
-            ).first()
-            return None if r is None else _rater_info(r)
+        return self._one_rater(Rater.study_id == study_id, Rater.participant_id == participant_id)
+
+    def _one_rater(self, *where: Any) -> RaterInfo | None:
+        """The rater matching `where` (one Core select: this runs on every page of the rater app), or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(*_RATER_COLUMNS).where(*where)).first()
+        return None if r is None else _rater_info(r)
 
     def join(
         self,

@@ -463,3 +463,14 @@ def test_report_in_headless_chromium(run_dir, study_db, tmp_path):
             browser.close()
     assert problems == []
     assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_fool_reading_says_every_method_was_told_apart_only_when_every_upper_bound_is_below_half():
+    from reports.study_section import fool_reading
+
+    fr = pd.DataFrame({"method": ["a", "b"], "fool_rate": [0.40, 0.30], "n_judgments": [200, 12],
+                       "boot_low": [0.35, 0.05], "boot_high": [0.45, 0.62]})
+    # b's rate is lower but its interval reaches 50%: raters did not tell every method apart.
+    assert "every method" not in fool_reading(fr)
+    assert "could tell every method" in fool_reading(fr.assign(boot_high=[0.45, 0.49]))
+    assert "reaches 50%" in fool_reading(fr.assign(boot_high=[0.55, 0.62]))

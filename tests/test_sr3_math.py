@@ -294,3 +294,13 @@ def test_inference_does_not_import_the_training_loop():
             todo.extend(_imports(m, root))
     assert "baselines.sr3.model" in seen and "baselines.sr3.samplers" in seen  # the walk follows imports
     assert not seen & {"baselines.train", "baselines.sr3.recipe", "baselines.regression_recipe"}, sorted(seen)
+
+
+def test_preconditionings_pickle_by_name():
+    """A model holding its Precond (lambdas inside) can still be pickled whole (torch.save, spawn)."""
+    import pickle
+
+    from baselines.sr3.precond import PARAMETERIZATIONS, get_precond
+
+    for name in PARAMETERIZATIONS:
+        assert pickle.loads(pickle.dumps(get_precond(name))) is get_precond(name)

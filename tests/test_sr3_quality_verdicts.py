@@ -94,3 +94,17 @@ def test_given_checkpoints_are_judged_without_training(photos_dir, tmp_path, mon
     assert '"ddim"' in manifest and '"steps": 2' in manifest
     for check in ("consistency", "colour", "detail", "fidelity"):
         assert any(line.startswith(f"{check}: ") and "of 4 images pass" in line for line in out.splitlines()), out
+
+
+def test_fidelity_must_also_beat_bicubic_and_prefers_the_mean_over_samples():
+    sr3, reg = _tables()
+    bic = pd.DataFrame({"detail_fidelity": 0.05}, index=sr3.index)
+    sr3.loc[["img2", "img4"], "detail_fidelity"] = 0.06  # above half the ideal (0.056) on its own ...
+    bic.loc[["img2", "img4"], "detail_fidelity"] = 0.08  # ... but below what bicubic scores there
+    assert _line(Q.verdicts(sr3, reg), "fidelity")[0].endswith("100% of 10 images pass (bar 90%): PASS")
+    verdict, worst = _line(Q.verdicts(sr3, reg, bic), "fidelity")
+    assert "80% of 10 images pass" in verdict and verdict.endswith("FAIL") and "img2 (-0.02)" in worst
+    # With --samples K the mean over the samples is judged, not sample 0.
+    sr3["detail_fidelity_samples_mean"] = sr3["detail_fidelity"]
+    sr3.loc[["img2", "img4"], "detail_fidelity_samples_mean"] = 0.2
+    assert _line(Q.verdicts(sr3, reg, bic), "fidelity")[0].endswith("100% of 10 images pass (bar 90%): PASS")

@@ -72,6 +72,10 @@ def test_each_simulated_rater_is_flagged_by_exactly_its_rule():
     # An override of the catch minimum keeps the other stored rules.
     low = analyze_frame(df, _study(policy.to_dict()), {"min_catch_accuracy": 0.0}, n_resamples=50)
     assert set(low.raters.loc[low.raters["excluded"], "rater_id"]) == {"streaker", "fast", "inverted"}
+    assert "catch" not in {c["rule"] for c in low.study["exclusions"]}  # 0 turns the catch rule off too
+    off = analyze_frame(df, _study(QualityPolicy(0.0, 1, 0.0, 0, 0).to_dict()), n_resamples=50)
+    assert not off.raters["excluded"].any() and off.notes[1].startswith("no rater exclusion")
+    assert (off.fool_rates["exclusion"] == "none").all()
 
 
 def test_longest_run_and_policy_round_trip():
@@ -96,3 +100,38 @@ def test_the_exclusion_option_is_shared_and_overrides_the_stored_policy():
     assert exclusion_rule(parser.parse_args(["--no-exclusion"])) is None
     with pytest.raises(ValueError, match="between 0 and 1"):
         exclusion_rule(parser.parse_args(["--min-catch-accuracy", "80"]))
+
+
+def test_notes_and_counts_name_only_the_rule_sets_of_the_studies_analysed():
+    """Two studies with their own policies: the notes list those two rule sets, not the catch-only default
+    that covers rows of unlisted studies, and the counts list only rules some study applies."""
+    a = QualityPolicy(min_median_rt_s=0.0, max_side_streak=12, max_answer_streak=0)
+    b = QualityPolicy(min_median_rt_s=0.5, max_side_streak=0, max_answer_streak=0)
+    rows = _rater("streaker", 1, side="left") + [r | {"study_id": 2} for r in _rater("good", 2)]
+    studies = _study(a.to_dict()) + [s | {"id": 2, "quality": b.to_dict()} for s in _study(None)]
+    res = analyze_frame(pd.DataFrame(rows), studies, n_resamples=50)
+    assert res.notes[1].startswith(a.describe() + "; " + b.describe() + "; ")
+    assert res.notes[1].count("raters are excluded") == 2
+    assert {c["rule"] for c in res.study["exclusions"]} == {"catch", "side_streak", "too_fast"}
+    # One study: its policy alone, once.
+    one = analyze_frame(pd.DataFrame(rows[:40]), _study(a.to_dict()), n_resamples=50)
+    assert one.notes[1].startswith(a.describe() + "; ") and one.notes[1].count("raters are excluded") == 1
+
+
+def test_answer_streak_reads_only_trials_with_the_real_image():
+    """In a duel `chose_real` means "the first method's side": duels between wrong answers are no streak."""
+    rows, pos = [], 0
+    for _block in range(3):
+        # 8 wrong real trials, 8 duels (chose_real False), then 1 right real trial: real-only streak 8.
+        for kind, right in [("real", False)] * 8 + [("duel", False)] * 8 + [("real", True)]:
+            real_side = "left" if pos % 2 else "right"
+            choice = real_side if right else ("right" if real_side == "left" else "left")
+            rows.append({"study_id": 1, "study": "s", "task": 1, "rater_id": "d", "rater_label": "D",
+                         "position": pos, "block": "main", "kind": kind, "method": "m",
+                         "method_b": "m2" if kind == "duel" else None, "image_id": f"i{pos % 8}",
+                         "real_side": real_side, "choice": choice, "chose_real": right, "latency_s": EXPOSURE + 1})
+            pos += 1
+    policy = QualityPolicy(min_catch_accuracy=0.0, max_side_streak=0, max_answer_streak=10)
+    res = analyze_frame(pd.DataFrame(rows), _study(policy.to_dict()), n_resamples=50)
+    assert res.raters.set_index("rater_id").loc["d", "answer_streak"] == 8
+    assert not res.raters["excluded"].any()

@@ -13,7 +13,7 @@ from study_support import make_run_folder, served_app
 
 from studies.payload import SHOWN_PATH
 from studies.service import create_study, invite_raters
-from studies.store import RaterInfo, Store
+from studies.store import RaterInfo, Screen, Store
 
 
 def _post(base: str, body: bytes) -> tuple[int, dict]:
@@ -53,10 +53,14 @@ def test_shown_route_records_the_display_once_with_the_screen(served):
     rater, assignment_id, display = _pending_display(db)
     rater_id = rater.id
     assert _post(base, _report(display)) == (200, {"ok": True})
-    assert _post(base, _report(display)) == (200, {"ok": False})  # already shown: the first draw counts
+    with Store(db, create=False) as store:
+        first = next(t for t in store.trials(rater_id) if t.assignment_id == assignment_id).shown_at
+    assert first is not None
+    # Already shown: the first draw counts, and a later report changes nothing (neither time nor screen).
+    assert _post(base, _report(display, w=800, h=600, dpr=1.0)) == (200, {"ok": False})
     with Store(db, create=False) as store:
         trial = next(t for t in store.trials(rater_id) if t.assignment_id == assignment_id)
-        assert trial.shown_at is not None
+        assert trial.shown_at == first
         raters = store.raters_frame()
         row = raters[raters["rater_id"] == rater.public_id].iloc[0]
         assert (row["window_w"], row["window_h"], row["dpr"]) == (1500, 900, 2.0)
@@ -84,3 +88,12 @@ def test_shown_route_refuses_what_it_cannot_trust(served):
         raters = store.raters_frame()
         assert raters.loc[raters["rater_id"] == rater.public_id, "window_w"].isna().all()
         assert next(t for t in store.trials(rater_id) if t.assignment_id == assignment_id).shown_at is not None
+
+
+@pytest.mark.parametrize("bad", [{"w": 10**12}, {"w": 0}, {"h": -5}, {"h": 100_001}, {"dpr": float("nan")},
+                                 {"dpr": 0.0}, {"dpr": 40.0}, {"w": "wide"}, {"dpr": None}])
+def test_a_screen_report_out_of_range_is_not_a_screen(bad):
+    good = {"w": 1500, "h": 900, "dpr": 2.0}
+    assert Screen.from_report(good) == Screen(1500, 900, 2.0)
+    assert Screen.from_report(good | bad) is None
+    assert Screen.from_report({"w": 1500, "h": 900}) is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,6 +62,10 @@ class Precond:
     skip_out: Callable[[torch.Tensor, torch.Tensor], Pair]
     y0_form: ClosedForm | None = None
     eps_form: ClosedForm | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled by name (the rows hold lambdas): a model holding its Precond can be saved or sent whole."""
+        return get_precond, (self.name,)
 
     def coefficients(self, gamma: torch.Tensor) -> Pair:
         """(c_skip, c_out), each (B,1,1,1) fp32."""

@@ -11,7 +11,7 @@ from torch import nn
 from baselines.sr3.loss import sr3_loss
 from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
 from baselines.sr3.precond import get_precond
-from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, cosine, from_spec, linear
+from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, from_spec, training_schedule
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 from evalsuite.degrade import upsample
@@ -110,12 +110,7 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
     """Build the SR3 recipe from the run config and `--preset/--set` options."""
     o = config_from_options(SR3Options, options, "sr3")
     unet = training_preset(o.preset, cfg.crop, o.dropout)
-    if o.schedule == "linear":
-        sched = linear(o.T, o.beta_start, o.beta_end).to_spec()
-    elif o.schedule == "cosine":
-        sched = cosine(o.T).to_spec()
-    else:
-        raise ValueError(f"--set schedule={o.schedule}: the training schedule must be linear or cosine")
+    sched = training_schedule(o.schedule, o.T, beta_start=o.beta_start, beta_end=o.beta_end)
     config = SR3Config(
         unet=unet,
         scale=cfg.scale,

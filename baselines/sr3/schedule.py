@@ -118,6 +118,15 @@ def cosine(T: int = 1000, s: float = 0.008) -> Schedule:  # noqa: N803
     return Schedule(tuple(betas.tolist()), _items({"kind": "cosine", "T": T, "s": s}))
 
 
+def training_schedule(kind: str, T: int, **betas: float) -> dict[str, Any]:  # noqa: N803
+    """The JSON spec of a recipe's training schedule: linear (with `betas`: beta_start, beta_end) or cosine."""
+    if kind == "linear":
+        return linear(T, **betas).to_spec()
+    if kind == "cosine":
+        return cosine(T).to_spec()
+    raise ValueError(f"--set schedule={kind}: the training schedule must be linear or cosine")
+
+
 def from_spec(spec: dict[str, Any]) -> Schedule:
     """Rebuild a schedule from its JSON spec."""
     spec = dict(spec)
