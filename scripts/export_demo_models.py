@@ -14,7 +14,7 @@ import torch
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.demo import demo_path
-from evalsuite.methods import MethodContext
+from evalsuite.methods import MethodContext, method_options
 
 
 def export(src: str, name: str) -> None:
@@ -30,7 +30,7 @@ def check(src: str, name: str) -> float:
     from baselines.regression import build_regression
     from baselines.sr3.method import build_sr3
 
-    ctx = MethodContext(4, options={"steps": 20} if name == "sr3-demo" else {})
+    ctx = MethodContext(4, options=method_options(name, {name: {"steps": 20, "tile": 8}} if name == "sr3-demo" else {}))
     full = (build_sr3 if name == "sr3-demo" else build_regression)(src, ctx)
     half = (build_sr3_demo if name == "sr3-demo" else build_regression_demo)(name, ctx)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

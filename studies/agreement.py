@@ -414,6 +414,11 @@ def reliability(pairs: pd.DataFrame, n_splits: int = 200, seed: int = 0, real: s
     return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
 
 
+def alpha_level(alpha: float) -> str:
+    """Krippendorff's alpha in words (0.667 and 0.4 are Krippendorff's own cut-offs; below 0.1 is near chance)."""
+    return "high" if alpha >= 0.667 else "moderate" if alpha >= 0.4 else "low" if alpha >= 0.1 else "near chance"
+
+
 def reliability_reading(table: pd.DataFrame) -> str:
     """One sentence: how much agreement between raters is possible at all on this data."""
     t = table.set_index("measure")
@@ -421,9 +426,9 @@ def reliability_reading(table: pd.DataFrame) -> str:
     sh = t.loc["split_half_method", "value"] if "split_half_method" in t.index else np.nan
     parts = []
     if np.isfinite(alpha):
-        level = "high" if alpha >= 0.667 else "moderate" if alpha >= 0.4 else "low" if alpha >= 0.1 else "near chance"
         parts.append(
-            f"raters agree with each other on single trials at a {level} level (Krippendorff's alpha {alpha:.2f}), "
+            f"raters agree with each other on single trials at a {alpha_level(alpha)} level "
+            f"(Krippendorff's alpha {alpha:.2f}), "
             "which caps how well any metric can predict one rater's choice"
         )
     if np.isfinite(sh):

@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from evalsuite.io import atomic_write_text
-from studies.agreement import BASIS_DERIVED, Agreement, metric_agreement, reliability, reliability_reading
+from studies.agreement import (
+    BASIS_DERIVED,
+    Agreement,
+    alpha_level,
+    metric_agreement,
+    reliability,
+    reliability_reading,
+)
 from studies.analysis import DEFAULT_RULE, ExcludeRule, StudyAnalysis, analyze_frame
 from studies.ranking import REAL, Ranking, bradley_terry, pairs_from_judgments, ranking_plot, win_matrix_plot
 
@@ -200,9 +207,8 @@ def metric_verdict(ext: ExtendedAnalysis) -> str:
         text += (f"; these compare per-image fool rates, which average over raters (single choices agree between "
                  f"raters only at Krippendorff alpha={alpha:.2f})")
     elif np.isfinite(alpha):
-        level = "near chance" if alpha < 0.1 else "low" if alpha < 0.4 else "moderate" if alpha < 0.667 else "high"
-        text += (f"; raters agree with each other at Krippendorff alpha={alpha:.2f} ({level}), which caps what "
-                 "any metric can reach on single trials")
+        text += (f"; raters agree with each other at Krippendorff alpha={alpha:.2f} ({alpha_level(alpha)}), "
+                 "which caps what any metric can reach on single trials")
     return text + "."
 
 

@@ -72,6 +72,50 @@ def test_tiny_sr3_overfits_with_v_and_eps_prediction_too(tmp_path, param):
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_residual_model_that_adds_no_detail_returns_the_bicubic_upsample(tmp_path, sampler):
+    # A residual SR3 (cfg.residual = s) diffuses s·(y0 − x_up): with a network whose ẑ0 is 0 everywhere
+    # (x0-parameterization, output layer zeroed) every step's ŷ0 is x_up, so the sample is exactly the
+    # bicubic upsample; an image-space model with the same weights returns mid-grey (its ŷ0 is 0), so the
+    # check fails if the sampler forgets to map the residual back.
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    outs = {}
+    for residual in (0.0, 4.0):
+        torch.manual_seed(0)
+        cfg = SR3Config(unet=preset("tiny", image_size=16), scale=2, parameterization="x0", residual=residual)
+        model = SR3Denoiser(cfg)
+        last = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
+        path = save_checkpoint(tmp_path / f"r{residual}.safetensors", model.state_dict(), "sr3", cfg,
+                               {"sampling": sampling_defaults(cfg, steps=6)})
+        m = build_sr3(str(path), MethodContext(2, options={"sampler": sampler, "tile": 0}))
+        outs[residual] = m(x, ["a", "b"])
+    torch.testing.assert_close(outs[4.0], upsample(x, 2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(outs[0.0], torch.full_like(outs[0.0], 0.5), atol=1e-6, rtol=0)
+
+
+def test_residual_recipe_trains_on_the_scaled_residual(tmp_path):
+    # The training target of `--set residual=s` is s·(y0 − x_up): an oracle network that returns exactly that
+    # (x0-parameterization) has zero loss, and one that returns the image itself does not.
+    from baselines.sr3.recipe import make_recipe
+    from baselines.train import Batch
+
+    data = make_photos(tmp_path / "photos", n=1, size=(16, 16))
+    cfg = tiny_cfg(tmp_path, data, steps=1)
+    recipe = make_recipe(cfg, {"preset": "tiny", "parameterization": "x0", "residual": 3.0})
+    assert recipe.config.residual == 3.0
+    hr = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    batch = Batch(lr=degrade(hr, 2), hr=hr, scale=2)
+    residual = 3.0 * ((hr * 2 - 1) - (upsample(degrade(hr, 2), 2) * 2 - 1))
+    oracle = lambda x_up, y_t, gamma: residual  # noqa: E731
+    assert float(recipe.train_step({"net": oracle}, batch, 0).losses["net"]) < 1e-6
+    image = lambda x_up, y_t, gamma: hr * 2 - 1  # noqa: E731
+    assert float(recipe.train_step({"net": image}, batch, 0).losses["net"]) > 0.1
+    with pytest.raises(ValueError, match="residual must be 0"):
+        SR3Config(residual=-1.0)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_image_k_is_the_same_at_any_batch_size(tmp_path, sampler):
     ckpt = random_sr3(tmp_path)
     m = build_sr3(str(ckpt), MethodContext(2, seed=5, options={"steps": 4, "sampler": sampler}))

@@ -1,7 +1,9 @@
 """SR3 (Saharia et al. 2021): schedule, loss, samplers, the γ-conditioned denoiser and the harness method.
 
 `load_denoiser(path)` is the stable way to probe a checkpoint (this project's `.safetensors`, or the public
-re-implementation's `I…_gen.pth` with its config): `load_denoiser(path).eps(x_cond, y_t, gamma)`.
+re-implementation's `I…_gen.pth` with its config): `load_denoiser(path).eps(x_cond, y_t, gamma)`. For a
+checkpoint trained with `--set residual=s` (`cfg.residual`), y_t is the noisy residual s·(y0 − x_cond);
+`denoiser.diffused(x_cond, y0)` and `denoiser.image(x_cond, z0)` convert between the two.
 """
 
 from __future__ import annotations

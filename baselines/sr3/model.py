@@ -44,6 +44,11 @@ class SR3Config:
     # to the LR, and a fed to the U-Net as an extra embedding; the method chooses a (option `noise_aug`, 0).
     blur_aug: bool = False
     noise_aug: float = 0.0
+    # What is diffused. 0: the HR image y0 (the paper). s > 0: the residual over the conditioning input,
+    # s·(y0 − x_up) (SRDiff's residual target, scaled by s towards the spread of an image): the network then
+    # only generates detail and the LR band comes from x_up, not from a tiny network's estimate of it
+    # (MODEL_CARD.md in baselines/demo: the demo SR3's per-tile brightness drift).
+    residual: float = 0.0
     # Sampling defaults written into new checkpoints (not fields: a checkpoint keeps them in its extras).
     SAMPLER: ClassVar[str] = "ancestral"
     SAMPLING_STEPS: ClassVar[int] = 100
@@ -57,6 +62,8 @@ class SR3Config:
             raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.residual < 0:
+            raise ValueError(f"residual must be 0 (diffuse the image) or a positive scale, got {self.residual}")
         if not 0.0 <= self.noise_aug <= 1.0:
             raise ValueError(f"noise_aug must be in [0, 1] (std in [-1, 1] units; 0: off), got {self.noise_aug}")
 
@@ -93,6 +100,16 @@ def noise_condition(gamma: torch.Tensor, embedding: str) -> torch.Tensor:
     return (torch.log(g) - torch.log1p(-g)).clamp(-20, 20)
 
 
+def diffused(x_up: torch.Tensor, y0: torch.Tensor, residual: float) -> torch.Tensor:
+    """What is diffused for the image y0: y0 itself (residual 0, the paper) or residual·(y0 − x_up)."""
+    return y0 if residual == 0 else residual * (y0 - x_up)
+
+
+def image(x_up: torch.Tensor, z0: torch.Tensor, residual: float) -> torch.Tensor:
+    """The image of a diffused variable z0: the inverse of `diffused`."""
+    return z0 if residual == 0 else x_up + z0 / residual
+
+
 class SR3Denoiser(nn.Module):
     """U-Net + conditioning + preconditioning: forward(x_up, y_t, γ) -> ŷ0 (fp32), whatever the parameterization."""
 
@@ -124,6 +141,14 @@ class SR3Denoiser(nn.Module):
     ) -> torch.Tensor:
         """ŷ0 (B,3,H,W) in fp32 for x_up, y_t in [-1,1]-ish, γ of shape (B,) and the augmentation level."""
         return self.precond.y0(self.raw(x_up, y_t, gamma, aug), y_t.float(), gamma)
+
+    def diffused(self, x_up: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+        """The variable this model diffuses for the image y0 (`diffused` with cfg.residual)."""
+        return diffused(x_up, y0, self.cfg.residual)
+
+    def image(self, x_up: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        """The image of a diffused variable z0 (`image` with cfg.residual)."""
+        return image(x_up, z0, self.cfg.residual)
 
     def eps(self, x_cond: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         """Predicted ε (B,3,H,W) for x_cond (the upsampled LR) and y_t in [-1, 1], γ of shape (B,)."""
