@@ -190,6 +190,7 @@ def main() -> None:
     ap.add_argument("--regression", help="judge against this regression checkpoint instead of training one")
     ap.add_argument("--sampler", help="SR3 sampler for the benchmark (ancestral, ddim; default: the checkpoint's)")
     ap.add_argument("--sample-steps", type=int, help="SR3 sampler steps (default: the checkpoint's)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of SR3's sampling noise in the benchmark")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -217,6 +218,7 @@ def main() -> None:
     argv += ["--methods", f"bicubic,sr3:{sr3},regression:{reg}", "--samples", str(args.samples)]
     argv += ["--sampler", args.sampler] if args.sampler else []
     argv += ["--steps", str(args.sample_steps)] if args.sample_steps else []
+    argv += ["--seed", str(args.seed)] if args.seed else []
     if evalsuite_main(argv) != 0:
         raise SystemExit("the benchmark run failed: see the messages above")
 
