@@ -202,9 +202,8 @@ def main() -> None:
         train_dir, held_dir = split(Path(args.data), out / "data", args.eval_crop, whole=bool(args.task))
     # Given checkpoints are judged as they are; the others are trained (or resumed) on the training photos.
     if args.sr3 and args.regression:
-        trained = [f for f in ("--set", "--residual", "--preset", "--steps", "--batch-size", "--lr", "--reg-lr",
-                               "--warmup", "--ema")
-                   if ap.get_default(f.lstrip("-").replace("-", "_")) != getattr(args, f.lstrip("-").replace("-", "_"))]
+        dests = ("set", "residual", "preset", "steps", "batch_size", "lr", "reg_lr", "warmup", "ema")
+        trained = ["--" + d.replace("_", "-") for d in dests if getattr(args, d) != ap.get_default(d)]
         if trained:
             print(f"note: {', '.join(trained)} only shape training; ignored with --sr3 and --regression")
     sr3 = Path(args.sr3) if args.sr3 else train("sr3", args, train_dir, out / "sr3", args.lr)

@@ -37,9 +37,9 @@ def pval(v: Any) -> str:
 
 
 def num(v: Any, digits: int = 2) -> str:
-    """A number with `digits` decimals, a dash when missing."""
+    """A number with `digits` decimals, a dash when missing (no "-0.00": + 0.0 turns a rounded -0.0 into 0.0)."""
     f = finite(v)
-    return DASH if f is None else f"{f:.{digits}f}"
+    return DASH if f is None else f"{round(f, digits) + 0.0:.{digits}f}"
 
 
 def task_label(task: Any) -> str:

@@ -366,7 +366,7 @@ def ranking_plot(ranking: Ranking) -> str | None:
             if np.isfinite(r.ci_low) and np.isfinite(r.ci_high):
                 ax.plot([r.ci_low, r.ci_high], [y, y], color=color, lw=2.2, solid_capstyle="butt")
             ax.plot([r.score], [y], marker=marker, color=color, ms=8, mec="black", mew=0.8)
-            label = f"{r.score:+.2f}".replace("-0.00", "+0.00")  # a centred score rounds to a sign-less zero
+            label = f"{round(r.score, 2) + 0.0:+.2f}"  # + 0.0: a centred score near 0 prints +0.00, not -0.00
             ax.annotate(label, (r.score, y), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
         if ranking.reference:
             ax.axvline(0, color="black", ls="--", lw=1)

@@ -141,7 +141,7 @@ function trial(root, header, body, setTriggerValue) {
         .then((r) => { if (!r.ok) throw new Error(`${r.status}`); recorded = true; ready(); })
         .catch(fallback);
     } catch (e) {
-      fallback(); // an old browser without fetch, URL or AbortSignal.timeout
+      fallback(); // an old browser without fetch or URL (one without AbortSignal.timeout just waits longer)
     }
   };
   const ready = () => {

@@ -474,3 +474,10 @@ def test_fool_reading_says_every_method_was_told_apart_only_when_every_upper_bou
     assert "every method" not in fool_reading(fr)
     assert "could tell every method" in fool_reading(fr.assign(boot_high=[0.45, 0.49]))
     assert "reaches 50%" in fool_reading(fr.assign(boot_high=[0.55, 0.62]))
+
+
+def test_numbers_near_zero_print_without_a_minus_sign():
+    # Duels-only Bradley-Terry scores are centred on 0: one at -0.001 must read 0.00 in the table.
+    from reports.study_section import num
+
+    assert num(-0.001) == "0.00" and num(-0.006) == "-0.01" and num(0.004, 1) == "0.0" and num(None) != "0.00"
