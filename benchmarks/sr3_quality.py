@@ -24,6 +24,7 @@ GPU (small preset, the paper's 64 -> 256 task on full held-out photos):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from baselines.checkpoint import read_metadata
 from evalsuite.cli import main as evalsuite_main
 from evalsuite.datasets import IMAGE_EXTENSIONS
 from evalsuite.methods import method_label
@@ -103,6 +105,26 @@ def train(kind: str, args: argparse.Namespace, data: Path, out: Path, lr: float)
     if evalsuite_main(argv) != 0:
         raise SystemExit(f"training {kind} failed: see the messages above")
     return out / "model.safetensors"
+
+
+def training_budget(path: Path) -> tuple[int, int] | None:
+    """(steps, batch size) a checkpoint of this project was trained with; None when its metadata does not say."""
+    try:
+        extra = json.loads(read_metadata(path).get("extra") or "{}")
+        return int(extra["step"]), int(extra["train"]["batch_size"]) * int(extra["train"].get("accum", 1))
+    except (KeyError, TypeError, ValueError):  # NotACheckpointError is a ValueError
+        return None
+
+
+def budget_note(sr3: tuple[int, int] | None, reg: tuple[int, int] | None) -> str | None:
+    """A warning when SR3 and regression saw different numbers of training images (the paper trains both alike)."""
+    if sr3 is None or reg is None or sr3[0] * sr3[1] == reg[0] * reg[1]:
+        return None
+    return (
+        f"warning: unequal training budgets: SR3 {sr3[0]:,} steps x batch {sr3[1]}, regression {reg[0]:,} x "
+        f"{reg[1]}; the verdicts are relative to regression, so they are only fair when both were trained alike "
+        "(the paper trains both the same number of steps)"
+    )
 
 
 def colour_shifts(run: Path, method: str) -> pd.Series:
@@ -240,6 +262,9 @@ def main() -> None:
     print()
     for line in verdicts(tables["sr3"], tables["regression"], tables["bicubic"]):
         print(line)
+    note = budget_note(training_budget(sr3), training_budget(reg))
+    if note:
+        print(note)
     print(f"\nimages: {bench}/outputs/<method>/, report: {bench}/report.html")
 
 

@@ -108,3 +108,29 @@ def test_fidelity_must_also_beat_bicubic_and_prefers_the_mean_over_samples():
     sr3["detail_fidelity_samples_mean"] = sr3["detail_fidelity"]
     sr3.loc[["img2", "img4"], "detail_fidelity_samples_mean"] = 0.2
     assert _line(Q.verdicts(sr3, reg, bic), "fidelity")[0].endswith("100% of 10 images pass (bar 90%): PASS")
+
+
+def test_unequal_training_budgets_are_named(tmp_path):
+    from dataclasses import dataclass
+
+    from baselines.checkpoint import save_checkpoint
+
+    @dataclass(frozen=True)
+    class Cfg:
+        scale: int = 4
+
+    def ckpt(name: str, step: int, batch: int, accum: int = 1) -> Path:
+        extra = {"step": step, "train": {"batch_size": batch, "accum": accum}}
+        return save_checkpoint(tmp_path / name, {"w": torch.zeros(1)}, "regression", Cfg(), extra=extra)
+
+    sr3, reg = Q.training_budget(ckpt("a.safetensors", 12800, 16)), Q.training_budget(ckpt("b.safetensors", 6400, 16))
+    assert (sr3, reg) == ((12800, 16), (6400, 16))
+    note = Q.budget_note(sr3, reg)
+    assert note.startswith("warning: unequal training budgets") and "12,800" in note and "6,400" in note
+    # The same number of training images (steps x batch x accumulation) is an equal budget.
+    assert Q.budget_note(sr3, Q.training_budget(ckpt("c.safetensors", 6400, 16, accum=2))) is None
+    # A file that does not say (no step recorded, or not a checkpoint of this project) gives no verdict on it.
+    assert Q.training_budget(save_checkpoint(tmp_path / "d.safetensors", {"w": torch.zeros(1)}, "sr3", Cfg())) is None
+    (tmp_path / "gen.pth").write_bytes(b"not safetensors")
+    assert Q.training_budget(tmp_path / "gen.pth") is None
+    assert Q.budget_note(sr3, None) is None
