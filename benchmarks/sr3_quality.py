@@ -108,10 +108,10 @@ def train(kind: str, args: argparse.Namespace, data: Path, out: Path, lr: float)
 
 
 def training_budget(path: Path) -> tuple[int, int] | None:
-    """(steps, batch size) a checkpoint of this project was trained with; None when its metadata does not say."""
+    """(steps, images per step) a checkpoint of this project was trained with; None when its metadata does not say."""
     try:
         extra = json.loads(read_metadata(path).get("extra") or "{}")
-        return int(extra["step"]), int(extra["train"]["batch_size"]) * int(extra["train"].get("accum", 1))
+        return int(extra["step"]), int(extra["train"]["batch_size"])  # the global batch per optimizer step
     except (KeyError, TypeError, ValueError):  # NotACheckpointError is a ValueError
         return None
 
@@ -121,7 +121,7 @@ def budget_note(sr3: tuple[int, int] | None, reg: tuple[int, int] | None) -> str
     if sr3 is None or reg is None or sr3[0] * sr3[1] == reg[0] * reg[1]:
         return None
     return (
-        f"warning: unequal training budgets: SR3 {sr3[0]:,} steps x batch {sr3[1]}, regression {reg[0]:,} x "
+        f"warning: unequal training budgets: SR3 {sr3[0]:,} steps x {sr3[1]} images, regression {reg[0]:,} x "
         f"{reg[1]}; the verdicts are relative to regression, so they are only fair when both were trained alike "
         "(the paper trains both the same number of steps)"
     )

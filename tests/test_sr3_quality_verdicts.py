@@ -127,8 +127,10 @@ def test_unequal_training_budgets_are_named(tmp_path):
     assert (sr3, reg) == ((12800, 16), (6400, 16))
     note = Q.budget_note(sr3, reg)
     assert note.startswith("warning: unequal training budgets") and "12,800" in note and "6,400" in note
-    # The same number of training images (steps x batch x accumulation) is an equal budget.
-    assert Q.budget_note(sr3, Q.training_budget(ckpt("c.safetensors", 6400, 16, accum=2))) is None
+    # The budget is steps x the global batch (which accumulation splits, not multiplies): equal images, equal budget.
+    assert Q.budget_note(sr3, Q.training_budget(ckpt("c.safetensors", 6400, 32, accum=2))) is None
+    assert Q.budget_note(sr3, Q.training_budget(ckpt("e.safetensors", 12800, 16, accum=4))) is None
+    assert Q.budget_note(sr3, Q.training_budget(ckpt("f.safetensors", 6400, 16, accum=2))) is not None
     # A file that does not say (no step recorded, or not a checkpoint of this project) gives no verdict on it.
     assert Q.training_budget(save_checkpoint(tmp_path / "d.safetensors", {"w": torch.zeros(1)}, "sr3", Cfg())) is None
     (tmp_path / "gen.pth").write_bytes(b"not safetensors")
