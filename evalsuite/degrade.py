@@ -34,6 +34,25 @@ def upsample(x_lr: torch.Tensor, scale: int) -> torch.Tensor:
     return x.clamp(0.0, 1.0)
 
 
+def backproject(x_lr: torch.Tensor, scale: int, iters: int) -> torch.Tensor:
+    """The bicubic upsampling of x_lr corrected by iterative back-projection (Irani & Peleg 1991), unclamped.
+
+    Each iteration adds the upsampled LR error: x ← x + up(x_lr − down(x)), with `degrade`'s and `upsample`'s
+    kernels but no clamping (so the map stays linear), until down(x) = x_lr up to a residual that shrinks
+    every iteration. iters = 0 is `upsample` without its clamp. Used as the base of SR3's residual target.
+    """
+    h, w = x_lr.shape[-2:]
+    x_lr = x_lr.float()
+    # Start from the bicubic upsampling (the paper's conditioning input).
+    x = F.interpolate(x_lr, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+    for _ in range(iters):
+        # The LR error of the current estimate, under the protocol's degradation...
+        err = x_lr - F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+        # ...upsampled and added back.
+        x = x + F.interpolate(err, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+    return x
+
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Round a [0,1] tensor to 8-bit levels, as when it is saved to PNG."""
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0

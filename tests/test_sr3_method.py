@@ -14,7 +14,7 @@ from baselines.sr3.method import build_sr3
 from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults
 from baselines.train import load_recipe, train
 from baselines.unet import preset
-from evalsuite.degrade import degrade, to_tensor, upsample
+from evalsuite.degrade import backproject, degrade, to_tensor, upsample
 from evalsuite.methods import MethodContext, build_method
 
 
@@ -94,6 +94,25 @@ def test_residual_model_that_adds_no_detail_returns_the_bicubic_upsample(tmp_pat
     torch.testing.assert_close(outs[0.0], torch.full_like(outs[0.0], 0.5), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_backprojected_residual_model_that_adds_no_detail_returns_the_backprojected_base(tmp_path, sampler):
+    # With cfg.backproject = n the residual's base is x_up back-projected n times onto the LR: a network whose
+    # ẑ0 is 0 returns exactly that base (clamped), whose degradation is the LR input; bicubic's is not.
+    x = 0.2 + 0.6 * torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    cfg = SR3Config(unet=preset("tiny", image_size=16), scale=2, parameterization="x0", residual=4.0, backproject=10)
+    model = SR3Denoiser(cfg)
+    last = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    path = save_checkpoint(tmp_path / "bp.safetensors", model.state_dict(), "sr3", cfg,
+                           {"sampling": sampling_defaults(cfg, steps=6)})
+    out = build_sr3(str(path), MethodContext(2, options={"sampler": sampler, "tile": 0}))(x, ["a", "b"])
+    torch.testing.assert_close(out, backproject(x, 2, 10).clamp(0, 1), atol=1e-6, rtol=0)
+    mse = lambda y: float((degrade(y, 2) - x).pow(2).mean())  # noqa: E731 - the consistency metric without x1e5
+    assert mse(out) < mse(upsample(x, 2)) / 100
+
+
 def test_residual_recipe_trains_on_the_scaled_residual(tmp_path):
     # The training target of `--set residual=s` is s·(y0 − x_up): an oracle network that returns exactly that
     # (x0-parameterization) has zero loss, and one that returns the image itself does not.
@@ -113,6 +132,16 @@ def test_residual_recipe_trains_on_the_scaled_residual(tmp_path):
     assert float(recipe.train_step({"net": image}, batch, 0).losses["net"]) > 0.1
     with pytest.raises(ValueError, match="residual must be 0"):
         SR3Config(residual=-1.0)
+    # With backproject = n the target is the residual over the back-projected base (not over x_up).
+    bp = make_recipe(cfg, {"preset": "tiny", "parameterization": "x0", "residual": 3.0, "backproject": 5})
+    assert bp.config.backproject == 5
+    residual_bp = 3.0 * ((hr * 2 - 1) - (backproject(degrade(hr, 2), 2, 5) * 2 - 1))
+    oracle_bp = lambda x_up, y_t, gamma: residual_bp  # noqa: E731
+    assert float(bp.train_step({"net": oracle_bp}, batch, 0).losses["net"]) < 1e-6
+    assert float(bp.train_step({"net": oracle}, batch, 0).losses["net"]) > 1e-3
+    for bad in ({"backproject": 3}, {"backproject": -1, "residual": 2.0}):
+        with pytest.raises(ValueError, match="backproject must be 0"):
+            SR3Config(**bad)
 
 
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])

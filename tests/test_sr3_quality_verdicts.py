@@ -136,3 +136,56 @@ def test_unequal_training_budgets_are_named(tmp_path):
     (tmp_path / "gen.pth").write_bytes(b"not safetensors")
     assert Q.training_budget(tmp_path / "gen.pth") is None
     assert Q.budget_note(sr3, None) is None
+
+
+def test_the_recipe_passes_the_residual_and_its_base_to_sr3_only(tmp_path, monkeypatch):
+    """SR3 gets --set residual=12 (and backproject=N when asked; a later --set wins); regression gets neither."""
+    import argparse
+
+    calls = []
+    monkeypatch.setattr(Q, "evalsuite_main", lambda argv: calls.append(argv) or 0)
+    base = dict(preset="tiny", crop=32, task=None, scale=4, steps=1, batch_size=2, warmup=0, ema=0.9, workers=0,
+                device="cpu", residual=Q.RESIDUAL, backproject=Q.BACKPROJECT, set=None)
+
+    def sets(kind: str, **changes) -> list[str]:
+        Q.train(kind, argparse.Namespace(**{**base, **changes}), tmp_path, tmp_path / kind, 1e-3)
+        argv = calls.pop()
+        return [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+
+    assert sets("sr3") == ["residual=12"]  # the shipped recipe: the bicubic base
+    assert sets("sr3", backproject=10) == ["residual=12", "backproject=10"]
+    assert sets("sr3", backproject=10, set=["backproject=0"])[-1] == "backproject=0"
+    assert sets("sr3", residual=0.0, backproject=10) == ["residual=0"]  # the image target has no residual base
+    assert sets("regression", backproject=10) == []
+
+
+def test_consistency_bar_never_asks_for_more_than_the_truth_s_own(tmp_path):
+    """Where regression undercuts the HR image's own consistency (the LR's 8-bit rounding), HR's is the bar."""
+    from PIL import Image
+
+    from evalsuite.degrade import degrade, quantize, to_image
+
+    sr3, reg = _tables()
+    reg.loc["img2", "consistency"] = 0.05
+    sr3.loc["img2", "consistency"] = 0.3  # 6x regression's, 2.3x the truth's
+    sr3.loc["img4", "consistency"] = 0.3
+    reg.loc["img4", "consistency"] = 0.05  # two such images: without the floor the check fails
+    assert _line(Q.verdicts(sr3, reg), "consistency")[0].endswith("FAIL")
+    floor = pd.Series(0.13, index=sr3.index)
+    verdict, worst = _line(Q.verdicts(sr3, reg, hr_floor=floor), "consistency")
+    assert verdict.endswith("100% of 10 images pass (bar 90%): PASS"), verdict
+    assert "img2 (+0.69)" in worst or "img4 (+0.69)" in worst
+    # The floor of a run: HR's own consistency against its stored (8-bit) LR, per image, x1e5.
+    g = torch.Generator().manual_seed(0)
+    for name in ("hr", "lr"):
+        (tmp_path / name).mkdir()
+    for k in range(2):
+        hr = quantize(torch.rand(1, 3, 32, 32, generator=g))
+        to_image(hr[0]).save(tmp_path / "hr" / f"im{k}.png")
+        to_image(quantize(degrade(hr, 4))[0]).save(tmp_path / "lr" / f"im{k}.png")
+    floors = Q.hr_consistency(tmp_path)
+    assert list(floors.index) == ["im0", "im1"]
+    # 8-bit rounding of the LR: about (1/255)^2 / 12 = 0.128 x1e-5 on average.
+    assert 0.05 < floors.min() and floors.max() < 0.25
+    Image.open(tmp_path / "lr" / "im1.png").save(tmp_path / "lr" / "im0.png")
+    assert Q.hr_consistency(tmp_path)["im0"] > 100  # another image's LR is far above the rounding floor

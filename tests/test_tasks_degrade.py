@@ -9,6 +9,7 @@ from PIL import Image
 
 from evalsuite.degrade import (
     TooSmallError,
+    backproject,
     central_crop_box,
     degrade,
     prepare_hr,
@@ -74,6 +75,20 @@ def test_upsample_and_quantize():
     assert up.shape == (2, 3, 32, 24) and up.min() >= 0 and up.max() <= 1
     q = quantize(torch.tensor([0.0, 0.5, 1.0, 1.3, -0.1]))
     assert torch.equal(q * 255, torch.tensor([0.0, 128.0, 255.0, 255.0, 0.0]))
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_backproject_converges_to_an_upsampling_whose_degradation_is_the_lr(scale):
+    # Iterative back-projection: 0 iterations is bicubic (unclamped); every iteration shrinks the LR error of
+    # the estimate; on white-noise LR (the slowest case: most energy near the LR Nyquist) 10 iterations cut
+    # bicubic's worst LR error (~44 grey levels) over 50-fold.
+    g = torch.Generator().manual_seed(0)
+    lr = 0.2 + 0.6 * torch.rand(2, 3, 8, 8, generator=g)
+    torch.testing.assert_close(backproject(lr, scale, 0).clamp(0, 1), upsample(lr, scale), atol=1e-6, rtol=0)
+    errors = [float((degrade(backproject(lr, scale, n), scale) - lr).abs().max()) for n in range(11)]
+    assert all(b < a for a, b in zip(errors, errors[1:]))
+    assert errors[0] > 20 / 255 and errors[10] < errors[0] / 50
+    assert backproject(lr, scale, 3).shape == (2, 3, 8 * scale, 8 * scale)
 
 
 def test_prepare_hr_fixed_task_central_crop_then_area():

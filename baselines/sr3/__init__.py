@@ -2,8 +2,9 @@
 
 `load_denoiser(path)` is the stable way to probe a checkpoint (this project's `.safetensors`, or the public
 re-implementation's `I…_gen.pth` with its config): `load_denoiser(path).eps(x_cond, y_t, gamma)`. For a
-checkpoint trained with `--set residual=s` (`cfg.residual`), y_t is the noisy residual s·(y0 − x_cond);
-`denoiser.diffused(x_cond, y0)` and `denoiser.image(x_cond, z0)` convert between the two.
+checkpoint trained with `--set residual=s` (`cfg.residual`), y_t is the noisy residual s·(y0 − base) over
+`base = denoiser.base(x_cond, x_lr)` (x_cond itself, or with `cfg.backproject` its back-projection onto the LR
+x_lr); `denoiser.diffused(base, y0)` and `denoiser.image(base, z0)` convert between the two.
 """
 
 from __future__ import annotations

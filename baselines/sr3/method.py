@@ -83,6 +83,7 @@ class SR3Method:
             if self.noise_aug > 0:
                 x_lr = x_lr + self.noise_aug / 2 * per_image_normal(x_lr.shape[1:], gens, self.device)
         x_up = upsample(x_lr, self.scale) * 2 - 1  # (B,3,H,W) in [-1,1]
+        base = self.model.base(x_up, x_lr)  # the residual's base (x_up unless cfg.backproject)
 
         def denoise(z_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
             # ẑ0 of the network (ŷ0, or the residual's with cfg.residual), its image clipped with clip_x0.
@@ -90,13 +91,13 @@ class SR3Method:
                 z0 = self.model(x_up, z_t, gamma, aug)
             if not self.clip_x0:
                 return z0
-            return self.model.diffused(x_up, self.model.image(x_up, z0).clamp(-1, 1))
+            return self.model.diffused(base, self.model.image(base, z0).clamp(-1, 1))
 
         extra = {"variance": self.variance} if self.sampler == "ancestral" else {}
         if self._bar is not None:
             extra["callback"] = lambda _: self._bar.update(x_lr.shape[0])  # one step of every tile in the call
         z0 = get_sampler(self.sampler)(denoise, y_T, self.schedule.sampling_gammas(), noise, **extra)
-        out = ((self.model.image(x_up, z0) + 1) / 2).clamp(0, 1)
+        out = ((self.model.image(base, z0) + 1) / 2).clamp(0, 1)
         h, w = out.shape[-2:]
         return out[:, :, : h - ph * self.scale, : w - pw * self.scale]
 

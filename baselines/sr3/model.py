@@ -22,6 +22,7 @@ from torch import nn
 from baselines.sr3.precond import get_precond
 from baselines.sr3.schedule import TRAIN_DEFAULT
 from baselines.unet import UNet, UNetConfig, unet_config_from_dict
+from evalsuite.degrade import backproject
 
 EMBEDDINGS = ("gamma", "logsnr", "sqrt_gamma")
 NOISE_SCALE = {"gamma": 1000.0, "logsnr": 50.0, "sqrt_gamma": 1.0}
@@ -49,6 +50,12 @@ class SR3Config:
     # only generates detail and the LR band comes from x_up, not from a tiny network's estimate of it
     # (MODEL_CARD.md in baselines/demo: the demo SR3's per-tile brightness drift).
     residual: float = 0.0
+    # The base of the residual (residual > 0 only). 0: x_up, the bicubic upsampling. n > 0: x_up corrected by n
+    # iterations of back-projection (`evalsuite.degrade.backproject`), whose degradation is the LR input: the
+    # network then only generates detail and need not also learn bicubic's error in the LR band, which the
+    # tiny demo SR3 only half learned. The conditioning input stays x_up. Experimental: with the L1 loss the
+    # tiny model then generates no texture (docs/sr3.md, baselines/demo/MODEL_CARD.md).
+    backproject: int = 0
     # Sampling defaults written into new checkpoints (not fields: a checkpoint keeps them in its extras).
     SAMPLER: ClassVar[str] = "ancestral"
     SAMPLING_STEPS: ClassVar[int] = 100
@@ -64,6 +71,11 @@ class SR3Config:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.residual < 0:
             raise ValueError(f"residual must be 0 (diffuse the image) or a positive scale, got {self.residual}")
+        if self.backproject < 0 or (self.backproject and not self.residual):
+            raise ValueError(
+                f"backproject must be 0 or a number of iterations with a residual target (residual > 0), got "
+                f"backproject={self.backproject}, residual={self.residual}"
+            )
         if not 0.0 <= self.noise_aug <= 1.0:
             raise ValueError(f"noise_aug must be in [0, 1] (std in [-1, 1] units; 0: off), got {self.noise_aug}")
 
@@ -110,6 +122,15 @@ def image(x_up: torch.Tensor, z0: torch.Tensor, residual: float) -> torch.Tensor
     return z0 if residual == 0 else x_up + z0 / residual
 
 
+def residual_base(cfg: SR3Config, x_up: torch.Tensor, x_lr: torch.Tensor | None = None) -> torch.Tensor:
+    """The residual's base in [-1, 1] units: x_up, or with cfg.backproject x_lr's back-projection (x_lr on [0, 1])."""
+    if not cfg.backproject:
+        return x_up
+    if x_lr is None:
+        raise ValueError(f"this SR3 (backproject={cfg.backproject}) needs the LR input to build its residual's base")
+    return backproject(x_lr, cfg.scale, cfg.backproject) * 2 - 1
+
+
 class SR3Denoiser(nn.Module):
     """U-Net + conditioning + preconditioning: forward(x_up, y_t, γ) -> ŷ0 (fp32), whatever the parameterization."""
 
@@ -142,13 +163,17 @@ class SR3Denoiser(nn.Module):
         """ŷ0 (B,3,H,W) in fp32 for x_up, y_t in [-1,1]-ish, γ of shape (B,) and the augmentation level."""
         return self.precond.y0(self.raw(x_up, y_t, gamma, aug), y_t.float(), gamma)
 
-    def diffused(self, x_up: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
-        """The variable this model diffuses for the image y0 (`diffused` with cfg.residual)."""
-        return diffused(x_up, y0, self.cfg.residual)
+    def base(self, x_up: torch.Tensor, x_lr: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual's base (`residual_base` with cfg)."""
+        return residual_base(self.cfg, x_up, x_lr)
 
-    def image(self, x_up: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
-        """The image of a diffused variable z0 (`image` with cfg.residual)."""
-        return image(x_up, z0, self.cfg.residual)
+    def diffused(self, base: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+        """The variable this model diffuses for the image y0 (`diffused` with cfg.residual) over `base`."""
+        return diffused(base, y0, self.cfg.residual)
+
+    def image(self, base: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        """The image of a diffused variable z0 (`image` with cfg.residual) over `base`."""
+        return image(base, z0, self.cfg.residual)
 
     def eps(self, x_cond: torch.Tensor, y_t: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         """Predicted ε (B,3,H,W) for x_cond (the upsampled LR) and y_t in [-1, 1], γ of shape (B,)."""

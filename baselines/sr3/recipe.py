@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from baselines.sr3.loss import sr3_loss
-from baselines.sr3.model import SR3Config, SR3Denoiser, diffused, sampling_defaults
+from baselines.sr3.model import SR3Config, SR3Denoiser, diffused, residual_base, sampling_defaults
 from baselines.sr3.precond import get_precond
 from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, from_spec, training_schedule
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
@@ -41,6 +41,7 @@ class SR3Options(DiffusionOptions):
     beta_end: float = PAPER_TRAIN["beta_end"]
     noise_aug: float = 0.0  # CDM noise augmentation: max std of the LR noise (model units); 0: off
     residual: float = 0.0  # s > 0: diffuse s·(y0 − x_up), the residual over the upsampled LR; 0: y0 (the paper)
+    backproject: int = 0  # n > 0: the residual's base is x_up back-projected n times onto the LR (SR3Config)
 
 
 class DiffusionRecipe:
@@ -90,8 +91,8 @@ class SR3Recipe(DiffusionRecipe):
         y0 = batch.hr * 2 - 1
         net = models["net"]
         denoiser = net if aug is None else (lambda x, y_t, gamma: net(x, y_t, gamma, aug))
-        # The diffused variable: the image, or its scaled residual over x_up (config.residual).
-        z0 = diffused(x_up, y0, self.config.residual)
+        # The diffused variable: the image, or its scaled residual over x_up or its back-projection.
+        z0 = diffused(residual_base(self.config, x_up, x_lr), y0, self.config.residual)
         loss = sr3_loss(denoiser, self.precond, x_up, z0, self.gamma_table(z0.device), self.config.loss)
         return StepOutput(losses={"net": loss}, metrics={"loss": loss.detach()})
 
@@ -124,5 +125,6 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
         blur_aug=cfg.blur_aug,
         noise_aug=o.noise_aug,
         residual=o.residual,
+        backproject=o.backproject,
     )
     return SR3Recipe(config, o)
