@@ -27,7 +27,7 @@ def test_a_recipe_option_typo_on_the_command_line_names_the_closest_key(capsys):
     rc = main(["train", "sr3", "--data", "d", "--out", "o", "--scale", "2", "--set", "paramterization=eps"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown sr3 option 'paramterization' (did you mean 'parameterization'?)" in err
-    assert "known: T, beta_end, beta_start" in err
+    assert "known: T, backproject, beta_end, beta_start" in err
 
 
 def test_the_cli_fills_trainconfig_from_given_flags_only():
