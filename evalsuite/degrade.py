@@ -14,6 +14,19 @@ from PIL import Image
 from evalsuite.tasks import Task
 
 
+def _down(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The protocol's kernel, unclamped: bicubic with anti-aliasing (the kernel widened by the scale), as PIL
+    and TF's resize do."""
+    h, w = x.shape[-2:]
+    return F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
+
+
+def _up(x_lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling by an integer factor, unclamped."""
+    h, w = x_lr.shape[-2:]
+    return F.interpolate(x_lr, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+
+
 def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """Anti-aliased bicubic downsampling by an integer factor: (B,3,H,W) in [0,1] -> (B,3,H/s,W/s)."""
     if hr.ndim != 4:
@@ -22,16 +35,12 @@ def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} is not a multiple of the scale {scale}")
     x = hr if hr.dtype in (torch.float32, torch.float64) else hr.float()
-    # Bicubic with anti-aliasing (the kernel widened by the scale), as PIL and TF's resize do.
-    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False)
-    return lr.clamp(0.0, 1.0)
+    return _down(x, scale).clamp(0.0, 1.0)
 
 
 def upsample(x_lr: torch.Tensor, scale: int) -> torch.Tensor:
     """Bicubic upsampling by an integer factor (the SR3 conditioning input and the bicubic baseline)."""
-    h, w = x_lr.shape[-2:]
-    x = F.interpolate(x_lr.float(), size=(h * scale, w * scale), mode="bicubic", align_corners=False)
-    return x.clamp(0.0, 1.0)
+    return _up(x_lr.float(), scale).clamp(0.0, 1.0)
 
 
 def backproject(x_lr: torch.Tensor, scale: int, iters: int) -> torch.Tensor:
@@ -41,15 +50,12 @@ def backproject(x_lr: torch.Tensor, scale: int, iters: int) -> torch.Tensor:
     kernels but no clamping (so the map stays linear), until down(x) = x_lr up to a residual that shrinks
     every iteration. iters = 0 is `upsample` without its clamp. Used as the base of SR3's residual target.
     """
-    h, w = x_lr.shape[-2:]
     x_lr = x_lr.float()
     # Start from the bicubic upsampling (the paper's conditioning input).
-    x = F.interpolate(x_lr, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+    x = _up(x_lr, scale)
     for _ in range(iters):
-        # The LR error of the current estimate, under the protocol's degradation...
-        err = x_lr - F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
-        # ...upsampled and added back.
-        x = x + F.interpolate(err, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+        # The LR error of the current estimate under the protocol's degradation, upsampled and added back.
+        x = x + _up(x_lr - _down(x, scale), scale)
     return x
 
 
