@@ -141,13 +141,17 @@ def _on_trial(db: str, rater_id: int, key: str, exposure_s: float) -> None:
     elif ev.get("type") == "answer":
         ms = lambda k: ev[k] / 1000.0 if isinstance(ev.get(k), (int, float)) else None  # noqa: E731
         res = store.answer(rater_id, display_id, ev.get("choice"), exposure_s, ms("exposed_ms"), ms("rt_ms"))
+        current = st.session_state.get("display")
+        if res.repeat and current is not None and current[1] != display_id:
+            return  # a resend of an answer this session already took: its next display stays
         st.session_state.pop("display", None)  # the next run shows the next trial, or this one afresh
-        _mark_answered(res.assignment_id if res.accepted else None)
+        counted = res.accepted or res.repeat
+        _mark_answered(res.assignment_id if counted else None)
         # A display replaced elsewhere: wait for the rater to choose this tab, so the other one is not disturbed.
         st.session_state["paused"] = res.reason.startswith("replaced")
-        if res.accepted and res.block == "practice":
+        if counted and res.block == "practice":
             st.session_state["feedback"] = store.practice_feedback(rater_id, res.assignment_id)
-        elif res.accepted:
+        elif counted:
             st.session_state["feedback"] = ""
 
 

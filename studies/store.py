@@ -4,9 +4,11 @@ Only seen-and-answered trials count. The app shows a trial as a *display*: `issu
 pending trial a fresh random display id (the only one of that trial that can still be answered),
 `display_shown` records the moment the page reports both images drawn, and `answer` accepts a choice only
 for the current display of an unanswered trial, only after it was shown and its exposure ran out. Anything
-else (a late click of a replaced display, a second tab, a click before the exposure ended, a repeat) is
-written to `refusals`, never to `judgments`. Judgments are written exactly once: `judgments.assignment_id`
-is unique and the insert is `INSERT ... ON CONFLICT DO NOTHING` on SQLite and PostgreSQL.
+else (a late click of a replaced display, a second tab, a click before the exposure ended, another choice
+for an answered trial) is written to `refusals`, never to `judgments`; the same answer resent for the same
+display is the judgment already stored (`AnswerResult.repeat`). Judgments are written exactly once:
+`judgments.assignment_id` is unique and the insert is `INSERT ... ON CONFLICT DO NOTHING` on SQLite and
+PostgreSQL.
 
 Raters hold *slots* (`raters.index`: the design's rater index). Invited raters take new slots; crowd raters
 (`join`) arrive by a shared study URL with a participant id and take the lowest free slot: one whose raters
@@ -268,12 +270,15 @@ def _rater_info(r: Any, created: bool = False) -> RaterInfo:
 
 @dataclass(frozen=True)
 class AnswerResult:
-    """Outcome of an answer: accepted (stored as a judgment) or refused with the reason (logged)."""
+    """Outcome of an answer: accepted (this call stored the judgment), a repeat (the same answer for the same
+    display came again, a resend: the judgment is already stored; not logged), or refused with the reason
+    (logged)."""
 
     accepted: bool
     reason: str = ""
     block: str = ""
     assignment_id: int | None = None
+    repeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -842,6 +847,14 @@ class Store:
             "client_latency_s": _float_or_none(client_latency_s),
         }
         if not self._insert_once(values):
+            # The page resends an answer until its next display arrives (an event can be lost when reruns
+            # overlap): the same choice for the same display is the judgment already counted, not a new one.
+            with self.engine.connect() as conn:
+                first = conn.execute(
+                    select(Judgment.display_id, Judgment.choice).where(Judgment.assignment_id == assignment_id)
+                ).first()
+            if first is not None and tuple(first) == (display_id, choice):
+                return AnswerResult(False, "", d.block, assignment_id, repeat=True)
             self._refuse(rater_id, assignment_id, display_id, choice, "already answered", now)
             return AnswerResult(False, "already answered", d.block, assignment_id)
         return AnswerResult(True, "", d.block, assignment_id)

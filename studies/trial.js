@@ -1,13 +1,17 @@
 // The trial page's display: draws a pair (and the LR input) at one image pixel per device pixel, shows it
 // for the exposure, hides it, then enables Left/Right. It reports to the server only what it did:
 // "shown" when both images are on screen (a POST to the server's route, else an event), {type: "answer"}
-// once per display, and {type: "screen"}
+// for one click per display (resent until the next display arrives), and {type: "screen"}
 // (window size, devicePixelRatio, whether the study fits) on the screen check before the study starts.
 // On a crowd study's end page it sends the browser to the platform's completion URL (mode "redirect").
 // Both images are drawn in the same animation frame from raw RGB rows of equal length: nothing in the
 // order, size or timing of what happens differs between the real image and the other one.
 const GAP = 16;
 const MARGIN = 180;
+// Streamlit can lose a component's event when reruns overlap (a rerun requested right after the click, on a
+// busy server): an answer is sent again after each of these waits until the next display replaces this one
+// (the server takes the same answer for the same display once), then the page asks for a reload.
+const RESEND_MS = [2000, 3000, 5000, 8000, 8000, 8000];
 
 function parse(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -59,7 +63,7 @@ function paint(c, rgb) {
   ctx.putImageData(img, 0, 0);
 }
 
-function check(root, header, setTriggerValue) {
+function check(root, header) {
   const msg = root.querySelector(".es-msg");
   let last = null;
   const report = () => {
@@ -71,17 +75,25 @@ function check(root, header, setTriggerValue) {
     const key = `${f.ok}|${f.w}|${f.h}|${f.dpr}`;
     if (key !== last) {
       last = key;
-      setTriggerValue("event", { type: "screen", w: f.w, h: f.h, dpr: f.dpr, fits: f.ok });
+      // Sent three times (the Start button waits for it, and an event can be lost: see RESEND_MS).
+      const ev = { type: "screen", w: f.w, h: f.h, dpr: f.dpr, fits: f.ok };
+      resends.forEach(clearTimeout);
+      resends = [0, 2000, 5000].map((ms) => setTimeout(() => root.esSend("event", ev), ms));
     }
   };
   let timer = null;
+  let resends = [];
   const onResize = () => { clearTimeout(timer); timer = setTimeout(report, 250); };
   window.addEventListener("resize", onResize);
   report();
-  return () => { clearTimeout(timer); window.removeEventListener("resize", onResize); };
+  return () => {
+    clearTimeout(timer);
+    resends.forEach(clearTimeout);
+    window.removeEventListener("resize", onResize);
+  };
 }
 
-function trial(root, header, body, setTriggerValue) {
+function trial(root, header, body) {
   const msg = root.querySelector(".es-msg");
   const pair = root.querySelector(".es-pair");
   const buttons = [...root.querySelectorAll("button")];
@@ -131,7 +143,7 @@ function trial(root, header, body, setTriggerValue) {
   // hidden after the exposure whatever the network does; the answer buttons wait for the hide and for the
   // server's receipt, so an answer never arrives before its "shown".
   const report = (ev) => {
-    const fallback = () => { setTriggerValue("event", ev); recorded = true; ready(); };
+    const fallback = () => { root.esSend("event", ev); recorded = true; ready(); };
     try {
       if (!header.shown_url) throw new Error("no route");
       const opts = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(ev),
@@ -166,8 +178,18 @@ function trial(root, header, body, setTriggerValue) {
       buttons.forEach((x) => { x.disabled = true; });
       root.dataset.state = "answered";
       const now = performance.now();
-      setTriggerValue("event", { type: "answer", display: header.display, choice: b.dataset.side,
-        exposed_ms: tHide - t0, rt_ms: now - t0 });
+      const ev = { type: "answer", display: header.display, choice: b.dataset.side,
+        exposed_ms: tHide - t0, rt_ms: now - t0 };
+      const send = (k) => {
+        root.esSend("event", ev);
+        if (k < RESEND_MS.length) {
+          timers.push(setTimeout(() => send(k + 1), RESEND_MS[k]));
+        } else {
+          msg.textContent = "Your answer has not reached the server. Please reload the page " +
+            "(this pair is then shown again).";
+        }
+      };
+      send(0);
     };
   });
   window.addEventListener("resize", tryStart);
@@ -179,6 +201,7 @@ function trial(root, header, body, setTriggerValue) {
 export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
   const root = parentElement.querySelector(".es-root");
+  root.esSend = setTriggerValue; // the latest run's sender, for a display that keeps running across reruns
   const [header, body] = parse(data);
   const id = header.display || "check";
   if (root.dataset.display === id) return undefined; // a rerun with the same display: keep it running
@@ -192,7 +215,7 @@ export default function (component) {
   }
   if (header.mode === "check") {
     root.querySelector(".es-buttons").remove();
-    return check(root, header, setTriggerValue);
+    return check(root, header);
   }
-  return trial(root, header, body, setTriggerValue);
+  return trial(root, header, body);
 }

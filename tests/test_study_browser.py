@@ -1,7 +1,7 @@
 """The rater app in a real headless Chromium against `streamlit run`: only seen-and-answered trials count
-(double clicks, reload mid-display, reconnect, a second tab, Streamlit's `R`), nothing in what the browser
-receives tells the real image apart (an attacker's classifier is at chance), and images are shown at one
-image pixel per device pixel with a window check.
+(double clicks, reload mid-display, reconnect, a second tab, Streamlit's `R`, an answer lost on the way),
+nothing in what the browser receives tells the real image apart (an attacker's classifier is at chance), and
+images are shown at one image pixel per device pixel with a window check.
 
 The helpers look at the page the way a rater does (buttons by their text, the pair by its `left`/`right`
 labels, visible and with pixels), so the same tests run against any version of the app.
@@ -352,6 +352,72 @@ def test_streamlit_rerun_shortcut_neither_restarts_nor_answers(served, browser):
         assert got["position"].tolist() == [0, 1] and got["choice"].tolist() == ["left", "right"]
         assert got["latency_s"].iloc[1] >= EXPOSURE - 0.1
         assert _full_shows(page) >= 2
+    finally:
+        context.close()
+
+
+def _drop_event(page, kind: str, nth: int) -> tuple[list[float], list[bytes]]:
+    """Relay the page's websocket to the server, dropping the nth (1-based) component event of this type that
+    the page sends (as when Streamlit loses one); returns (send times of every such event, dropped)."""
+    sent, dropped = [], []
+    needle = f'"type":"{kind}"'.encode()
+
+    def relay(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            if isinstance(message, bytes) and needle in message:
+                sent.append(time.monotonic())
+                if len(sent) == nth:
+                    dropped.append(message)
+                    return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r".*/_stcore/stream"), relay)
+    return sent, dropped
+
+
+def test_an_answer_lost_on_the_way_is_sent_again_and_counted_once(served, browser):
+    """Streamlit can lose a component's event when reruns overlap (seen on a busy CI machine: the page then sat
+    with both buttons off). The page sends the answer again until the next display arrives; counted once."""
+    db, base, _ = served
+    public_id, token = _rater(db)
+    context = _context(browser)
+    page = context.new_page()
+    answers, dropped = _drop_event(page, "answer", 2)  # the practice answer passes; pair 1's first is lost
+    try:
+        _start(page, base, token)
+        _through_practice(page)
+        _wait_pair(page)
+        _wait_hidden(page)
+        page.get_by_role("button", name="Right", exact=True).click()
+        page.get_by_text("Image pair 2 of 5").wait_for(timeout=30_000)
+        time.sleep(0.5)
+        got = _judgments(db, public_id)
+        assert dropped, "no answer went through the websocket"
+        assert len(answers) >= 3 and answers[2] - answers[1] >= 1.5  # resent after its wait
+        assert got["position"].tolist() == [0, 1] and got["choice"].tolist() == ["left", "right"]
+        with Store(db, create=False) as store:
+            refused = store.refusals_frame()
+        assert not (refused["rater_label"] == got["rater_label"].iloc[0]).any()
+    finally:
+        context.close()
+
+
+def test_a_lost_screen_report_does_not_keep_start_disabled(served, browser):
+    """The Start button waits for the window report; when that event is lost, a resend enables it."""
+    db, base, _ = served
+    _public_id, token = _rater(db)
+    context = _context(browser)
+    page = context.new_page()
+    reports, dropped = _drop_event(page, "screen", 1)
+    try:
+        page.goto(f"{base}/?token={token}")
+        page.get_by_role("button", name="Start").click(timeout=30_000)
+        page.get_by_text("Practice 1 of 1").wait_for(timeout=30_000)
+        assert dropped and len(reports) >= 2
     finally:
         context.close()
 

@@ -109,7 +109,11 @@ def test_only_a_shown_current_display_is_answered_once_and_refusals_are_logged(d
     assert store.display_shown(a.id, d2)
     res = store.answer(a.id, d2, "right", 0.0, exposed_s=0.8, client_latency_s=1.3)
     assert res.accepted and res.assignment_id == first.assignment_id
-    # Repeats of the answered display are refused, and the trial cannot be displayed again.
+    # The page resending the same answer gets the judgment already stored (not a second one, not a refusal);
+    # another choice for the answered display is refused, and the trial cannot be displayed again.
+    again = store.answer(a.id, d2, "right", 0.0, exposed_s=0.8, client_latency_s=9.9)
+    assert again.repeat and not again.accepted and not again.reason and again.assignment_id == first.assignment_id
+    assert not res.repeat
     assert store.answer(a.id, d2, "left", 0.0).reason == "already answered"
     with pytest.raises(ValueError, match="already answered"):
         store.issue_display(a.id, first.assignment_id)
@@ -117,6 +121,7 @@ def test_only_a_shown_current_display_is_answered_once_and_refusals_are_logged(d
         store.issue_display(b.id, second.assignment_id)
     frame = store.judgments_frame()
     assert frame["choice"].tolist() == ["right"] and frame["latency_s"].iloc[0] >= 0
+    assert frame["client_latency_s"].tolist() == [1.3]  # the first delivery's, not the resend's
     assert store.trials(a.id)[0].shown_at == shown  # the first time the trial was on screen
     refused = store.refusals_frame()
     assert len(refused) == 7 and refused["reason"].str.startswith("replaced").sum() == 1
@@ -140,15 +145,18 @@ def test_concurrent_answers_of_one_display_count_once(db, run_dir):
         d = store.issue_display(rater.id, t.assignment_id)
         store.display_shown(rater.id, d)
         displays.append(d)
-    # 8 threads answer every display (a double click, two tabs racing), each with its own choice.
-    def race(k: int) -> list[bool]:
-        return [store.answer(rater.id, d, ("left", "right")[k % 2], 0.0).accepted for d in displays]
+    # 8 threads answer every display (resends, forged requests racing), 4 with each choice.
+    def race(k: int) -> list[tuple[bool, bool]]:
+        results = [store.answer(rater.id, d, ("left", "right")[k % 2], 0.0) for d in displays]
+        return [(r.accepted, r.repeat) for r in results]
 
     with ThreadPoolExecutor(8) as pool:
-        accepted = np.array(list(pool.map(race, range(8))))
-    assert (accepted.sum(0) == 1).all()
+        outcome = np.array(list(pool.map(race, range(8))))  # (thread, display, [accepted, repeat])
+    assert (outcome[..., 0].sum(0) == 1).all()
+    # The 3 other threads with the stored choice get a repeat; the 4 with the other choice are refused.
+    assert (outcome[..., 1].sum(0) == 3).all()
     assert len(store.judgments_frame()) == len(displays)
-    assert len(store.refusals_frame()) == 7 * len(displays)
+    assert len(store.refusals_frame()) == 4 * len(displays)
     store.dispose()
 
 
