@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from test_train import make_photos, tiny_cfg
@@ -34,6 +36,13 @@ def test_regression_trains_loads_and_is_deterministic(tmp_path):
     # A larger, odd-sized image goes through tiles.
     big = m(torch.rand(1, 3, 11, 19))
     assert big.shape == (1, 3, 22, 38) and torch.isfinite(big).all()
+    # Tiles larger than the training crops (or none) work but warn: the outputs can be far off.
+    for tile in (16, 0):
+        with pytest.warns(UserWarning, match="trained on 8 px LR crops.*Leave the `tile` option unset"):
+            build_regression(str(res.checkpoint), MethodContext(2, options={"tile": tile}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_regression(str(res.checkpoint), MethodContext(2, options={"tile": 4}))
     with pytest.raises(NotACheckpointError, match="'regression' checkpoint, expected 'sr3'"):
         from baselines.sr3.method import build_sr3
 
