@@ -42,6 +42,7 @@ def test_regression_trains_loads_and_is_deterministic(tmp_path):
             build_regression(str(res.checkpoint), MethodContext(2, options={"tile": tile}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        build_regression(str(res.checkpoint), MethodContext(2))  # the training size
         build_regression(str(res.checkpoint), MethodContext(2, options={"tile": 4}))
     with pytest.raises(NotACheckpointError, match="'regression' checkpoint, expected 'sr3'"):
         from baselines.sr3.method import build_sr3
