@@ -54,7 +54,7 @@ def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> DDPMRecipe:
         raise ValueError("--blur-aug is conditioning augmentation of an SR stage's LR input; a base has no input")
     o = config_from_options(DDPMOptions, options, "ddpm")
     size = cfg.crop // cfg.scale
-    unet = training_preset(o.preset, size, o.dropout)
+    unet = training_preset(o.preset, size, o.dropout, o.width)
     sched = training_schedule(o.schedule, o.T)
     # Class-conditional with --labels: the class names in the order the data stream indexes them.
     classes = tuple(sorted(set(read_labels(cfg.data, cfg.labels).values()))) if cfg.labels else ()

@@ -23,7 +23,8 @@ class RegressionOptions:
     """`evalsuite train regression --preset P --set KEY=VALUE` options."""
 
     preset: str = "small"
-    dropout: float = -1.0
+    dropout: float = -1.0  # < 0: the preset's
+    width: int = 0  # the U-Net's base channel count; 0: the preset's
 
 
 class RegressionRecipe:
@@ -59,5 +60,5 @@ class RegressionRecipe:
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> RegressionRecipe:
     """Build the regression recipe from the run config and `--preset/--set` options."""
     o = config_from_options(RegressionOptions, options, "regression")
-    unet = training_preset(o.preset, cfg.crop, o.dropout)
+    unet = training_preset(o.preset, cfg.crop, o.dropout, o.width)
     return RegressionRecipe(RegressionConfig(unet=unet, scale=cfg.scale, blur_aug=cfg.blur_aug))

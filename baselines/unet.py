@@ -114,9 +114,12 @@ def preset(name: str, **changes: object) -> UNetConfig:
     return replace(PRESETS[name], **changes)
 
 
-def training_preset(name: str, crop: int, dropout: float = -1.0) -> UNetConfig:
-    """A preset for `crop` px training crops (dropout < 0: the preset's); the crop must fit the U-Net."""
-    cfg = preset(name, image_size=crop, **({"dropout": dropout} if dropout >= 0 else {}))
+def training_preset(name: str, crop: int, dropout: float = -1.0, width: int = 0) -> UNetConfig:
+    """A preset for `crop` px training crops (dropout < 0, width 0: the preset's); the crop must fit the U-Net."""
+    changes: dict[str, object] = {"dropout": dropout} if dropout >= 0 else {}
+    cfg = preset(name, image_size=crop, **changes, **({"width": width} if width else {}))
+    if width < 0 or cfg.width % cfg.groups:
+        raise ValueError(f"width {width} must be a positive multiple of preset {name}'s {cfg.groups} norm groups")
     if crop % cfg.multiple:
         raise ValueError(f"--crop {crop} must be a multiple of {cfg.multiple} for preset {name}")
     return cfg

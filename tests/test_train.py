@@ -181,6 +181,24 @@ def test_training_writes_a_self_describing_checkpoint(tmp_path):
         load_recipe("sr3", cfg, {"colour": "1"})
 
 
+def test_width_widens_the_preset_and_is_stored_in_the_checkpoint(tmp_path):
+    data = make_photos(tmp_path / "photos")
+    cfg = tiny_cfg(tmp_path, data, steps=1)
+    for kind in ("sr3", "regression"):
+        narrow = load_recipe(kind, cfg, {"preset": "tiny"}).build_modules()["net"]
+        recipe = load_recipe(kind, cfg, {"preset": "tiny", "width": "32"})
+        wide = recipe.build_modules()["net"]
+        n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        # Twice the channels: about four times the parameters (convolutions scale with channels squared).
+        assert 3.5 < n(wide) / n(narrow) < 4.5
+        assert recipe.config.unet.width == 32 and recipe.config.unet.groups == 8
+        res = train(recipe, tiny_cfg(tmp_path / kind, data, steps=1), log=lambda s: None)
+        assert load_checkpoint(res.checkpoint).config["unet"]["width"] == 32
+    # A width the preset's GroupNorm cannot split is refused with the reason.
+    with pytest.raises(ValueError, match="width 20 must be a positive multiple of preset tiny's 8 norm groups"):
+        load_recipe("sr3", cfg, {"preset": "tiny", "width": "20"})
+
+
 def test_accumulating_micro_batches_equals_one_step_of_the_whole_batch(tmp_path):
     data = make_photos(tmp_path / "photos")
     opts = {"preset": "tiny", "dropout": "0"}  # the regression objective draws no randomness

@@ -28,6 +28,7 @@ class DiffusionOptions:
     schedule: str = TRAIN_DEFAULT["kind"]  # training schedule: cosine | linear
     T: int = TRAIN_DEFAULT["T"]  # noqa: N815 - the paper's name
     dropout: float = -1.0  # < 0: the preset's
+    width: int = 0  # the U-Net's base channel count; 0: the preset's
     sampler: str = SR3Config.SAMPLER  # sampling defaults stored in the checkpoint
     steps: int = SR3Config.SAMPLING_STEPS
     clip_x0: bool = SR3Config.CLIP_X0
@@ -113,7 +114,7 @@ def noise_augment(x_lr: torch.Tensor, noise_aug: float) -> tuple[torch.Tensor, t
 def make_recipe(cfg: TrainConfig, options: dict[str, Any]) -> SR3Recipe:
     """Build the SR3 recipe from the run config and `--preset/--set` options."""
     o = config_from_options(SR3Options, options, "sr3")
-    unet = training_preset(o.preset, cfg.crop, o.dropout)
+    unet = training_preset(o.preset, cfg.crop, o.dropout, o.width)
     sched = training_schedule(o.schedule, o.T, beta_start=o.beta_start, beta_end=o.beta_end)
     config = SR3Config(
         unet=unet,
