@@ -107,6 +107,8 @@ def train(kind: str, args: argparse.Namespace, data: Path, out: Path, lr: float)
     argv += ["--device", args.device, "--save-every", "400", "--log-every", "50", "--no-progress"]
     if (out / "model.state.pt").exists():
         argv.append("--resume")
+    if args.width:  # both models get the same U-Net
+        argv += ["--set", f"width={args.width}"]
     if kind == "sr3":
         base = [f"backproject={args.backproject}"] if args.residual and args.backproject else []
         for option in [f"residual={args.residual:g}", *base, *(args.set or [])]:  # a later --set ... wins
@@ -221,6 +223,7 @@ def main() -> None:
     ap.add_argument("--eval-data", help="evaluate on this folder of held-out images (with --train-data)")
     ap.add_argument("--out", default="runs/sr3-quality")
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--width", type=int, default=0, help="U-Net base channels of both models (0: the preset's)")
     ap.add_argument("--crop", type=int, default=32, help="HR training crop")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--task", help="evaluate (and train) with a paper task, e.g. imagenet-64-256")
@@ -256,7 +259,9 @@ def main() -> None:
         train_dir, held_dir = split(Path(args.data), out / "data", args.eval_crop, whole=bool(args.task))
     # Given checkpoints are judged as they are; the others are trained (or resumed) on the training photos.
     if args.sr3 and args.regression:
-        dests = ("set", "residual", "backproject", "preset", "steps", "batch_size", "lr", "reg_lr", "warmup", "ema")
+        dests = (
+            "set", "residual", "backproject", "preset", "width", "steps", "batch_size", "lr", "reg_lr", "warmup", "ema"
+        )
         trained = ["--" + d.replace("_", "-") for d in dests if getattr(args, d) != ap.get_default(d)]
         if trained:
             print(f"note: {', '.join(trained)} only shape training; ignored with --sr3 and --regression")

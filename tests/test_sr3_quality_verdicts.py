@@ -139,13 +139,13 @@ def test_unequal_training_budgets_are_named(tmp_path):
 
 
 def test_the_recipe_passes_the_residual_and_its_base_to_sr3_only(tmp_path, monkeypatch):
-    """SR3 gets --set residual=12 (and backproject=N when asked; a later --set wins); regression gets neither."""
+    """SR3 gets --set residual=12 (and backproject=N; a later --set wins), regression neither; both get --width."""
     import argparse
 
     calls = []
     monkeypatch.setattr(Q, "evalsuite_main", lambda argv: calls.append(argv) or 0)
     base = dict(preset="tiny", crop=32, task=None, scale=4, steps=1, batch_size=2, warmup=0, ema=0.9, workers=0,
-                device="cpu", residual=Q.RESIDUAL, backproject=Q.BACKPROJECT, set=None)
+                device="cpu", residual=Q.RESIDUAL, backproject=Q.BACKPROJECT, set=None, width=0)
 
     def sets(kind: str, **changes) -> list[str]:
         Q.train(kind, argparse.Namespace(**{**base, **changes}), tmp_path, tmp_path / kind, 1e-3)
@@ -157,6 +157,9 @@ def test_the_recipe_passes_the_residual_and_its_base_to_sr3_only(tmp_path, monke
     assert sets("sr3", backproject=10, set=["backproject=0"])[-1] == "backproject=0"
     assert sets("sr3", residual=0.0, backproject=10) == ["residual=0"]  # the image target has no residual base
     assert sets("regression", backproject=10) == []
+    # --width N: the same widened U-Net for both models (an SR3 --set still comes after it and wins).
+    assert sets("regression", width=32) == ["width=32"]
+    assert sets("sr3", width=32, set=["width=16"]) == ["width=32", "residual=12", "width=16"]
 
 
 def test_consistency_bar_never_asks_for_more_than_the_truth_s_own(tmp_path):
@@ -189,3 +192,4 @@ def test_consistency_bar_never_asks_for_more_than_the_truth_s_own(tmp_path):
     assert 0.05 < floors.min() and floors.max() < 0.25
     Image.open(tmp_path / "lr" / "im1.png").save(tmp_path / "lr" / "im0.png")
     assert Q.hr_consistency(tmp_path)["im0"] > 100  # another image's LR is far above the rounding floor
+
