@@ -192,4 +192,3 @@ def test_consistency_bar_never_asks_for_more_than_the_truth_s_own(tmp_path):
     assert 0.05 < floors.min() and floors.max() < 0.25
     Image.open(tmp_path / "lr" / "im1.png").save(tmp_path / "lr" / "im0.png")
     assert Q.hr_consistency(tmp_path)["im0"] > 100  # another image's LR is far above the rounding floor
-
