@@ -116,8 +116,12 @@ def preset(name: str, **changes: object) -> UNetConfig:
 
 def training_preset(name: str, crop: int, dropout: float = -1.0, width: int = 0) -> UNetConfig:
     """A preset for `crop` px training crops (dropout < 0, width 0: the preset's); the crop must fit the U-Net."""
-    changes: dict[str, object] = {"dropout": dropout} if dropout >= 0 else {}
-    cfg = preset(name, image_size=crop, **changes, **({"width": width} if width else {}))
+    changes: dict[str, object] = {"image_size": crop}
+    if dropout >= 0:
+        changes["dropout"] = dropout
+    if width:
+        changes["width"] = width
+    cfg = preset(name, **changes)
     if width < 0 or cfg.width % cfg.groups:
         raise ValueError(f"width {width} must be a positive multiple of preset {name}'s {cfg.groups} norm groups")
     if crop % cfg.multiple:
