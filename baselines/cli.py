@@ -7,6 +7,9 @@ import dataclasses
 import typing
 
 from baselines.train_config import TrainConfig
+from evalsuite import plugins
+from evalsuite.cli import run_kinds
+from evalsuite.options import csv_names as _csv
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -55,9 +58,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[st
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add `train` and `sr3` to the evalsuite command line."""
+    """Add `train`, `sr3` and `run cascade` to the evalsuite command line."""
+    _add_cascade(run_kinds(sub))
     p = sub.add_parser("train", help="train a baseline (sr3, regression, gan) on random crops of an image folder")
-    p.add_argument("kind", choices=["sr3", "regression", "gan", "ddpm"])
+    p.add_argument("kind", choices=plugins.names(plugins.RECIPE_GROUP))  # the recipe plugins
     p.add_argument("--size", type=int, help="ddpm: generated side in px (the --crop crops are downscaled to it)")
     p.add_argument("--task", help="paper task (sets the scale and the crop size)")
     p.add_argument("--scale", dest="custom_scale", type=int, metavar="N", help="custom integer scale")
@@ -159,4 +163,38 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     out = import_checkpoint(args.gen, args.out, config=args.config, scale=args.scale)
     print(f"wrote {out}: evaluate it as sr3:{out}")
+    return 0
+
+
+def _add_cascade(rsub: argparse._SubParsersAction) -> None:
+    """`run cascade`: a base generator then SR stages, every level kept and scored (baselines.cascade)."""
+    c = rsub.add_parser("cascade", help="cascaded generation: a base generator then SR stages (docs/cascade.md)")
+    c.add_argument("--base", required=True, help="ddpm:CKPT (evalsuite train ddpm) or folder:DIR of samples")
+    c.add_argument("--stages", type=_csv, required=True, help="SR stages in order, e.g. sr3:A.safetensors,sr3:B...")
+    c.add_argument("--out", required=True, help="run folder (rerunning it resumes and reuses valid images)")
+    c.add_argument("--n", type=int, default=16, help="number of samples")
+    c.add_argument("--steps", type=int, help="sampler steps of the base and of diffusion stages")
+    c.add_argument("--sampler", help="ancestral or ddim")
+    c.add_argument("--noise-aug", type=float, help="LR noise-augmentation level of stages trained with it (default 0)")
+    c.add_argument("--labels", help="class-conditional base: one class name, or a CSV sample_id,label")
+    c.add_argument("--fid-ref", help="reference folder (brought to each level's size) or .npz statistics")
+    c.add_argument("--metrics", type=_csv, default=("fid", "kid", "is"), help="of fid,kid,is")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    c.add_argument("--no-report", action="store_true", help="do not write report.html")
+    c.set_defaults(func=_cmd_cascade)
+
+
+def _cmd_cascade(args: argparse.Namespace) -> int:
+    from baselines.cascade import CascadeSpec, run_cascade
+
+    spec = CascadeSpec(
+        base=args.base, stages=tuple(args.stages), out=args.out, n=args.n, steps=args.steps, sampler=args.sampler,
+        noise_aug=args.noise_aug, labels=args.labels, fid_ref=args.fid_ref, metrics=tuple(args.metrics), seed=args.seed,
+        batch_size=args.batch_size, device=args.device, report=not args.no_report,
+    )
+    summary = run_cascade(spec)
+    print(summary.drop(columns=["notes"]).to_string(index=False))
+    print(f"run folder: {args.out}")
     return 0

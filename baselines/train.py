@@ -14,84 +14,37 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from baselines.checkpoint import config_to_dict
 from baselines.data import CropDataset, crop_loader, gaussian_blur_aug, read_labels
+from baselines.recipe import Batch, Recipe, StepOutput  # noqa: F401  (the recipe API, re-exported)
 from baselines.train_config import TrainConfig
 from baselines.train_log import TrainLog
 from baselines.train_state import EMA, Optimizers, TrainState, resume_training, save_training
 from evalsuite import distributed as D
+from evalsuite import plugins
 from evalsuite.degrade import degrade
 from evalsuite.distributed import pick_device
 from evalsuite.options import config_from_options
 
-# kind -> "module:function" (TrainConfig, options: dict) -> Recipe; imported only when used.
-RECIPES: dict[str, str] = {
-    "sr3": "baselines.sr3.recipe:make_recipe",
-    "regression": "baselines.regression_recipe:make_recipe",
-    "gan": "baselines.gan.recipe:make_recipe",
-    "ddpm": "baselines.ddpm_recipe:make_recipe",  # the cascade's base generator (docs/cascade.md)
-}
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One training micro-batch: HR crops and their LR inputs, both (B,3,*,*) float in [0,1]."""
-
-    hr: torch.Tensor  # (B,3,H,W)
-    lr: torch.Tensor  # (B,3,H/s,W/s)
-    scale: int
-    labels: torch.Tensor | None = None  # (B,) class indices with --labels (class-conditional recipes)
-
-
-@dataclass(frozen=True)
-class StepOutput:
-    """What `Recipe.train_step` returns for one micro-batch."""
-
-    losses: dict[str, torch.Tensor]  # optimizer name -> 0-dim loss that depends on that optimizer's parameters only
-    metrics: dict[str, torch.Tensor]  # Recipe.metrics name -> 0-dim tensor for log.csv (kept on the device)
-
-
-class Recipe(Protocol):
-    """What a trainable baseline gives the loop (see docs/training.md)."""
-
-    kind: str  # checkpoint kind: sr3 | regression | gan | ...
-    export: str  # name of the module whose EMA weights are the checkpoint
-    config: Any  # frozen dataclass (or dict): everything needed to rebuild the exported module
-    metrics: tuple[str, ...]  # the names of StepOutput.metrics, in log.csv's column order
-
-    def build_modules(self) -> dict[str, nn.Module]:
-        """Fresh modules by name, e.g. {"net": unet} or {"generator": g, "discriminator": d}."""
-        ...
-
-    def build_optimizers(self, modules: dict[str, nn.Module], lr: float | None) -> dict[str, torch.optim.Optimizer]:
-        """One optimizer per name (names are free; `StepOutput.losses` refers to them)."""
-        ...
-
-    def train_step(self, models: dict[str, nn.Module], batch: Batch, step: int) -> StepOutput:
-        """The forward pass of one micro-batch (under autocast): a loss per optimizer and the metrics."""
-        ...
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        """Extra JSON stored in the checkpoint (e.g. sampling defaults)."""
-        ...
+# Recipes are plugins: entry point group `evalsuite.recipes`, name = the model kind (sr3, regression, gan, ddpm),
+# object = make_recipe(TrainConfig, options) -> Recipe; imported only when used.
+RECIPE_GROUP = plugins.RECIPE_GROUP
 
 
 def load_recipe(kind: str, cfg: TrainConfig, options: dict[str, Any]) -> Recipe:
     """Build the recipe of a kind (`sr3`, `regression`, `gan`) from the run config and recipe options."""
-    if kind not in RECIPES:
-        raise ValueError(f"unknown model kind {kind!r}; trainable kinds: {', '.join(sorted(RECIPES))}")
-    module, _, attr = RECIPES[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg, options)
+    if kind not in plugins.names(RECIPE_GROUP):
+        raise ValueError(f"unknown model kind {kind!r}; trainable kinds: {', '.join(plugins.names(RECIPE_GROUP))}")
+    return plugins.get(RECIPE_GROUP, kind, "model kind")(cfg, options)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

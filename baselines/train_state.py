@@ -20,7 +20,7 @@ from baselines.checkpoint import load_state, save_checkpoint, save_state, state_
 from evalsuite import distributed as D
 
 if TYPE_CHECKING:
-    from baselines.train import Recipe
+    from baselines.recipe import Recipe
 
 
 class EMA:

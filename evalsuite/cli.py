@@ -6,20 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from evalsuite.lazy import load_object
 from evalsuite.options import SuggestingParser
-
-# Sub-commands owned by other packages: module -> function(subparsers) that adds their parsers.
-EXTENSIONS = (
-    "baselines.cli:add_parsers",  # train sr3|regression|gan, sr3 tune-schedule
-    "studies.cli:add_parsers",  # study create|invite|serve|analyze
-    "reports.cli:add_parsers",  # report RUN_DIR
-    "evalsuite.testsets:add_parsers",  # data list|fetch|path
-)
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+from evalsuite.options import csv_names as _csv
+from evalsuite.plugins import command_adders
 
 
 class _MetricsHelp(argparse.HelpFormatter):
@@ -72,41 +61,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
     b.set_defaults(func=_cmd_benchmark)
-    _add_cascade(rsub)
+    p.kinds = rsub  # where command plugins add `run KIND` (run_kinds)
 
 
-def _add_cascade(rsub: argparse._SubParsersAction) -> None:
-    """`run cascade`: a base generator then SR stages, every level kept and scored (evalsuite.cascade)."""
-    c = rsub.add_parser("cascade", help="cascaded generation: a base generator then SR stages (docs/cascade.md)")
-    c.add_argument("--base", required=True, help="ddpm:CKPT (evalsuite train ddpm) or folder:DIR of samples")
-    c.add_argument("--stages", type=_csv, required=True, help="SR stages in order, e.g. sr3:A.safetensors,sr3:B...")
-    c.add_argument("--out", required=True, help="run folder (rerunning it resumes and reuses valid images)")
-    c.add_argument("--n", type=int, default=16, help="number of samples")
-    c.add_argument("--steps", type=int, help="sampler steps of the base and of diffusion stages")
-    c.add_argument("--sampler", help="ancestral or ddim")
-    c.add_argument("--noise-aug", type=float, help="LR noise-augmentation level of stages trained with it (default 0)")
-    c.add_argument("--labels", help="class-conditional base: one class name, or a CSV sample_id,label")
-    c.add_argument("--fid-ref", help="reference folder (brought to each level's size) or .npz statistics")
-    c.add_argument("--metrics", type=_csv, default=("fid", "kid", "is"), help="of fid,kid,is")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--batch-size", type=int, default=8)
-    c.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    c.add_argument("--no-report", action="store_true", help="do not write report.html")
-    c.set_defaults(func=_cmd_cascade)
-
-
-def _cmd_cascade(args: argparse.Namespace) -> int:
-    from evalsuite.cascade import CascadeSpec, run_cascade
-
-    spec = CascadeSpec(
-        base=args.base, stages=tuple(args.stages), out=args.out, n=args.n, steps=args.steps, sampler=args.sampler,
-        noise_aug=args.noise_aug, labels=args.labels, fid_ref=args.fid_ref, metrics=tuple(args.metrics), seed=args.seed,
-        batch_size=args.batch_size, device=args.device, report=not args.no_report,
-    )
-    summary = run_cascade(spec)
-    print(summary.drop(columns=["notes"]).to_string(index=False))
-    print(f"run folder: {args.out}")
-    return 0
+def run_kinds(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The sub-parsers of `evalsuite run`, for command plugins that add a kind of run (`run cascade`)."""
+    return sub.choices["run"].kinds
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -230,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_weights(sub)
-    for ext in EXTENSIONS:
-        load_object(ext)(sub)
+    # Sub-commands of every package (train, sr3, study, report, data, ...): entry point group evalsuite.commands.
+    for add_parsers in command_adders():
+        add_parsers(sub)
     return parser
 
 

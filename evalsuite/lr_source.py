@@ -1,7 +1,7 @@
 """`run benchmark --lr-source cascade:BASE`: SR methods compared on the same *generated* LR images.
 
 The LR images are a cascade base's samples (`cascade:ddpm:CKPT` or `cascade:folder:DIR`, made by
-`evalsuite.cascade`, cached and seeded per image id like a cascade's base level). No HR exists for them, so
+the `cascade` LR-source plugin, cached and seeded per image id like a cascade's base level). No HR exists for them, so
 the run is a paired run whose HR folder holds placeholders (the bicubic upsampled LR, in
 RUN/generated/hr-absent/) that no metric may read: only metrics that need no HR are allowed (consistency, FID
 and KID against `--fid-ref`, IS, the diversity metrics), there is no HR reference row, and the report shows
@@ -15,11 +15,14 @@ from pathlib import Path
 
 import torch
 
-from evalsuite.degrade import upsample
+from evalsuite import plugins
+from evalsuite.datasets import load_rgb
+from evalsuite.degrade import to_image, to_tensor, upsample
+from evalsuite.io import save_png
 from evalsuite.spec import BenchmarkSpec
 from evalsuite.tasks import Task
 
-PREFIX = "cascade:"
+LR_SOURCE_GROUP = "evalsuite.lr_sources"  # name: the prefix (cascade), object: the generator
 NO_HR_METRICS = ("consistency", "fid", "kid", "is", "diversity", "lpips_diversity")
 NO_HR_NOTE = (
     "generated LR (--lr-source {src}): no HR exists, so only no-reference metrics, consistency (with the "
@@ -48,21 +51,18 @@ def check_metrics(spec: BenchmarkSpec, metrics: list[str]) -> None:
 def generated_inputs(
     spec: BenchmarkSpec, task: Task, device: torch.device, say: Callable[[str], None]
 ) -> tuple[Path, Path]:
-    """Make (or reuse) the base's samples as LR images and their HR placeholders -> (hr dir, lr dir)."""
-    from evalsuite.cascade import CascadeSpec, base_level, load_image, make_missing, prepare_level_folder, save_image
+    """Make (or reuse) the generated LR images and their HR placeholders -> (hr dir, lr dir).
 
-    base = str(spec.lr_source)[len(PREFIX) :]
-    steps = spec.method_options.get("*", {}).get("steps")
-    cspec = CascadeSpec(base=base, stages=(), out=str(spec.out_dir / "generated"), n=spec.limit or 16, steps=steps,
-                        seed=spec.seed, batch_size=spec.batch_size, metrics=(), report=False)
-    level, make, ids = base_level(cspec, spec.out_dir / "generated", device, say)
-    level.folder = spec.out_dir / "generated" / "lr"
-    prepare_level_folder(level, say)
-    make_missing(level, ids, spec.batch_size, make, say)
-    # Placeholders where the runner expects HR files (paired data: HR = scale x LR); never scored.
+    The generator is the plugin registered under the source's prefix (`cascade:` -> entry point `cascade` of group
+    `evalsuite.lr_sources`), called with (spec, task, device, say, hr_dir) and returning the LR folder.
+    """
+    prefix = str(spec.lr_source).partition(":")[0]
+    generate = plugins.get(LR_SOURCE_GROUP, prefix, "LR source")
     hr_dir = Path(spec.out_dir, *HR_ABSENT_DIR)
+    lr_dir = generate(spec, task, device, say)
+    # Placeholders where the runner expects HR files (paired data: HR = scale x LR); never scored.
     hr_dir.mkdir(parents=True, exist_ok=True)
-    for i in ids:
-        if not (hr_dir / f"{i}.png").exists():
-            save_image(upsample(load_image(level.folder / f"{i}.png")[None], task.scale)[0], hr_dir / f"{i}.png")
-    return hr_dir, level.folder
+    for p in sorted(lr_dir.glob("*.png")):
+        if not (hr_dir / p.name).exists():
+            save_png(to_image(upsample(to_tensor(load_rgb(p))[None], task.scale)[0]), hr_dir / p.name)
+    return hr_dir, lr_dir

@@ -2,16 +2,15 @@
 
 A method maps an LR batch (B,3,h,w) in [0,1] to an SR batch (B,3,h*s,w*s). Every factory takes the
 method's argument (the part after `prefix:`, or None), a `MethodContext`, and returns a `Method`.
-Factories are named as "module:function" strings, imported only when used, so heavy baselines cost
-nothing until they are asked for.
+Factories are named as "module:function" strings, imported only when used, so heavy methods cost nothing
+until they are asked for. Methods are registered by plugins (`evalsuite.plugins`): the entry point group
+`evalsuite.methods`, the project's own methods included, and modules named in $EVALSUITE_PLUGINS.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 
 from evalsuite.lazy import load_object
 from evalsuite.options import OptionError, build_options, check_keys, option_names
+from evalsuite.plugins import load_providers
 
 
 @runtime_checkable
@@ -42,7 +42,7 @@ class MethodContext:
     scale: int
     device: torch.device = torch.device("cpu")
     seed: int = 0
-    # The method's options dataclass instance (e.g. baselines.options.SR3Options); a plain dict for methods
+    # The method's options dataclass instance (e.g. SR3 sampler options); a plain dict for methods
     # registered without one (users' plugins).
     options: Any = field(default_factory=dict)
 
@@ -87,74 +87,21 @@ def register(
     REGISTRY[name] = MethodEntry(target, help, takes_arg, available, options, free_options)
 
 
-_SR3 = "baselines.options:SR3MethodOptions"
-_REG = "baselines.options:RegressionMethodOptions"
-_GAN = "baselines.options:GANMethodOptions"
-for _interp in ("nearest", "bilinear", "bicubic", "lanczos"):
-    register(_interp, "baselines.interpolate:build", f"{_interp} interpolation")
-register("folder", "baselines.external:build_folder", "precomputed outputs in DIR/<image_id>.png", True)
-register(
-    "spandrel", "baselines.gan.method:build_spandrel_method", "any checkpoint spandrel can load", True, options=_GAN
-)
-register("sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True, options=_SR3)
-register(
-    "regression",
-    "baselines.regression:build_regression",
-    "regression U-Net from `evalsuite train regression`",
-    True,
-    options=_REG,
-)
-register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True, options=_GAN)
-register(
-    "realesrgan-x4plus",
-    "baselines.gan.method:build_realesrgan",
-    "Real-ESRGAN x4plus (RRDBNet)",
-    available="baselines.gan.method:realesrgan_available",
-    options=_GAN,
-)
-for _s in (2, 3, 4, 8):
-    register(
-        f"esrgan-thick-x{_s}",
-        "baselines.gan.method:build_esrgan_thick",
-        f"ESRGAN-thick x{_s} (converted from @upscalerjs/esrgan-thick)",
-        available="baselines.gan.method:esrgan_thick_available",
-        options=_GAN,
-    )
-
-
-register(
-    "sr3-demo",
-    "baselines.demo:build_sr3_demo",
-    "SR3 trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
-    available="baselines.demo:sr3_demo_available",
-    options=_SR3,
-)
-register(
-    "regression-demo",
-    "baselines.demo:build_regression_demo",
-    "the regression baseline trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
-    available="baselines.demo:regression_demo_available",
-    options=_REG,
-)
-
-
-def load_plugins() -> None:
-    """Import the modules named in $EVALSUITE_PLUGINS (comma-separated); they call `register` for extra methods."""
-    for module in filter(None, (m.strip() for m in os.environ.get("EVALSUITE_PLUGINS", "").split(","))):
-        importlib.import_module(module)
-
-
-load_plugins()
+def registered_methods() -> dict[str, MethodEntry]:
+    """Every method name or prefix, its provider plugins (entry points, $EVALSUITE_PLUGINS) loaded first."""
+    load_providers("evalsuite.methods")
+    return REGISTRY
 
 
 def split_name(spec: str) -> tuple[str, str | None]:
     """'sr3:path/ckpt' -> ('sr3', 'path/ckpt'); 'bicubic' -> ('bicubic', None)."""
-    if spec in REGISTRY:
+    registry = registered_methods()
+    if spec in registry:
         return spec, None
     prefix, sep, arg = spec.partition(":")
-    if sep and prefix in REGISTRY and REGISTRY[prefix].takes_arg:
+    if sep and prefix in registry and registry[prefix].takes_arg:
         return prefix, arg
-    known = ", ".join(k + (":ARG" if v.takes_arg else "") for k, v in sorted(REGISTRY.items()))
+    known = ", ".join(k + (":ARG" if v.takes_arg else "") for k, v in sorted(registry.items()))
     raise ValueError(f"unknown method {spec!r}; known methods: {known}")
 
 
@@ -178,10 +125,10 @@ def normalize_method_options(method_options: Mapping[str, Any]) -> dict[str, dic
                 "key method_options by method name (e.g. {'sr3:model.safetensors': {'steps': 50}}) or '*'"
             )
         if key == ALL_METHODS:
-            known = {n for e in REGISTRY.values() if e.options for n in option_names(e.options_class())}
+            known = {n for e in registered_methods().values() if e.options for n in option_names(e.options_class())}
             check_keys(values, known, "method")
         else:
-            entry = REGISTRY[split_name(key)[0]]
+            entry = registered_methods()[split_name(key)[0]]
             cls = entry.options_class()
             if cls is not None:
                 build_options(cls, values, f"method {key!r}")
@@ -194,7 +141,7 @@ def normalize_method_options(method_options: Mapping[str, Any]) -> dict[str, dic
 def method_options(spec: str, method_options: Mapping[str, dict[str, Any]]) -> Any:
     """The options of one method: `*` values it knows, then its registry key's, then its full name's."""
     key, _ = split_name(spec)
-    entry = REGISTRY[key]
+    entry = registered_methods()[key]
     cls = entry.options_class()
     merged: dict[str, Any] = {}
     for k in (ALL_METHODS, key, spec):
@@ -215,7 +162,7 @@ def options_dict(options: Any) -> dict[str, Any]:
 def build_method(spec: str, ctx: MethodContext) -> Method:
     """Build a method from its name in `--methods`."""
     key, arg = split_name(spec)
-    entry = REGISTRY[key]
+    entry = registered_methods()[key]
     if entry.takes_arg and not arg:
         raise ValueError(f"method {key!r} needs an argument: {key}:PATH")
     factory = load_object(entry.target)
@@ -228,7 +175,7 @@ def build_method(spec: str, ctx: MethodContext) -> Method:
 def method_available(spec: str) -> tuple[bool, str]:
     """Whether a registered method can run here (weights present or obtainable), with the reason."""
     key, _ = split_name(spec)
-    entry = REGISTRY[key]
+    entry = registered_methods()[key]
     if entry.available is None:
         return True, ""
     try:

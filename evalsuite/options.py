@@ -120,3 +120,8 @@ class SuggestingParser(argparse.ArgumentParser):
             except ValueError as exc:
                 self.error(str(exc))
         return namespace, extra
+
+
+def csv_names(text: str) -> tuple[str, ...]:
+    """A comma-separated flag value -> its non-empty items, stripped (`--methods a,b`)."""
+    return tuple(x.strip() for x in text.split(",") if x.strip())

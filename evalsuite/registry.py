@@ -1,9 +1,10 @@
-"""A registry of named declarations (test sets, weights files) that the modules declaring them fill on import."""
+"""A registry of named declarations (test sets, weights files), filled by the plugins of its entry point group."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Generic, Protocol, TypeVar
+
+from evalsuite.plugins import load_providers
 
 
 class Named(Protocol):
@@ -17,11 +18,11 @@ T = TypeVar("T", bound=Named)
 
 
 class Registry(Generic[T]):
-    """Declarations of one kind by name; `providers` are modules that register theirs when imported."""
+    """Declarations of one kind by name; the plugins of entry point `group` register theirs when first needed."""
 
-    def __init__(self, kind: str, providers: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, group: str) -> None:
         self.kind = kind  # "data set", "weights": how errors name an entry
-        self.providers = providers
+        self.group = group  # e.g. "evalsuite.weights" (evalsuite.plugins)
         self.entries: dict[str, T] = {}
 
     def add(self, entry: T) -> T:
@@ -30,9 +31,8 @@ class Registry(Generic[T]):
         return entry
 
     def all(self) -> dict[str, T]:
-        """Every registered entry by name, the providers imported first."""
-        for module in self.providers:
-            importlib.import_module(module)
+        """Every registered entry by name, the group's plugins loaded first."""
+        load_providers(self.group)
         return dict(self.entries)
 
     def find(self, name: str) -> T | None:

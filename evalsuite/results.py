@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalsuite.bootstrap import bootstrap_ci  # noqa: F401  (re-exported: the summary's interval)
 from evalsuite.io import atomic_write_text
 
 # The summary row of metrics that also score the HR images themselves (NIQE, IS, classification): not a method.
@@ -18,29 +19,6 @@ REFERENCE_ROW = "reference (HR)"
 # Columns read as text, so ids such as "0001" stay "0001".
 TEXT_COLUMNS = {"method": str, "image_id": str, "path": str, "stage": str, "reason": str, "notes": str}
 FAILURE_COLUMNS = ["method", "image_id", "stage", "reason"]
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_resamples: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (seeded); NaN values are dropped; (nan, nan) when empty."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    # Resample in chunks: n_resamples x n indices at most ~4M at a time.
-    chunk = max(1, 4_000_000 // v.size)
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, v.size, size=(stop - start, v.size))
-        means[start:stop] = v[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 def metric_columns(summary: pd.DataFrame) -> list[str]:

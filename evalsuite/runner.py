@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from evalsuite import distributed as D
+from evalsuite import plugins
 from evalsuite.datasets import resolve_inputs
 from evalsuite.io import atomic_write_text
 from evalsuite.lazy import load_object
@@ -197,7 +198,8 @@ def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:
     """Call the spec's post-run hooks (the report first); a failing hook never loses the numbers written."""
     for target in spec.hooks:
         try:
-            load_object(target)(spec.out_dir)
+            hook = load_object(target) if ":" in target else plugins.get("evalsuite.hooks", target, "post-run hook")
+            hook(spec.out_dir)
         except Exception as exc:
             say(f"warning: post-run hook {target} failed: {reason(exc)}")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from evalsuite import plugins
 from evalsuite.datasets import BUILTIN
 from evalsuite.methods import normalize_method_options
 from evalsuite.options import check_keys
@@ -29,8 +30,9 @@ DEFAULT_METHOD_CANDIDATES = (
     "regression-demo",
     "sr3-demo",
 )
-# The post-run hook that writes report.html ("module:function(run_dir)"), run when `report` is true.
-REPORT_HOOK = "reports.html:write_report"
+# The post-run hook that writes report.html, run when `report` is true: the function a plugin registers under
+# this name in entry point group `evalsuite.hooks` (the project's report package registers it).
+REPORT_HOOK = "report"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class BenchmarkSpec:
     method_options: dict[str, Any] = field(default_factory=dict)
     metric_options: dict[str, Any] = field(default_factory=dict)
     report: bool = True  # run REPORT_HOOK after the run's files are written
-    post_run: tuple[str, ...] = ()  # more "module:function(run_dir)" hooks, called on rank 0 at the end
+    post_run: tuple[str, ...] = ()  # more hooks: "module:function(run_dir)" or a hook plugin's name
 
     def __post_init__(self) -> None:
         # Normalize sequences so a spec from YAML equals one from flags.
@@ -84,10 +86,13 @@ class BenchmarkSpec:
             raise ValueError(f"--crop-border must be >= 0, got {self.crop_border}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol must be one of {', '.join(p for p in PROTOCOLS if p)}, got {self.protocol!r}")
-        if self.lr_source is not None and (not self.lr_source.startswith("cascade:") or self.lr is not None):
-            raise ValueError(
-                f"--lr-source {self.lr_source}: give cascade:ddpm:CKPT or cascade:folder:DIR (and no --lr)"
-            )
+        if self.lr_source is not None:
+            sources = plugins.names("evalsuite.lr_sources")
+            if self.lr_source.partition(":")[0] not in sources or self.lr is not None:
+                raise ValueError(
+                    f"--lr-source {self.lr_source}: give SOURCE:ARG with SOURCE one of {', '.join(sources)}, e.g. "
+                    "cascade:ddpm:CKPT or cascade:folder:DIR (and no --lr)"
+                )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 

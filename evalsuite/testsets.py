@@ -60,7 +60,7 @@ class MissingDataError(RuntimeError):
     """A registered set is not in the data folder (fetch it, or place the user's own copy)."""
 
 
-_SETS: Registry[TestSet] = Registry("data set")
+_SETS: Registry[TestSet] = Registry("data set", "evalsuite.testsets")
 # The registry's operations under the names the rest of evalsuite uses: add (idempotent), every set by name,
 # a set by name or alias (None / KeyError listing the known names when there is none).
 register_set = _SETS.add

@@ -1,9 +1,9 @@
 """One registry of every weights file evalsuite uses: where it is looked for, how it is fetched.
 
-Metric modules (evalsuite.metrics.weights) and baselines (baselines.gan.weights) register their files on
-import. A file is looked for in the weights folder ($EVALSUITE_WEIGHTS, else <cache>/weights); when it is
-missing, its `fetch` function may download or convert it; when that is impossible (offline), the error
-names the file, the folder and what to do.
+The plugins of entry point group `evalsuite.weights` (the metrics' own module, the GAN methods' plugin, any
+installed package) register their files when the registry is first read. A file is looked for in the weights
+folder ($EVALSUITE_WEIGHTS, else <cache>/weights); when it is missing, its `fetch` function may download or
+convert it; when that is impossible (offline), the error names the file, the folder and what to do.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from pathlib import Path
 from evalsuite.lazy import load_object
 from evalsuite.paths import env_dir
 from evalsuite.registry import Registry
-
-# Modules that register weights files when imported.
-PROVIDERS = ("evalsuite.metrics.weights", "baselines.gan.weights")
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class MissingWeightsError(RuntimeError):
     """A weights file is not in the cache and could not be fetched."""
 
 
-_WEIGHTS: Registry[WeightFile] = Registry("weights", PROVIDERS)
+_WEIGHTS: Registry[WeightFile] = Registry("weights", "evalsuite.weights")
 # The registry's operations under the names the rest of evalsuite uses: add (idempotent), every file by
 # name (providers imported), a file by name (KeyError listing the known names when there is none).
 register_weight = _WEIGHTS.add

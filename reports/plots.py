@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import matplotlib
@@ -12,23 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-# Okabe-Ito colours (distinguishable with colour-vision deficiency) and distinct markers for grey print.
-COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-_RC = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#dddddd",
-    "grid.linewidth": 0.6,
-    "svg.fonttype": "none",  # text stays text: sharp, searchable, small
-    "figure.dpi": 100,
-}
-
+from evalsuite.figures import COLORS, MARKERS, style, to_svg  # noqa: E402,F401  (the shared look)
+from evalsuite.figures import RC as _RC  # noqa: E402
 
 # Horizontal boxes: `orientation` since matplotlib 3.10, `vert` before (deprecated after).
 _HORIZONTAL = (
@@ -36,21 +20,6 @@ _HORIZONTAL = (
     if tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
     else {"vert": False}
 )
-
-
-def style(i: int) -> tuple[str, str]:
-    """Colour and marker of the i-th method."""
-    return COLORS[i % len(COLORS)], MARKERS[i % len(MARKERS)]
-
-
-def to_svg(fig: plt.Figure, salt: str) -> str:
-    """A figure as an inline <svg> element (no XML prolog), with ids made unique by `salt`."""
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": salt}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
 
 
 def metric_distributions(

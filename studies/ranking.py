@@ -348,17 +348,17 @@ def bradley_terry(
 
 # --------------------------------------------------------------------------- plot
 def ranking_plot(ranking: Ranking) -> str | None:
-    """Scores with their CIs, best at the top, the reference as a dashed line; inline SVG (reports.plots style)."""
+    """Scores with their CIs, best at the top, the reference as a dashed line; inline SVG (the shared figure style)."""
     import matplotlib.pyplot as plt
 
-    from reports.plots import _RC, style, to_svg
+    from evalsuite.figures import RC, style, to_svg
 
     s = ranking.scores.dropna(subset=["score"]).reset_index(drop=True)
     if s.empty:
         return None
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig, ax = plt.subplots(figsize=(6.2, 0.8 + 0.42 * len(s)))
         for j, r in enumerate(s.itertuples()):
             y = len(s) - 1 - j
@@ -386,13 +386,13 @@ def win_matrix_plot(ranking: Ranking) -> str | None:
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from reports.plots import _RC, to_svg
+    from evalsuite.figures import RC, to_svg
 
     order = [o for o in ranking.scores["option"] if ranking.totals.loc[o].sum() > 0]
     if len(order) < 2:
         return None
     frac = ranking.win_fraction.loc[order, order]
-    with matplotlib.rc_context(_RC | {"axes.grid": False}):
+    with matplotlib.rc_context(RC | {"axes.grid": False}):
         size = 1.2 + 0.75 * len(order)
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
         im = ax.imshow(frac.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=1)

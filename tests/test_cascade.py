@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from evalsuite.cascade import CascadeSpec, run_cascade
 from PIL import Image
 
 from baselines.ddpm import load_ddpm
@@ -18,7 +19,6 @@ from baselines.sr3.method import build_sr3
 from baselines.train import load_recipe, train
 from baselines.train_config import TrainConfig
 from evalsuite import cli
-from evalsuite.cascade import CascadeSpec, run_cascade
 from evalsuite.degrade import degrade, to_tensor
 from evalsuite.methods import MethodContext
 from evalsuite.metrics.weights import ALLOW_ENV, SPECS, write_random_weights

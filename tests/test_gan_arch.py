@@ -17,10 +17,10 @@ from baselines.gan.convert_tfjs import (
     load_rrdn,
     load_tfjs_rrdn,
 )
+from baselines.gan.converted import save_converted
 from baselines.gan.esrgan_thick import RRDN, RRDNConfig
 from baselines.gan.recipe import Discriminator, ragan_d_loss, ragan_g_loss
 from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig, config_from_state_dict, load_rrdbnet
-from baselines.gan.weights import save_converted
 
 TINY_RRDB = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 

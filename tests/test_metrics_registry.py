@@ -96,13 +96,14 @@ register(MetricInfo(name="toyabs", factory=MeanAbs, help="toy mean absolute erro
 
 def test_a_new_metric_is_one_module_read_by_runner_summary_report_and_help(photos_dir, tmp_path, monkeypatch):
     import evalsuite.metrics as pkg
+    from evalsuite import plugins
 
     # One new file in a folder of the metrics package: nothing else is edited.
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "toy.py").write_text(textwrap.dedent(TOY))
     monkeypatch.setattr(pkg, "__path__", [*pkg.__path__, str(extra)])
-    monkeypatch.setattr(base, "_discovered", False)
+    monkeypatch.setattr(plugins, "_loaded", set())  # the metric plugins are loaded again
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     monkeypatch.delitem(sys.modules, "evalsuite.metrics.toy", raising=False)
     assert "toyabs: toy mean absolute error (lower)" in base.metrics_help()

@@ -9,10 +9,10 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
+from evalsuite.bootstrap import bootstrap_ci
 from evalsuite.degrade import degrade, quantize, to_tensor, upsample
 from evalsuite.metrics.base import MetricContext
 from evalsuite.metrics.pixel import PSNR, SSIM, Consistency, Detail, DetailFidelity
-from evalsuite.results import bootstrap_ci
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from baselines.gan.converted import save_converted
 from baselines.gan.rrdbnet import RRDBNet, RRDBNetConfig, unshuffle_factor
-from baselines.gan.weights import save_converted
 
 TAG_FP16 = 0x01306B47
 TAG_INT8 = 0x000D4B38

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from baselines.gan.converted import save_converted
 from baselines.gan.esrgan_thick import RRDN, RRDNConfig
-from baselines.gan.weights import save_converted
 
 NPM_PACKAGE = "@upscalerjs/esrgan-thick"
 NPM_VERSION = "1.0.0"

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
+from baselines.gan.converted import save_converted  # noqa: F401  (the converters' writer, re-exported)
 from evalsuite.weights import WeightFile, register_weight, weights_dir
 
 REALESRGAN = register_weight(
@@ -50,14 +49,6 @@ VGG19 = register_weight(
         fetch=f"{__name__}:fetch_vgg19",
     )
 )
-
-
-def save_converted(model: Any, dest: Path | str, arch: str, source: str) -> None:
-    """Write a converted network (RRDBNet or RRDN) as safetensors, its arch, config and origin in the metadata."""
-    from safetensors.torch import save_file
-
-    meta = {"arch": arch, "config": json.dumps(model.cfg.to_dict()), "source": source}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(dest), metadata=meta)
 
 
 def npm_cache() -> Path:

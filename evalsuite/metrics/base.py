@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from evalsuite.options import OptionError, build_options, check_keys, option_names
+from evalsuite.plugins import load_providers
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,6 @@ _PREFIXES: dict[str, Callable[[str], MetricInfo]] = {}  # "pyiqa" -> resolver("m
 _DYNAMIC: dict[str, MetricInfo] = {}  # resolved prefixed names, by full name
 _SKIP = {"base", "weights"}
 _FIRST = ("pixel", "perceptual")  # listed first in help and docs; the other modules follow by name
-_discovered = False
 
 
 def register(info: MetricInfo) -> MetricInfo:
@@ -165,18 +165,19 @@ def register_prefix(prefix: str, resolver: Callable[[str], MetricInfo]) -> None:
     _PREFIXES[prefix] = resolver
 
 
-def _discover() -> None:
-    """Import every module of evalsuite.metrics once, so their declarations are registered."""
-    global _discovered
-    if _discovered:
-        return
+def register_builtin() -> None:
+    """Import every module of evalsuite.metrics, so their declarations are registered (the engine's own plugin)."""
     import evalsuite.metrics as pkg
 
     names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
     for name in sorted(names, key=lambda n: (n not in _FIRST, _FIRST.index(n) if n in _FIRST else 0, n)):
         if name not in _SKIP and not name.startswith("_"):
             importlib.import_module(f"{pkg.__name__}.{name}")
-    _discovered = True
+
+
+def _discover() -> None:
+    """Load the metric plugins once (entry point group `evalsuite.metrics`, the engine's own first)."""
+    load_providers("evalsuite.metrics")
 
 
 def registered_metrics() -> dict[str, MetricInfo]:

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from evalsuite import distributed as D
+from evalsuite.bootstrap import bootstrap_ci
 from evalsuite.degrade import quantize, to_tensor
 from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
 from evalsuite.metrics.weights import checked_weight
-from evalsuite.results import bootstrap_ci
 
 BASE = 64  # the paper's ImageNet image size before cropping
 CROP = 56  # the central crop that is super-resolved

@@ -297,8 +297,8 @@ class NIQE:
         """NIQE of the HR images themselves (the summary's `reference (HR)` row): mean and bootstrap CI."""
         from PIL import Image
 
+        from evalsuite.bootstrap import bootstrap_ci
         from evalsuite.degrade import to_tensor
-        from evalsuite.results import bootstrap_ci
 
         values, failed = [], 0
         for i in ids:

@@ -10,7 +10,7 @@
    degradation, or an .npz of statistics), and each SR stage by the consistency of its output with its own
    input (SR3's: MSE between degrade(stage output) and the stage's input, x1e5);
 5. RUN/summary.csv (one row per level), RUN/per_image.csv (consistency per stage and image), RUN/cascade.json
-   (the spec and what each level was) and RUN/report.html (`reports.cascade`).
+   (the spec and what each level was) and RUN/report.html (the `cascade-report` hook plugin).
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from baselines.checkpoint import read_metadata
+from evalsuite import plugins
 from evalsuite.datasets import load_rgb, scan_folder
 from evalsuite.degrade import degrade, to_tensor
 from evalsuite.io import atomic_write_text, remove_partials, save_png
-from evalsuite.methods import MethodContext, build_method, split_name
+from evalsuite.methods import ALL_METHODS, MethodContext, build_method, method_options, split_name
 from evalsuite.spec import stable_hash
 
 DEFAULT_METRICS = ("fid", "kid", "is")
-CONSISTENCY_FACTOR = 1e5  # evalsuite.metrics.pixel.Consistency.FACTOR (not imported: that module is heavy)
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,6 @@ def stage_scale(name: str) -> tuple[str, int]:
         return method, int(s)
     _, arg = split_name(name)
     if arg and Path(arg).suffix == ".safetensors":
-        from baselines.checkpoint import read_metadata
-
         # The header only: the scale stored in the checkpoint's JSON config.
         scale = json.loads(read_metadata(arg).get("config") or "{}").get("scale")
         if scale:
@@ -273,12 +272,14 @@ def _score_level(
 
 def _consistency(level: Level, prev: Level, ids: Sequence[str], batch: int) -> list[float]:
     """SR3's consistency of each output with its own input: MSE(degrade(out), input) x1e5, on [0,1]."""
+    from evalsuite.metrics.base import MetricContext, build_metric
+
+    metric = build_metric("consistency", MetricContext(scale=level.scale))
     values: list[float] = []
     for b in _batches(ids, batch):
         out = torch.stack([load_image(level.folder / f"{i}.png") for i in b])
         inp = torch.stack([load_image(prev.folder / f"{i}.png") for i in b])
-        mse = (degrade(out, level.scale) - inp).pow(2).mean(dim=(1, 2, 3))
-        values.extend((mse * CONSISTENCY_FACTOR).tolist())
+        values.extend(metric.update(out, out, inp, b)["consistency"].tolist())
     return values
 
 
@@ -346,24 +347,25 @@ def run_cascade(spec: CascadeSpec, log: Callable[[str], None] = print) -> pd.Dat
     }
     atomic_write_text(run / "cascade.json", json.dumps(meta, indent=2, default=str))
     if spec.report:
-        from reports.cascade import write_cascade_report
-
-        write_cascade_report(run)
+        # The report is a plugin of the reports package (entry point group evalsuite.hooks).
+        plugins.get("evalsuite.hooks", "cascade-report", "report hook")(run)
     return summary
 
 
 def _build_stage(name: str, scale: int, options: dict[str, Any], seed: int, device: torch.device):
-    """A harness method for one stage, with the run's sampler options where the method has them."""
-    from evalsuite.methods import REGISTRY
-
-    key, _ = split_name(name)
-    entry = REGISTRY.get(key)
-    if entry is None:
-        raise ValueError(f"stage {name!r}: unknown method {key!r}")
-    cls = entry.options_class()
-    if cls is not None:
-        fields = set(cls.__dataclass_fields__)
-        opts: Any = cls(**{k: v for k, v in options.items() if k in fields})
-    else:
-        opts = {}
+    """A harness method for one stage, its options built as `run benchmark` builds them (`*`: where it has them)."""
+    opts = method_options(name, {ALL_METHODS: options})
     return build_method(name, MethodContext(scale=scale, device=device, seed=seed, options=opts))
+
+
+def generated_lr(spec: Any, task: Any, device: torch.device, say: Callable[[str], None]) -> Path:
+    """`run benchmark --lr-source cascade:BASE`: make (or reuse) the base's samples in RUN/generated/lr."""
+    base = str(spec.lr_source).partition(":")[2]
+    steps = spec.method_options.get("*", {}).get("steps")
+    cspec = CascadeSpec(base=base, stages=(), out=str(spec.out_dir / "generated"), n=spec.limit or 16, steps=steps,
+                        seed=spec.seed, batch_size=spec.batch_size, metrics=(), report=False)
+    level, make, ids = base_level(cspec, spec.out_dir / "generated", device, say)
+    level.folder = spec.out_dir / "generated" / "lr"
+    prepare_level_folder(level, say)
+    make_missing(level, ids, spec.batch_size, make, say)
+    return level.folder
