@@ -274,7 +274,7 @@ def _consistency(level: Level, prev: Level, ids: Sequence[str], batch: int) -> l
     """SR3's consistency of each output with its own input: MSE(degrade(out), input) x1e5, on [0,1]."""
     from evalsuite.metrics.base import MetricContext, build_metric
 
-    metric = build_metric("consistency", MetricContext(scale=level.scale))
+    metric = build_metric("consistency", MetricContext(device=torch.device("cpu"), scale=level.scale))
     values: list[float] = []
     for b in _batches(ids, batch):
         out = torch.stack([load_image(level.folder / f"{i}.png") for i in b])

@@ -1,4 +1,4 @@
-"""The study input of a report: an analysis folder (`StudyAnalysis.load`) or a study database (`analyze`).
+"""The study input of a report: an analysis folder (`studies.extended.load_analysis`) or a study database (`analyze`).
 
 The analysis itself belongs to `studies.analysis`; this module only decides which of its two entry points
 a `--study` argument names, and says what to pass when it names neither.
@@ -21,8 +21,7 @@ def load_study(source: str | Path, rule: Any = "stored", explicit: bool = False,
     agreement uses (default: the run the study was made from).
     """
     # Imported here: a report without a study never needs the study stack.
-    from studies.analysis import StudyAnalysis
-    from studies.extended import analyze_study
+    from studies.extended import analyze_study, load_analysis
 
     text = str(source)
     path = Path(text).expanduser()
@@ -37,7 +36,7 @@ def load_study(source: str | Path, rule: Any = "stored", explicit: bool = False,
                 f"--study {path}: an analysis folder keeps the exclusion it was analyzed with; pass the study "
                 "database to choose the exclusion, or rerun `evalsuite study analyze` with it"
             )
-        return StudyAnalysis.load(path)
+        return load_analysis(path)
     if "://" in text or path.is_file():
         return analyze_study(text, rule, run_dir)
     raise FileNotFoundError(

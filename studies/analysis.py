@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,9 @@ class StudyAnalysis:
         return out
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> StudyAnalysis:
-        """Read back what save() wrote."""
+    def load(cls, out_dir: str | Path, extended: Callable[[Path, list[int]], dict[int, Any]] | None = None
+             ) -> StudyAnalysis:
+        """Read back what save() wrote; `extended` reads the per-task extended analyses (studies.extended.load)."""
         out = Path(out_dir)
         if not (out / "study.json").exists():
             raise FileNotFoundError(f"{out} holds no study analysis (no study.json); run `evalsuite study analyze`")
@@ -164,7 +166,7 @@ class StudyAnalysis:
             if "excluded_by" in frames["raters"]:
                 frames["raters"]["excluded_by"] = frames["raters"]["excluded_by"].fillna("").astype(str)
         return cls(**frames, notes=list(meta.get("notes", [])), study=dict(meta.get("study", {})),
-                   extended=_load_extended(out, meta.get("study", {}).get("tasks") or []))
+                   extended=extended(out, meta.get("study", {}).get("tasks") or []) if extended else {})
 
     @property
     def all_excluded(self) -> bool:
@@ -186,17 +188,6 @@ class StudyAnalysis:
             return pd.DataFrame(columns=PER_IMAGE_COLUMNS + ["which"])
         return pd.concat(rows, ignore_index=True)
 
-
-def _load_extended(out: Path, tasks: list[int]) -> dict[int, Any]:
-    """The extended analyses save() wrote: out_dir itself (one task) or out_dir/task<N>."""
-    from studies.extended import ExtendedAnalysis
-
-    found = {}
-    for task in tasks:
-        ext = ExtendedAnalysis.load(out / f"task{task}") or (ExtendedAnalysis.load(out) if len(tasks) == 1 else None)
-        if ext is not None:
-            found[int(task)] = ext
-    return found
 
 
 # --------------------------------------------------------------------------- statistics

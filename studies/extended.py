@@ -244,3 +244,18 @@ __all__ = [
     "metric_verdict",
     "read_per_image",
 ]
+
+
+def load_extended(out: Path, tasks: list[int]) -> dict[int, ExtendedAnalysis]:
+    """The extended analyses save() wrote: out_dir itself (one task) or out_dir/task<N>."""
+    found = {}
+    for task in tasks:
+        ext = ExtendedAnalysis.load(out / f"task{task}") or (ExtendedAnalysis.load(out) if len(tasks) == 1 else None)
+        if ext is not None:
+            found[int(task)] = ext
+    return found
+
+
+def load_analysis(out_dir: str | Path) -> StudyAnalysis:
+    """A saved study analysis with its extended analyses (what `study analyze --out DIR` wrote)."""
+    return StudyAnalysis.load(out_dir, extended=load_extended)

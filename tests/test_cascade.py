@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from evalsuite.cascade import CascadeSpec, run_cascade
 from PIL import Image
 
+from baselines.cascade import CascadeSpec, run_cascade
 from baselines.ddpm import load_ddpm
 from baselines.sr3.method import build_sr3
 from baselines.train import load_recipe, train

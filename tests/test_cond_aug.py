@@ -150,8 +150,9 @@ def test_the_method_never_augments_level_zero_gives_identical_outputs(tmp_path):
 
 
 def test_run_cascade_noise_aug_reaches_the_stage(tmp_path):
-    from evalsuite.cascade import CascadeSpec, run_cascade
     from PIL import Image
+
+    from baselines.cascade import CascadeSpec, run_cascade
 
     _, on = _pair(tmp_path)
     folder = tmp_path / "base"

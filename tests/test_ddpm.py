@@ -80,7 +80,7 @@ def test_train_ddpm_flags(tmp_path):
 
 
 def test_cascade_labels_choose_each_sample_class(tmp_path):
-    from evalsuite.cascade import CascadeSpec, run_cascade
+    from baselines.cascade import CascadeSpec, run_cascade
 
     data = _classes(tmp_path / "data")
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), scale=4, crop=64, batch_size=4, steps=2, warmup=1,
