@@ -60,7 +60,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[st
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add `train`, `sr3` and `run cascade` to the evalsuite command line."""
     _add_cascade(run_kinds(sub))
-    p = sub.add_parser("train", help="train a baseline (sr3, regression, gan) on random crops of an image folder")
+    p = sub.add_parser("train", help="train a baseline (sr3, regression, gan, ddpm, a recipe plugin) on image crops")
     p.add_argument("kind", choices=plugins.names(plugins.RECIPE_GROUP))  # the recipe plugins
     p.add_argument("--size", type=int, help="ddpm: generated side in px (the --crop crops are downscaled to it)")
     p.add_argument("--task", help="paper task (sets the scale and the crop size)")

@@ -27,7 +27,7 @@ def register_methods() -> None:
     )
     register(
         "regression",
-        "baselines.regression:build_regression",
+        "baselines.regression.method:build_regression",
         "regression U-Net from `evalsuite train regression`",
         True,
         options=_REG,

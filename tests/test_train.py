@@ -222,7 +222,7 @@ def test_accumulating_micro_batches_equals_one_step_of_the_whole_batch(tmp_path)
 
 
 def test_only_the_forward_pass_runs_under_autocast(tmp_path):
-    from baselines.regression_recipe import RegressionRecipe
+    from baselines.regression.recipe import RegressionRecipe
 
     class Probe(RegressionRecipe):
         """The regression recipe, noting whether autocast is on in its forward, its backward and the Adam step."""
@@ -279,7 +279,7 @@ def test_log_csv_has_the_columns_the_recipe_declares(tmp_path):
 
 def test_a_step_output_must_match_the_declared_metrics():
     from baselines.regression import RegressionConfig
-    from baselines.regression_recipe import RegressionRecipe
+    from baselines.regression.recipe import RegressionRecipe
     from baselines.train import Batch, Optimizers, optimizer_step
 
     recipe = RegressionRecipe(RegressionConfig(unet=preset("tiny", image_size=16), scale=2))
@@ -306,7 +306,7 @@ def test_mean_meter_averages_on_the_device_per_name():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="device syncs are observable on CUDA only")
 def test_training_steps_do_not_synchronize_with_the_device():
     from baselines.regression import RegressionConfig
-    from baselines.regression_recipe import RegressionRecipe
+    from baselines.regression.recipe import RegressionRecipe
     from baselines.train import Optimizers, make_batch, optimizer_step
     from baselines.train_log import MeanMeter
 

@@ -1,4 +1,4 @@
-"""The training recipe of the cascade's base generator (`evalsuite train ddpm`); the model is `baselines.ddpm`."""
+"""The training recipe of the cascade's base generator (`evalsuite train ddpm`); the model is `baselines.ddpm.model`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from baselines.data import read_labels
-from baselines.ddpm import DDPMConfig, DDPMDenoiser
+from baselines.ddpm.model import DDPMConfig, DDPMDenoiser
 from baselines.sr3.loss import sr3_loss
 from baselines.sr3.recipe import DiffusionOptions, DiffusionRecipe
 from baselines.sr3.schedule import training_schedule

@@ -1,6 +1,6 @@
 """The regression baseline's training recipe for the ONE loop (`baselines/train.py`): the SR3 U-Net, MSE.
 
-Apart from `baselines/regression.py` (network and method), so that evaluation never imports the loop.
+Apart from `baselines/regression/method.py` (network and method), so that evaluation never imports the loop.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.regression import RegressionConfig, RegressionNet
+from baselines.regression.method import RegressionConfig, RegressionNet
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
 from baselines.unet import training_preset
 from evalsuite.degrade import upsample

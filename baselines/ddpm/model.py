@@ -5,7 +5,7 @@ y_t alone (3 input channels) and, when class-conditional, a class embedding adde
 (CDM's base model). Trained by the one loop (`evalsuite train ddpm --data DIR --size 32 [--crop C]`): the
 loop's crops of `--crop` px are made `--size` px by THE degradation (`batch.lr` with scale crop // size),
 so `--crop` equal to the images' side trains on whole images downscaled. A trained base is `ddpm:CKPT`.
-The training recipe lives in `baselines.ddpm_recipe` (so sampling never imports the training loop).
+The training recipe lives in `baselines.ddpm.recipe` (so sampling never imports the training loop).
 """
 
 from __future__ import annotations
