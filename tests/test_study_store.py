@@ -217,3 +217,26 @@ def test_run_folder_errors_name_the_folder_and_the_fix(tmp_path, run_dir):
         run_images(tmp_path, ["bicubic"])
     with pytest.raises(FileNotFoundError, match="study create"):
         Store(tmp_path / "empty.db", create=False)
+
+
+def test_a_database_made_before_the_store_split_opens_and_continues(tmp_path):
+    # tests/data/study-store-v1: written by the single-module store (before studies/store/ was split by
+    # concern) by its make_fixture.py: two raters, one done, one with a refusal. No migration is needed.
+    import io
+    import shutil
+
+    from study_support import answer_through_displays
+
+    src = Path(__file__).parent / "data" / "study-store-v1"
+    shutil.copy(src / "study.sqlite", tmp_path / "study.sqlite")
+    store = Store(str(tmp_path / "study.sqlite"), create=False)
+    for name in ("judgments", "refusals", "raters", "assignments"):
+        now = pd.read_csv(io.StringIO(getattr(store, f"{name}_frame")().to_csv(index=False)))
+        pd.testing.assert_frame_equal(now, pd.read_csv(src / f"{name}.csv"), check_dtype=False)
+    tokens = (src / "tokens.txt").read_text().split()
+    b = store.rater_by_token(tokens[1])
+    before = len(store.judgments_frame())
+    answered = answer_through_displays(store, b.id, lambda t: "right")
+    assert answered and len(store.judgments_frame()) == before + len(answered)
+    assert all(t.answered for t in store.trials(b.id))
+    store.dispose()
