@@ -10,7 +10,7 @@ from studies.store import Screen, Store  # noqa: E402
 
 out = Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
-run = make_run_folder(Path("/tmp/fx/run"), n_images=3, size=16)
+run = make_run_folder(out / "run-tmp", n_images=3, size=16)  # delete it afterwards
 db = str(out / "study.sqlite")
 create_study(run, db, task=1, methods=("bicubic", "nearest"), per_rater=2, n_catch=1, n_practice=1)
 tokens = [t for _, t in invite_raters(db, 2)]
