@@ -14,13 +14,15 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
 from evalsuite.lazy import load_object
 from evalsuite.options import OptionError, build_options, check_keys, option_names
 from evalsuite.plugins import load_providers
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -46,13 +48,13 @@ class MethodContext:
     # registered without one (users' plugins).
     options: Any = field(default_factory=dict)
 
-    def option(self, key: str, default: Any = None) -> Any:
-        """An option's value, or the default when it is unset (None)."""
+    def options_of(self, cls: type[T]) -> T:
+        """The method's options as its dataclass `cls` (a plain dict, as tests and callers may pass, is checked)."""
+        if isinstance(self.options, cls):
+            return self.options
         if isinstance(self.options, Mapping):
-            value = self.options.get(key)
-        else:
-            value = getattr(self.options, key)  # a typo in code fails loudly, like one in a spec
-        return default if value is None else value
+            return build_options(cls, self.options, f"method options {cls.__name__}")
+        raise TypeError(f"method options are a {type(self.options).__name__}, expected {cls.__name__}")
 
 
 @dataclass(frozen=True)

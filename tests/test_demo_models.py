@@ -27,7 +27,7 @@ def test_demo_checkpoints_are_small_fp16_and_sr_4x():
     from baselines.sr3.method import load_sr3
 
     model, sampling = load_sr3(demo_path("sr3-demo"))
-    assert model.cfg.residual == 12.0 and model.cfg.unet.width == 16 and sampling["sampler"] == "ancestral"
+    assert model.cfg.residual == 12.0 and model.cfg.unet.width == 16 and sampling.sampler == "ancestral"
     sr3 = build_method("sr3-demo", MethodContext(4, options=method_options("sr3-demo", {})))
     assert sr3.info["steps"] == DEMO_STEPS and sr3.info["sampler"] == "ddim"  # the demo's fast setting
 

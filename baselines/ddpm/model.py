@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
-from baselines.sr3.model import NOISE_SCALE, SR3Config, noise_condition, sampling_defaults
+from baselines.sr3.model import NOISE_SCALE, SamplingConfig, SR3Config, noise_condition
 from baselines.sr3.precond import get_precond
 from baselines.sr3.samplers import get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import TRAIN_DEFAULT, Schedule, from_spec
@@ -84,8 +84,8 @@ class DDPMBase:
     name: str
     model: DDPMDenoiser
     schedule: Schedule
-    sampler: str = SR3Config.SAMPLER
-    clip_x0: bool = SR3Config.CLIP_X0
+    sampler: str = SamplingConfig.sampler
+    clip_x0: bool = SamplingConfig.clip_x0
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     info: dict[str, Any] = field(default_factory=dict)
@@ -132,14 +132,14 @@ def load_ddpm(
     model.load_state_dict(ck.state_dict)
     device = torch.device(device)
     model = model.to(device).eval().requires_grad_(False)
-    sampling = dict(ck.extra.get("sampling") or sampling_defaults(cfg))  # type: ignore[arg-type]
-    schedule = from_spec(sampling["schedule"])
+    # The checkpoint's sampling settings (SR3's SamplingConfig), the sampler given here replacing its own.
+    sampling = SamplingConfig.from_dict(ck.extra.get("sampling"), cfg.train_schedule).override(sampler=sampler)
+    schedule = from_spec(sampling.schedule)
     if steps is not None and int(steps) != schedule.T:
         schedule = schedule.respace(int(steps))
-    sampler = sampler or sampling.get("sampler", SR3Config.SAMPLER)
-    get_sampler(sampler)
+    sampler = sampling.sampler
     info = {"checkpoint": str(path), "sampler": sampler, "steps": schedule.T, "size": cfg.size}
     info["classes"] = len(cfg.classes)
     return DDPMBase(
-        f"ddpm:{path}", model, schedule, sampler, bool(sampling.get("clip_x0", True)), seed, device, info
+        f"ddpm:{path}", model, schedule, sampler, bool(sampling.clip_x0), seed, device, info
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from baselines.options import SR3MethodOptions
 from evalsuite.methods import MethodContext
 
 FOLDER = Path(__file__).parent
@@ -49,7 +50,7 @@ def build_sr3_demo(name: str, ctx: MethodContext) -> Any:
 
     from baselines.sr3.method import build_sr3
 
-    o = ctx.options
+    o = ctx.options_of(SR3MethodOptions)
     if o.steps is None and o.sampler is None:
         ctx = dataclasses.replace(ctx, options=dataclasses.replace(o, steps=DEMO_STEPS, sampler=DEMO_SAMPLER))
     method = build_sr3(str(demo_path("sr3-demo")), ctx)

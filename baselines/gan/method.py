@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.options import GANMethodOptions
 from baselines.tiling import tiled_apply
 from evalsuite.methods import MethodContext
 
@@ -94,13 +95,14 @@ def _make(
 ) -> GanMethod:
     # bf16_ok: bf16 vs fp32 output PSNR is above 40 dB ("does not hurt accuracy") for the shipped models on
     # real photos (docs/gan.md), and `gan:` checkpoints train under bf16 autocast; spandrel models say.
-    tile = int(ctx.option("tile", DEFAULT_TILE))
-    overlap = int(ctx.option("tile_overlap", min(DEFAULT_OVERLAP, max(0, (tile - 1) // 2))))
+    o = ctx.options_of(GANMethodOptions)
+    tile = int(DEFAULT_TILE if o.tile is None else o.tile)
+    overlap = int(min(DEFAULT_OVERLAP, max(0, (tile - 1) // 2)) if o.tile_overlap is None else o.tile_overlap)
     if tile < 8 or 2 * overlap >= tile:
         raise ValueError(f"method option tile={tile}, tile_overlap={overlap}: need tile >= 8 and overlap < tile/2")
-    dtype = resolve_precision(str(ctx.option("precision", "auto")), ctx.device, bf16_ok)
+    dtype = resolve_precision(str(o.precision), ctx.device, bf16_ok)
     model = model.to(ctx.device).eval().requires_grad_(False)
-    pre_pad = int(ctx.option("pre_pad", pre_pad))
+    pre_pad = int(pre_pad if o.pre_pad is None else o.pre_pad)
     return GanMethod(name, scale, model, ctx.device, dtype, tile, overlap, pre_pad, about)
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from baselines.checkpoint import load_checkpoint
+from baselines.options import RegressionMethodOptions
 from baselines.tiling import default_overlap, pad_to_multiple, tiled_apply
 from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 from evalsuite.degrade import upsample
@@ -83,10 +84,11 @@ def load_regression(path: str, device: torch.device | str = "cpu") -> Regression
 
 def build_regression(arg: str, ctx: MethodContext) -> RegressionMethod:
     """`regression:CKPT` factory; option `tile` sets the LR tile size (default: the training LR size)."""
+    o = ctx.options_of(RegressionMethodOptions)
     model = load_regression(arg, ctx.device)
     cfg = model.cfg
     trained = cfg.unet.image_size // cfg.scale  # the LR size of the training crops
-    tile = int(ctx.option("tile", trained))
+    tile = int(trained if o.tile is None else o.tile)
     if tile == 0 or tile > trained:
         # Measured on regression-demo (12 held-out photos, 32 px LR): consistency 2.7 at tile 8, 20 at 16, 51 whole.
         warnings.warn(
@@ -96,7 +98,7 @@ def build_regression(arg: str, ctx: MethodContext) -> RegressionMethod:
             "its size). Leave the `tile` option unset to run at the training size.",
             stacklevel=2,
         )
-    bf16 = ctx.device.type == "cuda" and ctx.option("precision", "bf16") == "bf16"
+    bf16 = ctx.device.type == "cuda" and o.precision == "bf16"
     return RegressionMethod(
         f"regression:{arg}",
         cfg.scale,

@@ -12,8 +12,9 @@ import torch
 from tqdm import tqdm
 
 from baselines.checkpoint import Checkpoint, load_checkpoint
-from baselines.sr3.model import SR3Config, SR3Denoiser, sampling_defaults, sr3_config_from_dict
-from baselines.sr3.samplers import VARIANCES, get_sampler, per_image_noise, per_image_normal
+from baselines.options import SR3MethodOptions
+from baselines.sr3.model import SamplingConfig, SR3Denoiser, sr3_config_from_dict
+from baselines.sr3.samplers import get_sampler, per_image_noise, per_image_normal
 from baselines.sr3.schedule import Schedule, from_spec
 from baselines.tiling import default_overlap, pad_to_multiple, tile_count, tiled_apply
 from evalsuite import distributed as D
@@ -34,17 +35,18 @@ def read_sr3_checkpoint(path: str | Path, config: str | Path | None = None) -> C
 
 def load_sr3(
     path: str | Path, device: torch.device | str = "cpu", config: str | Path | None = None
-) -> tuple[SR3Denoiser, dict[str, Any]]:
-    """Load an SR3 checkpoint (or a public `_gen.pth`) -> (denoiser in eval mode on `device`, sampling defaults)."""
+) -> tuple[SR3Denoiser, SamplingConfig]:
+    """Load an SR3 checkpoint (or a public `_gen.pth`) -> (denoiser in eval mode on `device`, its sampling)."""
     return sr3_from_checkpoint(read_sr3_checkpoint(path, config), device)
 
 
-def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, dict[str, Any]]:
-    """An already loaded SR3 checkpoint -> (denoiser in eval mode on `device`, sampling defaults)."""
+def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, SamplingConfig]:
+    """An already loaded SR3 checkpoint -> (denoiser in eval mode on `device`, its stored sampling settings)."""
     cfg = sr3_config_from_dict(ck.config)
     model = SR3Denoiser(cfg)
     model.load_state_dict(ck.state_dict)
-    return model.to(device).eval().requires_grad_(False), dict(ck.extra.get("sampling") or sampling_defaults(cfg))
+    sampling = SamplingConfig.from_dict(ck.extra.get("sampling"), cfg.train_schedule)
+    return model.to(device).eval().requires_grad_(False), sampling
 
 
 @dataclass
@@ -57,9 +59,9 @@ class SR3Method:
     scale: int
     model: SR3Denoiser
     schedule: Schedule
-    sampler: str = SR3Config.SAMPLER
-    clip_x0: bool = SR3Config.CLIP_X0
-    variance: str = SR3Config.VARIANCE  # ancestral noise: β_t (Algorithm 2) or the posterior's β̃_t (the public code)
+    sampler: str = SamplingConfig.sampler
+    clip_x0: bool = SamplingConfig.clip_x0
+    variance: str = SamplingConfig.variance  # ancestral noise: β_t (Algorithm 2) or the posterior's β̃_t
     seed: int = 0
     tile: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -154,24 +156,22 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
 
     CKPT may be the public code's `I…_gen.pth`, converted on the fly with option `config` (its JSON).
     """
-    model, sampling = load_sr3(arg, ctx.device, ctx.option("config"))
+    o = ctx.options_of(SR3MethodOptions)
+    model, stored = load_sr3(arg, ctx.device, o.config)
     cfg = model.cfg
-    sampler = str(ctx.option("sampler", sampling.get("sampler", SR3Config.SAMPLER)))
-    get_sampler(sampler)  # fail early on an unknown name
-    variance = str(ctx.option("variance", sampling.get("variance", SR3Config.VARIANCE)))
-    if variance not in VARIANCES:
-        raise ValueError(f"option variance must be one of {VARIANCES}, got {variance!r}")
-    schedule = from_spec(sampling["schedule"])
-    steps = ctx.option("steps")
-    if steps is not None and int(steps) != schedule.T:
+    # The checkpoint's sampling settings, each option that is set replacing its stored value.
+    sampling = stored.override(sampler=o.sampler, variance=o.variance, clip_x0=o.clip_x0)
+    sampler, variance = sampling.sampler, sampling.variance
+    schedule = from_spec(sampling.schedule)
+    if o.steps is not None and int(o.steps) != schedule.T:
         # --steps N: the checkpoint's sampling schedule respaced to N steps over the same γ range.
-        schedule = schedule.respace(int(steps))
-    tile = int(ctx.option("tile", cfg.unet.image_size // cfg.scale))
-    bf16 = ctx.device.type == "cuda" and ctx.option("precision", "bf16") == "bf16"
-    noise_aug = float(ctx.option("noise_aug", 0.0))
+        schedule = schedule.respace(int(o.steps))
+    tile = int(cfg.unet.image_size // cfg.scale if o.tile is None else o.tile)
+    bf16 = ctx.device.type == "cuda" and o.precision == "bf16"
+    noise_aug = float(o.noise_aug or 0.0)
     if noise_aug and cfg.noise_aug <= 0:
         raise ValueError(f"option noise_aug={noise_aug}: {arg} was not trained with noise augmentation (noise_aug 0)")
-    if ctx.option("compile", False):
+    if o.compile:
         # method_options {compile: true}: torch.compile the U-Net (worth it for many sampling steps on a GPU).
         model.net = torch.compile(model.net)
     info = {
@@ -191,7 +191,7 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         model,
         schedule,
         sampler=sampler,
-        clip_x0=bool(ctx.option("clip_x0", sampling.get("clip_x0", SR3Config.CLIP_X0))),
+        clip_x0=bool(sampling.clip_x0),
         variance=variance,
         seed=ctx.seed,
         tile=tile,

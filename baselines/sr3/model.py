@@ -7,19 +7,20 @@ unscaled, the public re-implementation's convention, for its checkpoints) and th
 output (`precond.py`: `eps` as the paper, `x0`, `v`, or `edm`). `SR3Denoiser(x_up, y_t, γ)` returns ŷ0
 whatever the parameterization; `eps(...)` returns ε̂.
 
-`SR3Config` is the one place that holds SR3's defaults: the model's (its fields) and the sampling defaults
-written into new checkpoints (its class constants).
+`SR3Config` holds the model's defaults (its fields); `SamplingConfig` is the one home of the sampling settings:
+their defaults, what a checkpoint stores under `sampling`, and what method options override.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from baselines.sr3.precond import get_precond
+from baselines.sr3.samplers import VARIANCES, get_sampler
 from baselines.sr3.schedule import TRAIN_DEFAULT
 from baselines.unet import UNet, UNetConfig, unet_config_from_dict
 from evalsuite.degrade import backproject
@@ -56,11 +57,6 @@ class SR3Config:
     # tiny demo SR3 only half learned. The conditioning input stays x_up. Experimental: with the L1 loss the
     # tiny model then generates no texture (docs/sr3.md, baselines/demo/MODEL_CARD.md).
     backproject: int = 0
-    # Sampling defaults written into new checkpoints (not fields: a checkpoint keeps them in its extras).
-    SAMPLER: ClassVar[str] = "ancestral"
-    SAMPLING_STEPS: ClassVar[int] = 100
-    CLIP_X0: ClassVar[bool] = True
-    VARIANCE: ClassVar[str] = "beta"  # ancestral noise: β_t (Algorithm 2) or `posterior` (β̃_t)
 
     def __post_init__(self) -> None:
         """Validate the choices (an unknown parameterization lists the valid ones)."""
@@ -80,19 +76,53 @@ class SR3Config:
             raise ValueError(f"noise_aug must be in [0, 1] (std in [-1, 1] units; 0: off), got {self.noise_aug}")
 
 
-def sampling_defaults(
-    cfg: SR3Config,
-    sampler: str = SR3Config.SAMPLER,
-    steps: int = SR3Config.SAMPLING_STEPS,
-    clip_x0: bool = SR3Config.CLIP_X0,
-) -> dict[str, Any]:
-    """Default inference settings: the training γ range respaced to `steps` steps."""
-    return {
-        "sampler": sampler,
-        "steps": steps,
-        "clip_x0": clip_x0,
-        "schedule": {"kind": "respace", "steps": steps, "base": dict(cfg.train_schedule)},
-    }
+@dataclass(frozen=True)
+class SamplingConfig:
+    """SR3's sampling settings: their one home. A checkpoint stores them (`sampling`); method options override them.
+
+    `steps` is the number of sampler steps; `schedule` the inference schedule's spec (None: the training
+    schedule respaced to `steps`, over the same γ range).
+    """
+
+    sampler: str = "ancestral"  # ancestral (Algorithm 2) | ddim
+    steps: int = 100  # the paper samples with at most 100 steps
+    clip_x0: bool = True  # clip the predicted y0 to [-1, 1] at every step
+    variance: str = "beta"  # ancestral noise: β_t (Algorithm 2) or `posterior` (β̃_t, the public code)
+    schedule: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        """Validate the choices (names listed)."""
+        get_sampler(self.sampler)  # an unknown name lists the valid ones
+        if self.variance not in VARIANCES:
+            raise ValueError(f"sampling variance must be one of {VARIANCES}, got {self.variance!r}")
+        if int(self.steps) < 1:
+            raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, train_schedule: dict[str, Any] | None = None) -> SamplingConfig:
+        """A checkpoint's `sampling` dict (keys it lacks take the defaults) -> the config with its schedule."""
+        known = {f: v for f, v in (d or {}).items() if f in cls.__dataclass_fields__}
+        cfg = cls(**known)
+        if cfg.schedule is None and train_schedule is not None:
+            cfg = replace(cfg, schedule={"kind": "respace", "steps": int(cfg.steps), "base": dict(train_schedule)})
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON stored in a checkpoint's extras under `sampling`."""
+        return {"sampler": self.sampler, "steps": int(self.steps), "clip_x0": bool(self.clip_x0),
+                "variance": self.variance, "schedule": self.schedule}
+
+    def override(self, **options: Any) -> SamplingConfig:
+        """The settings with the given options replacing the stored ones (None: keep the stored value)."""
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+
+
+def sampling_defaults(cfg: SR3Config, sampling: SamplingConfig | None = None, **settings: Any) -> dict[str, Any]:
+    """The `sampling` dict a new checkpoint stores: `sampling` (or the defaults, with `settings`) over the
+    training schedule respaced to its steps."""
+    base = (sampling or SamplingConfig()).override(**settings)
+    return SamplingConfig.from_dict({**base.to_dict(), "schedule": None}, cfg.train_schedule).to_dict()
 
 
 def sr3_config_from_dict(d: dict[str, Any]) -> SR3Config:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from baselines.sr3.loss import sr3_loss
-from baselines.sr3.model import SR3Config, SR3Denoiser, diffused, residual_base, sampling_defaults
+from baselines.sr3.model import SamplingConfig, SR3Config, SR3Denoiser, diffused, residual_base, sampling_defaults
 from baselines.sr3.precond import get_precond
 from baselines.sr3.schedule import PAPER_TRAIN, TRAIN_DEFAULT, from_spec, training_schedule
 from baselines.train import Batch, StepOutput, TrainConfig, config_from_options
@@ -29,9 +29,10 @@ class DiffusionOptions:
     T: int = TRAIN_DEFAULT["T"]  # noqa: N815 - the paper's name
     dropout: float = -1.0  # < 0: the preset's
     width: int = 0  # the U-Net's base channel count; 0: the preset's
-    sampler: str = SR3Config.SAMPLER  # sampling defaults stored in the checkpoint
-    steps: int = SR3Config.SAMPLING_STEPS
-    clip_x0: bool = SR3Config.CLIP_X0
+    # The sampling settings stored in the checkpoint (SamplingConfig; `run benchmark` options override them).
+    sampler: str = SamplingConfig.sampler
+    sample_steps: int = SamplingConfig.steps  # sampler steps (not training steps: those are `train --steps`)
+    clip_x0: bool = SamplingConfig.clip_x0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class DiffusionRecipe:
     def checkpoint_extra(self) -> dict[str, Any]:
         """Sampling defaults."""
         o = self.options
-        return {"sampling": sampling_defaults(self.config, o.sampler, o.steps, o.clip_x0)}
+        stored = SamplingConfig(sampler=o.sampler, steps=o.sample_steps, clip_x0=o.clip_x0)
+        return {"sampling": sampling_defaults(self.config, stored)}
 
 
 class SR3Recipe(DiffusionRecipe):

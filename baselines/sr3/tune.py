@@ -18,7 +18,6 @@ import torch
 
 from baselines.checkpoint import load_checkpoint, save_checkpoint
 from baselines.sr3.method import SR3Method, sr3_from_checkpoint
-from baselines.sr3.model import SR3Config
 from baselines.sr3.schedule import Schedule, from_spec, linear
 from evalsuite.datasets import BadImageError, load_rgb, resolve_data, scan_folder
 from evalsuite.degrade import degrade, to_tensor
@@ -137,7 +136,7 @@ def tune_schedule(
     fallback = f" (auto: the first usable of {', '.join(FALLBACK)})" if metric == "auto" else ""
     log(f"tuning on {len(ids)} held-out crops of {cfg.unet.image_size}px with metric {metric_name}{fallback}")
     # Candidates: the checkpoint's current schedule, then the linear-β grid.
-    cands: list[Schedule] = [from_spec(sampling["schedule"])]
+    cands: list[Schedule] = [from_spec(sampling.schedule)]
     for n, b0, b1 in itertools.product(steps_grid, beta_start_grid, beta_end_grid):
         if b0 < b1:
             cands.append(linear(int(n), float(b0), float(b1)))
@@ -148,9 +147,9 @@ def tune_schedule(
             cfg.scale,
             model,
             sched,
-            sampler=sampling.get("sampler", SR3Config.SAMPLER),
-            clip_x0=bool(sampling.get("clip_x0", SR3Config.CLIP_X0)),
-            variance=sampling.get("variance", SR3Config.VARIANCE),
+            sampler=sampling.sampler,
+            clip_x0=sampling.clip_x0,
+            variance=sampling.variance,
             seed=seed,
             device=dev,
             bf16=dev.type == "cuda",
@@ -162,7 +161,7 @@ def tune_schedule(
     best = ranked[0]
     # Write a new checkpoint: same weights and config, sampling defaults = the best schedule.
     extra = dict(ck.extra)
-    extra["sampling"] = {**sampling, "steps": best.steps, "schedule": best.spec}
+    extra["sampling"] = sampling.override(steps=best.steps, schedule=best.spec).to_dict()
     extra["tuned"] = {"metric": metric_name, "score": best.score, "images": len(ids), "data": str(data)}
     dest = (
         Path(out) if out else Path(ckpt).with_name(Path(ckpt).name.removesuffix(".safetensors") + "-tuned.safetensors")
