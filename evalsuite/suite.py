@@ -183,12 +183,12 @@ def run_suite(
             entry: dict[str, Any] = {"set": set_name, "data": data, "scale": scale, "run_dir": None,
                                      "left_out": left_out, "error": ""}
             sub_runs.append(entry)
+            log(f"== {set_name} x{scale} -> {sub}")
             for label, why in left_out.items():
                 log(f"note: {set_name} x{scale}: {label} left out ({why})")
             if not keep:
                 entry["error"] = "no method runs at this scale"
                 continue
-            log(f"== {set_name} x{scale} -> {sub}")
             sub_spec = spec.base.replace(
                 name=f"{spec.base.name}-{set_name}-x{scale}", data=data, task=None, scale=scale, lr=None,
                 methods=tuple(keep), out=str(sub), report=spec.sub_reports and spec.base.report,
