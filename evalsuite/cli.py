@@ -168,8 +168,11 @@ def _run_suite(suite) -> int:
     hooks = (SUITE_REPORT_HOOK,) if suite.base.report else ()
     table = run_suite(suite, hooks=hooks)
     shown = table[table["mean"].notna()][["set", "scale", "method", "metric", "mean", "n"]]
-    print()
-    print(shown.pivot_table(index="method", columns=["set", "scale", "metric"], values="mean").round(4).to_string())
+    if len(shown):
+        print()
+        print(shown.pivot_table(index="method", columns=["set", "scale", "metric"], values="mean").round(4).to_string())
+    else:
+        print(f"error: no value was computed; see the sub-runs in {suite.out_dir}", file=sys.stderr)
     print(f"\nsuite folder: {suite.out_dir.resolve()}")
     if (suite.out_dir / "report.html").exists():
         print(f"report: {(suite.out_dir / 'report.html').resolve()}")

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalsuite import distributed as D
 from evalsuite.io import atomic_write_text
 from evalsuite.lazy import load_object
 from evalsuite.options import check_keys
@@ -168,9 +169,11 @@ def run_suite(
     from evalsuite.runner import NoUsableImagesError, run
 
     _check_data(spec)
+    say = log if D.is_main() else (lambda *a, **k: None)
     out = spec.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "suite.yaml", _yaml(spec.to_dict()))
+    if D.is_main():
+        atomic_write_text(out / "suite.yaml", _yaml(spec.to_dict()))
     names = set_names(spec.data)
     methods = list(spec.base.methods)
     if not methods:
@@ -183,9 +186,9 @@ def run_suite(
             entry: dict[str, Any] = {"set": set_name, "data": data, "scale": scale, "run_dir": None,
                                      "left_out": left_out, "error": ""}
             sub_runs.append(entry)
-            log(f"== {set_name} x{scale} -> {sub}")
+            say(f"== {set_name} x{scale} -> {sub}")
             for label, why in left_out.items():
-                log(f"note: {set_name} x{scale}: {label} left out ({why})")
+                say(f"note: {set_name} x{scale}: {label} left out ({why})")
             if not keep:
                 entry["error"] = "no method runs at this scale"
                 continue
@@ -197,10 +200,12 @@ def run_suite(
                 run(sub_spec, log=log, progress=progress)
             except NoUsableImagesError as exc:  # one empty set never sinks the others
                 entry["error"] = str(exc)
-                log(f"error: {set_name} x{scale}: {exc}")
+                say(f"error: {set_name} x{scale}: {exc}")
                 continue
             entry["run_dir"] = str(sub)
     table = combine(spec, sub_runs)
+    if not D.is_main():  # under torchrun every rank ran the sub-runs; rank 0 writes the suite's files
+        return table
     atomic_write_text(out / SUITE_CSV, table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / SUITE_JSON, json.dumps({"spec": spec.to_dict(), "runs": sub_runs}, indent=1,
                                                    default=str))
@@ -208,7 +213,7 @@ def run_suite(
         try:
             load_object(target)(out)
         except Exception as exc:  # a failing report never loses the numbers written
-            log(f"warning: post-run hook {target} failed: {type(exc).__name__}: {exc}")
+            say(f"warning: post-run hook {target} failed: {type(exc).__name__}: {exc}")
     return table
 
 

@@ -150,7 +150,7 @@ def perception_distortion(
             ax.invert_xaxis()  # the better corner is always top right
         if di.higher_is_better is False:
             ax.invert_yaxis()
-        ax.annotate("better", xy=(0.97, 0.95), xycoords="axes fraction", ha="right", va="top", fontsize=8,
+        ax.annotate("better \u2197", xy=(0.97, 0.95), xycoords="axes fraction", ha="right", va="top", fontsize=8,
                     color="#555555")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
         fig.tight_layout()

@@ -456,6 +456,7 @@ def to_html(table: Table, standalone: bool = True) -> str:
         return body
     css = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}"
            "th,td{padding:.25em .6em;text-align:right}th:first-child,td:first-child{text-align:left}"
+           "thead tr:first-child th[colspan]{text-align:center;border-bottom:1px solid #999}"
            "thead tr:last-child th{border-bottom:1px solid #000}thead{border-top:2px solid #000}"
            "tbody{border-bottom:2px solid #000}.ci{color:#666;font-size:.85em}tr.paper th{font-style:italic}"
            ".sr-notes{font-size:.85em;color:#333}")
