@@ -121,13 +121,20 @@ def _cmd_cascade(args: argparse.Namespace) -> int:
 SUITE_REPORT_HOOK = "reports.suite:write_suite_report"
 
 
+def _scales(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in _csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: give integers such as 2,3,4") from None
+
+
 def _add_suite(rsub: argparse._SubParsersAction) -> None:
     """`run suite`: many test sets x scales, one sub-run each, one table (evalsuite.suite, docs/reports.md)."""
     s = rsub.add_parser("suite", help="many test sets x scales in one run folder: one sub-run each, one table",
                         formatter_class=_MetricsHelp)
     s.add_argument("--config", help="YAML spec file with a `suite:` key (data, scales); flags override its keys")
     s.add_argument("--data", type=_csv, help="comma-separated set names (set5,set14,...) or folders")
-    s.add_argument("--scales", type=lambda t: tuple(int(x) for x in _csv(t)), help="comma-separated scales, e.g. 2,3,4")
+    s.add_argument("--scales", type=_scales, help="comma-separated integer scales, e.g. 2,3,4")
     s.add_argument("--methods", type=_methods_list, help="comma-separated methods (sweeps allowed, as in benchmark)")
     s.add_argument("--metrics", type=_csv, help="comma-separated metric names (listed from their declarations)")
     s.add_argument("--protocol", choices=["basicsr"], help="basicsr: PSNR/SSIM on Y, crop border = scale")

@@ -58,6 +58,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.gallery < 0 or args.worst < 0:
         raise ValueError("--gallery and --worst must be 0 or more")
+    if (Path(args.run_dir) / "suite.csv").exists():
+        # A suite folder of `evalsuite run suite`: the table on top, then the sub-runs (docs/reports.md).
+        from reports.suite import write_suite_report
+
+        print(f"report: {write_suite_report(args.run_dir, args.out).resolve()}")
+        return 0
     if (Path(args.run_dir) / "cascade.json").exists():
         # A run folder of `evalsuite run cascade`: its own report (docs/cascade.md).
         from reports.cascade import write_cascade_report

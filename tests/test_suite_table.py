@@ -60,6 +60,8 @@ def test_suite_runs_every_set_and_scale_as_a_normal_run_and_combines_them(suite_
     html = (suite_dir / "report.html").read_text()
     assert html.index('class="sr-table"') < html.index('id="runs"')  # the table on top
     assert "x2 only (sr3-sr3)" in html
+    (suite_dir / "report.html").unlink()
+    assert main(["report", str(suite_dir)]) == 0 and (suite_dir / "report.html").read_text().count("sr-table") >= 1
 
 
 def test_suite_rerun_reuses_every_output_and_recomputes_nothing(suite_dir, monkeypatch):
@@ -198,3 +200,24 @@ def test_table_cli_writes_a_file_and_rejects_a_folder_that_is_not_a_run(suite_di
     assert "neither a suite folder" in capsys.readouterr().err
     assert main(["table", str(suite_dir), "--metrics", "fid"]) == 2
     assert "not in these runs" in capsys.readouterr().err
+
+
+def test_scale_limits_come_from_the_registry_without_loading_weights():
+    from evalsuite.suite import scale_limits, set_names
+
+    keep, left_out = scale_limits(["bicubic", "realesrgan-x4plus", "esrgan-thick-x2", "esrgan-thick-x4"], 4)
+    assert keep == ["bicubic", "realesrgan-x4plus", "esrgan-thick-x4"]
+    assert left_out == {"esrgan-thick-x2": "x2 only"}
+    assert scale_limits(["realesrgan-x4plus"], 2) == ([], {"realesrgan-x4plus": "x4 only"})
+    assert set_names(["set5", "/data/a/HR/", "/data/b/HR"]) == ["set5", "HR", "HR-2"]
+
+
+def test_two_runs_side_by_side_name_a_shared_method_by_its_run(tmp_path):
+    for name, psnr in (("monday", 25.0), ("tuesday", 26.0)):
+        _write_run(tmp_path / name, [{"method": "bicubic", "n_images": 2, "psnr": 24.0},
+                                     {"method": "sr3-ckpt", "n_images": 2, "psnr": psnr}],
+                   task={"name": "x4", "scale": 4})
+        (tmp_path / name / "spec.yaml").write_text("data: set5\n")
+    md = render(build_table([tmp_path / "monday", tmp_path / "tuesday"]), "markdown")
+    assert _cell(md, "sr3-ckpt [tuesday]", 0) == "**26.00**" and _cell(md, "sr3-ckpt [monday]", 0) == "<u>25.00</u>"
+    assert "Method (set5 \u00d74)" in md
