@@ -114,3 +114,30 @@ def test_perception_distortion_plane_pairs_a_distortion_metric_with_a_perceptual
     svg = perception_distortion(summary, ["psnr", "lpips"], [])
     assert "LPIPS" in svg and "PSNR" in svg and ">a<" in svg and ">c<" in svg
     assert "reference (HR)" not in svg
+
+
+def test_sampler_sweep_is_plotted_on_a_categorical_axis_and_glob_sweeps_by_training_step(tmp_path):
+    from evalsuite.sweep import Variant, write_sweeps
+    from reports.sweeps import sweep_groups, sweep_plot
+
+    summary = pd.DataFrame({
+        "method": ["m@sampler=ddim", "m@sampler=ancestral", "ck-000200", "ck-000030", "bicubic"],
+        "n_images": [2] * 5, "psnr": [25.0, 24.0, 23.0, 21.0, 22.0], "ssim": [None] * 5,
+    })
+    write_sweeps(tmp_path, [
+        (Variant("sr3:m@sampler=ddim", "sr3:m@sampler=ddim,ancestral", "sampler", "ddim"), "m@sampler=ddim"),
+        (Variant("sr3:m@sampler=ancestral", "sr3:m@sampler=ddim,ancestral", "sampler", "ancestral"),
+         "m@sampler=ancestral"),
+        (Variant("sr3:ck-000200.safetensors", "sr3:ck-*.safetensors", "checkpoint", 200), "ck-000200"),
+        (Variant("sr3:ck-000030.safetensors", "sr3:ck-*.safetensors", "checkpoint", 30), "ck-000030"),
+        (Variant("bicubic"), "bicubic"),
+    ])
+    groups = sweep_groups(tmp_path, summary)
+    assert [(g["key"], [v for v, _ in g["points"]]) for g in groups] == [
+        ("sampler", ["ddim", "ancestral"]), ("checkpoint", [200, 30])]
+    svg = sweep_plot(groups[0], summary, ["psnr", "ssim"])
+    assert ">ddim<" in svg and ">ancestral<" in svg and "SSIM" not in svg  # no values: no panel
+    svg = sweep_plot(groups[1], summary, ["psnr"])
+    assert "training step (checkpoint)" in svg
+    write_sweeps(tmp_path, [(Variant("bicubic"), "bicubic")])  # a rerun without sweeps drops the old file
+    assert not (tmp_path / "sweeps.json").exists()
