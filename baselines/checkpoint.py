@@ -132,3 +132,15 @@ def load_state(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"training state {path} does not exist; cannot resume without it")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def checkpoint_scales(path: str | Path | None) -> tuple[int, ...] | None:
+    """The scale an evalsuite checkpoint was trained for, read from its metadata alone (None: not known)."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        config = json.loads(read_metadata(path).get("config") or "{}")
+    except (NotACheckpointError, ValueError):
+        return None
+    scale = config.get("scale") if isinstance(config, dict) else None
+    return (int(scale),) if isinstance(scale, int) and scale > 0 else None

@@ -12,6 +12,7 @@ from evalsuite.methods import register
 _SR3 = "baselines.options:SR3MethodOptions"
 _REG = "baselines.options:RegressionMethodOptions"
 _GAN = "baselines.options:GANMethodOptions"
+_CKPT_SCALES = "baselines.checkpoint:checkpoint_scales"  # the scale in a checkpoint's config
 
 
 def register_methods() -> None:
@@ -23,7 +24,8 @@ def register_methods() -> None:
         "spandrel", "baselines.gan.method:build_spandrel_method", "any checkpoint spandrel can load", True, options=_GAN
     )
     register(
-        "sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True, options=_SR3
+        "sr3", "baselines.sr3.method:build_sr3", "SR3 checkpoint trained by `evalsuite train sr3`", True, options=_SR3,
+        scales=_CKPT_SCALES,
     )
     register(
         "regression",
@@ -31,14 +33,17 @@ def register_methods() -> None:
         "regression U-Net from `evalsuite train regression`",
         True,
         options=_REG,
+        scales=_CKPT_SCALES,
     )
-    register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True, options=_GAN)
+    register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True, options=_GAN,
+             scales=_CKPT_SCALES)
     register(
         "realesrgan-x4plus",
         "baselines.gan.method:build_realesrgan",
         "Real-ESRGAN x4plus (RRDBNet)",
         available="baselines.gan.method:realesrgan_available",
         options=_GAN,
+        scales=(4,),
     )
     for s in (2, 3, 4, 8):
         register(
@@ -47,6 +52,7 @@ def register_methods() -> None:
             f"ESRGAN-thick x{s} (converted from @upscalerjs/esrgan-thick)",
             available="baselines.gan.method:esrgan_thick_available",
             options=_GAN,
+            scales=(s,),
         )
     register(
         "sr3-demo",
@@ -54,6 +60,7 @@ def register_methods() -> None:
         "SR3 trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
         available="baselines.demo:sr3_demo_available",
         options=_SR3,
+        scales=(4,),
     )
     register(
         "regression-demo",
@@ -61,6 +68,7 @@ def register_methods() -> None:
         "the regression baseline trained by this project (tiny, 4x, shipped; baselines/demo/MODEL_CARD.md)",
         available="baselines.demo:regression_demo_available",
         options=_REG,
+        scales=(4,),
     )
 
 

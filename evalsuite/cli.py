@@ -11,6 +11,12 @@ from evalsuite.options import csv_names as _csv
 from evalsuite.plugins import command_adders
 
 
+def _methods_list(text: str) -> tuple[str, ...]:
+    from evalsuite.sweep import split_methods  # keeps `@steps=10,25` with its method
+
+    return split_methods(text)
+
+
 class _MetricsHelp(argparse.HelpFormatter):
     """Writes the `--metrics` help from the metric declarations, only when help is printed."""
 
@@ -39,7 +45,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
     b.add_argument("--scale", type=int, help="custom integer scale (HR images keep their size)")
-    b.add_argument("--methods", type=_csv, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors")
+    b.add_argument("--methods", type=_methods_list, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors; "
+                   "sweeps: sr3:CKPT@steps=10,25@sampler=ddim,ancestral, sr3:'runs/x/ckpt-*.safetensors'")
     b.add_argument("--metrics", type=_csv, help="comma-separated metric names (listed from their declarations)")
     b.add_argument("--out", help="run folder")
     b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
@@ -62,6 +69,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
     b.set_defaults(func=_cmd_benchmark)
     p.kinds = rsub  # where command plugins add `run KIND` (run_kinds)
+    from evalsuite.cli_suite import add_suite_parser  # `run suite` (evalsuite/suite.py)
+
+    add_suite_parser(rsub)
 
 
 def run_kinds(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -120,6 +130,11 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from evalsuite.runner import NoUsableImagesError, run
 
     spec = spec_from_args(args)
+    if spec.suite:  # a spec file with a `suite:` key runs a suite
+        from evalsuite.cli_suite import run_suite_cli
+        from evalsuite.suite import SuiteSpec
+
+        return run_suite_cli(SuiteSpec.from_spec(spec))
     try:
         results = run(spec)
     except NoUsableImagesError as exc:

@@ -21,6 +21,7 @@ import torch
 from evalsuite.lazy import load_object
 from evalsuite.options import OptionError, build_options, check_keys, option_names
 from evalsuite.plugins import load_providers
+from evalsuite.sweep import split_variant, typed_settings, variant_label
 
 T = TypeVar("T")
 
@@ -67,6 +68,8 @@ class MethodEntry:
     available: str | None = None  # "module:function" -> () -> (bool, reason)
     options: str | None = None  # "module:Class": the frozen options dataclass (None: takes no options)
     free_options: bool = False  # a plugin without an options class: its dict is passed as given
+    # The scales it can run at: a tuple, or "module:function" -> (arg) -> tuple | None; None: any (or unknown).
+    scales: tuple[int, ...] | str | None = None
 
     def options_class(self) -> type | None:
         """The options dataclass, imported on first use."""
@@ -84,9 +87,10 @@ def register(
     available: str | None = None,
     options: str | None = None,
     free_options: bool = False,
+    scales: tuple[int, ...] | str | None = None,
 ) -> None:
     """Register a method name (or a `prefix` for `prefix:ARG` names) with its options dataclass, if any."""
-    REGISTRY[name] = MethodEntry(target, help, takes_arg, available, options, free_options)
+    REGISTRY[name] = MethodEntry(target, help, takes_arg, available, options, free_options, scales)
 
 
 def registered_methods() -> dict[str, MethodEntry]:
@@ -96,7 +100,8 @@ def registered_methods() -> dict[str, MethodEntry]:
 
 
 def split_name(spec: str) -> tuple[str, str | None]:
-    """'sr3:path/ckpt' -> ('sr3', 'path/ckpt'); 'bicubic' -> ('bicubic', None)."""
+    """'sr3:path/ckpt' -> ('sr3', 'path/ckpt'); 'bicubic' -> ('bicubic', None); settings (`@steps=10`) dropped."""
+    spec = split_variant(spec)[0]
     registry = registered_methods()
     if spec in registry:
         return spec, None
@@ -145,12 +150,14 @@ def method_options(spec: str, method_options: Mapping[str, dict[str, Any]]) -> A
     key, _ = split_name(spec)
     entry = registered_methods()[key]
     cls = entry.options_class()
+    base, fixed = split_variant(spec)
     merged: dict[str, Any] = {}
-    for k in (ALL_METHODS, key, spec):
+    for k in dict.fromkeys((ALL_METHODS, key, base, spec)):
         values = dict(method_options.get(k) or {})
         if k == ALL_METHODS:
             values = {n: v for n, v in values.items() if cls is not None and n in option_names(cls)}
         merged.update(values)
+    merged.update(typed_settings(base, fixed))  # a sweep's settings (`@steps=10`) win
     if cls is None:
         return merged
     return build_options(cls, merged, f"method {spec!r}")
@@ -165,6 +172,7 @@ def build_method(spec: str, ctx: MethodContext) -> Method:
     """Build a method from its name in `--methods`."""
     key, arg = split_name(spec)
     entry = registered_methods()[key]
+    spec = split_variant(spec)[0]  # its settings reached the factory through ctx.options
     if entry.takes_arg and not arg:
         raise ValueError(f"method {key!r} needs an argument: {key}:PATH")
     factory = load_object(entry.target)
@@ -190,9 +198,21 @@ def method_label(spec: str) -> str:
     """A short, file-name-safe label for a method spec (the `method` column and outputs/<label>/)."""
     key, arg = split_name(spec)
     if arg is None:
-        return key
+        return variant_label(spec, key)
     stem = re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1])
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}")
+    return variant_label(spec, re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}"))
+
+
+def method_scales(spec: str) -> tuple[int, ...] | None:
+    """The scales a method can run at (from its registration or its checkpoint), or None: any, or unknown."""
+    key, arg = split_name(spec)
+    scales = registered_methods()[key].scales
+    if isinstance(scales, str):
+        try:
+            scales = load_object(scales)(arg)
+        except Exception:  # unreadable checkpoint: unknown here; building it says why
+            return None
+    return tuple(scales) if scales else None
 
 
 def image_seed(seed: int, image_id: str) -> int:

@@ -141,6 +141,15 @@ def get(group: str, name: str, what: str) -> Any:
     return obj
 
 
+def hook(target: str) -> Callable[..., Any]:
+    """A post-run hook: "module:function", or the name of a hook plugin (group `evalsuite.hooks`)."""
+    if ":" in target:
+        from evalsuite.lazy import load_object
+
+        return load_object(target)
+    return get("evalsuite.hooks", target, "post-run hook")
+
+
 def command_adders() -> list[Callable[[Any], None]]:
     """The `add_parsers(subparsers)` functions of every installed command plugin."""
     return [_load(ep) for ep in entry_points(COMMAND_GROUP)]

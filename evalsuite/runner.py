@@ -21,7 +21,6 @@ from evalsuite import distributed as D
 from evalsuite import plugins
 from evalsuite.datasets import resolve_inputs
 from evalsuite.io import atomic_write_text
-from evalsuite.lazy import load_object
 from evalsuite.lr_source import NO_HR_NOTE, check_metrics, generated_inputs
 from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
@@ -30,6 +29,7 @@ from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, Prep
 from evalsuite.results import FAILURE_COLUMNS, REFERENCE_ROW, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
+from evalsuite.sweep import expand_methods, write_sweeps
 from evalsuite.tasks import Task, resolve_task
 from evalsuite.weights import MissingWeightsError
 
@@ -59,13 +59,16 @@ def _methods(spec: BenchmarkSpec, task: Task, say: Callable[[str], None]) -> lis
     names = list(spec.methods) or default_methods(task, say)
     if not names:
         raise ValueError("no methods to run; pass --methods (for example bicubic)")
+    variants = expand_methods(names)  # sweeps (`sr3:m@steps=10,25`) and checkpoint globs, checked here
     out: list[tuple[str, str]] = []
-    for name in names:
-        split_name(name)
-        label = method_label(name)
+    for v in variants:
+        split_name(v.name)
+        label = method_label(v.name)
         while label in [lab for _, lab in out]:
             label += "_"
-        out.append((name, label))
+        out.append((v.name, label))
+    if D.is_main():
+        write_sweeps(spec.out_dir, [(v, lab) for v, (_, lab) in zip(variants, out, strict=True)])
     return out
 
 
@@ -198,8 +201,7 @@ def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:
     """Call the spec's post-run hooks (the report first); a failing hook never loses the numbers written."""
     for target in spec.hooks:
         try:
-            hook = load_object(target) if ":" in target else plugins.get("evalsuite.hooks", target, "post-run hook")
-            hook(spec.out_dir)
+            plugins.hook(target)(spec.out_dir)
         except Exception as exc:
             say(f"warning: post-run hook {target} failed: {reason(exc)}")
 

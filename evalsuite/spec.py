@@ -64,6 +64,8 @@ class BenchmarkSpec:
     metric_options: dict[str, Any] = field(default_factory=dict)
     report: bool = True  # run REPORT_HOOK after the run's files are written
     post_run: tuple[str, ...] = ()  # more hooks: "module:function(run_dir)" or a hook plugin's name
+    # {data: [set5, DIR, ...], scales: [2, 4]}: a suite, one sub-run per (set, scale) (evalsuite/suite.py)
+    suite: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Normalize sequences so a spec from YAML equals one from flags.
@@ -105,6 +107,8 @@ class BenchmarkSpec:
         """Plain dict (lists, not tuples) for YAML/JSON."""
         d = dataclasses.asdict(self)
         d["methods"], d["metrics"], d["post_run"] = list(self.methods), list(self.metrics), list(self.post_run)
+        if d["suite"] is None:
+            del d["suite"]  # a plain run's spec.yaml stays as it was
         return d
 
     def to_yaml(self) -> str:
@@ -116,9 +120,13 @@ class BenchmarkSpec:
         """Build from a dict, rejecting unknown keys with their names."""
         check_keys(d, (f.name for f in fields(cls)), "spec", "key")
         d = dict(d)
-        for key in ("methods", "metrics"):
+        for key in ("metrics",):
             if isinstance(d.get(key), str):
                 d[key] = tuple(x.strip() for x in d[key].split(",") if x.strip())
+        if isinstance(d.get("methods"), str):
+            from evalsuite.sweep import split_methods  # `sr3:m@steps=10,25` stays one entry
+
+            d["methods"] = split_methods(d["methods"])
         return cls(**d)
 
     @classmethod

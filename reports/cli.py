@@ -18,6 +18,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery", type=int, default=6, help="images in the side-by-side comparison (default 6)")
     p.add_argument("--worst", type=int, default=3, help="worst images listed per method (default 3)")
     p.set_defaults(func=_cmd_report)
+    _add_table(sub)
+
+
+def _add_table(sub: argparse._SubParsersAction) -> None:
+    """`evalsuite table RUN [RUN...]`: the paper-ready table (reports/table.py)."""
+    t = sub.add_parser("table", help="paper-ready table of suite/run folders: LaTeX, Markdown, CSV or HTML")
+    t.add_argument("runs", nargs="+", metavar="RUN", help="suite folders (`run suite`) or run folders")
+    t.add_argument("--format", default="markdown", choices=["latex", "markdown", "csv", "html"])
+    t.add_argument("--metrics", help="comma-separated metric columns, in order (default: every one with values)")
+    t.add_argument("--ci", action="store_true", help="add each value's 95%% bootstrap CI")
+    t.add_argument("--precision", type=int, help="decimals of every value (default: 2 from 1 up, else 4)")
+    t.add_argument("--with-paper", action="store_true", help="add the SR3 paper's own rows (marked) where tasks match")
+    t.add_argument("--caption", help="table caption")
+    t.add_argument("-o", "--out", help="write to FILE (default: print)")
+    t.set_defaults(func=_cmd_table)
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from evalsuite.io import atomic_write_text
+    from reports.table import TableOptions, build_table, render
+
+    if args.precision is not None and not 0 <= args.precision <= 10:
+        raise ValueError(f"--precision must be 0 to 10, got {args.precision}")
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
+    opts = TableOptions(metrics=metrics, ci=args.ci, precision=args.precision, with_paper=args.with_paper,
+                        caption=args.caption)
+    text = render(build_table(args.runs, opts), args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"table: {Path(args.out).resolve()}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -25,6 +58,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.gallery < 0 or args.worst < 0:
         raise ValueError("--gallery and --worst must be 0 or more")
+    if (Path(args.run_dir) / "suite.csv").exists():
+        # A suite folder of `evalsuite run suite`: the table on top, then the sub-runs (docs/reports.md).
+        from reports.suite import write_suite_report
+
+        print(f"report: {write_suite_report(args.run_dir, args.out).resolve()}")
+        return 0
     if (Path(args.run_dir) / "cascade.json").exists():
         # A run folder of `evalsuite run cascade`: its own report (docs/cascade.md).
         from reports.cascade import write_cascade_report

@@ -33,6 +33,7 @@ from reports.paper import paper_table
 from reports.samples import samples_section
 from reports.study import load_study
 from reports.study_section import study_section
+from reports.sweeps import sweeps_context
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -513,6 +514,7 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
         "gallery": gallery,
         "worst": _worst(run_dir, res, cols, primary, gallery_ids, opts),
         "samples": samples_section(run_dir, res.per_image, methods),
+        "sweeps": sweeps_context(run_dir, res.summary),  # metric vs swept value, perception-distortion plane
         "study": study_ctx,
     }
 
