@@ -21,7 +21,7 @@ import torch
 from evalsuite.lazy import load_object
 from evalsuite.options import OptionError, build_options, check_keys, option_names
 from evalsuite.plugins import load_providers
-from evalsuite.sweep import split_variant, typed_settings, variant_label
+from evalsuite.variants import split_variant, typed_settings, variant_label
 
 T = TypeVar("T")
 
@@ -145,6 +145,12 @@ def normalize_method_options(method_options: Mapping[str, Any]) -> dict[str, dic
     return out
 
 
+def method_settings(base: str, fixed: dict[str, str]) -> dict[str, Any]:
+    """A name's settings (`@steps=10`) typed and checked against the options of the method `base` names."""
+    entry = registered_methods()[split_name(base)[0]]
+    return typed_settings(entry.options_class(), entry.free_options, base, fixed)
+
+
 def method_options(spec: str, method_options: Mapping[str, dict[str, Any]]) -> Any:
     """The options of one method: `*` values it knows, then its registry key's, then its full name's."""
     key, _ = split_name(spec)
@@ -157,7 +163,7 @@ def method_options(spec: str, method_options: Mapping[str, dict[str, Any]]) -> A
         if k == ALL_METHODS:
             values = {n: v for n, v in values.items() if cls is not None and n in option_names(cls)}
         merged.update(values)
-    merged.update(typed_settings(base, fixed))  # a sweep's settings (`@steps=10`) win
+    merged.update(method_settings(base, fixed))  # a sweep's settings (`@steps=10`) win
     if cls is None:
         return merged
     return build_options(cls, merged, f"method {spec!r}")

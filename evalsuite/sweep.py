@@ -18,19 +18,15 @@ import glob
 import itertools
 import json
 import re
-import types
-import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from evalsuite.io import atomic_write_text
-from evalsuite.options import OptionError, build_options, check_keys, option_names
+from evalsuite.variants import _SETTING, parse_typed, split_variant, variant_label  # noqa: F401  (re-exported)
 
 SWEEPS_FILE = "sweeps.json"
-# Where a name's settings start: `@KEY=` (an `@` without `KEY=`, as in `hf:org/repo@main`, is part of the name).
-_SETTING = re.compile(r"@(?=[A-Za-z_][A-Za-z0-9_]*=)")
 CHECKPOINT_KEY = "checkpoint"  # the swept "key" of a checkpoint glob (its value: the step in the file name)
 
 
@@ -60,77 +56,12 @@ def split_methods(text: str) -> tuple[str, ...]:
 
 
 def _continues(piece: str) -> bool:
-    from evalsuite.methods import REGISTRY
+    from evalsuite.methods import registered_methods
 
+    registry = registered_methods()
     head = piece.split("@", 1)[0]
     prefix = head.partition(":")[0]
-    return head not in REGISTRY and prefix not in REGISTRY
-
-
-def split_variant(name: str) -> tuple[str, dict[str, str]]:
-    """'sr3:m@steps=10@sampler=ddim' -> ('sr3:m', {'steps': '10', 'sampler': 'ddim'}) (values as text)."""
-    m = _SETTING.search(name)
-    if m is None:
-        return name, {}
-    base, settings = name[: m.start()], name[m.start() + 1 :].split("@")
-    fixed: dict[str, str] = {}
-    for s in settings:
-        key, sep, value = s.partition("=")
-        key = key.strip()
-        if not sep or not key or not value.strip():
-            raise OptionError(f"method {name!r}: setting {s!r} must be KEY=VALUE (e.g. {base}@steps=10,25)")
-        if key in fixed:
-            raise OptionError(f"method {name!r}: option {key!r} is given twice")
-        fixed[key] = value.strip()
-    return base, fixed
-
-
-def parse_typed(text: str, hint: Any, what: str) -> Any:
-    """`text` parsed to the type `hint` of an options field (int, float, bool, str and their optionals)."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if text.lower() in ("none", "null") and type(None) in typing.get_args(hint):
-            return None
-        tries = args
-    else:
-        tries = [hint]
-    for tp in tries:
-        try:
-            if tp is bool:
-                low = text.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(text)
-            if tp in (int, float):
-                return tp(text)
-            if tp is str:
-                return text
-        except ValueError:
-            continue
-    names = " or ".join(getattr(t, "__name__", str(t)) for t in tries)
-    raise OptionError(f"{what}: {text!r} is not a valid {names}")
-
-
-def typed_settings(base: str, fixed: dict[str, str]) -> dict[str, Any]:
-    """A variant's settings typed and checked against the method's options dataclass (typos name the valid keys)."""
-    from evalsuite.methods import REGISTRY, split_name
-
-    if not fixed:
-        return {}
-    entry = REGISTRY[split_name(base)[0]]
-    cls = entry.options_class()
-    what = f"method {base!r}"
-    if cls is None:
-        if entry.free_options:
-            return dict(fixed)
-        check_keys(fixed, [], what)
-    check_keys(fixed, option_names(cls), what)
-    hints = typing.get_type_hints(cls)
-    typed = {k: parse_typed(v, hints[k], f"{what} option {k}") for k, v in fixed.items()}
-    build_options(cls, typed, what)  # the full check, as a spec's method_options get
-    return typed
+    return head not in registry and prefix not in registry
 
 
 def _step_of(path: str) -> int | None:
@@ -155,7 +86,7 @@ def _expand_glob(base: str, given: str) -> list[tuple[str, Any]]:
 
 def expand_method(name: str) -> list[Variant]:
     """One `--methods` entry -> its variants (a plain name: itself); settings are validated here, before any work."""
-    from evalsuite.methods import split_name
+    from evalsuite.methods import method_settings, split_name
 
     base, settings = split_variant(name)
     key, arg = split_name(base)
@@ -165,14 +96,14 @@ def expand_method(name: str) -> list[Variant]:
     values = {k: [x.strip() for x in v.split(",") if x.strip()] for k, v in settings.items()}
     for k, vs in values.items():
         for v in vs:
-            typed_settings(base, {k: v})  # every value typed and checked against the options dataclass
+            method_settings(base, {k: v})  # every value typed and checked against the options dataclass
     swept = [k for k, vs in values.items() if len(vs) > 1]
     out: list[Variant] = []
     for b, ckpt_value in bases:
         for combo in itertools.product(*values.values()):
             fixed = dict(zip(values, combo, strict=True))
             full = b + "".join(f"@{k}={v}" for k, v in fixed.items())
-            typed = typed_settings(b, fixed)
+            typed = method_settings(b, fixed)
             if len(bases) > 1 and not swept:
                 out.append(Variant(full, name, CHECKPOINT_KEY, ckpt_value))
             elif swept and len(bases) == 1:
@@ -190,13 +121,6 @@ def expand_method(name: str) -> list[Variant]:
 def expand_methods(names: Iterable[str]) -> list[Variant]:
     """Every `--methods` entry expanded (sweeps and globs), in order."""
     return [v for n in names for v in expand_method(n)]
-
-
-def variant_label(name: str, base_label: str) -> str:
-    """The label of a variant: its base method's label and its settings (`sr3-m@steps=10`)."""
-    _, fixed = split_variant(name)
-    suffix = "".join(f"@{k}={re.sub(r'[^A-Za-z0-9._-]+', '_', v)}" for k, v in fixed.items())
-    return base_label + suffix
 
 
 def write_sweeps(run_dir: Path, variants: Sequence[tuple[Variant, str]]) -> None:
