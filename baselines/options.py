@@ -41,3 +41,16 @@ class GANMethodOptions:
     tile_overlap: int | None = None  # overlap between tiles in LR px
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     pre_pad: int | None = None  # reflect padding before the network, in LR px
+
+
+@dataclass(frozen=True)
+class DiffusersMethodOptions:
+    """`diffusers:PATH_OR_HUB_ID`: sampling settings (None: the pipeline's defaults), tiles, precision."""
+
+    steps: int | None = None  # denoising steps (the pipelines' defaults: SD upscaler 75, LDM-SR 100)
+    guidance_scale: float | None = None  # classifier-free guidance, SD upscaler only (default 9.0; <= 1: off)
+    noise_level: int | None = None  # noise added to the LR, SD upscaler only (default 20; at most max_noise_level)
+    prompt: str | None = None  # text prompt, SD upscaler only (default: empty)
+    negative_prompt: str | None = None  # SD upscaler only
+    tile: int | None = None  # LR tile size (default 128; 0: whole images)
+    bf16: bool | None = None  # run the pipeline in bf16 (CUDA only; default fp32)

@@ -38,6 +38,14 @@ def register_methods() -> None:
     register("gan", "baselines.gan.method:build_gan", "GAN checkpoint from `evalsuite train gan`", True, options=_GAN,
              scales=_CKPT_SCALES)
     register(
+        "diffusers",
+        "baselines.diffusers_sr:build_diffusers",
+        "diffusers SR pipeline folder or Hub id (StableDiffusionUpscalePipeline, LDMSuperResolutionPipeline)",
+        True,
+        options="baselines.options:DiffusersMethodOptions",
+        scales="baselines.diffusers_sr:pipeline_scales",
+    )
+    register(
         "realesrgan-x4plus",
         "baselines.gan.method:build_realesrgan",
         "Real-ESRGAN x4plus (RRDBNet)",

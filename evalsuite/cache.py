@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import distributed as D
+from evalsuite.hub import PREFIX, cached_commit, is_hub_ref
 from evalsuite.io import remove_partials
 from evalsuite.methods import split_name
 from evalsuite.spec import stable_hash
@@ -24,6 +25,9 @@ def method_key(name: str, options: dict[str, Any], seed: int, task_name: str, pr
     if arg and Path(arg).exists():
         st = Path(arg).stat()
         fp = [st.st_size, st.st_mtime_ns]
+    elif arg:
+        # hf:ORG/REPO... (or a bare Hub id, as diffusers: takes): the commit it resolves to in the cache, if any.
+        fp = cached_commit(arg if is_hub_ref(arg) else PREFIX + arg)
     return stable_hash({"method": name, "fp": fp, "opts": options, "seed": seed, "task": task_name, "prep": prep_key})
 
 

@@ -19,6 +19,7 @@ from evalsuite.spec import BenchmarkSpec, stable_hash
 from evalsuite.tasks import Task
 
 PACKAGES = ("evalsuite", "torch", "torchvision", "torchmetrics", "numpy", "pillow", "lpips", "clean-fid", "pyiqa")
+PACKAGES += ("diffusers", "transformers", "huggingface_hub")  # diffusers: methods, hf: checkpoints (when installed)
 
 
 def versions() -> dict[str, str]:

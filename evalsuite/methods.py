@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 
+from evalsuite.hub import HubError, hub_label, is_hub_ref, resolve_hub_ref
 from evalsuite.lazy import load_object
 from evalsuite.options import OptionError, build_options, check_keys, option_names
 from evalsuite.plugins import load_providers
@@ -182,7 +183,26 @@ def build_method(spec: str, ctx: MethodContext) -> Method:
     if entry.takes_arg and not arg:
         raise ValueError(f"method {key!r} needs an argument: {key}:PATH")
     factory = load_object(entry.target)
-    method = factory(arg, ctx) if entry.takes_arg else factory(key, ctx)
+    hub = None
+    if entry.takes_arg and is_hub_ref(arg):
+        # hf:ORG/REPO[/FILE][@REV]: the file (or the repository's folder) from the Hugging Face cache.
+        path, hub = resolve_hub_ref(arg)
+        arg = str(path)
+    try:
+        method = factory(arg, ctx) if entry.takes_arg else factory(key, ctx)
+    except Exception as exc:
+        files = sorted((hub or {}).get("files_sha256") or {})
+        if hub is None or hub.get("file") or "model_index.json" in files:  # a file, or a pipeline folder
+            raise
+        # A whole repository (not a pipeline) given to a method that reads one file: say which files there are.
+        listed = ", ".join(files[:12]) + (f" and {len(files) - 12} more" if len(files) > 12 else "")
+        raise HubError(
+            f"{spec}: {type(exc).__name__}: {exc}. A method that reads one file needs it named, "
+            f"hf:ORG/REPO/FILE; the repository holds: {listed or 'no files'}"
+        ) from exc
+    if hub is not None:
+        # Recorded in the manifest (repository, commit, sha256); set even on a frozen dataclass of a plugin.
+        object.__setattr__(method, "hub_source", hub)
     if method.scale != ctx.scale:
         raise ValueError(f"method {spec!r} upscales {method.scale}x but the task needs {ctx.scale}x")
     return method
@@ -205,6 +225,8 @@ def method_label(spec: str) -> str:
     key, arg = split_name(spec)
     if arg is None:
         return variant_label(spec, key)
+    if is_hub_ref(arg):
+        return variant_label(spec, re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{hub_label(arg)}"))
     stem = re.sub(r"\.(safetensors|pth|pt|ckpt|bin)$", "", arg.rstrip("/\\").replace("\\", "/").split("/")[-1])
     return variant_label(spec, re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key}-{stem}"))
 

@@ -207,6 +207,7 @@ class LazyMethod:
                     "spec": self.name,
                     "stochastic": bool(getattr(self.method, "stochastic", False)),
                     **dict(getattr(self.method, "info", {}) or {}),
+                    **({"hf": self.method.hub_source} if getattr(self.method, "hub_source", None) else {}),
                 }
                 if D.is_main():
                     atomic_write_text(self.info_path, json.dumps(self.info, default=str))

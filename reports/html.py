@@ -103,6 +103,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 # Sections
 
 
+def hub_setting(hub: dict[str, Any]) -> str:
+    """An `hf:` record of the manifest in one line: repository[/file] @ commit, and the file's sha256."""
+    where = hub.get("repo", "?") + (f"/{hub['file']}" if hub.get("file") else "")
+    commit = str(hub.get("commit") or hub.get("revision") or "?")[:12]
+    sha = f"sha256 {hub['sha256'][:16]}" if hub.get("sha256") else f"{len(hub.get('files_sha256') or {})} files hashed"
+    return f"{where} @ {commit} ({sha})"
+
+
 def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[str, Any]:
     """Section 1: what was run."""
     task = manifest.get("task") or {}
@@ -139,6 +147,8 @@ def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[
         m = dict(info.get(label) or {})
         spi = m.pop("seconds_per_image", None)
         spec_name = m.pop("spec", label)
+        if isinstance(m.get("hf"), dict):
+            m["hf"] = hub_setting(m["hf"])  # one line, not every file's hash (those stay in manifest.json)
         settings = ", ".join(f"{k}: {v}" for k, v in m.items()) or "defaults (no checkpoint)"
         methods.append(
             {
