@@ -645,9 +645,6 @@ DISPLAY = """() => {
 @pytest.fixture(scope="module")
 def odd_study(tmp_path_factory):
     """A task-1 study of one odd-sized image made by `evalsuite study create` (its printed windows kept), served."""
-    import contextlib
-    import io as _io
-
     from evalsuite.cli import main
 
     root = tmp_path_factory.mktemp("odd")
@@ -656,11 +653,12 @@ def odd_study(tmp_path_factory):
         (root / "run" / sub).mkdir(parents=True)
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "run" / sub / "i0.png")
     db = str(root / "study.db")
-    out = _io.StringIO()
+    out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["study", "create", "--run", str(root / "run"), "--methods", "sr", "--db", db, "--catch", "0",
                      "--practice", "0", "--exposure", "120"]) == 0
-    printed = {float(p) / 100: (int(w), int(h)) for w, h, p in re.findall(r"(\d+) x (\d+) at ([\d.]+)%", out.getvalue())}
+    found = re.findall(r"(\d+) x (\d+) at ([\d.]+)%", out.getvalue())
+    printed = {float(p) / 100: (int(w), int(h)) for w, h, p in found}
     with served_app(db) as base:
         yield db, base, printed
 
