@@ -26,7 +26,8 @@ def encode_png(pixels: np.ndarray) -> bytes:
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {pixels.shape} {pixels.dtype}")
     buf = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buf, format="PNG", compress_level=6)
+    # zlib level 1: a third of level 6's time on photos for about 12% more bytes (study creation time)
+    Image.fromarray(pixels, "RGB").save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
