@@ -70,7 +70,9 @@ function canvas(w, h, label) {
 function place(canvases) {
   const dpr = window.devicePixelRatio || 1;
   for (const c of canvases) {
-    const w = `${c.width / dpr}px`, h = `${c.height / dpr}px`;
+    // 1/256 px over: the layout (in 1/64 device px) then holds exactly c.width device px, not 1/64 less, so
+    // the painted box is c.width px wherever it is rounded to device pixels.
+    const w = `${(c.width + 1 / 256) / dpr}px`, h = `${(c.height + 1 / 256) / dpr}px`;
     if (c.style.width !== w) c.style.width = w;
     if (c.style.height !== h) c.style.height = h;
     const dx = parseFloat(c.style.left) || 0, dy = parseFloat(c.style.top) || 0;
