@@ -234,7 +234,11 @@ function trial(root, header, body) {
   window.addEventListener("resize", tryStart);
   root.dataset.state = "waiting";
   tryStart();
-  return () => { timers.forEach(clearTimeout); window.removeEventListener("resize", tryStart); };
+  return () => {
+    visible = false; // ends the placing loop
+    timers.forEach(clearTimeout);
+    window.removeEventListener("resize", tryStart);
+  };
 }
 
 export default function (component) {
