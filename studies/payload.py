@@ -33,8 +33,10 @@ PAGE_PAD_X_CSS_PX = 16  # the rater page's padding left and right of its content
 # buttons, padding: 203.8 px as Chromium lays it out with Streamlit's bundled font, rounded up with 1 px to
 # spare (tests/test_study_browser.py checks that the page fits this and would not fit 10 px less).
 MARGIN_CSS_PX = 205
-# Narrowest content the trial page lays out without wrapping a line (task 1's question, 668 px in bold).
-MIN_CONTENT_CSS_PX = 680
+# Narrowest content (CSS px) the trial page lays out without wrapping a line, by the number of gaps between
+# the images: task 1 (LR between the pair) its question, 668 px in bold; task 2 its question (328 px) and the
+# practice feedback in the message line (about 345 px).
+MIN_CONTENT_CSS_PX = {2: 680, 1: 360}
 # Where the page POSTs "shown" (studies/server.py), relative to the app's URL; the same for every trial.
 SHOWN_PATH = "_evalsuite/shown"
 
@@ -73,7 +75,7 @@ class Need:
 
     def content_css(self, dpr: float) -> int:
         """Width (CSS px) the trial page's content needs at this DPR: the images, the gaps, the question."""
-        return max(math.ceil(self.width / dpr) + self.gaps * GAP_CSS_PX, MIN_CONTENT_CSS_PX)
+        return max(math.ceil(self.width / dpr) + self.gaps * GAP_CSS_PX, MIN_CONTENT_CSS_PX[self.gaps])
 
     def window_css(self, dpr: float) -> tuple[int, int]:
         """Smallest window (CSS px: width, height) that shows a whole trial page at this DPR without scrolling."""
@@ -82,7 +84,7 @@ class Need:
     def header(self) -> dict[str, int]:
         """What the page's check needs to ask for the same window (studies/trial.js `fit`)."""
         return {"w": self.width, "h": self.height, "pad_w": self.gaps * GAP_CSS_PX, "pad_h": MARGIN_CSS_PX,
-                "min_w": MIN_CONTENT_CSS_PX}
+                "min_w": MIN_CONTENT_CSS_PX[self.gaps]}
 
 
 def study_need(sizes: list[tuple[int, int, int, int]]) -> Need:
