@@ -111,13 +111,19 @@ def served(engine_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """One Playwright driver for the module (the sync API allows one per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
 
 
 def _context(browser, **kw):
@@ -669,12 +675,11 @@ def _window(cdp, w: int, h: int) -> None:
 
 
 @pytest.mark.parametrize("dpr", [1, 1.25, 1.5, 2, 3])
-def test_printed_window_is_what_the_page_needs_and_images_are_1to1_at_any_dpr(odd_study, dpr):
+def test_printed_window_is_what_the_page_needs_and_images_are_1to1_at_any_dpr(odd_study, playwright, dpr):
     """Issue 30 (items 3 and 4) on a browser whose screen has this DPR (--force-device-scale-factor: DevTools' DPR
     emulation scales the page after layout and cannot show 1:1 at DPR 2): `study create`'s printed window is
     accepted, 10 px less in either direction is asked to grow, the whole trial page fits it (and would not fit 10
     px less), and the screenshot of each image (pair and LR) equals the payload's pixels exactly."""
-    from playwright.sync_api import sync_playwright
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     from studies.payload import Need, parse_payload
@@ -686,39 +691,39 @@ def test_printed_window_is_what_the_page_needs_and_images_are_1to1_at_any_dpr(od
     w, h = want
     _public_id, token = _rater(db)
     frames: list[bytes] = []
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--force-device-scale-factor={dpr}"])
-        try:
-            page = b.new_context(no_viewport=True).new_page()
-            page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
-            cdp = page.context.new_cdp_session(page)
-            _window(cdp, w, h)
-            page.goto(f"{base}/?token={token}")
-            page.get_by_role("button", name="Start").wait_for(timeout=30_000)
+    # One browser per DPR: a screen's scale factor is fixed when the browser starts.
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--force-device-scale-factor={dpr}"])
+    try:
+        page = b.new_context(no_viewport=True).new_page()
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+        cdp = page.context.new_cdp_session(page)
+        _window(cdp, w, h)
+        page.goto(f"{base}/?token={token}")
+        page.get_by_role("button", name="Start").wait_for(timeout=30_000)
 
-            def state(size: tuple[int, int]) -> dict:
-                _window(cdp, *size)
-                page.wait_for_function(f"() => innerWidth === {size[0]} && innerHeight === {size[1]}", timeout=5_000)
-                time.sleep(0.5)  # the check reads the window 250 ms after the last resize
-                return page.evaluate(DISPLAY)
+        def state(size: tuple[int, int]) -> dict:
+            _window(cdp, *size)
+            page.wait_for_function(f"() => innerWidth === {size[0]} && innerHeight === {size[1]}", timeout=5_000)
+            time.sleep(0.5)  # the check reads the window 250 ms after the last resize
+            return page.evaluate(DISPLAY)
 
-            if dpr * w == int(dpr * w) and dpr * h == int(dpr * h):  # a window of exactly w x h CSS px exists
-                for size in ((w - 10, h), (w, h - 10)):
-                    got = state(size)
-                    assert got["state"] == "small", f"{size} at DPR {dpr} was accepted: {got['msg']}"
-                    assert f"need a window of about {w} \u00d7 {h} pixels" in got["msg"]
-                got = state((w, h))
-            else:  # the browser rounds the window to whole device pixels: it may be a CSS px larger
-                got = page.evaluate(DISPLAY)
-                assert 0 <= got["w"] - w <= 1 and 0 <= got["h"] - h <= 1
-            assert got["state"] == "fits", got["msg"]
-            page.get_by_role("button", name="Start").click(timeout=30_000)
-            page.wait_for_function(f"() => ({DISPLAY})()?.state === 'shown'", timeout=30_000)
-            time.sleep(0.3)
+        if dpr * w == int(dpr * w) and dpr * h == int(dpr * h):  # a window of exactly w x h CSS px exists
+            for size in ((w - 10, h), (w, h - 10)):
+                got = state(size)
+                assert got["state"] == "small", f"{size} at DPR {dpr} was accepted: {got['msg']}"
+                assert f"need a window of about {w} \u00d7 {h} pixels" in got["msg"]
+            got = state((w, h))
+        else:  # the browser rounds the window to whole device pixels: it may be a CSS px larger
             got = page.evaluate(DISPLAY)
-            shot = np.asarray(Image.open(io.BytesIO(page.screenshot(scale="device"))).convert("RGB"))
-        finally:
-            b.close()
+            assert 0 <= got["w"] - w <= 1 and 0 <= got["h"] - h <= 1
+        assert got["state"] == "fits", got["msg"]
+        page.get_by_role("button", name="Start").click(timeout=30_000)
+        page.wait_for_function(f"() => ({DISPLAY})()?.state === 'shown'", timeout=30_000)
+        time.sleep(0.3)
+        got = page.evaluate(DISPLAY)
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot(scale="device"))).convert("RGB"))
+    finally:
+        b.close()
     # The whole trial (pair, LR, buttons) lies inside the window, and 10 px less would cut it.
     bottom = max(r[3] for r in got["buttons"])
     assert bottom <= got["h"] and max(c[5] for c in got["canvases"]) <= got["w"] * dpr
