@@ -7,13 +7,26 @@ import sys
 from typing import Any
 from urllib.parse import urlencode
 
-from studies.design import MIN_CATCH_ACCURACY
+from studies.design import MIN_CATCH_ACCURACY, describe_sample
 
 _FLOAT = "{:.3f}".format  # numbers in the printed analysis tables
 
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _count(text: str) -> int | str:
+    """A positive count or "all" (--images, --per-rater)."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'all', got {text!r}")
+    return value
 
 
 def add_exclusion_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +97,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--run", required=True, help="run folder written by `evalsuite run benchmark`")
     c.add_argument("--task", type=int, choices=[1, 2], default=1, help="1: LR between the pair; 2: pair only")
     c.add_argument("--methods", type=_csv, required=True, help="comma-separated method labels of the run")
-    c.add_argument("--images", type=int, help="number of images (seeded subset; default all)")
-    c.add_argument("--per-rater", type=int, help="images per rater and method (default all)")
+    c.add_argument("--images", type=_count, metavar="N|all",
+                   help="number of images, a seeded subset of the run (default: the paper's 100, or all the run "
+                   "has when it has no more; all: every image)")
+    c.add_argument("--per-rater", type=_count, metavar="N|all",
+                   help="images per rater and method (default: the paper's 50, or all the study has when fewer)")
     c.add_argument("--db", required=True, help="study database: a file (SQLite) or a SQLAlchemy URL")
     c.add_argument("--name", help="study name (default <run>-task<N>)")
     c.add_argument("--exposure", type=float, default=3.0, help="seconds each pair is shown (default 3)")
@@ -215,6 +231,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
         f"study {made.study_id} ({cfg.name}): task {cfg.task}, {cfg.n_images} images, methods "
         f"{', '.join(cfg.methods)}, {cfg.per_rater} per rater and method, exposure {cfg.exposure_s:g} s"
     )
+    defaults = (args.images is None, args.per_rater is None)
+    print(describe_sample(made.available, cfg.n_images, cfg.per_rater, cfg.seed, defaults))
     if cfg.pairs:
         print(
             f"duels: {len(cfg.pairs)} method pairs x {cfg.pair_count} images per rater; each pair and side "
@@ -222,11 +240,11 @@ def _cmd_create(args: argparse.Namespace) -> int:
         )
     print(f"{cfg.trials_per_rater} main trials per rater ({cfg.n_catch} catch, {cfg.n_attention} attention)")
     print(f"every (method, image) gets equal judgments with a multiple of {made.balanced_raters} raters")
-    (w1, h1), (w2, h2) = made.need.window_css(1.0), made.need.window_css(2.0)
+    sizes = ", ".join("{} x {} at {:g}%".format(*made.need.window_css(d), 100 * d) for d in (1.0, 1.5, 2.0))
     print(
-        f"images are shown at one image pixel per device pixel: raters need a page about {w1} x {h1} "
-        f"(screen scaling 100%) or {w2} x {h2} (200%, e.g. a laptop's high-DPI screen); smaller windows are "
-        "asked to grow before the study starts"
+        f"images are shown at one image pixel per device pixel: raters need a browser window (CSS px) of at least "
+        f"{sizes} screen scaling (200%: e.g. a laptop's high-DPI screen); smaller windows are asked to grow "
+        "before the study starts"
     )
     # Default: the smallest balanced number of raters from 20 up.
     planned = args.raters or made.balanced_raters * -(-20 // made.balanced_raters)

@@ -39,6 +39,11 @@ MIN_CATCH_ACCURACY = 0.8  # raters below this catch-trial accuracy are excluded 
 _IMAGES, _SIDES, _CATCH, _ORDER, _PRACTICE, _DUEL_IMAGES, _DUEL_SIDES, _ATTENTION = 1, 2, 3, 4, 5, 6, 7, 8
 DESIGNS = ("real", "duels", "both")  # judged trials: method vs real, method vs method, or both
 CHECK_KINDS = ("catch", "attention")  # trials with a right answer: the rater record counts them together
+# The paper's protocol (SR3, Saharia et al.): 100 test images, each rater judges 50 of them per method. A study
+# from a larger run defaults to a seeded subset of PAPER_IMAGES; per rater and method at most PAPER_PER_RATER.
+PAPER_IMAGES = 100
+PAPER_PER_RATER = 50
+ALL = "all"  # --images all / --per-rater all: every image of the run / of the study
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,37 @@ def select_images(available: list[str], n_images: int | None, seed: int = 0) -> 
         raise ValueError(f"--images must be at least 1, got {n_images}")
     pick = np.random.default_rng([seed, 0]).choice(len(ids), size=n_images, replace=False)
     return tuple(sorted(ids[i] for i in pick))
+
+
+def study_size(available: int, n_images: int | str | None, per_rater: int | str | None) -> tuple[int, int]:
+    """(images, images per rater and method) of a study on a run with `available` usable images.
+
+    Defaults (None): the paper's protocol, PAPER_IMAGES images (all of them when the run has no more) and
+    PAPER_PER_RATER per rater and method (all when the study has fewer); "all" takes every image; a number
+    larger than what there is is cut to it.
+    """
+    if available < 1:
+        raise ValueError("the run has no usable image")
+    for flag, value in (("--images", n_images), ("--per-rater", per_rater)):
+        if isinstance(value, str) and value != ALL or isinstance(value, int) and value < 1:
+            raise ValueError(f"{flag} must be a positive number or {ALL!r}, got {value!r}")
+    n = available if n_images == ALL else min(PAPER_IMAGES if n_images is None else int(n_images), available)
+    k = n if per_rater == ALL else min(PAPER_PER_RATER if per_rater is None else int(per_rater), n)
+    return n, k
+
+
+def describe_sample(available: int, n_images: int, per_rater: int, seed: int, defaults: tuple[bool, bool]) -> str:
+    """What `study create` sampled from the run and which flags change it; `defaults`: whether the image count
+    and the per-rater count were defaults (not given)."""
+    if n_images < available:
+        images = f"a seeded random subset of {n_images} of the run's {available} images (seed {seed})"
+    else:
+        images = f"all {available} images of the run"
+    paper = " (the paper's protocol: the default for runs of more than 100 images)" \
+        if defaults[0] and n_images == PAPER_IMAGES < available else ""
+    per = f"{per_rater} of them per rater and method" + (" (default: at most 50)" if defaults[1] else "")
+    return (f"images: {images}{paper}; {per}. Change with --images N (or all), --per-rater N (or all), "
+            "--seed S (another subset)")
 
 
 def balanced_raters(config: StudyConfig) -> int:

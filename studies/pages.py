@@ -28,7 +28,16 @@ import pandas as pd
 import streamlit as st
 
 from studies.design import StudyConfig, rater_plan
-from studies.payload import Need, Pixels, check_payload, decode_rgb, display_payload, redirect_payload, study_need
+from studies.payload import (
+    PAGE_PAD_X_CSS_PX,
+    Need,
+    Pixels,
+    check_payload,
+    decode_rgb,
+    display_payload,
+    redirect_payload,
+    study_need,
+)
 from studies.service import database, get_store
 from studies.store import EXPIRED, REVOKED, RaterInfo, Screen, Store, Trial
 
@@ -72,6 +81,12 @@ _CSS = """
   background:#ff4b4b;color:white;cursor:pointer}
 .es-buttons button:disabled{background:#e5e7eb;color:#9ca3af;cursor:default}
 """
+# The rater pages' frame, pinned so that the window a study needs is known in advance (studies.payload.Need):
+# no Streamlit header bar, and a fixed padding around the content (Streamlit's own depends on the window).
+PAGE_CSS = (
+    "<style>header[data-testid='stHeader']{display:none}"
+    f"[data-testid='stMainBlockContainer']{{padding:16px {PAGE_PAD_X_CSS_PX}px;max-width:none}}</style>"
+)
 TRIAL_COMPONENT = st.components.v2.component(
     "evalsuite_trial", html=_HTML, css=_CSS, js=Path(__file__).with_name("trial.js").read_text(encoding="utf-8")
 )
@@ -234,14 +249,14 @@ def trial_page(db: str, rater: RaterInfo, config: StudyConfig, trials: list[Tria
         st.session_state["display"] = current
     block = [t for t in trials if t.block == trial.block]
     done = sum(t.answered for t in block)
-    if st.session_state.get("feedback"):
-        st.info(st.session_state["feedback"])
     label = "Practice" if trial.block == "practice" else "Image pair"
     st.progress(done / max(len(block), 1), text=f"{label} {done + 1} of {len(block)}")
     st.markdown(f"**{config.question}**")
     display_id = current[1]
     need = get_need(db, rater.study_id)
-    data = display_payload(trial, display_id, config.exposure_s, need, functools.partial(pixels, db))
+    # Practice feedback goes into the display's message line (above the pair), so the page's height is fixed.
+    note = st.session_state.get("feedback") or ""
+    data = display_payload(trial, display_id, config.exposure_s, need, functools.partial(pixels, db), note)
     key = f"d{display_id}"
     TRIAL_COMPONENT(
         key=key, data=data, on_event_change=functools.partial(_on_trial, db, rater.id, key, config.exposure_s)
@@ -466,6 +481,8 @@ def main() -> None:
     )
     db = database()
     params = st.query_params
+    if params.get("token") or params.get("study"):
+        st.html(PAGE_CSS)
     if params.get("admin"):
         admin_page(db, params["admin"])
     elif params.get("token"):

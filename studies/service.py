@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from studies.design import CrowdConfig, StudyConfig, balanced_raters, rater_plan, select_images
+from studies.design import CrowdConfig, StudyConfig, balanced_raters, rater_plan, select_images, study_size
 from studies.payload import Need, study_need
 from studies.quality import QualityPolicy
 from studies.stimuli import build_stimuli, run_images
@@ -48,6 +48,7 @@ class CreatedStudy:
     balanced_raters: int
     need: Need  # device pixels the largest trial needs side by side (images shown 1:1)
     public_slug: str | None = None  # the crowd URL's ?study= value (crowd studies only)
+    available: int = 0  # usable images in the run (the study's images are these or a seeded subset)
 
 
 def create_study(
@@ -55,8 +56,8 @@ def create_study(
     db: str,
     task: int,
     methods: tuple[str, ...],
-    n_images: int | None = None,
-    per_rater: int | None = None,
+    n_images: int | str | None = None,
+    per_rater: int | str | None = None,
     name: str | None = None,
     exposure_s: float = 3.0,
     n_catch: int = 4,
@@ -68,11 +69,17 @@ def create_study(
     n_attention: int = 0,
     crowd: CrowdConfig | None = None,
 ) -> CreatedStudy:
-    """Design a study on a run folder, re-encode its stimuli and store both in the database."""
+    """Design a study on a run folder, re-encode its stimuli and store both in the database.
+
+    `n_images` and `per_rater` default to the paper's protocol (`design.study_size`: 100 images as a seeded
+    subset of a larger run, 50 per rater and method); "all" takes every image. Only the stimuli of the
+    study's images are stored.
+    """
     run = Path(run_dir)
     available = run_images(run, list(methods))
-    image_ids = select_images(available, n_images, seed)
-    if n_images is not None and n_images > len(available):
+    n_study, n_per_rater = study_size(len(available), n_images, per_rater)
+    image_ids = select_images(available, n_study, seed)
+    if isinstance(n_images, int) and n_images > len(available):
         print(
             f"note: the run has {len(available)} usable images; the study uses all of them, not {n_images}",
             file=sys.stderr,
@@ -83,7 +90,7 @@ def create_study(
         task=task,
         methods=tuple(methods),
         image_ids=image_ids,
-        per_rater=min(per_rater or len(image_ids), len(image_ids)),
+        per_rater=n_per_rater,
         exposure_s=exposure_s,
         n_catch=min(n_catch, len(image_ids)),
         n_practice=min(n_practice, len(image_ids)),
@@ -99,7 +106,7 @@ def create_study(
     with Store(db) as store:
         study_id, token = store.add_study(config.name, task, config.to_dict(), stimuli, slug)
         need = study_need(store.stimulus_sizes(study_id))
-    return CreatedStudy(study_id, token, config, balanced_raters(config), need, slug)
+    return CreatedStudy(study_id, token, config, balanced_raters(config), need, slug, len(available))
 
 
 def _only_study(store: Store, study_id: int | None) -> int:

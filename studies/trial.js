@@ -6,8 +6,10 @@
 // On a crowd study's end page it sends the browser to the platform's completion URL (mode "redirect").
 // Both images are drawn in the same animation frame from raw RGB rows of equal length: nothing in the
 // order, size or timing of what happens differs between the real image and the other one.
-const GAP = 16;
-const MARGIN = 180;
+// One image pixel per device pixel at any devicePixelRatio: each canvas is sized image_px / DPR CSS px and
+// nudged (position: relative) so that its corner lies on a whole device pixel, so Chromium paints it unscaled.
+// The window check asks for the study's need from the header (studies/payload.py Need: the same numbers
+// `study create` prints), with the page's side padding measured and a scrollbar not counted.
 // Streamlit can lose a component's event when reruns overlap (a rerun requested right after the click, on a
 // busy server): an answer is sent again after each of these waits until the next display replaces this one
 // (the server takes the same answer for the same display once), then the page asks for a reload.
@@ -20,34 +22,66 @@ function parse(bytes) {
   return [header, bytes.subarray(4 + n)];
 }
 
+// Width of the vertical scrollbar of the element that scrolls the page (0 when it shows none or overlays).
+function scrollbar(root) {
+  let el = root.getRootNode().host || root;
+  for (; el && el !== document.body; el = el.parentElement) {
+    const o = getComputedStyle(el).overflowY;
+    if ((o === "auto" || o === "scroll") && el.clientWidth) {
+      const cs = getComputedStyle(el);
+      return Math.max(0, el.offsetWidth - el.clientWidth - parseFloat(cs.borderLeftWidth) -
+        parseFloat(cs.borderRightWidth));
+    }
+  }
+  return Math.max(0, window.innerWidth - document.documentElement.clientWidth);
+}
+
 function fit(root, need) {
   const dpr = window.devicePixelRatio || 1;
-  const needW = Math.ceil(need[0] / dpr) + 2 * GAP;
-  const needH = Math.ceil(need[1] / dpr) + MARGIN;
-  const avail = root.clientWidth;
+  const needW = Math.max(Math.ceil(need.w / dpr) + need.pad_w, need.min_w);
+  const needH = Math.ceil(need.h / dpr) + need.pad_h;
+  const avail = root.clientWidth + scrollbar(root); // the content width with no scrollbar showing
   return {
     ok: avail >= needW && window.innerHeight >= needH,
-    needW, needH, avail,
+    needW, needH, avail, window: needW + (window.innerWidth - avail),
     w: window.innerWidth, h: window.innerHeight, dpr,
   };
 }
 
 function tooSmall(f) {
   return `Please make the browser window larger (or use a desktop screen): the images are shown at their ` +
-    `true pixel size and need a window of about ${f.needW + (f.w - f.avail)} \u00d7 ${f.needH} pixels ` +
+    `true pixel size and need a window of about ${f.window} \u00d7 ${f.needH} pixels ` +
     `at your display scaling; it is now ${f.w} \u00d7 ${f.h}. The study continues when the window is large enough.`;
 }
 
-function canvas(w, h, dpr, label) {
+function canvas(w, h, label) {
   const c = document.createElement("canvas");
   c.width = w;
   c.height = h;
-  c.style.width = `${w / dpr}px`;
-  c.style.height = `${h / dpr}px`;
+  c.style.position = "relative";
   c.style.visibility = "hidden";
   c.setAttribute("role", "img");
   c.setAttribute("aria-label", label);
   return c;
+}
+
+// Size each canvas to its pixels at the current DPR and move it onto whole device pixels (layout positions
+// are fractional: centring, text heights). Run before the pair is shown, every frame while it is, and on resize.
+function place(canvases) {
+  const dpr = window.devicePixelRatio || 1;
+  for (const c of canvases) {
+    // 1/256 px over: the layout (in 1/64 device px) then holds exactly c.width device px, not 1/64 less, so
+    // the painted box is c.width px wherever it is rounded to device pixels.
+    const w = `${(c.width + 1 / 256) / dpr}px`, h = `${(c.height + 1 / 256) / dpr}px`;
+    if (c.style.width !== w) c.style.width = w;
+    if (c.style.height !== h) c.style.height = h;
+    const dx = parseFloat(c.style.left) || 0, dy = parseFloat(c.style.top) || 0;
+    const r = c.getBoundingClientRect();
+    const x = (r.left - dx) * dpr, y = (r.top - dy) * dpr; // where the layout put it, in device pixels
+    const left = `${(Math.round(x) - x) / dpr}px`, top = `${(Math.round(y) - y) / dpr}px`;
+    if (c.style.left !== left) c.style.left = left;
+    if (c.style.top !== top) c.style.top = top;
+  }
 }
 
 function paint(c, rgb) {
@@ -99,19 +133,22 @@ function trial(root, header, body) {
   const buttons = [...root.querySelectorAll("button")];
   const timers = [];
   let t0 = 0, tHide = 0, answered = false, started = false, recorded = false;
-  const dpr = window.devicePixelRatio || 1;
   const size = header.w * header.h * 3;
-  const left = canvas(header.w, header.h, dpr, "left");
-  const right = canvas(header.w, header.h, dpr, "right");
+  const left = canvas(header.w, header.h, "left");
+  const right = canvas(header.w, header.h, "right");
   const shown = [left, right];
   pair.append(left);
   if (header.lr[0]) {
-    const lr = canvas(header.lr[0], header.lr[1], dpr, "low resolution input");
+    const lr = canvas(header.lr[0], header.lr[1], "low resolution input");
     pair.append(lr);
     shown.push(lr);
   }
   pair.append(right);
+  place(shown);
+  let visible = false;
+  const keepPlaced = () => { if (visible) { place(shown); requestAnimationFrame(keepPlaced); } };
   const hide = () => {
+    visible = false;
     tHide = performance.now();
     for (const c of [left, right]) {
       c.getContext("2d").clearRect(0, 0, c.width, c.height);
@@ -124,13 +161,16 @@ function trial(root, header, body) {
   const start = () => {
     if (started) return;
     started = true;
-    msg.textContent = "";
+    msg.textContent = header.note || ""; // practice feedback on the previous answer, else nothing
     paint(left, body.subarray(0, size));
     paint(right, body.subarray(size, 2 * size));
     if (shown.length === 3) paint(shown[2], body.subarray(2 * size));
     // Both (all) images become visible in the same frame; the exposure runs from that frame.
     requestAnimationFrame(() => {
+      place(shown);
       shown.forEach((c) => { c.style.visibility = "visible"; });
+      visible = true;
+      requestAnimationFrame(keepPlaced);
       t0 = performance.now();
       root.dataset.state = "shown";
       timers.push(setTimeout(hide, header.exposure_ms));
@@ -160,10 +200,9 @@ function trial(root, header, body) {
     if (tHide && recorded && !answered) buttons.forEach((b) => { b.disabled = false; });
   };
   const tryStart = () => {
-    if (started) return;
+    if (started) { place(shown); return; }
     const f = fit(root, header.need);
     if (f.ok) {
-      window.removeEventListener("resize", tryStart);
       start();
     } else {
       root.dataset.state = "small";
@@ -195,7 +234,11 @@ function trial(root, header, body) {
   window.addEventListener("resize", tryStart);
   root.dataset.state = "waiting";
   tryStart();
-  return () => { timers.forEach(clearTimeout); window.removeEventListener("resize", tryStart); };
+  return () => {
+    visible = false; // ends the placing loop
+    timers.forEach(clearTimeout);
+    window.removeEventListener("resize", tryStart);
+  };
 }
 
 export default function (component) {

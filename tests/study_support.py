@@ -381,3 +381,28 @@ def answer_through_displays(store, rater_id: int, choose) -> list[str]:
             raise RuntimeError(f"answer refused: {res.reason}")
         out.append(side)
     return out
+
+
+def make_large_run(
+    root: str | Path, n_images: int, size: int = 8, scale: int = 4, methods: tuple[str, ...] = ("bicubic", "nearest")
+) -> Path:
+    """A run folder of many generated images quickly (PIL only, no engine): smooth colour fields with noise as
+    hr/, box-downscaled lr/, and per method a PIL upscale of the LR (bicubic, or nearest for "nearest")."""
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    for sub in ["hr", "lr", *[f"outputs/{m}" for m in methods]]:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for k in range(n_images):
+        base = np.stack([np.sin(6 * xx + k), np.cos(5 * yy - 0.7 * k), np.sin(4 * (xx + yy) + 0.3 * k)], -1)
+        arr = np.clip(127 + 80 * base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+        hr = Image.fromarray(arr, "RGB")
+        lr = hr.resize((size // scale, size // scale), Image.Resampling.BOX)
+        image_id = f"img{k:05d}"
+        hr.save(root / "hr" / f"{image_id}.png")
+        lr.save(root / "lr" / f"{image_id}.png")
+        for m in methods:
+            kind = Image.Resampling.NEAREST if m == "nearest" else Image.Resampling.BICUBIC
+            lr.resize((size, size), kind).save(root / "outputs" / m / f"{image_id}.png")
+    (root / "summary.csv").write_text("method,n_images\n" + "".join(f"{m},{n_images}\n" for m in methods))
+    return root

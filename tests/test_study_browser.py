@@ -10,6 +10,7 @@ labels, visible and with pixels), so the same tests run against any version of t
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -110,13 +111,19 @@ def served(engine_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """One Playwright driver for the module (the sync API allows one per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
 
 
 def _context(browser, **kw):
@@ -620,3 +627,129 @@ def test_crowd_study_with_duels_runs_end_to_end_through_a_prolific_link(tmp_path
     assert judged.loc[judged["block"] == "main", "choice"].tolist() == [("left", "right")[i % 2] for i in range(n_main)]
     assert (judged["kind"] == "duel").sum() == 6 and (judged["kind"] == "attention").sum() == 1
     assert (judged["latency_s"] >= 0.3 - 0.1).all()
+
+
+# Odd sizes everywhere (pair 975 x 61, LR 243 x 15): at DPR 1.5 or 2 each is a fractional number of CSS px. The
+# pair is wide enough that it, not the page's minimum width, sets the window up to DPR 3.
+ODD = {"hr": (975, 61), "lr": (243, 15)}
+# The page's display component and its state, message and canvases (device px rects), from its shadow root.
+DISPLAY = """() => {
+  for (const e of document.querySelectorAll('*')) {
+    const root = e.shadowRoot && e.shadowRoot.querySelector('.es-root');
+    if (!root) continue;
+    const rect = (x) => { const r = x.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return {state: root.dataset.state, msg: root.querySelector('.es-msg').textContent,
+            canvases: [...root.querySelectorAll('canvas')].map(c => [c.getAttribute('aria-label'), c.width, c.height,
+              ...rect(c).map(v => v * devicePixelRatio)]),
+            buttons: [...root.querySelectorAll('button')].map(rect),
+            w: innerWidth, h: innerHeight, dpr: devicePixelRatio};
+  }
+  return null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def odd_study(tmp_path_factory):
+    """A task-1 study of one odd-sized image made by `evalsuite study create` (its printed windows kept), served."""
+    from evalsuite.cli import main
+
+    root = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(3)
+    for sub, (w, h) in (("hr", ODD["hr"]), ("lr", ODD["lr"]), ("outputs/sr", ODD["hr"])):
+        (root / "run" / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "run" / sub / "i0.png")
+    db = str(root / "study.db")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["study", "create", "--run", str(root / "run"), "--methods", "sr", "--db", db, "--catch", "0",
+                     "--practice", "0", "--exposure", "120"]) == 0
+    found = re.findall(r"(\d+) x (\d+) at ([\d.]+)%", out.getvalue())
+    printed = {float(p) / 100: (int(w), int(h)) for w, h, p in found}
+    with served_app(db) as base:
+        yield db, base, printed
+
+
+def _window(cdp, w: int, h: int) -> None:
+    """Set the page's window (CSS px) without emulating a DPR: the browser's own (forced) scale factor stays."""
+    cdp.send("Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 0, "mobile": False})
+
+
+@pytest.mark.parametrize("dpr", [1, 1.25, 1.5, 2, 3])
+def test_printed_window_is_what_the_page_needs_and_images_are_1to1_at_any_dpr(odd_study, playwright, dpr):
+    """Issue 30 (items 3 and 4) on a browser whose screen has this DPR (--force-device-scale-factor: DevTools' DPR
+    emulation scales the page after layout and cannot show 1:1 at DPR 2): `study create`'s printed window is
+    accepted, 10 px less in either direction is asked to grow, the whole trial page fits it (and would not fit 10
+    px less), and the screenshot of each image (pair and LR) equals the payload's pixels exactly."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    from studies.payload import Need, parse_payload
+
+    db, base, printed = odd_study
+    hr_w, hr_h = ODD["hr"]
+    want = Need(2 * hr_w + ODD["lr"][0], hr_h).window_css(dpr)
+    assert set(printed) == {1.0, 1.5, 2.0} and printed.get(dpr, want) == want
+    w, h = want
+    _public_id, token = _rater(db)
+    frames: list[bytes] = []
+    # One browser per DPR: a screen's scale factor is fixed when the browser starts.
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--force-device-scale-factor={dpr}"])
+    try:
+        page = b.new_context(no_viewport=True).new_page()
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+        cdp = page.context.new_cdp_session(page)
+        _window(cdp, w, h)
+        page.goto(f"{base}/?token={token}")
+        page.get_by_role("button", name="Start").wait_for(timeout=30_000)
+
+        def state(size: tuple[int, int]) -> dict:
+            _window(cdp, *size)
+            page.wait_for_function(f"() => innerWidth === {size[0]} && innerHeight === {size[1]}", timeout=5_000)
+            time.sleep(0.5)  # the check reads the window 250 ms after the last resize
+            return page.evaluate(DISPLAY)
+
+        if dpr * w == int(dpr * w) and dpr * h == int(dpr * h):  # a window of exactly w x h CSS px exists
+            for size in ((w - 10, h), (w, h - 10)):
+                got = state(size)
+                assert got["state"] == "small", f"{size} at DPR {dpr} was accepted: {got['msg']}"
+                assert f"need a window of about {w} \u00d7 {h} pixels" in got["msg"]
+            got = state((w, h))
+        else:  # the browser rounds the window to whole device pixels: it may be a CSS px larger
+            got = page.evaluate(DISPLAY)
+            assert 0 <= got["w"] - w <= 1 and 0 <= got["h"] - h <= 1
+        assert got["state"] == "fits", got["msg"]
+        page.get_by_role("button", name="Start").click(timeout=30_000)
+        page.wait_for_function(f"() => ({DISPLAY})()?.state === 'shown'", timeout=30_000)
+        time.sleep(0.3)
+        got = page.evaluate(DISPLAY)
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot(scale="device"))).convert("RGB"))
+    finally:
+        b.close()
+    # The whole trial (pair, LR, buttons) lies inside the window, and 10 px less would cut it.
+    bottom = max(r[3] for r in got["buttons"])
+    assert bottom <= got["h"] and max(c[5] for c in got["canvases"]) <= got["w"] * dpr
+    assert bottom + 16 > got["h"] - 10, f"the page needs {bottom + 16:.1f} px of height, not {got['h']}"
+    # The payload the browser received, and each canvas on screen at whole device pixels, pixel for pixel.
+    blocks = []
+    for f in frames:
+        msg = ForwardMsg()
+        with contextlib.suppress(Exception):
+            msg.ParseFromString(f if isinstance(f, bytes) else f.encode())
+            el = msg.delta.new_element
+            if el.WhichOneof("type") == "bidi_component" and el.bidi_component.WhichOneof("data") == "bytes":
+                header, found = parse_payload(el.bidi_component.bytes)
+                blocks = found or blocks
+    assert len(blocks) == 3
+    sizes = {"left": (hr_w, hr_h), "right": (hr_w, hr_h), "low resolution input": ODD["lr"]}
+    for (label, cw, ch, x0, y0, x1, y1), block in zip(got["canvases"], (blocks[0], blocks[2], blocks[1]), strict=True):
+        assert (cw, ch) == sizes[label]
+        assert abs(x0 - round(x0)) < 0.05 and abs(y0 - round(y0)) < 0.05, f"{label} not on device pixels: {x0}, {y0}"
+        assert (round(x1 - x0), round(y1 - y0)) == (cw, ch), f"{label} drawn at {x1 - x0} x {y1 - y0} device px"
+        expect = np.frombuffer(block, np.uint8).reshape(ch, cw, 3)
+        # Where on screen: the layout's device position, or a pixel off where an ancestor layer sits between
+        # device pixels (the window at DPR 1.25 is not a whole number of CSS px); a resampled image matches nowhere.
+        exact = max(
+            (shot[y : y + ch, x : x + cw] == expect).all(-1).mean()
+            for y in (round(y0) - 1, round(y0), round(y0) + 1)
+            for x in (round(x0) - 1, round(x0), round(x0) + 1)
+        )
+        assert exact == 1.0, f"{label} at DPR {dpr}: {exact:.1%} of the pixels exact"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
-from study_support import answer_through_displays, make_run_folder
+import pytest
+from study_support import answer_through_displays, make_large_run, make_run_folder
 
 from evalsuite.cli import main
 from studies.store import Store
@@ -90,3 +91,46 @@ def test_bad_input_exits_2_with_the_fix(tmp_path, capsys):
     assert "no outputs for method 'sr3'" in capsys.readouterr().err
     assert main(["study", "invite", "-n", "1", "--db", str(tmp_path / "none.db")]) == 2
     assert "study create" in capsys.readouterr().err
+
+
+def _create(run, db, *flags: str) -> tuple[dict, set[str], int, str]:
+    """`study create` on a run into a fresh database: (config, image ids with stimuli, stimuli, printed text)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["study", "create", "--run", str(run), "--methods", "bicubic,nearest", "--db", db, *flags]) == 0
+    with Store(db, create=False) as store:
+        (study,) = store.studies()
+        stimuli = store.stimulus_ids(study["id"])
+    return study, {image for image, _role, _method in stimuli}, len(stimuli), out.getvalue()
+
+
+def test_a_large_run_gets_the_papers_study_by_default_and_flags_change_it(tmp_path):
+    """Issue 30 item 6: more than 100 images -> a seeded subset of 100, 50 per rater and method, said so with the
+    flags that change it, and stimuli stored for the study's images only; --images/--per-rater/--seed override."""
+    from studies.design import study_size
+
+    run = make_large_run(tmp_path / "run", 110, size=8)
+    study, stored, n_stimuli, out = _create(run, str(tmp_path / "a.db"))
+    assert (study["n_images"], study["per_rater"]) == (100, 50)
+    assert stored == set(study["image_ids"]) and n_stimuli == 100 * 5  # hr, catch, lr and two outputs each
+    assert "a seeded random subset of 100 of the run's 110 images (seed 0) (the paper's protocol" in out
+    assert "50 of them per rater and method" in out and "--images N (or all), --per-rater N (or all)" in out
+    assert "104 main trials per rater" in out  # 50 per method x 2 + 4 catch
+    small, stored, n_stimuli, out = _create(run, str(tmp_path / "d.db"), "--images", "30", "--per-rater", "10",
+                                            "--seed", "1")
+    assert (small["n_images"], small["per_rater"], len(stored), n_stimuli) == (30, 10, 30, 150)
+    assert "subset of 30 of the run's 110 images (seed 1)" in out and "(default" not in out
+    every, stored, _, out = _create(run, str(tmp_path / "e.db"), "--images", "all", "--per-rater", "all")
+    assert (every["n_images"], every["per_rater"], len(stored)) == (110, 110, 110) and "all 110 images" in out
+    # A run of at most 100 images keeps all of them; per rater at most 50 by default; counts are cut to what is.
+    assert study_size(60, None, None) == (60, 50) and study_size(4, None, None) == (4, 4)
+    assert study_size(100, None, None) == (100, 50) and study_size(101, None, None) == (100, 50)
+    assert study_size(110, 500, "all") == (110, 110) and study_size(110, "all", 70) == (110, 70)
+    with pytest.raises(ValueError, match="--per-rater must be a positive number"):
+        study_size(110, None, 0)
+    with pytest.raises(SystemExit):
+        main(["study", "create", "--run", str(run), "--methods", "bicubic", "--db", str(tmp_path / "g.db"),
+              "--images", "0"])
