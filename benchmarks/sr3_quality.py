@@ -106,8 +106,8 @@ def train(kind: str, args: argparse.Namespace, data: Path, out: Path, lr: float)
     return out / "model.safetensors"
 
 
-def main() -> None:
-    """Split, train both models, benchmark them next to bicubic, print the table and the verdicts."""
+def parser() -> argparse.ArgumentParser:
+    """The script's flags."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"))
     ap.add_argument("--train-data", help="train on this folder (with --eval-data; instead of splitting --data)")
@@ -139,8 +139,40 @@ def main() -> None:
     ap.add_argument("--sampler", help="SR3 sampler for the benchmark (ancestral, ddim; default: the checkpoint's)")
     ap.add_argument("--sample-steps", type=int, help="SR3 sampler steps (default: the checkpoint's)")
     ap.add_argument("--seed", type=int, default=0, help="seed of SR3's sampling noise in the benchmark")
-    args = ap.parse_args()
+    return ap
 
+
+def judge(args: argparse.Namespace, bench: Path, held_dir: Path, sr3: Path, reg: Path) -> None:
+    """Print the summary table of the three methods and every per-image verdict."""
+    summary = pd.read_csv(bench / "summary.csv")
+    per = pd.read_csv(bench / "per_image.csv", dtype={"image_id": str})
+    names = {"bicubic": "bicubic", method_label(f"sr3:{sr3}"): "sr3", method_label(f"regression:{reg}"): "regression"}
+    tables = {}
+    for method, model in names.items():
+        t = per[per["method"] == method].set_index("image_id")
+        t["colour_shift"] = colour_shifts(bench, method).reindex(t.index)
+        tables[model] = t
+    summary["model"] = summary["method"].map(names)
+    table = summary.set_index("model")
+    table["colour_shift"] = [tables[m]["colour_shift"].mean() for m in table.index]
+    cols = ["n_images", "psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips", "colour_shift"]
+    cols = [c for c in cols if c in table]
+    how = "task " + args.task if args.task else ("whole images" if args.eval_data else f"{args.eval_crop} px crops")
+    print(f"\nheld-out photos: {held_dir} ({how})")
+    print(table[cols].to_string(float_format=lambda v: f"{v:.4g}"))
+    print()
+    for line in verdicts(tables["sr3"], tables["regression"], tables["bicubic"], hr_consistency(bench)):
+        print(line)
+    note = budget_note(training_budget(sr3), training_budget(reg))
+    if note:
+        print(note)
+    print(f"\nimages: {bench}/outputs/<method>/, report: {bench}/report.html")
+
+
+def main() -> None:
+    """Split, train both models, benchmark them next to bicubic, print the table and the verdicts."""
+    ap = parser()
+    args = ap.parse_args()
     out = Path(args.out)
     if bool(args.train_data) != bool(args.eval_data):
         raise SystemExit("--train-data and --eval-data go together (or neither: --data is split)")
@@ -170,30 +202,7 @@ def main() -> None:
     argv += ["--seed", str(args.seed)] if args.seed else []
     if evalsuite_main(argv) != 0:
         raise SystemExit("the benchmark run failed: see the messages above")
-
-    summary = pd.read_csv(bench / "summary.csv")
-    per = pd.read_csv(bench / "per_image.csv", dtype={"image_id": str})
-    names = {"bicubic": "bicubic", method_label(f"sr3:{sr3}"): "sr3", method_label(f"regression:{reg}"): "regression"}
-    tables = {}
-    for method, model in names.items():
-        t = per[per["method"] == method].set_index("image_id")
-        t["colour_shift"] = colour_shifts(bench, method).reindex(t.index)
-        tables[model] = t
-    summary["model"] = summary["method"].map(names)
-    table = summary.set_index("model")
-    table["colour_shift"] = [tables[m]["colour_shift"].mean() for m in table.index]
-    cols = ["n_images", "psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips", "colour_shift"]
-    cols = [c for c in cols if c in table]
-    how = "task " + args.task if args.task else ("whole images" if args.eval_data else f"{args.eval_crop} px crops")
-    print(f"\nheld-out photos: {held_dir} ({how})")
-    print(table[cols].to_string(float_format=lambda v: f"{v:.4g}"))
-    print()
-    for line in verdicts(tables["sr3"], tables["regression"], tables["bicubic"], hr_consistency(bench)):
-        print(line)
-    note = budget_note(training_budget(sr3), training_budget(reg))
-    if note:
-        print(note)
-    print(f"\nimages: {bench}/outputs/<method>/, report: {bench}/report.html")
+    judge(args, bench, held_dir, sr3, reg)
 
 
 if __name__ == "__main__":
