@@ -22,6 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = rsub.add_parser("rm", help="forget runs (their folders are left alone)")
     r.add_argument("runs", nargs="*", metavar="ID_OR_DIR")
     r.add_argument("--missing", action="store_true", help="forget every run whose folder is missing or changed")
+    lg = rsub.add_parser("log", help="log finished run folders to experiment trackers (mlflow, tensorboard)")
+    lg.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    lg.add_argument("--to", required=True, help="comma-separated trackers: mlflow,tensorboard")
     b = rsub.add_parser("leaderboard", help="methods ranked on one metric over comparable runs")
     b.add_argument("--metric", required=True, help="a metric column, e.g. psnr")
     b.add_argument("--data", help="set name or folder the runs were given")
@@ -34,8 +37,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from evalsuite.index import OK, RunIndex
 
-    index = RunIndex(args.index)
     act = args.runs_action
+    if act == "log":
+        from evalsuite.lazy import load_object
+        from evalsuite.trackers import tracker_hooks
+
+        hooks = tracker_hooks(x.strip() for x in args.to.split(",") if x.strip())
+        for d in args.run_dirs:
+            for hook in hooks:
+                print(f"{d}: {hook.rsplit('_', 1)[1]}: {load_object(hook)(d)}")
+        return 0
+    index = RunIndex(args.index)
     if act == "list":
         df = index.runs()
         if df.empty:

@@ -97,7 +97,7 @@ def render_html(comps: list[Comparison], n_gallery: int = 6) -> str:
         parts.append(
             f"<h2>{e(c.method_b)} (B: {e(str(c.b.run_dir))}) vs {e(c.method_a)} (A: {e(str(c.a.run_dir))})</h2>"
             f"<p>{len(c.per_image)} images both runs scored, matched by the content hash of the HR source; "
-            "differences are B - A, 95% percentile bootstrap CI over image pairs, two-sided sign-flip p-value, "
+            "differences are B - A, 95% bootstrap-t CI over image pairs, two-sided sign-flip p-value, "
             "Holm-adjusted over the metrics.</p>"
         )
         parts.append("<table><tr><th>metric</th><th>n</th><th>A</th><th>B</th><th>B - A</th><th>95% CI</th>"
