@@ -138,6 +138,11 @@ class RunIndex:
         self.url = index_url(url)
         self.engine = _engine(self.url)
 
+    def close(self) -> None:
+        """Close the pooled connections (the next RunIndex at this URL opens new ones)."""
+        _ENGINES.pop(self.url, None)
+        self.engine.dispose()
+
     # ------------------------------------------------------------------ writing
     def register(self, run_dir: str | Path) -> Registered:
         """Add or update a finished run folder (its summary and comparability settings)."""

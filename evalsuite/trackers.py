@@ -8,8 +8,8 @@ and `evalsuite runs log RUN_DIR --to mlflow` logs a run that already finished. B
   store, `sqlite:///mlflow.db`, or `http://server`); the experiment is $EVALSUITE_MLFLOW_EXPERIMENT
   (default `evalsuite`). Metrics are named `METHOD/METRIC` (and `METHOD/METRIC_ci_low`, `_ci_high`).
 - TensorBoard: event files in $EVALSUITE_TENSORBOARD_DIR/<run folder name> (default RUN_DIR/tensorboard):
-  scalars `METRIC/METHOD`, the spec as text and as hparams, and the report and CSVs copied beside the
-  events (TensorBoard has no artifact store).
+  scalars `METRIC/METHOD` (and `METRIC/METHOD_ci_low`, `_ci_high`), the spec as text and as hparams,
+  and the report and CSVs copied beside the events (TensorBoard has no artifact store).
 
 What was logged where is written to RUN_DIR/trackers.json.
 """
@@ -150,7 +150,9 @@ def log_tensorboard(run_dir: str | Path) -> Path:
     with SummaryWriter(str(logdir)) as w:
         for key, v in metrics.items():
             method, metric = key.rsplit("/", 1)
-            w.add_scalar(f"{metric}/{method}", v, 0)  # one chart per metric, one series per method
+            suffix = next((x for x in ("_ci_low", "_ci_high") if metric.endswith(x)), "")
+            # One chart per metric, a series per method (and its CI bounds): psnr/bicubic, psnr/bicubic_ci_low.
+            w.add_scalar(f"{metric[: len(metric) - len(suffix)]}/{method}{suffix}", v, 0)
         w.add_text("spec", "```\n" + yaml.safe_dump(spec, sort_keys=False) + "\n```", 0)
         summary = (run_dir / "summary.csv").read_text()
         w.add_text("summary", "```\n" + summary + "\n```", 0)
