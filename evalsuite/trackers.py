@@ -113,7 +113,15 @@ def log_mlflow(run_dir: str | Path) -> str:
     spec = _spec(run_dir)
     client = mlflow.tracking.MlflowClient()
     name = os.environ.get(EXPERIMENT_ENV) or "evalsuite"
-    exp = client.get_experiment_by_name(name)
+    try:
+        exp = client.get_experiment_by_name(name)
+    except Exception as exc:
+        if "MLFLOW_ALLOW_FILE_STORE" not in str(exc):
+            raise
+        raise RuntimeError(
+            f"MLflow refuses its local file store ({mlflow.get_tracking_uri()}) unless MLFLOW_ALLOW_FILE_STORE=true; "
+            "set that, or MLFLOW_TRACKING_URI to a database (sqlite:///mlflow.db) or a tracking server"
+        ) from None
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
     run = client.create_run(
         exp_id, run_name=str(spec.get("name") or run_dir.name),

@@ -164,3 +164,23 @@ def test_holm_matches_the_textbook_steps():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     out = holm([0.02, float("nan")])
     assert out[0] == pytest.approx(0.02) and np.isnan(out[1])
+
+
+def test_metric_weights_are_recorded_by_content(tmp_path, monkeypatch):
+    """What manifest.json's metric_weights holds: each checked weights file by content, reset per run."""
+    from evalsuite.metrics.weights import ALLOW_ENV, SPECS, checked_weight, reset_used_weights, used_weights
+
+    name = SPECS["lpips-alex"].entry.filename
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    digests = []
+    for i, payload in enumerate((b"one set of weights", b"another set")):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        (folder / name).write_bytes(payload)
+        monkeypatch.setenv("EVALSUITE_WEIGHTS", str(folder))
+        reset_used_weights()
+        assert not checked_weight("lpips-alex", "LPIPS").standard
+        digests.append(used_weights()["lpips-alex"])
+    assert digests[0] != digests[1] and all(d.startswith("sha256:") for d in digests)
+    reset_used_weights()
+    assert used_weights() == {}
