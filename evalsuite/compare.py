@@ -136,7 +136,7 @@ def sign_flip_pvalue(d: np.ndarray, seed: int = 0, n_resamples: int = PERMUTATIO
         return 1.0
     res = permutation_test(
         (d,), np.mean, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
-        alternative="two-sided", rng=np.random.default_rng(seed),
+        alternative="two-sided", rng=np.random.default_rng(seed), batch=max(1, 4_000_000 // d.size),
     )
     return float(min(1.0, res.pvalue))
 

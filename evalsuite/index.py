@@ -266,7 +266,8 @@ class RunIndex:
             if higher is not None:
                 rows = rows.sort_values("value", ascending=not higher, kind="stable")
             rows.insert(0, "rank", range(1, len(rows) + 1))
-            boards.append(Board(json.loads(group["identity"].iloc[0]), int(group["n_images"].iloc[0]), rows))
+            first = group.iloc[0]
+            boards.append(Board(json.loads(first["identity"]), int(first["n_images"]), str(first["data_key"]), rows))
         return Leaderboard(metric, higher, boards, stale[["id", "run_dir", "status"]])
 
 
@@ -276,6 +277,7 @@ class Board:
 
     identity: dict[str, str]
     n_images: int
+    data_key: str  # the set of images, by content
     rows: pd.DataFrame  # rank, method, metric, value, ci_low, ci_high, n_images, run_id, run_dir, name, started
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import pandas as pd
@@ -62,7 +63,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         for k in ("id", "status", "run_dir", "name", "data", "data_dir", "task", "scale", "protocol", "n_images",
                   "started", "registered"):
             print(f"{k:>12}: {row[k]}")
-        for k, v in __import__("json").loads(row["identity"]).items():
+        for k, v in json.loads(row["identity"]).items():
             print(f"{k:>12}: {v}")
         res = index.results(int(row["id"]))
         if not res.empty:
@@ -110,7 +111,9 @@ def _leaderboard(index, args: argparse.Namespace) -> int:
                   + "; ".join(f"{k}: {v}" for k, v in board.identity.items()))
         else:
             diff = [f"{k}: {v}" for k, v in board.identity.items() if first.get(k) != v]
-            why = "; ".join(diff) or "other images, or other metric weights/versions"
+            if board.data_key != lb.boards[0].data_key:
+                diff.append("another set of images (by content)")
+            why = "; ".join(diff) or "other metric weights or metric library versions"
             print(f"\nNOT comparable with the board above ({why}); {board.n_images} images:")
         rows = board.rows.head(args.top)
         show = pd.DataFrame({

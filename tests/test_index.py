@@ -98,6 +98,9 @@ def test_leaderboard_cli_says_which_boards_are_not_comparable(index, runs, photo
     out = capsys.readouterr().out
     assert "psnr (higher is better)" in out
     assert "NOT comparable with the board above (protocol: basicsr: psnr/ssim on the Y channel, crop border 2)" in out
+    index.register(runs["fewer"])
+    assert main(["runs", "--index", index.url, "leaderboard", "--metric", "psnr", "--protocol", "default"]) == 0
+    assert "NOT comparable with the board above (another set of images (by content))" in capsys.readouterr().out
 
 
 def test_moved_deleted_and_rerun_folders_are_reported(index, runs, tmp_path, capsys):
