@@ -4,7 +4,7 @@
 the runs share by the content hash of their HR source (never by name alone), and for each metric gives the
 mean paired difference B - A with a studentized (bootstrap-t) CI over image pairs and a two-sided sign-flip
 permutation p-value (exact up to 2^16 sign patterns, else Monte Carlo), Holm-adjusted over the metrics
-of one method pair. The HTML gallery of the images that changed most is `reports.compare`.
+of one method pair. The command and its HTML gallery sit above the engine (docs/runs.md).
 """
 
 from __future__ import annotations

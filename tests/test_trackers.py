@@ -10,7 +10,7 @@ import pytest
 
 import evalsuite
 from evalsuite.cli import build_parser, spec_from_args
-from evalsuite.spec import BenchmarkSpec
+from evalsuite.spec import REPORT_HOOK, BenchmarkSpec
 from evalsuite.trackers import HOOKS, summary_metrics, tracker_hooks
 
 
@@ -36,7 +36,7 @@ def logged_run(photos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 def test_log_to_flag_adds_the_hooks_after_the_report():
     args = build_parser().parse_args(["run", "benchmark", "--log-to", "mlflow,tensorboard", "--methods", "bicubic"])
     spec = spec_from_args(args)
-    assert spec.hooks == ("reports.html:write_report", HOOKS["mlflow"], HOOKS["tensorboard"])
+    assert spec.hooks == (REPORT_HOOK, HOOKS["mlflow"], HOOKS["tensorboard"])
     with pytest.raises(ValueError, match="unknown tracker; choose from mlflow, tensorboard"):
         tracker_hooks(["wandb"])
 
