@@ -101,6 +101,22 @@ def test_incomparable_runs_are_refused_naming_what_differs(runs, tmp_path, capsy
     assert main(["compare", str(a_copy), str(weird)]) == 3
     err = capsys.readouterr().err
     assert "not comparable" in err and "metric weights lpips-alex" in err and "sha256:0123" in err
+    # Another version of a wrapped metric library, and given LR images in place of our degradation.
+    for key, value, says in (
+        ("metric_versions", {"pyiqa:niqe": "0.1.15"}, "metric version pyiqa:niqe: .* used 0.1.16, .* used 0.1.15"),
+        ("paired", True, "degradation: .* has degrade\\(HR\\), ours; .* has given LR images"),
+    ):
+        other = tmp_path / key
+        shutil.copytree(runs["a"], other)
+        m = json.loads((other / "manifest.json").read_text())
+        m[key] = value
+        (other / "manifest.json").write_text(json.dumps(m))
+        if key == "metric_versions":
+            m = json.loads((a_copy / "manifest.json").read_text())
+            m[key] = {"pyiqa:niqe": "0.1.16"}
+            (a_copy / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(NotComparableError, match=says):
+            compare_runs(a_copy, other)
     # Another scale is another task.
     m = json.loads((weird / "manifest.json").read_text())
     m["task"]["scale"], m["task"]["name"] = 4, "x4"
