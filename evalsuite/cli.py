@@ -67,6 +67,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
     b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
     b.add_argument("--no-report", action="store_true", help="do not write report.html")
+    b.add_argument("--log-to", type=_csv, help="experiment trackers to log the finished run to: mlflow,tensorboard")
     b.set_defaults(func=_cmd_benchmark)
     p.kinds = rsub  # where command plugins add `run KIND` (run_kinds)
     add_suite_parser(rsub)
@@ -120,6 +121,10 @@ def spec_from_args(args: argparse.Namespace):
         changes["metric_options"] = {**spec.metric_options, **xopts}
     if args.no_report:
         changes["report"] = False
+    if getattr(args, "log_to", None):
+        from evalsuite.trackers import tracker_hooks  # post-run hooks, after the report (evalsuite/trackers.py)
+
+        changes["post_run"] = spec.post_run + tracker_hooks(args.log_to)
     return spec.replace(**changes)
 
 

@@ -15,6 +15,8 @@ import torch
 
 from evalsuite import distributed as D
 from evalsuite.io import atomic_write_text
+from evalsuite.metrics.base import metric_info
+from evalsuite.metrics.weights import used_weights
 from evalsuite.spec import BenchmarkSpec, stable_hash
 from evalsuite.tasks import Task
 
@@ -81,6 +83,10 @@ def write_manifest(
         "methods": methods,
         "metrics": metrics,
         "metric_notes": metric_notes,
+        # What decides whether two runs' numbers may be compared (evalsuite.comparable): the metrics' weights
+        # files by content, and the versions of the libraries metrics wrap.
+        "metric_weights": used_weights(),
+        "metric_versions": {n: metric_info(n).version for n in metrics if metric_info(n).version},
         "paired": paired,
         "conventions": conventions(spec, paired),
         "versions": versions(),

@@ -25,6 +25,7 @@ from evalsuite.lr_source import NO_HR_NOTE, check_metrics, generated_inputs
 from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import MetricContext, build_metric, column_metric, metric_info, resolve_metrics
+from evalsuite.metrics.weights import reset_used_weights
 from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, PreparedImages
 from evalsuite.results import FAILURE_COLUMNS, REFERENCE_ROW, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
@@ -34,6 +35,9 @@ from evalsuite.tasks import Task, resolve_task
 from evalsuite.weights import MissingWeightsError
 
 __all__ = ["NoUsableImagesError", "default_methods", "run"]
+
+# Every finished run registers itself in the results index ($EVALSUITE_INDEX=off to stop it; evalsuite/index.py).
+INDEX_HOOK = "evalsuite.index:register_hook"
 
 
 def default_methods(task: Task, log=print) -> list[str]:
@@ -198,8 +202,9 @@ def version_notes(names: list[str], not_computed: dict[str, str]) -> list[str]:
 
 
 def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:
-    """Call the spec's post-run hooks (the report first); a failing hook never loses the numbers written."""
-    for target in spec.hooks:
+    """Call the spec's post-run hooks (the report first), then register the run in the results index (a
+    failing hook never loses the numbers written)."""
+    for target in (*spec.hooks, INDEX_HOOK):
         try:
             plugins.hook(target)(spec.out_dir)
         except Exception as exc:
@@ -209,6 +214,7 @@ def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:
 def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     """Run a benchmark spec end to end and return its Results (also written to the run folder)."""
     t_start = time.time()
+    reset_used_weights()  # manifest.json lists the metric weights files this run used
     device = D.pick_device(spec.device)
     D.init_from_env(device)
     device = D.local_rank_device(device)

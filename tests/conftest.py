@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# Runs register themselves in the results index under $EVALSUITE_HOME: never the user's ~/.evalsuite from
+# tests (subprocesses inherit it too).
+os.environ["EVALSUITE_HOME"] = tempfile.mkdtemp(prefix="evalsuite-home-")
+atexit.register(shutil.rmtree, os.environ["EVALSUITE_HOME"], ignore_errors=True)
+os.environ.pop("EVALSUITE_INDEX_URL", None)
 
 # One intra-op thread: tests use tiny tensors, and on a busy 2-core machine two OpenMP threads per
 # process run many times slower than one.

@@ -169,6 +169,32 @@ class CheckedWeight:
 
 
 _VERDICTS: dict[tuple[str, int, int], str | None] = {}
+# The weights files checked since `reset_used_weights()` (the start of a run): name -> content digest, for
+# manifest.json, so runs whose metrics used different files are never compared (evalsuite.comparable).
+_USED: dict[str, str] = {}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def reset_used_weights() -> None:
+    """Forget the weights recorded so far (called when a run starts)."""
+    _USED.clear()
+
+
+def used_weights() -> dict[str, str]:
+    """{weights name: content digest} of every weights file checked since the last reset."""
+    return dict(sorted(_USED.items()))
+
+
+def _digest(name: str, path: Path, standard: bool) -> str:
+    """The official sha256 prefix for a verified official file, else the file's sha256 (cached per file state)."""
+    prefix = SPECS[name].sha256_prefix if name in SPECS else None
+    if standard and prefix is not None:
+        return f"sha256:{prefix}"
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = f"sha256:{sha256_file(path)[:16]}"
+    return _DIGESTS[key]
 
 
 def nonstandard_reason(name: str, path: Path) -> str | None:
@@ -210,6 +236,7 @@ def checked_weight(name: str, metric: str, options: dict | None = None) -> Check
     path = ensure_weight(name)
     reason = nonstandard_reason(name, path)
     if reason is None:
+        _USED[name] = _digest(name, path, True)
         return CheckedWeight(path, True, "")
     if not allow_nonstandard(options):
         w = get_weight(name)
@@ -219,6 +246,7 @@ def checked_weight(name: str, metric: str, options: dict | None = None) -> Check
             f"({w.source}), or set {ALLOW_ENV}=1 to compute a NON-STANDARD value"
         )
     note = f"NON-STANDARD weights {path.name} ({reason}): not comparable to published {metric}"
+    _USED[name] = _digest(name, path, False)
     return CheckedWeight(path, False, note)
 
 
