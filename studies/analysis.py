@@ -5,7 +5,7 @@ Fool rate = share of main-block trials in which the method's output was chosen o
 answers many trials, one image is judged by many raters), so intervals and tests account for both with
 the Cameron-Gelbach-Miller two-way cluster-robust variance by rater and image (studies.intervals):
 - ci_low/high: the fool rate's 95% interval on the logit scale, t reference with Satterthwaite degrees of
-  freedom clamped to [1/(1/(R-1) + 1/(I-1)), min(R, I) - 1]; p_value_vs_50 is the matching t-test;
+  freedom, clamped (studies.intervals.combine); p_value_vs_50 is the matching t-test;
 - comparisons: the difference of two methods' fool rates (OLS `fool ~ 1 + [method == a]`, same variance
   and df rule) with its interval, raw p-value and Holm-adjusted p-value (over the pairs of a task).
 benchmarks/study_coverage.py measures the coverage; docs/studies.md gives the figures.
@@ -24,7 +24,7 @@ import pandas as pd
 
 from evalsuite.io import atomic_write_text
 from studies.design import MIN_CATCH_ACCURACY
-from studies.intervals import METHOD, contrast, holm, mean_interval
+from studies.intervals import DF_RULE, METHOD, contrast, holm, mean_interval
 from studies.quality import QUALITY_COLUMNS, RULES, QualityPolicy, rater_values
 
 FOOL_RATE_COLUMNS = [
@@ -339,9 +339,9 @@ def _notes(exclusion_note: str) -> list[str]:
         "fool rate = share of main-block trials in which the method's output was chosen over the ground "
         "truth; practice, catch and attention trials and duels are not counted",
         exclusion_note,
-        f"ci_low/high: 95% interval, {METHOD}, on the logit scale (Satterthwaite df clamped to "
-        "[1/(1/(R-1)+1/(I-1)), min(R, I)-1]); p_value_vs_50: the matching t-test; coverage 93-97% on simulated "
-        "studies of 10-60 raters x 10-100 images (benchmarks/study_coverage.py, docs/studies.md)",
+        f"ci_low/high: 95% interval, {METHOD} ({DF_RULE}), on the logit scale; p_value_vs_50: the matching "
+        "t-test; coverage 93-97% on simulated studies of 10-60 raters x 10-100 images "
+        "(benchmarks/study_coverage.py, docs/studies.md)",
         "comparisons: difference of two methods' fool rates (linear probability model, same variance and df "
         "rule) with its 95% interval; p_holm adjusts p_value for the number of method pairs in the task (Holm); "
         "quote p_holm",

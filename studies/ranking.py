@@ -24,7 +24,7 @@ from scipy import stats
 from scipy.sparse.csgraph import connected_components
 
 from studies.design import CHECK_KINDS, with_pairs
-from studies.intervals import bt_intervals, bt_parts, crossed_groups, t_quantile
+from studies.intervals import DF_RULE, bt_intervals, bt_parts, crossed_groups, t_quantile
 
 REAL = "real"
 PAIR_COLUMNS = ["rater", "image_id", "option_a", "option_b", "winner"]
@@ -190,7 +190,7 @@ def _method_notes(reference: str | None, ref_ok: bool, level: float) -> list[str
         + "P(i chosen over j) = 1/(1+exp(-(score_i - score_j)))",
         f"ci_low/high: {level:.0%} interval score +/- t * se, se from the sandwich (robust) covariance of the "
         "maximum-likelihood fit, two-way clustered by rater and image (Cameron-Gelbach-Miller), t with "
-        "Satterthwaite df clamped to [1/(1/(R-1)+1/(I-1)), min(R, I)-1]; p_vs_reference: the matching t-test "
+        f"{DF_RULE}; p_vs_reference: the matching t-test "
         "of score = 0; coverage 93-97% on simulated studies (benchmarks/study_coverage.py)",
     ]
 

@@ -123,10 +123,11 @@ def test_rater_exclusion_and_fool_rates_match_hand_counts():
 
 
 def _df_by_hand(parts, n_r, n_i):
-    """Satterthwaite df of V_r + V_i - V_ri, clamped to [1/(1/(R-1) + 1/(I-1)), min(R, I) - 1]."""
+    """Satterthwaite df of V_r + V_i - V_ri, clamped to [(s + min(R, I) - 1) / 2, max(R, I) - 1]."""
     v = parts[0] + parts[1] - parts[2]
     satt = v**2 / (parts[0] ** 2 / (n_r - 1) + parts[1] ** 2 / (n_i - 1) + parts[2] ** 2 / (len(parts[3]) - 1))
-    return min(max(satt, 1 / (1 / (n_r - 1) + 1 / (n_i - 1))), min(n_r, n_i) - 1)
+    s = 1 / (1 / (n_r - 1) + 1 / (n_i - 1))
+    return min(max(satt, (s + min(n_r, n_i) - 1) / 2), max(n_r, n_i) - 1)
 
 
 def test_intervals_and_tests_match_two_way_cluster_formulas_by_hand():
@@ -161,7 +162,7 @@ def test_intervals_and_tests_match_two_way_cluster_formulas_by_hand():
     v = _cgm_by_hand(y, X, r, i)[1, 1]
     assert t.estimate == pytest.approx(9 / 12 - 5 / 12) and t.se == pytest.approx(math.sqrt(v))
     assert t.low == pytest.approx(t.estimate - stats.t.ppf(0.975, t.df) * t.se)
-    assert 1 / (1 / 2 + 1 / 3) <= t.df <= 2
+    assert (1 / (1 / 2 + 1 / 3) + 2) / 2 <= t.df <= 3
     res = analyze_frame(df, exclude_rule=None, n_resamples=200)
     comp = res.comparisons.iloc[0]
     assert (comp["method_a"], comp["method_b"]) == ("A", "B")
