@@ -121,7 +121,7 @@ def _reading_agreement(table: pd.DataFrame) -> str:
         else:
             text += f", clearly ahead of {nxt['metric']} ({nxt['agreement']:.0%})"
     if best["ci_low"] <= 0.5:
-        text += "; its interval includes 50%, so it does not predict raters better than a coin"
+        text += "; its interval includes 50%, so at this sample size it is not distinguishable from a coin"
     return text + "."
 
 
