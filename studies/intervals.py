@@ -27,7 +27,8 @@ from scipy import special, stats
 
 LEVEL = 0.95
 METHOD = "two-way cluster-robust (Cameron-Gelbach-Miller, CRV1) standard error by rater and image, t reference"
-DF_RULE = "Satterthwaite df clamped to [(s + min(R, I) - 1)/2, max(R, I) - 1], s = 1/(1/(R-1) + 1/(I-1))"
+DF_RULE = ("Satterthwaite df clamped to [(s + min(R, I) - 1)/2, max(R, I) - 1], s = 1/(1/(R-1) + 1/(I-1)) "
+           "([s, max(R, I) - 1] for a difference of two methods)")
 
 
 def codes(labels: Sequence | np.ndarray) -> np.ndarray:
@@ -69,7 +70,8 @@ def components(infl: np.ndarray, groups: list[tuple[np.ndarray, float]], n_param
     return np.stack([cluster_variance(infl, [(g, 1.0)], n_params) for g, _ in groups])
 
 
-def combine(parts: np.ndarray, groups: list[tuple[np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray]:
+def combine(parts: np.ndarray, groups: list[tuple[np.ndarray, float]],
+            midway: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The CGM variance from its one-way parts and the degrees of freedom of its t reference.
 
     V = V_rater + V_image - V_cell; where V is not positive (possible with few clusters), the larger one-way
@@ -79,6 +81,9 @@ def combine(parts: np.ndarray, groups: list[tuple[np.ndarray, float]]) -> tuple[
     with min(R, I) - 1 df is too narrow: 93% at 10 x 10). With few clusters the estimated df is itself
     noisy and biased low, so the lower end sits halfway between s and min(R, I) - 1; the upper end lets
     the larger dimension's df through where it dominates. benchmarks/study_coverage.py measures the result.
+    `midway=False` (differences of two methods, `contrast`): the lower end is s itself. The rater and
+    image tendencies two methods share largely cancel in their difference, which leaves V_R and V_I of
+    similar size, the case s describes (halfway, the difference covered 92-93% at 10 x 10).
     A single grouping (one-way clustering): V_g and G - 1.
     """
     sizes = np.array([int(g.max()) + 1 if g.size else 0 for g, _ in groups], dtype=np.float64)
@@ -95,7 +100,8 @@ def combine(parts: np.ndarray, groups: list[tuple[np.ndarray, float]]) -> tuple[
         satt = np.where(denom > 0, var**2 / denom, np.inf)
     m = max(min(sizes[0], sizes[1]) - 1.0, 1.0)
     s = 1.0 / (1.0 / max(sizes[0] - 1, 1) + 1.0 / max(sizes[1] - 1, 1))
-    df = np.where(bad, m, np.clip(satt, (s + m) / 2, max(max(sizes[0], sizes[1]) - 1.0, 1.0)))
+    low = (s + m) / 2 if midway else s
+    df = np.where(bad, m, np.clip(satt, low, max(max(sizes[0], sizes[1]) - 1.0, 1.0)))
     return var, df
 
 
@@ -181,7 +187,7 @@ def contrast_intervals(Y: np.ndarray, x: np.ndarray, rater: np.ndarray, image: n
     beta = Y @ pinv.T
     infl = pinv[1][None, :] * (Y - beta @ X.T)
     groups = crossed_groups(rater, image)
-    var, df = combine(components(infl, groups, 2), groups)
+    var, df = combine(components(infl, groups, 2), groups, midway=False)
     se = np.sqrt(np.maximum(var, 0.0))
     q = t_quantile(df, level)
     return beta[:, 1], se, beta[:, 1] - q * se, beta[:, 1] + q * se, df
