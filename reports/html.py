@@ -500,9 +500,9 @@ def build_context(run_dir: Path, study: Any = None, opts: ReportOptions = Report
         # The human verdict next to the metrics: fool rates, highest first.
         ranked = sorted(study_ctx["rows"], key=lambda r: -(r["fool_rate"] or 0))
         headline.append(
-            "<b>Human study</b>: fool rate (50% = indistinguishable from real) "
+            "<b>Human study</b>: fool rate (50% = chosen as often as the real image) "
             + ", ".join(
-                f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, 95% CI {r['boot']})"
+                f"<b>{_esc(r['method'])}</b> {r['rate']} (task {_esc(r['task_id'])}, 95% CI {r['ci']})"
                 for r in ranked
             )
             + "."

@@ -93,8 +93,8 @@ def psnr_vs_consistency(per_image: pd.DataFrame, methods: Sequence[str]) -> str 
 
 
 def fool_rates(table: pd.DataFrame) -> str | None:
-    """Fool rates per method and task with the two-way bootstrap 95% intervals (the ones docs/studies.md says
-    to quote; Wilson where a table has none); 50% marks indistinguishable from real."""
+    """Fool rates per method and task with their two-way cluster-robust 95% intervals (ci_low/high, the ones
+    docs/studies.md says to quote); 50% marks a rate equal to the real image's."""
     if table is None or table.empty:
         return None
     rows = table.reset_index(drop=True)
@@ -106,9 +106,7 @@ def fool_rates(table: pd.DataFrame) -> str | None:
             y = len(rows) - 1 - k
             color, marker = style(k)
             rate = 100 * float(r.fool_rate)
-            lo, hi = getattr(r, "boot_low", np.nan), getattr(r, "boot_high", np.nan)
-            if pd.isna(lo) or pd.isna(hi):
-                lo, hi = getattr(r, "wilson_low", np.nan), getattr(r, "wilson_high", np.nan)
+            lo, hi = getattr(r, "ci_low", np.nan), getattr(r, "ci_high", np.nan)
             if pd.notna(lo) and pd.notna(hi):
                 ax.plot([100 * lo, 100 * hi], [y, y], color=color, lw=2.2, solid_capstyle="butt")
             ax.plot([rate], [y], marker=marker, color=color, ms=8, mec="black", mew=0.8)
@@ -117,11 +115,11 @@ def fool_rates(table: pd.DataFrame) -> str | None:
             ax.annotate(f"{rate:.1f}%  (n={int(r.n_judgments)})", (rate, y), xytext=(0, 7),
                         textcoords="offset points", ha=ha, fontsize=8)
         ax.axvline(50, color="black", ls="--", lw=1)
-        ax.text(50, len(rows) - 0.45, " 50% = indistinguishable", fontsize=8, va="bottom")
+        ax.text(50, len(rows) - 0.45, " 50% = chosen as often as real", fontsize=8, va="bottom")
         ax.set_yticks(range(len(rows)), list(reversed(labels)))
         ax.set_ylim(-0.7, len(rows) - 0.1)
         ax.set_xlim(0, 100)
-        ax.set_xlabel("fool rate (%, bars: 95% bootstrap CI over raters and images): model output chosen")
+        ax.set_xlabel("fool rate (%, bars: 95% CI, clustered by rater and image): model output chosen")
         ax.grid(axis="y", visible=False)
         fig.tight_layout()
         return to_svg(fig, "fool")

@@ -1,6 +1,6 @@
 """Section 6 of the HTML report, the human study: what `reports/templates/study.html.j2` shows.
 
-Fool rates with the interval docs/studies.md says to quote (bootstrap over raters and images), the
+Fool rates with their one interval (two-way cluster-robust over raters and images, docs/studies.md), the
 exclusions per quality rule, the power the design had, and per task the Bradley-Terry ranking (plot with
 CIs), the win matrix, the metric-agreement table (which metric best predicts raters) and the inter-rater
 reliability; each part with one plain-language sentence.
@@ -53,14 +53,13 @@ def task_label(task: Any) -> str:
 
 
 def fool_rows(fr: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per (method, task): counts, the fool rate, both intervals and the test against 50%."""
+    """One row per (method, task): counts, the fool rate, its interval and the test against 50%."""
     return [
         {
             "method": str(r["method"]), "task": task_label(r.get("task")), "task_id": str(r.get("task")),
             "n_judgments": int(r["n_judgments"]), "n_raters": int(r["n_raters"]),
             "fool_rate": finite(r["fool_rate"]), "rate": pct(r["fool_rate"]),
-            "wilson": f"{pct(r.get('wilson_low'))} \u2013 {pct(r.get('wilson_high'))}",
-            "boot": f"{pct(r.get('boot_low'))} \u2013 {pct(r.get('boot_high'))}",
+            "ci": f"{pct(r.get('ci_low'))} \u2013 {pct(r.get('ci_high'))}",
             "p": pval(r.get("p_value_vs_50")),
         }
         for _, r in fr.iterrows()
@@ -68,19 +67,41 @@ def fool_rows(fr: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def fool_reading(fr: pd.DataFrame) -> str:
-    """One sentence: the method that fooled raters most, with the interval to quote."""
+    """One sentence: the method that fooled raters most, its interval, and what the interval supports."""
     if fr.empty:
         return "No fool rates yet: the study has no judgments."
     best = fr.sort_values("fool_rate", ascending=False).iloc[0]
+    ci = f"95% CI {pct(best['ci_low'])} to {pct(best['ci_high'])}"
     text = (f"{best['method']} fooled raters most: they chose its output over the real image in "
-            f"{pct(best['fool_rate'])} of {int(best['n_judgments'])} trials (95% CI {pct(best['boot_low'])} to "
-            f"{pct(best['boot_high'])}, bootstrap over raters and images: the interval to quote)")
-    hi = finite(best.get("boot_high"))
-    highs = [finite(v) for v in fr.get("boot_high", pd.Series(dtype=float))]
+            f"{pct(best['fool_rate'])} of {int(best['n_judgments'])} trials by {int(best['n_raters'])} raters ({ci})")
+    lo, hi = finite(best.get("ci_low")), finite(best.get("ci_high"))
+    highs = [finite(v) for v in fr.get("ci_high", pd.Series(dtype=float))]
     if highs and all(h is not None and h < 0.5 for h in highs):
         text += "; every method's upper bound is below 50%, so raters could tell every method from the real images"
-    elif hi is not None and hi >= 0.5:
-        text += "; its interval reaches 50% (indistinguishable from real)"
+    elif lo is not None and lo > 0.5:
+        text += "; its whole interval is above 50%: raters preferred it to the real image"
+    elif hi is not None and lo is not None:
+        text += (f"; its interval includes 50%, so it is not distinguishable from the real images at this "
+                 f"sample size ({ci}), which does not show that it is indistinguishable")
+    return text + "."
+
+
+def counts_sentence(analysis: Any) -> str:
+    """Judgments and raters after the exclusions, with the excluded raters and their judgments shown."""
+    raters, fr = analysis.raters, analysis.fool_rates
+    n = len(raters)
+    out = raters[raters["excluded"].astype(bool)] if n else raters
+    n_judged = int(fr["n_judgments"].sum()) if len(fr) else 0
+    if getattr(analysis, "all_excluded", False):
+        return (f"{n_judged} method-vs-real judgments by all {n} raters: every rater failed the exclusion rules, "
+                "so none was excluded (labelled below).")
+    kept = n - len(out)
+    text = f"{n_judged} method-vs-real judgments by the {kept} raters kept"
+    if len(out):
+        text += (f"; {len(out)} of {n} raters excluded, with their {int(out['n_judgments'].sum())} main-block "
+                 "judgments (rules below)")
+    else:
+        text += f"; no rater excluded (of {n})"
     return text + "."
 
 
@@ -136,12 +157,28 @@ def extremes_part(analysis: Any, run_dir: Path, n_worst: int) -> list[dict[str, 
 
 
 def comparison_rows(comparisons: pd.DataFrame) -> list[dict[str, Any]]:
-    """Method against method: the difference of fool rates and its clustered test."""
+    """Method against method: the difference of fool rates, its interval and the Holm-adjusted p-value."""
     return [
         {"a": r["method_a"], "b": r["method_b"], "task": task_label(r.get("task")),
-         "diff": f"{100 * float(r['difference']):+.1f}", "p": pval(r.get("p_value")), "test": r.get("test", "")}
+         "diff": f"{100 * float(r['difference']):+.1f}",
+         "ci": f"{100 * float(r['ci_low']):+.1f} to {100 * float(r['ci_high']):+.1f}"
+         if finite(r.get("ci_low")) is not None else DASH,
+         "p": pval(r.get("p_holm")), "p_raw": pval(r.get("p_value")), "reading": comparison_reading(r)}
         for _, r in comparisons.iterrows()
     ]
+
+
+def comparison_reading(r: Any) -> str:
+    """One comparison in words, decided by the Holm-adjusted p-value at 5%."""
+    diff = 100 * float(r["difference"])
+    p = finite(r.get("p_holm"))
+    if p is None:
+        return "no test (too few raters or images)"
+    ci = f"95% CI {100 * float(r['ci_low']):+.1f} to {100 * float(r['ci_high']):+.1f} points"
+    if p < 0.05:
+        more = r["method_a"] if diff > 0 else r["method_b"]
+        return f"{more} fooled raters more ({diff:+.1f} points, {ci}; Holm-adjusted p {pval(p)})"
+    return f"not distinguishable at this sample size ({diff:+.1f} points, {ci}; Holm-adjusted p {pval(p)})"
 
 
 def ranking_part(ext: Any) -> dict[str, Any]:
@@ -209,6 +246,7 @@ def study_section(analysis: Any, run_dir: Path, manifest: dict, n_worst: int) ->
     notes = list(dict.fromkeys([*(analysis.notes or []), *(n for t in tasks for n in t["notes"])]))
     return {
         "rows": fool_rows(fr), "reading": fool_reading(fr), "plot": plots.fool_rates(fr),
+        "counts": counts_sentence(analysis),
         "n_raters": len(analysis.raters), "all_excluded": bool(getattr(analysis, "all_excluded", False)),
         "exclusions": exclusion_part(analysis),
         "n_excluded": int(analysis.raters["excluded"].astype(bool).sum()) if len(analysis.raters) else 0,
@@ -224,4 +262,4 @@ def study_section(analysis: Any, run_dir: Path, manifest: dict, n_worst: int) ->
     }
 
 
-__all__ = ["pct", "pval", "study_section", "task_label"]
+__all__ = ["comparison_reading", "counts_sentence", "fool_reading", "pct", "pval", "study_section", "task_label"]

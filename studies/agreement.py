@@ -5,15 +5,16 @@
   metric's values come from the benchmark run's per_image.csv (method, image_id, metric columns). A
   full-reference metric (PSNR, SSIM, LPIPS, ...) compares an image with the ground truth, so it cannot score
   the ground truth itself: method-vs-real trials are skipped for it; a no-reference metric scores the real
-  image when per_image.csv holds a row for it (method "real"). CI: two-way bootstrap by rater and image
-  (studies.analysis.two_way_bootstrap).
+  image when per_image.csv holds a row for it (method "real"). CI: two-way cluster-robust by rater and
+  image on the logit scale (studies.intervals.mean_interval).
 - When the study has no method-vs-method trial (Task 1 only), agreement is also measured on derived pairs:
   for each image and pair of methods, the method whose output fooled raters more often on that image is
-  the people's choice (ties skipped); CI by bootstrap over images.
+  the people's choice (ties skipped); CI clustered by image.
 - Rank correlation: Spearman's rho between each method's mean metric (over the study's images) and its
   Bradley-Terry score, signed so that +1 means the metric orders methods as people do.
-- Reliability: Krippendorff's alpha (nominal; `krippendorff` package) over units = (image, stimulus pair)
-  and coders = raters, and split-half reliability of per-method and per-(method, image) win shares
+- Reliability: Krippendorff's alpha (nominal) over units = (image, stimulus pair) and coders = raters,
+  coded without reference to the options' names (`krippendorff_alpha`), and split-half reliability of
+  per-method and per-(method, image) win shares
   (raters split at random, Pearson r between halves, Spearman-Brown 2r / (1 + r)).
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from studies.analysis import two_way_bootstrap
+from studies.intervals import METHOD, mean_interval
 from studies.ranking import REAL, Ranking, _check_pairs
 
 AGREEMENT_COLUMNS = [
@@ -52,6 +53,10 @@ BASIS_REAL = "trials with the real image"
 _NOT_METRICS = {"method", "image_id", "task", "n_images", "seconds", "error"}
 # Facts about published no-reference metrics the registry may not declare yet: (higher_is_better, full_reference).
 _KNOWN = {"niqe": (False, False), "brisque": (False, False)}
+# Metrics with no direction whose ideal is the ground truth's own value (what the metric gives the reference
+# image scored against itself): they enter the agreement table by closeness to it. detail: 10 log10(E_sr / E_hr)
+# dB, 0 for the ground truth (evalsuite.metrics.pixel.Detail).
+REFERENCE_VALUE = {"detail": 0.0}
 # Without per-metric declarations: columns scored without the ground truth (everything else is full-reference).
 NO_REFERENCE = {"consistency", "niqe", "brisque"}
 # per_image.csv labels that mean the ground-truth image (a no-reference metric's scores of it).
@@ -116,7 +121,7 @@ def _reading_agreement(table: pd.DataFrame) -> str:
         else:
             text += f", clearly ahead of {nxt['metric']} ({nxt['agreement']:.0%})"
     if best["ci_low"] <= 0.5:
-        text += "; its interval includes 50%, so it does not predict raters better than a coin"
+        text += "; its interval includes 50%, so at this sample size it is not distinguishable from a coin"
     return text + "."
 
 
@@ -174,9 +179,17 @@ def _metric_rows(
     full_ref = metric_needs_reference(col)
     base = {"metric": col, "better": {True: "higher", False: "lower", None: "-"}[better],
             "kind": "full-reference" if full_ref else "no-reference"}
+    closeness = ""
     if better is None:
-        why = "no direction declared in the metric registry (neither is better, or the column is unknown)"
-        return [base | {"basis": "-", "note": why + ": not compared"}]
+        ideal = REFERENCE_VALUE.get(col)
+        if ideal is None:
+            why = ("no direction declared in the metric registry and no known value of the ground truth to be "
+                   "close to (neither is better, or the column is unknown)")
+            return [base | {"basis": "-", "note": why + ": not compared"}]
+        # No direction: the output closer to the ground truth's own value is the better one.
+        per_image = per_image.assign(**{col: -(per_image[col] - ideal).abs()})
+        better, base["better"] = True, f"closer to {ideal:g}"
+        closeness = f"no direction: compared by distance to the ground truth's own value ({ideal:g}), closer is better"
     sign = 1.0 if better else -1.0
     values = _lookup(per_image, col)
     # Rank correlation of method means (over the study's images) with the Bradley-Terry scores.
@@ -199,7 +212,7 @@ def _metric_rows(
         if extra.get("n_trials", 0) == 0:
             note.append(f"no value for the real image in per_image.csv (method {real!r}): vs-real trials skipped")
             extra = None
-    rows = [base | spear | common | {"note": "; ".join(filter(None, [common.get("note", ""), *note]))}]
+    rows = [base | spear | common | {"note": "; ".join(filter(None, [closeness, common.get("note", ""), *note]))}]
     if extra is not None:
         rows.append(base | extra | {"basis": BASIS_REAL, "note": "no-reference metric: scores the real image"})
     return rows
@@ -209,8 +222,8 @@ def _agreement_notes(level: float, n_resamples: int, seed: int) -> list[str]:
     """The notes that say how agreement, its CI and the rank correlation were computed."""
     return [
         "agreement = share of trials in which the image the metric prefers is the one the rater chose (a tie "
-        f"counts 1/2); {level:.0%} CI: two-way bootstrap resampling raters and images ({n_resamples} "
-        f"resamples, seed {seed})",
+        f"counts 1/2); {level:.0%} CI: {METHOD}, on the logit scale (on '{BASIS_DERIVED}': clustered by image, "
+        "df = images - 1)",
         f"every metric is measured on one common basis: '{BASIS_DIRECT}' when the study has them, else "
         f"'{BASIS_DERIVED}' (for each image and pair of methods, people's choice is the method that fooled "
         "raters more often on that image; ties skipped; the CI resamples images); compare metrics on it",
@@ -277,9 +290,9 @@ def _trial_agreement(
         images.append(img)
     if not y:
         return {"n_trials": 0, "n_skipped": skipped, "note": "no trial has the metric's value for both images"}
-    lo, hi = two_way_bootstrap(np.array(y), np.array(raters), np.array(images), n_resamples, seed, level)
+    ci = mean_interval(np.array(y), np.array(raters), np.array(images), level)
     return {"n_trials": len(y), "n_skipped": skipped, "n_ties": ties, "agreement": float(np.mean(y)),
-            "ci_low": lo, "ci_high": hi}
+            "ci_low": ci.low, "ci_high": ci.high}
 
 
 def _derived_agreement(
@@ -310,37 +323,50 @@ def _derived_agreement(
     if not y:
         return {"basis": BASIS_DERIVED, "n_trials": 0, "n_skipped": skipped,
                 "note": "no image has two methods with different fool rates and metric values"}
-    # One-way bootstrap over images: the same two-way routine with a single pseudo-rater.
-    lo, hi = two_way_bootstrap(np.array(y), np.zeros(len(y)), np.array(images), n_resamples, seed, level)
+    # Clustered by image alone (one item per image and method pair): one pseudo-rater.
+    ci = mean_interval(np.array(y), np.zeros(len(y)), np.array(images), level)
     return {"basis": BASIS_DERIVED, "n_trials": len(y), "n_skipped": skipped, "n_ties": ties,
-            "agreement": float(np.mean(y)), "ci_low": lo, "ci_high": hi}
+            "agreement": float(np.mean(y)), "ci_low": ci.low, "ci_high": ci.high}
 
 
 # --------------------------------------------------------------------------- reliability
-def krippendorff_alpha(pairs: pd.DataFrame) -> tuple[float, int]:
-    """Krippendorff's alpha (nominal) over units = (image, stimulus pair), coders = raters; and the unit count.
+def krippendorff_alpha(pairs: pd.DataFrame, real: str = REAL) -> tuple[float, int]:
+    """Krippendorff's alpha (nominal, binary) over units = (image, stimulus pair), coders = raters; and the unit count.
 
+    What is coded never depends on the options' names or order:
+    - a trial with the real image codes "chose the model output" (1) or "chose the real image" (0), as a
+      fool rate does;
+    - a method-vs-method trial has no natural orientation, so its unit enters the coincidence matrix in
+      both orientations with weight 1/2 each (o_00 and o_11 averaged): disagreements count as they are and
+      the expected disagreement uses margins that no renaming can tilt.
     Units judged by one rater only carry no information about agreement and are left out of the count.
-    A rater who judged a unit twice keeps the first answer.
+    A rater who judged a unit twice keeps the first answer. Alpha = 1 - D_o / D_e from the coincidence
+    matrix (Krippendorff 2011); equal to the `krippendorff` package's nominal alpha where no unit is a duel.
     """
-    import krippendorff
-
     pairs = _check_pairs(pairs)
-    lo = np.minimum(pairs["option_a"].astype(str), pairs["option_b"].astype(str))
-    hi = np.maximum(pairs["option_a"].astype(str), pairs["option_b"].astype(str))
-    unit = pairs["image_id"].astype(str) + "\x1f" + lo + "\x1f" + hi
-    d = pd.DataFrame({"rater": pairs["rater"].astype(str), "unit": unit,
-                      "value": (pairs["winner"].astype(str) == lo).astype(float)})
+    a, b = pairs["option_a"].astype(str), pairs["option_b"].astype(str)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    vs_real = ((a == real) | (b == real)).to_numpy()
+    winner = pairs["winner"].astype(str)
+    value = np.where(vs_real, winner != real, winner == lo).astype(float)
+    d = pd.DataFrame({"rater": pairs["rater"].astype(str), "unit": pairs["image_id"].astype(str) + "\x1f" + lo
+                      + "\x1f" + hi, "value": value, "duel": ~vs_real})
     d = d.drop_duplicates(["rater", "unit"], keep="first")
-    # Reliability matrix: (raters, units), NaN where a rater did not judge the unit.
-    matrix = d.pivot(index="rater", columns="unit", values="value")
-    matrix = matrix.loc[:, matrix.notna().sum(axis=0) >= 2]
-    if matrix.shape[1] == 0:
+    per = d.groupby("unit").agg(m=("value", "size"), k=("value", "sum"), duel=("duel", "first"))
+    per = per[per["m"] >= 2]
+    if per.empty:
         return float("nan"), 0
-    values = matrix.to_numpy(dtype=float)
-    if len(np.unique(values[np.isfinite(values)])) < 2:
-        return 1.0, int(matrix.shape[1])  # every rater gave the same answer on every unit
-    return float(krippendorff.alpha(reliability_data=values, level_of_measurement="nominal")), int(matrix.shape[1])
+    m, k, duel = per["m"].to_numpy(float), per["k"].to_numpy(float), per["duel"].to_numpy(bool)
+    # Coincidences per unit: pairs of values (ordered) over m - 1.
+    o11, o00, o01 = k * (k - 1) / (m - 1), (m - k) * (m - k - 1) / (m - 1), k * (m - k) / (m - 1)
+    same = (o11 + o00) / 2
+    o11, o00 = np.where(duel, same, o11).sum(), np.where(duel, same, o00).sum()
+    o01 = o01.sum()
+    n1, n0 = o11 + o01, o00 + o01
+    n = n0 + n1
+    if n0 == 0 or n1 == 0:
+        return 1.0, int(len(per))  # every rater gave the same coded answer on every unit
+    return float(1.0 - (2 * o01) / (2 * n0 * n1 / (n - 1))), int(len(per))
 
 
 def _unit_records(pairs: pd.DataFrame, by_image: bool, real: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -402,10 +428,11 @@ RELIABILITY_COLUMNS = ["measure", "value", "low", "high", "n_units", "note"]
 
 def reliability(pairs: pd.DataFrame, n_splits: int = 200, seed: int = 0, real: str = REAL) -> pd.DataFrame:
     """Inter-rater reliability: Krippendorff's alpha and split-half reliability per method and per (method, image)."""
-    alpha, n_alpha = krippendorff_alpha(pairs)
+    alpha, n_alpha = krippendorff_alpha(pairs, real)
     rows = [{"measure": "krippendorff_alpha", "value": alpha, "low": np.nan, "high": np.nan, "n_units": n_alpha,
-             "note": "nominal; units = (image, stimulus pair) judged by >= 2 raters; 1 = raters always agree, "
-                     "0 = no more than chance"}]
+             "note": "nominal; units = (image, stimulus pair) judged by >= 2 raters; coded 'chose the model output' "
+                     "against the real image, orientation-free (both orientations, weight 1/2) between methods; "
+                     "1 = raters always agree, 0 = no more than chance"}]
     for by_image, name in ((False, "split_half_method"), (True, "split_half_method_image")):
         med, lo, hi, n = split_half(pairs, by_image, n_splits, seed, real)
         rows.append({"measure": name, "value": med, "low": lo, "high": hi, "n_units": n,

@@ -1,14 +1,14 @@
-"""Fool rates of a 2AFC study: Wilson and two-way bootstrap CIs, tests, rater exclusion, per-image extremes.
+"""Fool rates of a 2AFC study: two-way cluster-robust intervals and tests, rater exclusion, per-image extremes.
 
 Fool rate = share of main-block trials in which the method's output was chosen over the ground truth
 (SR3, Saharia et al.): 50% means raters cannot tell them apart. Judgments are not independent (one rater
-answers many trials, one image is judged by many raters), so intervals and tests account for both:
-- the bootstrap resamples raters and images (two-way, with replacement) and keeps the judgments of the
-  resampled (rater, image) pairs, weighted by how often each rater and image was drawn;
-- the tests are Wald tests on a linear probability model (`fool ~ 1` against 0.5, `fool ~ 1 + method`
-  between two methods) with the Cameron-Gelbach-Miller two-way cluster-robust covariance (raters and
-  images; statsmodels' `cov_cluster_2groups`) and a t reference with min(raters, images) - 1 degrees of
-  freedom. docs/studies.md explains the choice.
+answers many trials, one image is judged by many raters), so intervals and tests account for both with
+the Cameron-Gelbach-Miller two-way cluster-robust variance by rater and image (studies.intervals):
+- ci_low/high: the fool rate's 95% interval on the logit scale, t reference with Satterthwaite degrees of
+  freedom, clamped (studies.intervals.combine); p_value_vs_50 is the matching t-test;
+- comparisons: the difference of two methods' fool rates (OLS `fool ~ 1 + [method == a]`, same variance
+  and df rule) with its interval, raw p-value and Holm-adjusted p-value (over the pairs of a task).
+benchmarks/study_coverage.py measures the coverage; docs/studies.md gives the figures.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from evalsuite.io import atomic_write_text
 from studies.design import MIN_CATCH_ACCURACY
+from studies.intervals import DF_RULE, METHOD, contrast, holm, mean_interval
 from studies.quality import QUALITY_COLUMNS, RULES, QualityPolicy, rater_values
 
 FOOL_RATE_COLUMNS = [
@@ -35,10 +34,8 @@ FOOL_RATE_COLUMNS = [
     "n_raters",
     "n_images",
     "fool_rate",
-    "wilson_low",
-    "wilson_high",
-    "boot_low",
-    "boot_high",
+    "ci_low",
+    "ci_high",
     "p_value_vs_50",
     "exclusion",
 ]
@@ -61,10 +58,14 @@ COMPARISON_COLUMNS = [
     "fool_rate_a",
     "fool_rate_b",
     "difference",
+    "ci_low",
+    "ci_high",
     "p_value",
+    "p_holm",
     "test",
 ]
-CLUSTER_TEST = "two-way cluster-robust (rater, image) Wald t-test, linear probability model"
+CLUSTER_TEST = ("difference of fool rates, two-way cluster-robust (rater, image) t-test; p_holm: Holm-adjusted over "
+                "the task's method pairs")
 
 
 @dataclass(frozen=True)
@@ -201,79 +202,6 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def two_way_bootstrap(
-    y: np.ndarray,
-    rater: np.ndarray,
-    image: np.ndarray,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile CI of mean(y) resampling raters and images independently with replacement (seeded)."""
-    y = np.asarray(y, dtype=np.float64)
-    if y.size == 0:
-        return float("nan"), float("nan")
-    r_codes, r_idx = np.unique(rater, return_inverse=True)
-    i_codes, i_idx = np.unique(image, return_inverse=True)
-    n_r, n_i = len(r_codes), len(i_codes)
-    # Judgments and fools per (rater, image) cell: (R, I) matrices.
-    count = np.zeros((n_r, n_i))
-    fools = np.zeros((n_r, n_i))
-    np.add.at(count, (r_idx, i_idx), 1.0)
-    np.add.at(fools, (r_idx, i_idx), y)
-    rng = np.random.default_rng(seed)
-    # How often each rater / image is drawn in each resample: (B, R) and (B, I) multinomial counts.
-    w_r = rng.multinomial(n_r, np.full(n_r, 1.0 / n_r), size=n_resamples).astype(np.float64)
-    w_i = rng.multinomial(n_i, np.full(n_i, 1.0 / n_i), size=n_resamples).astype(np.float64)
-    # Weighted fool rate of each resample: sum w_r w_i fools / sum w_r w_i count.
-    num = np.einsum("br,ri,bi->b", w_r, fools, w_i)
-    den = np.einsum("br,ri,bi->b", w_r, count, w_i)
-    rates = num[den > 0] / den[den > 0]
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(rates, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-@dataclass(frozen=True)
-class ClusterTest:
-    """A Wald t-test with two-way cluster-robust standard error."""
-
-    estimate: float
-    se: float
-    df: int
-    p_value: float
-
-
-def cluster_wald_test(
-    y: np.ndarray, x: np.ndarray | None, rater: np.ndarray, image: np.ndarray, null: float = 0.0
-) -> ClusterTest:
-    """Test the last coefficient of OLS(y ~ 1 [+ x]) against `null`, two-way clustered by rater and image."""
-    import statsmodels.api as sm
-    from statsmodels.stats.sandwich_covariance import cov_cluster, cov_cluster_2groups
-
-    y = np.asarray(y, dtype=np.float64)
-    exog = np.ones((y.size, 1)) if x is None else np.column_stack([np.ones(y.size), np.asarray(x, float)])
-    _, r_idx = np.unique(rater, return_inverse=True)
-    _, i_idx = np.unique(image, return_inverse=True)
-    n_groups = min(r_idx.max() + 1, i_idx.max() + 1) if y.size else 0
-    res = sm.OLS(y, exog).fit()
-    estimate = float(res.params[-1])
-    if n_groups < 2 or y.size <= exog.shape[1]:
-        return ClusterTest(estimate, float("nan"), 0, float("nan"))
-    # CGM: V = V_rater + V_image - V_(rater x image), each CRV1 with the small-sample correction.
-    cov = cov_cluster_2groups(res, r_idx, i_idx)[0]
-    var = float(cov[-1, -1])
-    if not var > 0:
-        # A non-positive two-way variance (possible with few clusters): fall back to the larger one-way one.
-        var = max(float(cov_cluster(res, r_idx)[-1, -1]), float(cov_cluster(res, i_idx)[-1, -1]))
-    df = int(n_groups - 1)
-    if not var > 0:
-        return ClusterTest(estimate, 0.0, df, float("nan"))
-    se = float(np.sqrt(var))
-    t = (estimate - null) / se
-    return ClusterTest(estimate, se, df, float(2.0 * stats.t.sf(abs(t), df)))
-
-
 # --------------------------------------------------------------------------- the analysis
 def _rater_table(df: pd.DataFrame, policies: dict[Any, tuple[QualityPolicy | None, float]]) -> pd.DataFrame:
     """One row per rater with a main-block judgment: counts, what the quality rules measure, and the verdict.
@@ -331,28 +259,23 @@ def exclusion_counts(raters: pd.DataFrame, policies: list[QualityPolicy | None])
     return out
 
 
-def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int, exclusion: str) -> pd.DataFrame:
-    """Fool rate per (method, task) with Wilson and two-way bootstrap CIs and a test against 50%."""
+def _fool_table(real: pd.DataFrame, exclusion: str) -> pd.DataFrame:
+    """Fool rate per (method, task) with its two-way cluster-robust interval and t-test against 50%."""
     rows = []
     for (method, task), g in real.groupby(["method", "task"], sort=True):
         y, rater, image = g["fooled"].to_numpy(float), g["rater_id"].to_numpy(), g["image_id"].to_numpy()
-        k, n = int(y.sum()), int(y.size)
-        w_lo, w_hi = wilson_interval(k, n)
-        b_lo, b_hi = two_way_bootstrap(y, rater, image, n_resamples, seed)
-        test = cluster_wald_test(y, None, rater, image, null=0.5)
+        ci = mean_interval(y, rater, image, null=0.5)
         rows.append(
             {
                 "method": method,
                 "task": int(task),
-                "n_judgments": n,
+                "n_judgments": int(y.size),
                 "n_raters": g["rater_id"].nunique(),
                 "n_images": g["image_id"].nunique(),
-                "fool_rate": k / n,
-                "wilson_low": w_lo,
-                "wilson_high": w_hi,
-                "boot_low": b_lo,
-                "boot_high": b_hi,
-                "p_value_vs_50": test.p_value,
+                "fool_rate": float(y.mean()),
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "p_value_vs_50": ci.p_value,
                 "exclusion": exclusion,
             }
         )
@@ -360,33 +283,23 @@ def _fool_table(real: pd.DataFrame, n_resamples: int, seed: int, exclusion: str)
 
 
 def _comparison_table(real: pd.DataFrame) -> pd.DataFrame:
-    """Every pair of methods within a task: difference of fool rates and its two-way clustered test."""
+    """Every pair of methods within a task: difference of fool rates, its interval, raw and Holm-adjusted p."""
     rows = []
     for task, g in real.groupby("task", sort=True):
+        first = len(rows)
         for a, b in itertools.combinations(sorted(g["method"].unique()), 2):
             pair = g[g["method"].isin([a, b])]
             x = (pair["method"] == a).to_numpy(float)
-            test = cluster_wald_test(
-                pair["fooled"].to_numpy(float),
-                x,
-                pair["rater_id"].to_numpy(),
-                pair["image_id"].to_numpy(),
-                null=0.0,
-            )
+            test = contrast(pair["fooled"].to_numpy(float), x, pair["rater_id"].to_numpy(),
+                            pair["image_id"].to_numpy())
             fa = float(pair.loc[pair["method"] == a, "fooled"].mean())
             fb = float(pair.loc[pair["method"] == b, "fooled"].mean())
-            rows.append(
-                {
-                    "method_a": a,
-                    "method_b": b,
-                    "task": int(task),
-                    "fool_rate_a": fa,
-                    "fool_rate_b": fb,
-                    "difference": fa - fb,
-                    "p_value": test.p_value,
-                    "test": CLUSTER_TEST,
-                }
-            )
+            rows.append({"method_a": a, "method_b": b, "task": int(task), "fool_rate_a": fa, "fool_rate_b": fb,
+                         "difference": fa - fb, "ci_low": test.low, "ci_high": test.high,
+                         "p_value": test.p_value, "test": CLUSTER_TEST})
+        # Holm over this task's pairs: the family a reader scans for "which methods differ".
+        for row, adj in zip(rows[first:], holm([r["p_value"] for r in rows[first:]]), strict=True):
+            row["p_holm"] = float(adj)
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -420,19 +333,18 @@ def _exclusion_note(policies: list[QualityPolicy | None], n_raters: int, n_exclu
     return text + f"; {n_excluded} of {n_raters} rater(s) excluded"
 
 
-def _notes(exclusion_note: str, n_resamples: int, seed: int) -> list[str]:
+def _notes(exclusion_note: str) -> list[str]:
     """The analysis' notes: definitions, the exclusion, the intervals and the tests."""
     return [
         "fool rate = share of main-block trials in which the method's output was chosen over the ground "
         "truth; practice, catch and attention trials and duels are not counted",
         exclusion_note,
-        "wilson_low/high: 95% Wilson score interval treating judgments as independent (too narrow when "
-        "raters or images differ); boot_low/high: 95% percentile bootstrap resampling raters and images "
-        f"({n_resamples} resamples, seed {seed})",
-        "p_value_vs_50 and comparisons: Wald t-test on a linear probability model with two-way "
-        "cluster-robust (Cameron-Gelbach-Miller) standard errors by rater and image, min(raters, images)-1 "
-        "degrees of freedom (empty with fewer than 2 raters or 2 images); it needs no model of how raters "
-        "and images differ and no iterative fit, unlike a logistic mixed model",
+        f"ci_low/high: 95% interval, {METHOD} ({DF_RULE}), on the logit scale; p_value_vs_50: the matching "
+        "t-test; coverage 93-97% on simulated studies of 10-60 raters x 10-100 images "
+        "(benchmarks/study_coverage.py, docs/studies.md)",
+        "comparisons: difference of two methods' fool rates (linear probability model, same variance and df "
+        "rule) with its 95% interval; p_holm adjusts p_value for the number of method pairs in the task (Holm); "
+        "quote p_holm",
     ]
 
 
@@ -476,11 +388,11 @@ def analyze_frame(
     )
     counts = exclusion_counts(raters, used)
     return StudyAnalysis(
-        fool_rates=_fool_table(real, n_resamples, seed, exclusion),
+        fool_rates=_fool_table(real, exclusion),
         per_image=per_image[PER_IMAGE_COLUMNS],
         raters=raters,
         comparisons=_comparison_table(real),
-        notes=_notes(note, n_resamples, seed),
+        notes=_notes(note),
         study=_study_dict(studies or [], raters) | {"all_raters_excluded": all_excluded, "exclusions": counts},
     )
 
@@ -504,8 +416,5 @@ __all__ = [
     "resolve_policy",
     "analyze",
     "analyze_frame",
-
     "wilson_interval",
-    "two_way_bootstrap",
-    "cluster_wald_test",
 ]

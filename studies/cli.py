@@ -170,7 +170,7 @@ def _add_analyze_parser(ssub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", help="folder for the CSV exports, plots and study.json")
     add_exclusion_arguments(a)
     a.add_argument("--resamples", type=int, default=2000,
-                   help="bootstrap resamples (default 2000; the ranking and metric agreement use at most 1000)")
+                   help="kept for scripts: every interval is closed form now (two-way cluster-robust)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(func=_cmd_analyze)
 

@@ -443,7 +443,7 @@ def admin_tables(db: str, study_id: int) -> None:
     real = main[main["kind"] == "real"]
     per = real.groupby("method").agg(answered=("answered", "sum"), planned=("answered", "size"))
     fr = analysis.fool_rates.set_index("method")[
-        ["n_judgments", "n_raters", "fool_rate", "boot_low", "boot_high", "wilson_low", "wilson_high", "exclusion"]
+        ["n_judgments", "n_raters", "fool_rate", "ci_low", "ci_high", "exclusion"]
     ]
     st.dataframe(per.join(fr).reset_index(), hide_index=True)
     if analysis.all_excluded:

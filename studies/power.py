@@ -14,9 +14,11 @@ image tendencies shared across methods (correlation `method_corr`, rho) cancel i
 
 (rho = 0, the default, is the conservative case: every method has its own rater and image effects).
 The closed form is the two-proportion Wald test with this variance and the analysis's t reference
-(df = min(raters, images) - 1, as in `studies.analysis.cluster_wald_test`); with more than two methods the
-level is Bonferroni-corrected over the k(k-1)/2 method pairs. The simulation draws judgments with rater and
-image random effects on the logit scale whose ICCs match, and runs `cluster_wald_test` itself.
+(df = min(raters, images) - 1, at or below the analysis's clamped Satterthwaite df, `studies.intervals`);
+with more than two methods the level is Bonferroni-corrected over the k(k-1)/2 method pairs, a lower
+bound on the power of the Holm-adjusted tests the analysis reports. The simulation draws judgments with
+rater and image random effects on the logit scale whose ICCs match, and runs the analysis's test
+(`studies.intervals.contrast`) itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from studies.analysis import cluster_wald_test
+from studies.intervals import contrast
 
 DESIGN_COLUMNS = [
     "n_raters",
@@ -304,7 +306,7 @@ def _draw(
 def simulate_power(
     design: Design, effect: float, a: Assumptions, n_sims: int = 200, seed: int = 0
 ) -> tuple[float, float]:
-    """Share of simulated studies whose cluster_wald_test (the analysis's test) rejects; and its Monte Carlo SE."""
+    """Share of simulated studies whose `contrast` test (the analysis's) rejects at the Bonferroni level; MC SE."""
     mu_a, s_r, s_i = logit_random_effects(a.baseline, a.icc_rater, a.icc_image)
     mu_b = _mu_for(a.baseline + effect, s_r, s_i)
     rng = np.random.default_rng(seed)
@@ -313,7 +315,7 @@ def simulate_power(
     for _ in range(n_sims):
         fooled, is_a, rater, image = _draw(design, (mu_a, mu_b), s_r, s_i, a.method_corr, rng)
         # The same test `study analyze` runs for a pair of methods: fooled ~ 1 + [method == A], two-way clustered.
-        test = cluster_wald_test(fooled, is_a, rater, image)
+        test = contrast(fooled, is_a, rater, image)
         hits += bool(test.p_value < level)
     share = hits / n_sims
     return share, math.sqrt(max(share * (1 - share), 1.0 / n_sims) / n_sims)
@@ -476,8 +478,8 @@ def plan_notes(methods: int, a: Assumptions, effect: float | None, power: float,
         "trials_per_rater counts main trials over all methods (catch and practice trials come on top); "
         "design_effect is for one method's fool rate: 1 + (m_r - 1) ICC_rater + (m_i - 1) ICC_image",
         "power: closed form (Wald test of the difference with the design effect, t reference with "
-        "min(raters, images) - 1 df, as the analysis runs it); sim_power: share of simulated studies "
-        "(logit-normal rater and image effects with these ICCs) in which studies.analysis.cluster_wald_test "
+        "min(raters, images) - 1 df, at or below the analysis's); sim_power: share of simulated studies "
+        "(logit-normal rater and image effects with these ICCs) in which studies.intervals.contrast "
         "rejects, with its Monte Carlo standard error",
         "n_raters \"-\" means no number of raters suffices with that many images: image-to-image "
         "variation alone is too large; add images",

@@ -19,7 +19,7 @@ def _table(df: pd.DataFrame, cols: list[str]) -> str:
 
 
 def print_fool_rates(result: Any) -> None:
-    """Fool rates with the bootstrap interval to quote, method comparisons and per-image extremes."""
+    """Fool rates with their interval, method comparisons (Holm-adjusted) and per-image extremes."""
     if result.all_excluded:
         print(
             f"WARNING: every rater ({len(result.raters)}) fails the exclusion rules; the fool rates below are "
@@ -28,16 +28,19 @@ def print_fool_rates(result: Any) -> None:
     if result.fool_rates.empty:
         print("no judgments yet")
         return
-    print("fool rates (boot_low/high: the 95% interval to quote, bootstrap over raters and images):")
-    print(_table(result.fool_rates, ["method", "task", "n_judgments", "n_raters", "fool_rate", "boot_low",
-                                     "boot_high", "p_value_vs_50"]))
+    print("fool rates (ci_low/high: 95% interval, two-way cluster-robust over raters and images):")
+    print(_table(result.fool_rates, ["method", "task", "n_judgments", "n_raters", "fool_rate", "ci_low",
+                                     "ci_high", "p_value_vs_50"]))
     methods = result.study.get("methods")
     missing = [m for m in methods if m not in set(result.fool_rates["method"])] if isinstance(methods, list) else []
     if missing and all(isinstance(m, str) for m in missing):
         print(f"no fool rate for {', '.join(missing)}: no judged method-vs-real trial of it from a kept rater yet")
     if len(result.comparisons):
         print()
-        print(_table(result.comparisons, ["method_a", "method_b", "task", "difference", "p_value"]))
+        print("method against method (difference of fool rates, 95% interval; p_holm: Holm-adjusted over the "
+              "task's pairs):")
+        print(_table(result.comparisons, ["method_a", "method_b", "task", "difference", "ci_low", "ci_high",
+                                          "p_holm"]))
     ext = result.extremes(k=3)
     if len(ext):
         print("\nimages with the highest (best) and lowest (worst) fool rates:")

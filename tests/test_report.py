@@ -391,11 +391,15 @@ def test_study_section_from_database_and_analysis_folder(run_dir, study_db, tmp_
         cell = re.search(r'data-value="([^"]+)">([^<]+)<', row)
         assert float(cell.group(1)) == r["fool_rate"]
         assert cell.group(2) == f"{100 * r['fool_rate']:.1f}%"
-        assert f"{100 * r['wilson_low']:.1f}% \u2013 {100 * r['wilson_high']:.1f}%" in row
+        assert f"{100 * r['ci_low']:.1f}% \u2013 {100 * r['ci_high']:.1f}%" in row
+        assert "Wilson" not in row and row.count("\u2013") == 1  # one interval per number
         assert f">{int(r['n_judgments'])}<" in row and f">{int(r['n_raters'])}<" in row
     n_excl = int(analysis.raters["excluded"].sum())
     assert n_excl >= 1, "the careless rater fails the catch trials"
-    assert f"{len(analysis.raters)} raters; {n_excl} rater" in st
+    # Counts after the exclusions, with the excluded raters and their judgments shown.
+    kept = len(analysis.raters) - n_excl
+    assert f"{int(fr['n_judgments'].sum())} method-vs-real judgments by the {kept} raters kept" in st
+    assert f"{n_excl} of {len(analysis.raters)} raters excluded" in st
     assert re.search(r'<figure class="plot" id="plot-fool">\s*<svg', st)
     assert "Most and least convincing images" in st and st.count("<img ") >= len(METHODS)
     # The paper's human-study headline for this task is labelled as the paper's.
@@ -469,11 +473,14 @@ def test_fool_reading_says_every_method_was_told_apart_only_when_every_upper_bou
     from reports.study_section import fool_reading
 
     fr = pd.DataFrame({"method": ["a", "b"], "fool_rate": [0.40, 0.30], "n_judgments": [200, 12],
-                       "boot_low": [0.35, 0.05], "boot_high": [0.45, 0.62]})
+                       "n_raters": [20, 3], "ci_low": [0.35, 0.05], "ci_high": [0.45, 0.62]})
     # b's rate is lower but its interval reaches 50%: raters did not tell every method apart.
     assert "every method" not in fool_reading(fr)
-    assert "could tell every method" in fool_reading(fr.assign(boot_high=[0.45, 0.49]))
-    assert "reaches 50%" in fool_reading(fr.assign(boot_high=[0.55, 0.62]))
+    assert "could tell every method" in fool_reading(fr.assign(ci_high=[0.45, 0.49]))
+    text = fool_reading(fr.assign(ci_high=[0.55, 0.62]))
+    assert "not distinguishable from the real images at this sample size (95% CI 35.0% to 55.0%)" in text
+    assert "(indistinguishable" not in text
+    assert "preferred it to the real image" in fool_reading(fr.assign(ci_low=[0.52, 0.05], ci_high=[0.6, 0.62]))
 
 
 def test_numbers_near_zero_print_without_a_minus_sign():

@@ -47,7 +47,10 @@ def _world(seed: int = 0, n_images: int = 30, n_raters: int = 16, scale: float =
             "psnr": None if m == "real" else 30 + 3 * v + rng.normal(0, 0.3),  # close to the truth
             "lpips": None if m == "real" else 0.3 - 0.05 * v + rng.normal(0, 0.05),  # noisier, lower is better
             "ssim": None if m == "real" else rng.uniform(0.5, 0.9),  # unrelated to quality
-            "detail": rng.normal(),  # no better direction
+            # No direction: 0 dB (the ground truth's own value) is ideal; a worse output is blurrier (negative)
+            # or noisier (positive), so only the distance to 0 carries the quality.
+            "detail": rng.choice([-1.0, 1.0]) * 3 * abs(v) + rng.normal(0, 0.1),
+            "wiggle": rng.normal(),  # an unknown column: no direction, no reference value
             "niqe": 4.0 - v + rng.normal(0, 0.2),  # no-reference: scores the real image too
         })
     return pairs, pd.DataFrame(per)
@@ -80,7 +83,11 @@ def test_best_metric_is_found_and_unrelated_metric_is_at_chance():
     # Method means order the methods as people do: rho = +1 for PSNR and (lower is better) LPIPS.
     assert t.loc["psnr", "spearman_rho"] == pytest.approx(1.0)
     assert t.loc["lpips", "spearman_rho"] == pytest.approx(1.0)
-    assert np.isnan(t.loc["detail", "agreement"]) and "no direction" in t.loc["detail", "note"]
+    # detail enters by its distance to the ground truth's 0 dB: it predicts raters although its sign is random.
+    assert t.loc["detail", "agreement"] > 0.7 and t.loc["detail", "better"] == "closer to 0"
+    assert "distance to the ground truth's own value" in t.loc["detail", "note"]
+    # An unknown column without a direction is listed, with the reason, not compared.
+    assert np.isnan(t.loc["wiggle", "agreement"]) and "no direction" in t.loc["wiggle", "note"]
     reading = result.reading()
     assert reading.startswith("On this data") and ("psnr" in reading or "niqe" in reading)
 
@@ -157,3 +164,55 @@ def test_reliability_high_for_consistent_raters_and_low_for_coin_flippers():
     assert t2.loc["split_half_method_image", "value"] < 0.3
     assert "Krippendorff" in reliability_reading(table.reset_index())
     assert np.isnan(split_half(pairs[pairs["rater"] == "r0"])[0])
+
+
+def _relabel(pairs: pd.DataFrame, names: dict[str, str], seed: int) -> pd.DataFrame:
+    """The same judgments with methods renamed, each trial's options swapped at random and rows shuffled."""
+    rng = np.random.default_rng(seed)
+    out = pairs.replace({"option_a": names, "option_b": names, "winner": names})
+    swap = rng.random(len(out)) < 0.5
+    out.loc[swap, ["option_a", "option_b"]] = out.loc[swap, ["option_b", "option_a"]].to_numpy()
+    return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def test_alpha_and_split_half_do_not_depend_on_method_names_or_order():
+    pairs, _ = _world(seed=4, n_raters=10)
+    alpha, n = krippendorff_alpha(pairs)
+    halves = [split_half(pairs, by, n_splits=30) for by in (False, True)]
+    # Renamings that reverse the alphabetical order (the old coding's "alphabetically first option").
+    for k, names in enumerate([{"m1": "zeta", "m2": "alpha", "m3": "mu", "m4": "beta"},
+                               {"m1": "a4", "m2": "a3", "m3": "a2", "m4": "a1"}]):
+        other = _relabel(pairs, names, seed=k)
+        assert krippendorff_alpha(other) == pytest.approx((alpha, n), abs=1e-12)
+        for by, ref in zip((False, True), halves, strict=True):
+            assert split_half(other, by, n_splits=30) == pytest.approx(ref, abs=1e-12)
+    # The real image keeps its label: against it, the coding is "chose the model output", as a fool rate.
+    task1 = pairs[(pairs["option_a"] == "real") | (pairs["option_b"] == "real")]
+    other = _relabel(task1, {"m1": "zz", "m2": "aa"}, seed=5)
+    assert krippendorff_alpha(other) == pytest.approx(krippendorff_alpha(task1), abs=1e-12)
+
+
+def test_alpha_on_trials_with_the_real_image_equals_the_krippendorff_package():
+    import krippendorff
+
+    pairs, _ = _world(seed=6, n_raters=8, method_pairs=False)
+    alpha, n = krippendorff_alpha(pairs)
+    unit = pairs["image_id"] + "/" + pairs["option_a"] + "/" + pairs["option_b"]
+    d = pd.DataFrame({"rater": pairs["rater"], "unit": unit, "v": (pairs["winner"] != "real").astype(float)})
+    matrix = d.drop_duplicates(["rater", "unit"]).pivot(index="rater", columns="unit", values="v")
+    matrix = matrix.loc[:, matrix.notna().sum() >= 2]
+    ref = krippendorff.alpha(reliability_data=matrix.to_numpy(float), level_of_measurement="nominal")
+    assert alpha == pytest.approx(ref, abs=1e-9) and n == matrix.shape[1]
+
+
+def test_duel_alpha_uses_both_orientations():
+    # Duel unit u: A, A, B (m = 3): o_AA = 2*1/2 = 1, o_AB = o_BA = 2*1/2 = 1; unit v: B, B: o_BB = 2.
+    # Each unit counted in both orientations (weight 1/2): o_00 = o_11 = (1 + 0)/2 + (0 + 2)/2 = 1.5,
+    # o_01 = 1, so n_0 = n_1 = 2.5, n = 5; alpha = 1 - D_o / D_e = 1 - 2 / (2 * 2.5 * 2.5 / 4) = 0.36.
+    rows = [("r1", "u", "A", "B", "A"), ("r2", "u", "A", "B", "A"), ("r3", "u", "A", "B", "B"),
+            ("r1", "v", "A", "B", "B"), ("r2", "v", "B", "A", "B")]
+    pairs = pd.DataFrame(rows, columns=["rater", "image_id", "option_a", "option_b", "winner"])
+    alpha, n = krippendorff_alpha(pairs)
+    assert n == 2 and alpha == pytest.approx(0.36)
+    # The old coding ("chose the alphabetically first option", A) gave n_A = 2 + 1, n_B = 3 + 1: 1 - 2/(2*3*4/6).
+    assert alpha != pytest.approx(1 - 2 / (2 * 3 * 4 / 6))

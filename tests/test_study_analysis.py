@@ -14,10 +14,9 @@ from studies.analysis import (
     StudyAnalysis,
     analyze,
     analyze_frame,
-    cluster_wald_test,
-    two_way_bootstrap,
     wilson_interval,
 )
+from studies.intervals import contrast, holm, mean_interval
 
 
 def _row(rater, kind, method, image, chose_real, block="main", task=1):
@@ -96,8 +95,13 @@ def test_rater_exclusion_and_fool_rates_match_hand_counts():
     # Only r1 is kept: A fooled 3/4, B 1/4.
     assert fr.loc["A", "fool_rate"] == 0.75 and fr.loc["B", "fool_rate"] == 0.25
     assert fr.loc["A", "n_judgments"] == 4 and fr.loc["A", "n_raters"] == 1
-    assert fr.loc["A", "wilson_low"] == pytest.approx(_wilson_by_hand(3, 4)[0], abs=1e-12)
-    assert fr.loc["A", "wilson_high"] == pytest.approx(_wilson_by_hand(3, 4)[1], abs=1e-12)
+    # One rater kept: clustered by image alone (CRV1, df = 4 images - 1), on the logit scale.
+    e = np.array([1, 0, 1, 1]) - 0.75
+    v = 4 / 3 * (e**2).sum() / 16
+    half = stats.t.ppf(0.975, 3) * math.sqrt(v) / (0.75 * 0.25)
+    expit = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    assert fr.loc["A", "ci_low"] == pytest.approx(expit(math.log(3) - half))
+    assert fr.loc["A", "ci_high"] == pytest.approx(expit(math.log(3) + half))
     assert any("80%" in n and "2 of 3" in n for n in res.notes)
 
     kept = analyze_frame(_constructed(), exclude_rule=CatchRule(min_accuracy=0.5), n_resamples=500)
@@ -118,28 +122,67 @@ def test_rater_exclusion_and_fool_rates_match_hand_counts():
     assert ext[(ext["method"] == "A") & (ext["which"] == "best")]["image_id"].item() == "i2"  # 3/3
 
 
-def test_tests_match_two_way_cluster_formulas_by_hand():
+def _df_by_hand(parts, n_r, n_i):
+    """Satterthwaite df of V_r + V_i - V_ri, clamped to [(s + min(R, I) - 1) / 2, max(R, I) - 1]."""
+    v = parts[0] + parts[1] - parts[2]
+    satt = v**2 / (parts[0] ** 2 / (n_r - 1) + parts[1] ** 2 / (n_i - 1) + parts[2] ** 2 / (len(parts[3]) - 1))
+    s = 1 / (1 / (n_r - 1) + 1 / (n_i - 1))
+    return min(max(satt, (s + min(n_r, n_i) - 1) / 2), max(n_r, n_i) - 1)
+
+
+def test_intervals_and_tests_match_two_way_cluster_formulas_by_hand():
+    from statsmodels.api import OLS
+    from statsmodels.stats.sandwich_covariance import cov_cluster_2groups
+
     df = _constructed()
     real = df[(df["kind"] == "real") & (df["block"] == "main")]
     y = (~real["chose_real"]).to_numpy(float)
-    r, i, m = real["rater_id"].to_list(), real["image_id"].to_list(), real["method"].to_numpy()
-    # Against 50%: intercept-only model, all raters.
+    r, i, m = real["rater_id"].to_numpy(), real["image_id"].to_numpy(), real["method"].to_numpy()
+    # The fool rate of A, all raters: CGM variance by hand, the same as statsmodels', then the logit interval.
     a = m == "A"
-    t = cluster_wald_test(y[a], None, np.array(r)[a], np.array(i)[a], null=0.5)
-    v = _cgm_by_hand(y[a], np.ones((a.sum(), 1)), np.array(r)[a], np.array(i)[a])[0, 0]
-    assert t.estimate == pytest.approx(0.75) and t.se == pytest.approx(math.sqrt(v))
-    assert t.df == 2  # min(3 raters, 4 images) - 1
-    assert t.p_value == pytest.approx(2 * stats.t.sf(abs(0.25 / math.sqrt(v)), 2))
-    # Between methods: the method coefficient is the difference of fool rates.
+    ones = np.ones((a.sum(), 1))
+    v = _cgm_by_hand(y[a], ones, r[a], i[a])[0, 0]
+    assert v == pytest.approx(cov_cluster_2groups(OLS(y[a], ones).fit(), np.unique(r[a], return_inverse=True)[1],
+                                                  np.unique(i[a], return_inverse=True)[1])[0][0, 0])
+    cells = [f"{x}|{z}" for x, z in zip(r[a], i[a], strict=True)]
+    parts = [_cgm_by_hand(y[a], ones, g, g)[0, 0] / 1.0 for g in (list(r[a]), list(i[a]), cells)]
+    # _cgm_by_hand(g, g) = one(g) + one(g) - one(g) = one(g): the one-way parts.
+    dof = _df_by_hand([*parts, set(cells)], 3, 4)
+    ci = mean_interval(y[a], r[a], i[a], null=0.5)
+    p = 9 / 12
+    se = math.sqrt(v) / (p * (1 - p))
+    q = stats.t.ppf(0.975, dof)
+    assert ci.estimate == pytest.approx(p) and ci.se == pytest.approx(se) and ci.df == pytest.approx(dof)
+    assert ci.low == pytest.approx(1 / (1 + math.exp(-(math.log(p / (1 - p)) - q * se))))
+    assert ci.high == pytest.approx(1 / (1 + math.exp(-(math.log(p / (1 - p)) + q * se))))
+    assert ci.p_value == pytest.approx(2 * stats.t.sf(math.log(p / (1 - p)) / se, dof))
+    # Between methods: the slope of y ~ 1 + [method == A] is the difference of fool rates.
     X = np.column_stack([np.ones(len(y)), a.astype(float)])
-    t = cluster_wald_test(y, a.astype(float), np.array(r), np.array(i))
+    t = contrast(y, a.astype(float), r, i)
     v = _cgm_by_hand(y, X, r, i)[1, 1]
     assert t.estimate == pytest.approx(9 / 12 - 5 / 12) and t.se == pytest.approx(math.sqrt(v))
+    assert t.low == pytest.approx(t.estimate - stats.t.ppf(0.975, t.df) * t.se)
+    assert 1 / (1 / 2 + 1 / 3) <= t.df <= 3  # a difference: the lower end is s itself
     res = analyze_frame(df, exclude_rule=None, n_resamples=200)
     comp = res.comparisons.iloc[0]
     assert (comp["method_a"], comp["method_b"]) == ("A", "B")
     assert comp["difference"] == pytest.approx(4 / 12) and comp["p_value"] == pytest.approx(t.p_value)
-    assert "cluster" in comp["test"]
+    assert comp["p_holm"] == pytest.approx(t.p_value)  # one pair: nothing to adjust
+    assert comp["ci_low"] == pytest.approx(t.low) and "Holm" in comp["test"]
+    fr = res.fool_rates.set_index("method")
+    assert fr.loc["A", "ci_low"] == pytest.approx(ci.low) and fr.loc["A", "p_value_vs_50"] == pytest.approx(ci.p_value)
+
+
+def test_holm_by_hand_and_in_the_comparisons():
+    p = [0.01, 0.04, 0.03, np.nan]
+    # Sorted 0.01, 0.03, 0.04 times 3, 2, 1, then running maximum: 0.03, 0.06, 0.06.
+    assert np.allclose(holm(p)[:3], [0.03, 0.06, 0.06]) and np.isnan(holm(p)[3])
+    df = _constructed()
+    extra = df[(df["kind"] == "real") & (df["method"] == "B")].assign(method="C")
+    extra["chose_real"] = ~extra["chose_real"]
+    res = analyze_frame(pd.concat([df, extra]), exclude_rule=None)
+    c = res.comparisons
+    assert len(c) == 3 and np.allclose(c["p_holm"], holm(c["p_value"])) and (c["p_holm"] >= c["p_value"]).all()
 
 
 def test_wilson_matches_formula_and_edges():
@@ -148,27 +191,19 @@ def test_wilson_matches_formula_and_edges():
     assert all(math.isnan(x) for x in wilson_interval(0, 0))
 
 
-def test_two_way_bootstrap_matches_brute_force_and_widens_with_rater_effects():
+def test_interval_widens_with_rater_effects_and_stays_inside_0_1():
     rng = np.random.default_rng(0)
     # 10 raters with very different tendencies, 12 images: judgments are far from independent.
     raters = np.repeat(np.arange(10), 12)
     images = np.tile(np.arange(12), 10)
     p_rater = np.linspace(0.05, 0.95, 10)[raters]
     y = (rng.random(raters.size) < p_rater).astype(float)
-    lo, hi = two_way_bootstrap(y, raters, images, n_resamples=3000, seed=1)
-    # Brute force: draw raters and images with replacement, keep every (drawn rater, drawn image) judgment.
-    brute = []
-    table = {(a, b): v for a, b, v in zip(raters, images, y, strict=True)}
-    for _ in range(1500):
-        rs, ims = rng.integers(0, 10, 10), rng.integers(0, 12, 12)
-        brute.append(np.mean([table[(a, b)] for a in rs for b in ims]))
-    b_lo, b_hi = np.quantile(brute, [0.025, 0.975])
-    assert lo == pytest.approx(b_lo, abs=0.04) and hi == pytest.approx(b_hi, abs=0.04)
+    ci = mean_interval(y, raters, images)
     w_lo, w_hi = wilson_interval(int(y.sum()), y.size)
-    assert (hi - lo) > 1.8 * (w_hi - w_lo)
-    assert two_way_bootstrap(y, raters, images, 500, seed=3) == two_way_bootstrap(
-        y, raters, images, 500, seed=3
-    )
+    assert (ci.high - ci.low) > 1.8 * (w_hi - w_lo)
+    # Nobody fooled: no variance to cluster, the Wilson interval of the trials (never outside [0, 1]).
+    flat = mean_interval(np.zeros(40), np.repeat(np.arange(4), 10), np.tile(np.arange(10), 4))
+    assert flat.low == 0.0 and flat.high == pytest.approx(wilson_interval(0, 40)[1])
 
 
 def test_save_load_round_trip(tmp_path):

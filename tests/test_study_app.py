@@ -86,7 +86,7 @@ def test_bad_links_and_the_admin_page(study):
     result = analyze(db, n_resamples=400).fool_rates.set_index("method")
     assert methods["fool_rate"].tolist() == result["fool_rate"].tolist() == [1.0, 1.0]
     assert methods["n_raters"].tolist() == [1, 1] and methods["answered"].tolist() == [4, 4]
-    assert methods["boot_low"].tolist() == result["boot_low"].tolist()
+    assert methods["ci_low"].tolist() == result["ci_low"].tolist()
     # A new admin token replaces the old one.
     new = admin_token(db)
     assert "not valid" in _app(admin=made.admin_token).error[0].value

@@ -89,7 +89,7 @@ def test_create_answer_analyze_and_report(tmp_path, capsys):
         assert "Krippendorff&#39;s alpha" in st and "alpha ranks first" in st
         assert "With 8 raters x 18 trials" in st
         assert "1 of 9 raters were excluded" in st and "same side in a row" in st
-        assert "fooled raters most" in st and "the interval to quote" in st
+        assert "fooled raters most" in st and "raters kept; 1 of 9 raters excluded" in st
     capsys.readouterr()
     assert main(["study", "analyze", "--db", db, "--run", str(tmp_path)]) == 2
     assert "per_image.csv" in capsys.readouterr().err
