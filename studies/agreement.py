@@ -51,42 +51,33 @@ BASIS_DERIVED = "image pairs"
 BASIS_REAL = "trials with the real image"
 # Columns of per_image.csv that are not metrics.
 _NOT_METRICS = {"method", "image_id", "task", "n_images", "seconds", "error"}
-# Facts about published no-reference metrics the registry may not declare yet: (higher_is_better, full_reference).
-_KNOWN = {"niqe": (False, False), "brisque": (False, False)}
-# Metrics with no direction whose ideal is the ground truth's own value (what the metric gives the reference
-# image scored against itself): they enter the agreement table by closeness to it. detail: 10 log10(E_sr / E_hr)
-# dB, 0 for the ground truth (evalsuite.metrics.pixel.Detail).
-REFERENCE_VALUE = {"detail": 0.0}
-# Without per-metric declarations: columns scored without the ground truth (everything else is full-reference).
-NO_REFERENCE = {"consistency", "niqe", "brisque"}
 # per_image.csv labels that mean the ground-truth image (a no-reference metric's scores of it).
 REAL_LABELS = ("real", "reference (HR)", "hr")
 
 
 def metric_direction(col: str) -> bool | None:
-    """True when higher is better, False when lower is, None when neither (the one place that asks the registry)."""
-    from evalsuite.metrics import base
+    """True when higher is better, False when lower is, None when neither: as the metric's declaration says."""
+    from evalsuite.metrics.base import column_info  # the registry: imported only when an analysis needs it
 
-    # Per-metric declarations (`column_info`) where the registry has them, else the shared table.
-    column_info = getattr(base, "column_info", None)
-    value = column_info(col).higher_is_better if column_info is not None else base.HIGHER_IS_BETTER.get(col)
-    if value is None and col in _KNOWN:
-        value = _KNOWN[col][0]
-    return value
+    return column_info(col).higher_is_better
+
+
+def metric_ideal(col: str) -> float | None:
+    """A column without a direction: the ground truth's own value, closer to which is better (None: unknown)."""
+    from evalsuite.metrics.base import column_info
+
+    return column_info(col).ideal
 
 
 def metric_needs_reference(col: str) -> bool:
-    """Whether the metric compares with the ground truth (so it cannot score the ground truth itself)."""
-    from evalsuite.metrics import base
+    """Whether the metric compares with the ground truth (so it cannot score the ground truth itself); a column
+    no metric declares is taken as full-reference (it is then never asked to score the ground truth)."""
+    from evalsuite.metrics.base import column_metric, metric_info
 
-    if hasattr(base, "metric_info") and hasattr(base, "column_metric"):
-        try:
-            return bool(base.metric_info(base.column_metric(col)).full_reference)
-        except ValueError:  # a column no metric declares
-            pass
-    if col in _KNOWN:
-        return _KNOWN[col][1]
-    return col.lower() not in NO_REFERENCE
+    try:
+        return bool(metric_info(column_metric(col)).full_reference)
+    except ValueError:  # a column no metric declares
+        return True
 
 
 def metric_columns(per_image: pd.DataFrame) -> list[str]:
@@ -181,7 +172,7 @@ def _metric_rows(
             "kind": "full-reference" if full_ref else "no-reference"}
     closeness = ""
     if better is None:
-        ideal = REFERENCE_VALUE.get(col)
+        ideal = metric_ideal(col)
         if ideal is None:
             why = ("no direction declared in the metric registry and no known value of the ground truth to be "
                    "close to (neither is better, or the column is unknown)")

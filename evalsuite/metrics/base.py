@@ -93,6 +93,8 @@ class Column:
     short: str  # headlines and plots: "PSNR"
     help: str  # one line for the report's header tooltip
     higher_is_better: bool | None  # None: neither direction is better (detail: 0 dB is ideal)
+    # Without a direction: the ground truth's own value, to which closer is better (detail: 0.0); None: unknown.
+    ideal: float | None = None
 
     @property
     def direction(self) -> str:

@@ -318,6 +318,7 @@ register(
                 "energy above the LR band vs the HR image's, dB: 0 = as much fine detail as the truth, "
                 "below = blurrier, above = noisier (amount of detail, not its correctness)",
                 None,
+                ideal=0.0,
             ),
         ),
         help="fine-detail energy above the LR band, SR vs HR in dB (0 = as the truth; <0 blurry, >0 noisy)",
