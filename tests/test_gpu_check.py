@@ -1,7 +1,8 @@
 """benchmarks/gpu_check.sh: steps under their own time limits, results recorded, a failing step does not stop the run.
 
-The default suite runs a subset of `--tiny` (machine facts, the SR3 speed step, the diffusers step) and the
-budget/total/install paths; the full `--tiny` run (every step, about 3-5 min on a 2-core CPU) is marked slow.
+The default suite runs a subset of `--tiny` (machine facts, the eager SR3 speed step, the diffusers step, the
+CUDA-marked tests) and the timeout/error/total/install paths; the full `--tiny` run (every step; 6 min at
+load 14 on 2 cores) is marked slow.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def run_check(out: Path, *args: str, timeout: int = 600, **env_extra: str) -> tu
     return proc.returncode, data, proc.stdout + proc.stderr
 
 
-def test_tiny_subset_records_the_machine_the_sr3_figures_and_a_skipped_step(tmp_path):
-    rc, data, out = run_check(tmp_path, "--tiny", "--only", "machine,sr3_eager,diffusers")
+def test_tiny_subset_records_the_machine_the_sr3_figures_the_gpu_tests_and_a_skipped_step(tmp_path):
+    rc, data, out = run_check(tmp_path, "--tiny", "--only", "machine,sr3_eager,diffusers,gpu_tests")
     assert rc == 0, out
-    assert data["order"] == ["machine", "sr3_eager", "diffusers"]
+    assert data["order"] == ["machine", "sr3_eager", "diffusers", "gpu_tests"]
     assert data["tiny"] == 1
     machine = data["machine"]
     assert machine["cpu"]["model"] != "unknown CPU" and isinstance(machine["cpu"]["isa_flags"], list)
@@ -57,6 +58,14 @@ def test_tiny_subset_records_the_machine_the_sr3_figures_and_a_skipped_step(tmp_
         assert diffusers["status"] == "ok" and diffusers["result"]["img_per_s_whole_run"] > 0
     else:
         assert diffusers["status"] == "skipped" and "not available" in diffusers["reason"]
+    tests = data["steps"]["gpu_tests"]
+    assert tests["status"] == "ok", tests
+    counts = tests["result"]["counts"]
+    assert counts["tests"] == 4 and counts["failures"] == counts["errors"] == 0  # tests/test_gpu_paths.py
+    import torch
+
+    if not torch.cuda.is_available():
+        assert counts["skipped"] == 4 and all("CUDA" in s for s in tests["result"]["skipped_tests"])
     table = (tmp_path / "gpu_check.txt").read_text()
     assert "sr3_eager" in table and "fwd b1" in table
     assert "== sr3_eager" in (tmp_path / "gpu_check.log").read_text()
