@@ -346,11 +346,10 @@ def step_diffusers(args: argparse.Namespace) -> dict[str, Any]:
 
     The method's module may offer `make_tiny_pipeline(dest)` (the pipeline type it runs); otherwise a tiny
     LDMSuperResolutionPipeline is used."""
-    from evalsuite.methods import REGISTRY, split_name
+    from evalsuite import methods
 
-    try:
-        split_name("diffusers:x")
-    except ValueError:
+    registry = methods.registered_methods() if hasattr(methods, "registered_methods") else methods.REGISTRY
+    if "diffusers" not in registry:
         print("diffusers: skipped: not available (no `diffusers:` method in this tree)")
         return {"skipped": "not available: no `diffusers:` method in this tree"}
     if importlib.util.find_spec("diffusers") is None:
@@ -359,7 +358,7 @@ def step_diffusers(args: argparse.Namespace) -> dict[str, Any]:
     from evalsuite.cli import main as evalsuite_main
 
     device = pick(args.device)
-    module = importlib.import_module(REGISTRY["diffusers"].target.partition(":")[0])
+    module = importlib.import_module(registry["diffusers"].target.partition(":")[0])
     maker = getattr(module, "make_tiny_pipeline", tiny_ldm_pipeline)
     n = 2 if args.tiny else args.n
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -1,13 +1,14 @@
 """benchmarks/gpu_check.sh: steps under their own time limits, results recorded, a failing step does not stop the run.
 
-The default suite runs a subset of `--tiny` (machine facts, the eager SR3 speed step, the diffusers step, the
-CUDA-marked tests) and the timeout/error/total/install paths; the full `--tiny` run (every step; 6 min at
-load 14 on 2 cores) is marked slow.
+The default suite runs a subset of `--tiny` (machine facts, the eager SR3 speed step, the CUDA-marked tests)
+and the timeout/error/total/install paths; the full `--tiny` run (every step; 6 min at load 14 on 2 cores,
+94 s of CPU time) is marked slow.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,10 +33,10 @@ def run_check(out: Path, *args: str, timeout: int = 600, **env_extra: str) -> tu
     return proc.returncode, data, proc.stdout + proc.stderr
 
 
-def test_tiny_subset_records_the_machine_the_sr3_figures_the_gpu_tests_and_a_skipped_step(tmp_path):
-    rc, data, out = run_check(tmp_path, "--tiny", "--only", "machine,sr3_eager,diffusers,gpu_tests")
+def test_tiny_subset_records_the_machine_the_sr3_figures_and_the_gpu_tests(tmp_path):
+    rc, data, out = run_check(tmp_path, "--tiny", "--only", "machine,sr3_eager,gpu_tests")
     assert rc == 0, out
-    assert data["order"] == ["machine", "sr3_eager", "diffusers", "gpu_tests"]
+    assert data["order"] == ["machine", "sr3_eager", "gpu_tests"]
     assert data["tiny"] == 1
     machine = data["machine"]
     assert machine["cpu"]["model"] != "unknown CPU" and isinstance(machine["cpu"]["isa_flags"], list)
@@ -51,13 +52,6 @@ def test_tiny_subset_records_the_machine_the_sr3_figures_the_gpu_tests_and_a_ski
     printed = out.split("== sr3_eager")[1].split("== sr3_eager:")[0]
     assert "not an H200, so no ratios" in printed
     assert "ratio anchor/this" not in printed and "ratio this/anchor" not in printed
-    diffusers = data["steps"]["diffusers"]
-    from evalsuite.methods import REGISTRY
-
-    if "diffusers" in REGISTRY:
-        assert diffusers["status"] == "ok" and diffusers["result"]["img_per_s_whole_run"] > 0
-    else:
-        assert diffusers["status"] == "skipped" and "not available" in diffusers["reason"]
     tests = data["steps"]["gpu_tests"]
     assert tests["status"] == "ok", tests
     counts = tests["result"]["counts"]
@@ -142,5 +136,12 @@ def test_full_tiny_run_passes_every_step(tmp_path):
     metrics = data["steps"]["metrics"]["result"]["img_per_s"]
     assert metrics["psnr+ssim+consistency"] > 0 and metrics["lpips_alex"] > 0 and metrics["inception_features"] > 0
     assert data["steps"]["realesrgan"]["result"]["img_per_s"] > 0
+    diffusers = data["steps"]["diffusers"]
+    from evalsuite.methods import registered_methods
+
+    if "diffusers" in registered_methods() and importlib.util.find_spec("diffusers"):
+        assert diffusers["status"] == "ok" and diffusers["result"]["img_per_s_whole_run"] > 0
+    else:
+        assert diffusers["status"] == "skipped" and "not available" in diffusers["reason"]
     quality = data["steps"]["quality"]["result"]
     assert quality["steps_each"] >= 20 and any(v.startswith("consistency:") for v in quality["verdicts"])
