@@ -2,21 +2,28 @@
 
 Anchors (environment.md, the popular public SR3 implementation on an H200, preset janspiry-16-128):
 forward 11 ms at batch 1 and 56 ms at batch 64 (bf16 eager; 23 ms compiled), sampling 22 s per image
-for its default 2000 steps, training 295 img/s (fp32, batch 32). Targets of issue 7 on an H100/H200:
+for its default 2000 steps, training 295 img/s (fp32, batch 32) and 363 img/s (bf16, batch 32; issue 31).
+Targets of issue 7 on an H100/H200:
 at most 25 ms per image for 100-step sampling, at least 1,000 training images per second.
 
 GPU:  PYTHONPATH=. python benchmarks/sr3_speed.py --compile
 CPU (quick):  python benchmarks/sr3_speed.py --device cpu --preset tiny --fwd-batches 1,4 --sample-batch 4 \
               --sample-steps 5 --train-batch 4 --repeats 3
 Every figure is the median of --repeats timed runs after --warmup untimed ones (sampling: after one).
+`--json FILE` also writes every figure with its anchor and target to FILE, rewritten after each part, so a run
+stopped by a time limit keeps what it measured (benchmarks/gpu_check.sh reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,7 +40,9 @@ ANCHOR_FWD_MS = {1: 11.0, 64: 56.0}  # H200, bf16 eager, public implementation
 ANCHOR_FWD_COMPILED_MS_64 = 23.0
 ANCHOR_SAMPLE_S_PER_IMAGE = 22.0  # its default 2000 steps
 ANCHOR_TRAIN_IMG_S = 295.0  # fp32, batch 32
+ANCHOR_TRAIN_BF16_IMG_S = 363.0  # bf16, batch 32 (issue 31)
 TARGET_SAMPLE_MS = 25.0
+ANCHOR_DEVICE = "H200"  # a ratio to an anchor is printed only on this GPU: never across machines
 TARGET_TRAIN_IMG_S = 1000.0
 
 
@@ -56,6 +65,17 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: 
     return statistics.median(times)
 
 
+def write_json(path: str | None, record: dict[str, Any]) -> None:
+    """Write the figures so far to `path` (atomically: a reader never sees half a file); no-op without a path."""
+    if not path:
+        return
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print each figure next to its anchor."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (forward, sampling, training)")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune (slow to compile)")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: quick CPU checks)")
+    p.add_argument("--size", type=int, default=0, help="image side in px (0: the preset's)")
     p.add_argument("--fwd-batches", default="1,64")
     p.add_argument("--sample-batch", type=int, default=64)
     p.add_argument("--sample-steps", type=int, default=100)
@@ -72,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: forward,sample,train")
+    p.add_argument("--json", help="also write the figures (with anchors and targets) to this JSON file")
     a = p.parse_args(argv)
     device = pick_device(a.device)
     bf16 = a.precision == "bf16" or (a.precision == "auto" and device.type == "cuda")
@@ -85,17 +108,46 @@ def main(argv: list[str] | None = None) -> None:
         name = f"CPU ({torch.get_num_threads()} threads)"
     skip = set(filter(None, a.skip.split(",")))
     unet = preset(a.preset)
-    size = unet.image_size
+    size = a.size or unet.image_size
     cfg = SR3Config(unet=unet, scale=8, parameterization="eps", embedding="gamma")
     model = SR3Denoiser(cfg).to(device).eval().requires_grad_(False)
+    # One static graph per batch size (dynamic=False): the figures are for fixed-shape serving and training.
+    compiler = dict(mode=a.compile_mode, backend=a.compile_backend, dynamic=False)
     if a.compile:
-        model.net = torch.compile(model.net, mode=a.compile_mode)
+        model.net = torch.compile(model.net, **compiler)
     print(
         f"device: {name}; torch {torch.__version__}; preset {a.preset} ({count_parameters(model) / 1e6:.1f}M "
         f"params, {size}px); {'bf16' if bf16 else 'fp32'} inference{', compiled' if a.compile else ''}; "
         f"median of {a.repeats}"
     )
-    print("anchors: the public SR3 implementation on an H200 (environment.md)")
+    same = device.type == "cuda" and ANCHOR_DEVICE in name
+    print("anchors: the public SR3 implementation on an H200 (environment.md)" + (
+        "" if same else f"; this is not an {ANCHOR_DEVICE}, so no ratios (never across machines)"))
+    if device.type != "cuda":
+        print("targets are for an H100/H200: not judged on the CPU")
+
+    def ratio(text: str, value: float) -> str:
+        return f", {text} {value:.2f}" if same else ""
+
+    def judged(ok: bool) -> str:
+        return ("met" if ok else "not met") if device.type == "cuda" else "not judged on the CPU"
+    record: dict[str, Any] = {
+        "benchmark": "sr3_speed",
+        "device": name,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "preset": a.preset,
+        "params_m": round(count_parameters(model) / 1e6, 2),
+        "size": size,
+        "precision": "bf16" if bf16 else "fp32",
+        "compiled": bool(a.compile),
+        "compile_backend": a.compile_backend if a.compile else None,
+        "repeats": a.repeats,
+        "anchor_device": ANCHOR_DEVICE,
+        "ratios_printed": same,
+        "forward": {},
+    }
+    write_json(a.json, record)
 
     def ac():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -112,9 +164,17 @@ def main(argv: list[str] | None = None) -> None:
 
             ms = timed(fwd, device, a.repeats, a.warmup) * 1e3
             anchor = ANCHOR_FWD_MS.get(b)
-            ref = f"anchor {anchor:.0f} ms (eager bf16), ratio anchor/this {anchor / ms:.2f}" if anchor else "no anchor"
+            ref = f"anchor {anchor:.0f} ms (eager bf16){ratio('ratio anchor/this', anchor / ms)}" if anchor else \
+                "no anchor"
             extra = f"; compiled anchor {ANCHOR_FWD_COMPILED_MS_64:.0f} ms" if b == 64 else ""
             print(f"forward  batch {b:>3}: {ms:9.2f} ms   [{ref}{extra}]")
+            record["forward"][str(b)] = {
+                "ms": round(ms, 3),
+                "anchor_ms": anchor,
+                "anchor_compiled_ms": ANCHOR_FWD_COMPILED_MS_64 if b == 64 else None,
+                "anchor_note": "public SR3 implementation, H200, bf16 eager",
+            }
+            write_json(a.json, record)
 
     # Sampling: the ancestral sampler over a respaced schedule, per-image generators, as the method runs it.
     if "sample" not in skip:
@@ -138,21 +198,32 @@ def main(argv: list[str] | None = None) -> None:
         per_100 = per_image_ms * 100 / steps
         anchor_100 = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 * 100 / 2000  # the same network, per 100 steps
         speedup = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 / per_image_ms
-        verdict = "met" if per_100 <= TARGET_SAMPLE_MS else "not met"
+        verdict = judged(per_100 <= TARGET_SAMPLE_MS)
         print(
             f"sampling {steps} steps, batch {b}: {per_image_ms:9.2f} ms/image "
             f"(= {per_100:.2f} ms/image per 100 steps)   [anchor {ANCHOR_SAMPLE_S_PER_IMAGE:.0f} s/image for its "
-            f"2000 steps = {anchor_100:.0f} ms per 100 steps, ratio anchor/this {anchor_100 / per_100:.2f}; "
-            f"its default vs ours at {steps} steps: {speedup:.1f}x; "
+            f"2000 steps = {anchor_100:.0f} ms per 100 steps{ratio('ratio anchor/this', anchor_100 / per_100)}; "
+            f"{ratio('its default vs ours at ' + str(steps) + ' steps', speedup).lstrip(', ')}{'; ' if same else ''}"
             f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
         )
+        record["sample"] = {
+            "steps": steps,
+            "batch": b,
+            "ms_per_image": round(per_image_ms, 3),
+            "ms_per_image_per_100_steps": round(per_100, 3),
+            "anchor_ms_per_100_steps": anchor_100,
+            "anchor_note": f"{ANCHOR_SAMPLE_S_PER_IMAGE:g} s/image for the public implementation's 2000 steps, H200",
+            "target_ms_per_100_steps": TARGET_SAMPLE_MS,
+            "target_met": per_100 <= TARGET_SAMPLE_MS if device.type == "cuda" else None,
+        }
+        write_json(a.json, record)
 
     # Training: one optimizer_step of the SR3 recipe (forward, backward, clip, Adam) on an in-memory batch.
     if "train" not in skip:
         b = a.train_batch
         recipe = SR3Recipe(cfg, SR3Options())
         net = recipe.build_modules()["net"].to(device).train()
-        run_net = torch.compile(net, mode=a.compile_mode) if a.compile else net
+        run_net = torch.compile(net, **compiler) if a.compile else net
         optim = Optimizers(recipe.build_optimizers({"net": net}, 1e-4), grad_clip=1.0)
         hr = torch.rand(b, 3, size, size, device=device)
         batch = Batch(hr=hr, lr=degrade(hr, cfg.scale), scale=cfg.scale)
@@ -162,12 +233,23 @@ def main(argv: list[str] | None = None) -> None:
 
         s = timed(step, device, a.repeats, a.warmup)
         ips = b / s
+        anchor_ips = ANCHOR_TRAIN_BF16_IMG_S if train_bf16 else ANCHOR_TRAIN_IMG_S
         print(
             f"training batch {b} ({'bf16' if train_bf16 else 'fp32'}): {ips:9.1f} img/s   "
-            f"[anchor {ANCHOR_TRAIN_IMG_S:.0f} img/s (fp32, batch 32), "
-            f"ratio this/anchor {ips / ANCHOR_TRAIN_IMG_S:.2f}; "
-            f"target >= {TARGET_TRAIN_IMG_S:.0f}: {'met' if ips >= TARGET_TRAIN_IMG_S else 'not met'}]"
+            f"[anchor {anchor_ips:.0f} img/s ({'bf16' if train_bf16 else 'fp32'}, batch 32), "
+            f"{ratio('ratio this/anchor', ips / anchor_ips).lstrip(', ')}{'; ' if same else ''}"
+            f"target >= {TARGET_TRAIN_IMG_S:.0f}: {judged(ips >= TARGET_TRAIN_IMG_S)}]"
         )
+        record["train"] = {
+            "batch": b,
+            "precision": "bf16" if train_bf16 else "fp32",
+            "img_per_s": round(ips, 3),
+            "anchor_img_per_s": anchor_ips,
+            "anchor_note": "public SR3 implementation, H200, batch 32",
+            "target_img_per_s": TARGET_TRAIN_IMG_S,
+            "target_met": ips >= TARGET_TRAIN_IMG_S if device.type == "cuda" else None,
+        }
+        write_json(a.json, record)
 
 
 if __name__ == "__main__":

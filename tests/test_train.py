@@ -303,6 +303,7 @@ def test_mean_meter_averages_on_the_device_per_name():
     assert meter.pop() == {"loss": 4.0}
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="device syncs are observable on CUDA only")
 def test_training_steps_do_not_synchronize_with_the_device():
     from baselines.regression import RegressionConfig
