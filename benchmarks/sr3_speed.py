@@ -22,6 +22,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,8 @@ def write_json(path: str | None, record: dict[str, Any]) -> None:
     tmp.replace(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print each figure next to its anchor."""
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's flags."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="janspiry-16-128")
     p.add_argument("--device", default="auto")
@@ -95,7 +96,44 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: forward,sample,train")
     p.add_argument("--json", help="also write the figures (with anchors and targets) to this JSON file")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+@dataclass
+class Bench:
+    """What every part of the benchmark shares: the flags, the device, the model and the record being written."""
+
+    a: argparse.Namespace
+    device: torch.device
+    name: str
+    cfg: SR3Config
+    model: SR3Denoiser
+    size: int
+    bf16: bool
+    train_bf16: bool
+    same: bool  # on the anchors' own kind of GPU: ratios are printed
+    compiler: dict[str, Any]
+    record: dict[str, Any]
+
+    def ratio(self, text: str, value: float) -> str:
+        """", TEXT VALUE" on the anchors' machine, nothing elsewhere (no ratios across machines)."""
+        return f", {text} {value:.2f}" if self.same else ""
+
+    def judged(self, ok: bool) -> str:
+        """A target's verdict, judged on a GPU only."""
+        return ("met" if ok else "not met") if self.device.type == "cuda" else "not judged on the CPU"
+
+    def autocast(self) -> Any:
+        """bf16 autocast when the benchmark runs in bf16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def save(self) -> None:
+        """Rewrite the JSON record (a timeout keeps the parts finished)."""
+        write_json(self.a.json, self.record)
+
+
+def setup(a: argparse.Namespace) -> Bench:
+    """The device, the precision, the (compiled) model, the header lines and the record's first fields."""
     device = pick_device(a.device)
     bf16 = a.precision == "bf16" or (a.precision == "auto" and device.type == "cuda")
     train_bf16 = a.train_precision == "bf16" or (a.train_precision == "auto" and device.type == "cuda")
@@ -106,7 +144,6 @@ def main(argv: list[str] | None = None) -> None:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"CPU ({torch.get_num_threads()} threads)"
-    skip = set(filter(None, a.skip.split(",")))
     unet = preset(a.preset)
     size = a.size or unet.image_size
     cfg = SR3Config(unet=unet, scale=8, parameterization="eps", embedding="gamma")
@@ -125,12 +162,6 @@ def main(argv: list[str] | None = None) -> None:
         "" if same else f"; this is not an {ANCHOR_DEVICE}, so no ratios (never across machines)"))
     if device.type != "cuda":
         print("targets are for an H100/H200: not judged on the CPU")
-
-    def ratio(text: str, value: float) -> str:
-        return f", {text} {value:.2f}" if same else ""
-
-    def judged(ok: bool) -> str:
-        return ("met" if ok else "not met") if device.type == "cuda" else "not judged on the CPU"
     record: dict[str, Any] = {
         "benchmark": "sr3_speed",
         "device": name,
@@ -147,109 +178,124 @@ def main(argv: list[str] | None = None) -> None:
         "ratios_printed": same,
         "forward": {},
     }
-    write_json(a.json, record)
+    bench = Bench(a, device, name, cfg, model, size, bf16, train_bf16, same, compiler, record)
+    bench.save()
+    return bench
 
-    def ac():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    # Forward latency at each batch size.
-    if "forward" not in skip:
-        for b in (int(x) for x in a.fwd_batches.split(",")):
-            x = torch.randn(b, 3, size, size, device=device)
-            g = torch.rand(b, device=device)
+def bench_forward(k: Bench) -> None:
+    """Forward latency at each batch size."""
+    a, device, size = k.a, k.device, k.size
+    for b in (int(x) for x in a.fwd_batches.split(",")):
+        x = torch.randn(b, 3, size, size, device=device)
+        g = torch.rand(b, device=device)
 
-            def fwd(x=x, g=g):
-                with torch.no_grad(), ac():
-                    return model(x, x, g)
+        def fwd(x=x, g=g):
+            with torch.no_grad(), k.autocast():
+                return k.model(x, x, g)
 
-            ms = timed(fwd, device, a.repeats, a.warmup) * 1e3
-            anchor = ANCHOR_FWD_MS.get(b)
-            ref = f"anchor {anchor:.0f} ms (eager bf16){ratio('ratio anchor/this', anchor / ms)}" if anchor else \
-                "no anchor"
-            extra = f"; compiled anchor {ANCHOR_FWD_COMPILED_MS_64:.0f} ms" if b == 64 else ""
-            print(f"forward  batch {b:>3}: {ms:9.2f} ms   [{ref}{extra}]")
-            record["forward"][str(b)] = {
-                "ms": round(ms, 3),
-                "anchor_ms": anchor,
-                "anchor_compiled_ms": ANCHOR_FWD_COMPILED_MS_64 if b == 64 else None,
-                "anchor_note": "public SR3 implementation, H200, bf16 eager",
-            }
-            write_json(a.json, record)
-
-    # Sampling: the ancestral sampler over a respaced schedule, per-image generators, as the method runs it.
-    if "sample" not in skip:
-        b, steps = a.sample_batch, a.sample_steps
-        sched = linear(2000, 1e-6, 0.01).respace(steps)
-        x_up = torch.randn(b, 3, size, size, device=device)
-        gens = [torch.Generator(device=device).manual_seed(i) for i in range(b)]
-
-        def denoise(y_t, gamma):
-            with ac():
-                return model(x_up, y_t, gamma).clamp(-1, 1)
-
-        def sample():
-            with torch.no_grad():
-                shape = (3, size, size)
-                y_T = per_image_normal(shape, gens, device)  # noqa: N806 - the paper's name
-                noise = per_image_noise(shape, gens, device)
-                return get_sampler("ancestral")(denoise, y_T, sched.sampling_gammas(), noise)
-
-        per_image_ms = timed(sample, device, a.repeats, 1) / b * 1e3
-        per_100 = per_image_ms * 100 / steps
-        anchor_100 = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 * 100 / 2000  # the same network, per 100 steps
-        speedup = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 / per_image_ms
-        verdict = judged(per_100 <= TARGET_SAMPLE_MS)
-        print(
-            f"sampling {steps} steps, batch {b}: {per_image_ms:9.2f} ms/image "
-            f"(= {per_100:.2f} ms/image per 100 steps)   [anchor {ANCHOR_SAMPLE_S_PER_IMAGE:.0f} s/image for its "
-            f"2000 steps = {anchor_100:.0f} ms per 100 steps{ratio('ratio anchor/this', anchor_100 / per_100)}; "
-            f"{ratio('its default vs ours at ' + str(steps) + ' steps', speedup).lstrip(', ')}{'; ' if same else ''}"
-            f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
-        )
-        record["sample"] = {
-            "steps": steps,
-            "batch": b,
-            "ms_per_image": round(per_image_ms, 3),
-            "ms_per_image_per_100_steps": round(per_100, 3),
-            "anchor_ms_per_100_steps": anchor_100,
-            "anchor_note": f"{ANCHOR_SAMPLE_S_PER_IMAGE:g} s/image for the public implementation's 2000 steps, H200",
-            "target_ms_per_100_steps": TARGET_SAMPLE_MS,
-            "target_met": per_100 <= TARGET_SAMPLE_MS if device.type == "cuda" else None,
+        ms = timed(fwd, device, a.repeats, a.warmup) * 1e3
+        anchor = ANCHOR_FWD_MS.get(b)
+        ref = f"anchor {anchor:.0f} ms (eager bf16){k.ratio('ratio anchor/this', anchor / ms)}" if anchor else \
+            "no anchor"
+        extra = f"; compiled anchor {ANCHOR_FWD_COMPILED_MS_64:.0f} ms" if b == 64 else ""
+        print(f"forward  batch {b:>3}: {ms:9.2f} ms   [{ref}{extra}]")
+        k.record["forward"][str(b)] = {
+            "ms": round(ms, 3),
+            "anchor_ms": anchor,
+            "anchor_compiled_ms": ANCHOR_FWD_COMPILED_MS_64 if b == 64 else None,
+            "anchor_note": "public SR3 implementation, H200, bf16 eager",
         }
-        write_json(a.json, record)
+        k.save()
 
-    # Training: one optimizer_step of the SR3 recipe (forward, backward, clip, Adam) on an in-memory batch.
-    if "train" not in skip:
-        b = a.train_batch
-        recipe = SR3Recipe(cfg, SR3Options())
-        net = recipe.build_modules()["net"].to(device).train()
-        run_net = torch.compile(net, **compiler) if a.compile else net
-        optim = Optimizers(recipe.build_optimizers({"net": net}, 1e-4), grad_clip=1.0)
-        hr = torch.rand(b, 3, size, size, device=device)
-        batch = Batch(hr=hr, lr=degrade(hr, cfg.scale), scale=cfg.scale)
 
-        def step():
-            optimizer_step(recipe, {"net": run_net}, optim, [batch], 0, bf16=train_bf16)
+def bench_sample(k: Bench) -> None:
+    """Sampling: the ancestral sampler over a respaced schedule, per-image generators, as the method runs it."""
+    a, device, size = k.a, k.device, k.size
+    b, steps = a.sample_batch, a.sample_steps
+    sched = linear(2000, 1e-6, 0.01).respace(steps)
+    x_up = torch.randn(b, 3, size, size, device=device)
+    gens = [torch.Generator(device=device).manual_seed(i) for i in range(b)]
 
-        s = timed(step, device, a.repeats, a.warmup)
-        ips = b / s
-        anchor_ips = ANCHOR_TRAIN_BF16_IMG_S if train_bf16 else ANCHOR_TRAIN_IMG_S
-        print(
-            f"training batch {b} ({'bf16' if train_bf16 else 'fp32'}): {ips:9.1f} img/s   "
-            f"[anchor {anchor_ips:.0f} img/s ({'bf16' if train_bf16 else 'fp32'}, batch 32), "
-            f"{ratio('ratio this/anchor', ips / anchor_ips).lstrip(', ')}{'; ' if same else ''}"
-            f"target >= {TARGET_TRAIN_IMG_S:.0f}: {judged(ips >= TARGET_TRAIN_IMG_S)}]"
-        )
-        record["train"] = {
-            "batch": b,
-            "precision": "bf16" if train_bf16 else "fp32",
-            "img_per_s": round(ips, 3),
-            "anchor_img_per_s": anchor_ips,
-            "anchor_note": "public SR3 implementation, H200, batch 32",
-            "target_img_per_s": TARGET_TRAIN_IMG_S,
-            "target_met": ips >= TARGET_TRAIN_IMG_S if device.type == "cuda" else None,
-        }
-        write_json(a.json, record)
+    def denoise(y_t, gamma):
+        with k.autocast():
+            return k.model(x_up, y_t, gamma).clamp(-1, 1)
+
+    def sample():
+        with torch.no_grad():
+            shape = (3, size, size)
+            y_T = per_image_normal(shape, gens, device)  # noqa: N806 - the paper's name
+            noise = per_image_noise(shape, gens, device)
+            return get_sampler("ancestral")(denoise, y_T, sched.sampling_gammas(), noise)
+
+    per_image_ms = timed(sample, device, a.repeats, 1) / b * 1e3
+    per_100 = per_image_ms * 100 / steps
+    anchor_100 = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 * 100 / 2000  # the same network, per 100 steps
+    speedup = ANCHOR_SAMPLE_S_PER_IMAGE * 1e3 / per_image_ms
+    verdict = k.judged(per_100 <= TARGET_SAMPLE_MS)
+    print(
+        f"sampling {steps} steps, batch {b}: {per_image_ms:9.2f} ms/image "
+        f"(= {per_100:.2f} ms/image per 100 steps)   [anchor {ANCHOR_SAMPLE_S_PER_IMAGE:.0f} s/image for its "
+        f"2000 steps = {anchor_100:.0f} ms per 100 steps{k.ratio('ratio anchor/this', anchor_100 / per_100)}; "
+        f"{k.ratio('its default vs ours at ' + str(steps) + ' steps', speedup).lstrip(', ')}{'; ' if k.same else ''}"
+        f"target <= {TARGET_SAMPLE_MS:.0f} ms/image per 100 steps: {verdict}]"
+    )
+    k.record["sample"] = {
+        "steps": steps,
+        "batch": b,
+        "ms_per_image": round(per_image_ms, 3),
+        "ms_per_image_per_100_steps": round(per_100, 3),
+        "anchor_ms_per_100_steps": anchor_100,
+        "anchor_note": f"{ANCHOR_SAMPLE_S_PER_IMAGE:g} s/image for the public implementation's 2000 steps, H200",
+        "target_ms_per_100_steps": TARGET_SAMPLE_MS,
+        "target_met": per_100 <= TARGET_SAMPLE_MS if device.type == "cuda" else None,
+    }
+    k.save()
+
+
+def bench_train(k: Bench) -> None:
+    """Training: one optimizer_step of the SR3 recipe (forward, backward, clip, Adam) on an in-memory batch."""
+    a, device, size, cfg = k.a, k.device, k.size, k.cfg
+    b = a.train_batch
+    recipe = SR3Recipe(cfg, SR3Options())
+    net = recipe.build_modules()["net"].to(device).train()
+    run_net = torch.compile(net, **k.compiler) if a.compile else net
+    optim = Optimizers(recipe.build_optimizers({"net": net}, 1e-4), grad_clip=1.0)
+    hr = torch.rand(b, 3, size, size, device=device)
+    batch = Batch(hr=hr, lr=degrade(hr, cfg.scale), scale=cfg.scale)
+
+    def step():
+        optimizer_step(recipe, {"net": run_net}, optim, [batch], 0, bf16=k.train_bf16)
+
+    s = timed(step, device, a.repeats, a.warmup)
+    ips = b / s
+    precision = "bf16" if k.train_bf16 else "fp32"
+    anchor_ips = ANCHOR_TRAIN_BF16_IMG_S if k.train_bf16 else ANCHOR_TRAIN_IMG_S
+    print(
+        f"training batch {b} ({precision}): {ips:9.1f} img/s   "
+        f"[anchor {anchor_ips:.0f} img/s ({precision}, batch 32), "
+        f"{k.ratio('ratio this/anchor', ips / anchor_ips).lstrip(', ')}{'; ' if k.same else ''}"
+        f"target >= {TARGET_TRAIN_IMG_S:.0f}: {k.judged(ips >= TARGET_TRAIN_IMG_S)}]"
+    )
+    k.record["train"] = {
+        "batch": b,
+        "precision": precision,
+        "img_per_s": round(ips, 3),
+        "anchor_img_per_s": anchor_ips,
+        "anchor_note": "public SR3 implementation, H200, batch 32",
+        "target_img_per_s": TARGET_TRAIN_IMG_S,
+        "target_met": ips >= TARGET_TRAIN_IMG_S if device.type == "cuda" else None,
+    }
+    k.save()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print each figure next to its anchor."""
+    k = setup(parse(argv))
+    skip = set(filter(None, k.a.skip.split(",")))
+    for part, bench in (("forward", bench_forward), ("sample", bench_sample), ("train", bench_train)):
+        if part not in skip:
+            bench(k)
 
 
 if __name__ == "__main__":
