@@ -16,8 +16,8 @@ from evalsuite.realesrgan_degrade import (
     degrade_image,
     filter2d,
     image_seed,
-    mixed_kernel,
     jpeg,
+    mixed_kernel,
     realesrgan_degrade,
     sinc_kernel,
     usm_sharpen,
@@ -170,3 +170,55 @@ def test_per_image_seed_is_stable_and_distinct() -> None:
     assert not torch.equal(a, degrade_image(hr, 4, "img_002"))
     # A stable hash, not Python's salted hash(): the same number in every process.
     assert image_seed("img_001") == 1500125659
+
+
+
+def _png(path) -> torch.Tensor:
+    from evalsuite.datasets import load_rgb
+    from evalsuite.degrade import to_tensor
+
+    return to_tensor(load_rgb(path))[None]
+
+
+def test_benchmark_with_realesrgan_lr_names_it_everywhere(photos_dir, tmp_path) -> None:
+    import json
+
+    import pandas as pd
+
+    from evalsuite.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "benchmark", "--data", str(photos_dir), "--scale", "4", "--methods", "bicubic", "--metrics",
+            "psnr,consistency", "--out", str(out), "--workers", "1", "--limit", "1"]
+    assert main([*args, "--degradation", "realesrgan"]) == 0
+    ids = sorted(p.stem for p in (out / "lr").glob("*.png"))
+    assert len(ids) == 1
+    # lr/ holds exactly the pipeline's output for the prepared HR, seeded by the image id.
+    lr = {i: _png(out / "lr" / f"{i}.png") for i in ids}
+    for i in ids:
+        torch.testing.assert_close(lr[i], degrade_image(_png(out / "hr" / f"{i}.png"), 4, i), rtol=0, atol=1e-6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["degradation"] == "realesrgan" and "Real-ESRGAN" in manifest["conventions"]["lr"]
+    assert "not the SR3 paper's consistency" in manifest["conventions"]["consistency"]
+    notes = pd.read_csv(out / "summary.csv", keep_default_na=False)["notes"].str.cat()
+    assert "degradation: LR made by realesrgan" in notes and "not the SR3 paper's consistency" in notes
+    assert "Real-ESRGAN" in (out / "report.html").read_text()
+    # A rerun (another process would do the same: the seed is a stable hash) reuses identical LR.
+    assert main([*args, "--degradation", "realesrgan", "--no-report"]) == 0
+    for i in ids:
+        assert torch.equal(_png(out / "lr" / f"{i}.png"), lr[i])
+    # Switching the degradation remakes the LR: bicubic now, and no realesrgan note.
+    assert main([*args, "--no-report"]) == 0
+    for i in ids:
+        assert not torch.equal(_png(out / "lr" / f"{i}.png"), lr[i])
+    assert "realesrgan" not in pd.read_csv(out / "summary.csv", keep_default_na=False)["notes"].str.cat()
+    assert json.loads((out / "manifest.json").read_text())["degradation"] == "bicubic"
+
+
+def test_degradation_is_refused_with_given_lr(tmp_path) -> None:
+    from evalsuite.spec import BenchmarkSpec
+
+    with pytest.raises(ValueError, match="cannot apply to given LR"):
+        BenchmarkSpec(lr=str(tmp_path), degradation="realesrgan")
+    with pytest.raises(ValueError, match="bicubic or realesrgan"):
+        BenchmarkSpec(degradation="bsrgan")
