@@ -214,14 +214,14 @@ def scan_folder(folder: Path) -> list[ImageFileRef]:
     return scan_images(folder).refs
 
 
-_LR_SUFFIX = re.compile(r"(?:[_-]?[xX]\d+|_SRF_\d+_(?:LR|HR)|_(?:LR|HR))$")
+_LR_SUFFIX = re.compile(r"(?:[_-]?[xX]\d+|_SRF_\d+_(?:LR|HR)|_(?:LR|HR)\d*)$")
 
 
 def match_key(stem_path: str) -> str:
     """The name an LR file is matched by when its own name is not the HR one: `0801x2` -> `0801`.
 
-    Strips one trailing scale or role tag: `x2`, `_x2`, `-x4` (DIV2K, BasicSR), `_SRF_2_LR` (SelfExSR),
-    `_LR` / `_HR`.
+    Strips one trailing scale or role tag: `x2`, `_x2`, `-x4` (DIV2K, BasicSR, DRealSR's `_x1`), `_SRF_2_LR`
+    (SelfExSR), `_LR` / `_HR`, `_LR4` (RealSR).
     """
     return _LR_SUFFIX.sub("", stem_path)
 
