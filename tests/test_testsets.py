@@ -18,7 +18,8 @@ from evalsuite.cli import main
 from evalsuite.datasets import resolve_data, resolve_inputs, resolve_lr_data
 
 NAMES = (
-    "set5", "set14", "bsd100", "urban100", "manga109", "div2k-val", "general100", "celeba-hq", "ffhq", "realsr", "drealsr"
+    "set5", "set14", "bsd100", "urban100", "manga109", "div2k-val", "general100", "celeba-hq", "ffhq",
+    "realsr", "drealsr",
 )
 
 
