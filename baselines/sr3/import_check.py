@@ -40,6 +40,7 @@ class SelfCheck:
     passed: bool
     best: int  # the norm_groups with the lowest error
     message: str
+    wrong_groups: bool = False  # another norm_groups fits clearly better: the config is wrong
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (recorded in the imported checkpoint)."""
@@ -48,6 +49,7 @@ class SelfCheck:
             "norm_groups": self.norm_groups,
             "best_norm_groups": self.best,
             "passed": self.passed,
+            "wrong_norm_groups": self.wrong_groups,
             "max_error": MAX_ERROR,
             "inputs": f"scikit-image photos {', '.join(PHOTOS)}, noised at gamma {', '.join(map(str, GAMMAS))}",
             "message": self.message,
@@ -102,7 +104,8 @@ def self_check(ck: Checkpoint, max_side: int = MAX_SIDE, try_others: bool = True
         errors[g] = eps_error(model.eval(), x_cond, y0)
     mine = errors[cfg.unet.groups]
     best = min(errors, key=errors.__getitem__)
-    if best != cfg.unet.groups and errors[best] < MAX_ERROR and errors[best] < BETTER * mine:
+    wrong_groups = best != cfg.unet.groups and errors[best] < MAX_ERROR and errors[best] < BETTER * mine
+    if wrong_groups:
         passed = False
         message = (
             f"norm_groups {cfg.unet.groups} predicts eps with error {mine:.3f} but norm_groups {best} gives "
@@ -118,4 +121,4 @@ def self_check(ck: Checkpoint, max_side: int = MAX_SIDE, try_others: bool = True
     else:
         passed = True
         message = f"eps error {mine:.3f} on natural photos with norm_groups {cfg.unet.groups} (below {MAX_ERROR})"
-    return SelfCheck(cfg.unet.groups, errors, passed, best, message)
+    return SelfCheck(cfg.unet.groups, errors, passed, best, message, wrong_groups)

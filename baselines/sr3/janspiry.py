@@ -369,8 +369,33 @@ def convert(
 
 
 def import_checkpoint(
-    gen: str | Path, out: str | Path, config: str | Path | None = None, scale: int | None = None
+    gen: str | Path,
+    out: str | Path,
+    config: str | Path | None = None,
+    scale: int | None = None,
+    self_check: bool = True,
+    log=print,
 ) -> Path:
-    """`evalsuite sr3 import GEN.pth [--config CONFIG.json] -o OUT.safetensors`: convert and write."""
+    """`evalsuite sr3 import GEN.pth [--config CONFIG.json] -o OUT.safetensors`: convert, check and write.
+
+    Says what the weights cannot confirm (recorded under extra["imported"]["unconfirmed"]) and, with
+    `self_check`, measures the ε error on natural photos for every valid norm_groups
+    (`baselines.sr3.import_check`), recorded under extra["imported"]["self_check"]. A config whose norm_groups
+    is clearly beaten by another is refused (JanspiryFormatError naming the better value); a high error with
+    no better alternative (an untrained checkpoint) is a warning.
+    """
     ck = convert(gen, config, scale)
+    for key, what in ck.extra["imported"]["unconfirmed"].items():
+        log(f"note: {key} = {what}: not in the weights, so the import cannot confirm it")
+    if self_check:
+        from baselines.sr3.import_check import self_check as run_check
+
+        verdict = run_check(ck)
+        ck.extra["imported"]["self_check"] = verdict.to_dict()
+        if verdict.wrong_groups:
+            raise JanspiryFormatError(f"{gen}: self-check failed: {verdict.message}; nothing written to {out}")
+        log(("self-check: " if verdict.passed else "warning: self-check failed: ") + verdict.message)
+    else:
+        ck.extra["imported"]["self_check"] = {"skipped": True}
+        log("warning: self-check skipped (--no-self-check): a wrong norm_groups would go unnoticed")
     return save_checkpoint(out, ck.state_dict, ck.kind, ck.config, ck.extra)
