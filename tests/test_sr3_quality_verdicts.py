@@ -218,3 +218,9 @@ def test_grey_images_must_stay_grey(tmp_path):
     assert verdict.endswith("0% of 1 images pass (bar 90%): FAIL") and "g (-7.00)" in worst
     sr3["grey_spread"] = [float("nan"), 0.0]
     assert _line(Q.verdicts(sr3, reg), "grey")[0].endswith("100% of 1 images pass (bar 90%): PASS")
+
+
+def test_a_share_just_under_the_bar_never_prints_as_the_bar():
+    sr3, reg = _tables(96)
+    sr3.iloc[:10, sr3.columns.get_loc("detail")] = 9.0  # 86 of 96 pass: 89.6%
+    assert _line(Q.verdicts(sr3, reg), "detail")[0].endswith("89% of 96 images pass (bar 90%): FAIL")
