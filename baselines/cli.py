@@ -105,6 +105,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     i.add_argument(
         "--scale", type=int, help="upscaling factor (default: the config's r_resolution / l_resolution, else 8)"
     )
+    i.add_argument(
+        "--no-self-check", action="store_true", help="skip the eps check on photos (catches a wrong norm_groups)"
+    )
     i.set_defaults(func=_cmd_import)
 
 
@@ -161,8 +164,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from baselines.sr3.janspiry import import_checkpoint
 
-    out = import_checkpoint(args.gen, args.out, config=args.config, scale=args.scale)
-    print(f"wrote {out}: evaluate it as sr3:{out}")
+    check = not args.no_self_check
+    out = import_checkpoint(args.gen, args.out, config=args.config, scale=args.scale, self_check=check)
+    import json
+
+    from baselines.checkpoint import read_metadata
+
+    meta = read_metadata(out)
+    scale, why = json.loads(meta["config"])["scale"], json.loads(meta["extra"])["imported"]["unconfirmed"]["scale"]
+    print(f"wrote {out}: a x{scale} model (scale {why}); evaluate it as sr3:{out}")
     return 0
 
 

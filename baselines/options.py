@@ -22,6 +22,7 @@ class SR3MethodOptions:
     precision: str = "bf16"  # bf16 | fp32 (bf16 applies on CUDA only)
     compile: bool = False  # torch.compile the U-Net (worth it for many steps on a GPU)
     config: str | None = None  # the public implementation's config JSON, for importing a .pth on the fly
+    scale: int | None = None  # upscaling factor of a .pth imported on the fly (default: its config's, else the task's)
     noise_aug: float | None = None  # LR noise-augmentation level at sampling (checkpoints trained with it; 0)
 
 

@@ -40,6 +40,7 @@ from baselines.sr3.verdicts import (  # noqa: F401  (the checks live in the libr
     PASS_SHARE,
     budget_note,
     colour_shifts,
+    grey_spreads,
     hr_consistency,
     ideal_sampler_fidelity,
     per_image_margins,
@@ -151,11 +152,14 @@ def judge(args: argparse.Namespace, bench: Path, held_dir: Path, sr3: Path, reg:
     for method, model in names.items():
         t = per[per["method"] == method].set_index("image_id")
         t["colour_shift"] = colour_shifts(bench, method).reindex(t.index)
+        t["grey_spread"] = grey_spreads(bench, method).reindex(t.index)
         tables[model] = t
     summary["model"] = summary["method"].map(names)
     table = summary.set_index("model")
     table["colour_shift"] = [tables[m]["colour_shift"].mean() for m in table.index]
+    table["grey_spread_max"] = [tables[m]["grey_spread"].max() for m in table.index]
     cols = ["n_images", "psnr", "ssim", "consistency", "detail", "detail_fidelity", "lpips", "colour_shift"]
+    cols += ["grey_spread_max"] if table["grey_spread_max"].notna().any() else []
     cols = [c for c in cols if c in table]
     how = "task " + args.task if args.task else ("whole images" if args.eval_data else f"{args.eval_crop} px crops")
     print(f"\nheld-out photos: {held_dir} ({how})")

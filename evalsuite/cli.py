@@ -41,6 +41,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
     b.add_argument("--lr-source", help="cascade:ddpm:CKPT|cascade:folder:DIR: generated LR images, no HR (--limit N)")
+    b.add_argument("--degradation", choices=["bicubic", "realesrgan"], help="how LR is made (default bicubic)")
     b.add_argument(
         "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
     )
@@ -89,6 +90,7 @@ def spec_from_args(args: argparse.Namespace):
         "data",
         "lr",
         "lr_source",
+        "degradation",
         "methods",
         "metrics",
         "out",

@@ -214,14 +214,14 @@ def scan_folder(folder: Path) -> list[ImageFileRef]:
     return scan_images(folder).refs
 
 
-_LR_SUFFIX = re.compile(r"(?:[_-]?[xX]\d+|_SRF_\d+_(?:LR|HR)|_(?:LR|HR))$")
+_LR_SUFFIX = re.compile(r"(?:[_-]?[xX]\d+|_SRF_\d+_(?:LR|HR)|_(?:LR|HR)\d*)$")
 
 
 def match_key(stem_path: str) -> str:
     """The name an LR file is matched by when its own name is not the HR one: `0801x2` -> `0801`.
 
-    Strips one trailing scale or role tag: `x2`, `_x2`, `-x4` (DIV2K, BasicSR), `_SRF_2_LR` (SelfExSR),
-    `_LR` / `_HR`.
+    Strips one trailing scale or role tag: `x2`, `_x2`, `-x4` (DIV2K, BasicSR, DRealSR's `_x1`), `_SRF_2_LR`
+    (SelfExSR), `_LR` / `_HR`, `_LR4` (RealSR).
     """
     return _LR_SUFFIX.sub("", stem_path)
 
@@ -539,6 +539,7 @@ def infer_pair_scale(hr_dir: Path, lr_dir: Path, max_pixels: int | None = None) 
             "LR files must keep the HR file's relative path and name (extension and a scale tag like x4 may differ)"
         )
     seen: dict[int, str] = {}
+    odd: dict[str, str] = {}  # non-integer ratios ("3.50" or "3.50x3.00") -> an example id
     for ref, lr_path in scan.pairs:
         try:
             w, h = header_size(ref.path, max_pixels)
@@ -546,12 +547,27 @@ def infer_pair_scale(hr_dir: Path, lr_dir: Path, max_pixels: int | None = None) 
         except BadImageError:
             continue  # an unreadable file is reported when the pair is prepared
         sw, sh = round(w / lw), round(h / lh)
-        if sw == sh and sw >= 1:
+        # An integer scale s leaves an HR of s x LR up to s - 1 px more per side (a crop to a multiple of s).
+        if sw == sh and sw >= 1 and sw * lw <= w < sw * (lw + 1) and sw * lh <= h < sw * (lh + 1):
             seen.setdefault(sw, ref.image_id)
-    if len(seen) != 1:
-        found = ", ".join(f"x{k} (e.g. {v})" for k, v in sorted(seen.items())) or "none"
+        else:
+            rw, rh = f"{w / lw:.2f}", f"{h / lh:.2f}"
+            odd.setdefault(rw if rw == rh else f"{rw} by {rh}", ref.image_id)
+    if odd and not seen:
+        found = ", ".join(f"{k} (e.g. {v})" for k, v in sorted(odd.items()))
         raise ValueError(
-            f"the LR images under {lr_dir} do not give one integer scale (found: {found}); "
+            f"the LR images under {lr_dir} are at an HR/LR size ratio of {found}: not an integer scale. "
+            "The methods here upscale by integer factors: make the LR at an integer scale (HR side = N x LR side, "
+            "up to N - 1 px more), or pass --scale N with HR images that fit it"
+        )
+    if len(seen) != 1 or odd:
+        found = ", ".join(f"x{k} (e.g. {v})" for k, v in sorted(seen.items()))
+        if odd:
+            found += (", " if found else "") + ", ".join(
+                f"a non-integer ratio {k} (e.g. {v})" for k, v in sorted(odd.items())
+            )
+        raise ValueError(
+            f"the LR images under {lr_dir} do not give one integer scale (found: {found or 'none'}); "
             "keep one scale per --lr folder, or give --scale N"
         )
     return next(iter(seen))

@@ -46,13 +46,17 @@ def device_name(device: torch.device) -> str:
 
 def conventions(spec: BenchmarkSpec, paired: bool = False) -> dict[str, str]:
     """The conventions the numbers follow, in words."""
+    from evalsuite import realesrgan_degrade as R
     from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE
 
+    realesrgan = spec.degradation == "realesrgan" and not paired
+    lr = "degrade(HR), ours (anti-aliased bicubic)" if not realesrgan else R.LR_CONVENTION
     return {
         "pixel_range": "[0,1]; SR outputs rounded to 8 bits (as saved) before scoring",
-        "lr": "given (--lr), HR cropped top-left to scale x LR (BasicSR)" if paired else "degrade(HR), ours",
+        "lr": "given (--lr), HR cropped top-left to scale x LR (BasicSR)" if paired else lr,
         "consistency": "MSE(degrade(SR), LR) on [0,1], x1e5 (SR3 Table 1)"
-        + (f"; {PAIRED_CONSISTENCY_NOTE}" if paired else ""),
+        + (f"; {PAIRED_CONSISTENCY_NOTE}" if paired else "")
+        + (f"; {R.CONSISTENCY_NOTE}" if realesrgan else ""),
         "psnr_ssim": ("Y channel (BT.601, BasicSR)" if spec.y_channel else "RGB") + f", crop_border={spec.crop_border}",
         "ci": f"95% percentile bootstrap of the mean over images, {spec.bootstrap} resamples, seed {spec.seed}",
     }
@@ -88,6 +92,7 @@ def write_manifest(
         "metric_weights": used_weights(),
         "metric_versions": {n: metric_info(n).version for n in metrics if metric_info(n).version},
         "paired": paired,
+        "degradation": "given LR" if paired else spec.degradation,
         "conventions": conventions(spec, paired),
         "versions": versions(),
         "device": device_name(device),

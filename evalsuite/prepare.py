@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.datasets import ImageFileRef, Prepared, iter_prepared, scan_images, scan_pairs
-from evalsuite.degrade import degrade, quantize, to_image, to_tensor
+from evalsuite.degrade import to_image, to_tensor
 from evalsuite.io import atomic_write_text, save_png
+from evalsuite.realesrgan_degrade import make_lr
 from evalsuite.spec import stable_hash
 from evalsuite.tasks import Task
 from evalsuite.weights import sha256_file
@@ -44,8 +45,10 @@ class PreparedImages:
     metric then compares degrade(SR) with an LR our degradation did not make.
     """
 
-    def __init__(self, run_dir: Path, task: Task, data_dir: Path, lr_dir: Path | None = None) -> None:
-        self.run_dir, self.task, self.data_dir = run_dir, task, data_dir
+    def __init__(
+        self, run_dir: Path, task: Task, data_dir: Path, lr_dir: Path | None = None, degradation: str = "bicubic"
+    ) -> None:
+        self.run_dir, self.task, self.data_dir, self.degradation = run_dir, task, data_dir, degradation
         self.lr_source = Path(lr_dir) if lr_dir is not None else None
         self.paired = self.lr_source is not None
         self.hr_dir, self.lr_dir = run_dir / "hr", run_dir / "lr"
@@ -53,6 +56,8 @@ class PreparedImages:
         key: dict[str, Any] = {"data": str(data_dir.resolve()), "task": asdict(task), "v": 1}
         if self.lr_source is not None:
             key["lr"] = str(self.lr_source.resolve())
+        if degradation != "bicubic":
+            key["degradation"] = degradation  # switching it remakes every LR (bicubic keeps older caches valid)
         self.key = stable_hash(key)
 
     def load_index(self, log=print) -> dict[str, Any]:
@@ -109,9 +114,10 @@ class PreparedImages:
                 # Paired data: the given LR, as decoded (8-bit sRGB), is what every method sees.
                 lr_image = r.lr
             else:
-                # LR = the one degradation, saved as 8-bit PNG: exactly what every method sees.
+                # LR = the run's degradation (the protocol's bicubic unless --degradation), saved as 8-bit PNG:
+                # exactly what every method sees.
                 hr = to_tensor(r.hr)[None]  # (1,3,H,W)
-                lr_image = to_image(quantize(degrade(hr, self.task.scale))[0])
+                lr_image = to_image(make_lr(hr, self.task.scale, self.degradation, ref.image_id)[0])
             save_png(r.hr, self.hr_dir / f"{ref.image_id}.png")
             save_png(lr_image, self.lr_dir / f"{ref.image_id}.png")
         except Exception as exc:  # one image that cannot be prepared is skipped and listed, never fatal

@@ -27,6 +27,7 @@ from evalsuite.methods import method_available, method_label, split_name
 from evalsuite.metrics.base import MetricContext, build_metric, column_metric, metric_info, resolve_metrics
 from evalsuite.metrics.weights import reset_used_weights
 from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, PreparedImages
+from evalsuite.realesrgan_degrade import CONSISTENCY_NOTE as REALESRGAN_CONSISTENCY_NOTE
 from evalsuite.results import FAILURE_COLUMNS, REFERENCE_ROW, Results, assemble_summary
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
@@ -88,7 +89,7 @@ def min_hr_size(metric_names: list[str], ctx: MetricContext) -> tuple[int, str]:
 
 def _prepare(spec: BenchmarkSpec, task: Task, data_dir: Path, lr_dir: Path | None, say: Callable[[str], None]):
     """Prepare HR/LR once (rank 0) and share rank 0's image list -> (prep, ids, errors, index)."""
-    prep = PreparedImages(spec.out_dir, task, data_dir, lr_dir)
+    prep = PreparedImages(spec.out_dir, task, data_dir, lr_dir, spec.degradation)
     ctx = MetricContext(torch.device("cpu"), task.scale, spec.y_channel, spec.crop_border, options=spec.metric_options)
     need, why = min_hr_size(resolve_metrics(spec.metrics), ctx)
     prepared = None
@@ -174,6 +175,10 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         run_notes.append(NO_HR_NOTE.format(src=rc.spec.lr_source))
     elif paired and "consistency" in rc.metrics.columns:
         run_notes.append(f"consistency: {PAIRED_CONSISTENCY_NOTE}")
+    if rc.spec.degradation != "bicubic":
+        run_notes.append(f"degradation: LR made by {rc.spec.degradation}, not the paper's bicubic")
+        if "consistency" in rc.metrics.columns:
+            run_notes.append(f"consistency: {REALESRGAN_CONSISTENCY_NOTE}")
     empty = [c for c in rc.metrics.columns if column_metric(c) in notes]
     per_image = [p for r in evaluated for p in r.per_image_rows]
     return Results(
@@ -234,6 +239,8 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     # 1. Data: validated HR images and the one degradation's LR (or the given LR), prepared once and reused.
     prep, ids, errors, index = _prepare(spec, task, data_dir, lr_dir, say)
     say(f"task {task.name} (x{task.scale}), {len(ids)} images, {len(errors)} skipped, device {device}")
+    if spec.degradation != "bicubic":
+        say(f"LR made by the {spec.degradation} degradation (seeded per image id), in {spec.out_dir / 'lr'}")
     # 2. Metrics: per-image ones built once; a metric without weights is left empty with a note.
     metrics = _build_metrics(spec, task, device, say)
     rc = RunContext(

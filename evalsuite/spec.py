@@ -43,6 +43,7 @@ class BenchmarkSpec:
     data: str = BUILTIN  # folder, builtin:skimage, or a registered set's name (evalsuite data list)
     lr: str | None = None  # paired data: folder of given LR images (or a set name: its shipped LR), matched by id
     lr_source: str | None = None  # cascade:BASE: generated LR images, no HR (evalsuite/lr_source.py)
+    degradation: str = "bicubic"  # how LR is made from HR: bicubic (the paper's) | realesrgan (second-order)
     task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
     scale: int | None = None
     methods: tuple[str, ...] = ()  # empty = every available default method
@@ -95,6 +96,10 @@ class BenchmarkSpec:
                     f"--lr-source {self.lr_source}: give SOURCE:ARG with SOURCE one of {', '.join(sources)}, e.g. "
                     "cascade:ddpm:CKPT or cascade:folder:DIR (and no --lr)"
                 )
+        if self.degradation not in ("bicubic", "realesrgan"):
+            raise ValueError(f"--degradation must be bicubic or realesrgan, got {self.degradation!r}")
+        if self.degradation != "bicubic" and (self.lr is not None or self.lr_source is not None):
+            raise ValueError(f"--degradation {self.degradation} makes LR from HR; it cannot apply to given LR (--lr)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 

@@ -48,12 +48,13 @@ class TestSet:
     name: str
     title: str
     images: int  # HR images in the set
-    lr_scales: tuple[int, ...]  # scales whose (bicubic) LR images the set ships
+    lr_scales: tuple[int, ...]  # scales whose LR images the set ships (bicubic unless `lr_kind` says otherwise)
     licence: str
     source: str  # the official page
     archives: tuple[Archive, ...] = ()  # empty: the user's own copy (see `manual`)
     manual: str = ""  # how to obtain a set that cannot be fetched
     aliases: tuple[str, ...] = ()
+    lr_kind: str = "bicubic"  # how the shipped LR was made: bicubic, or camera (real LR/HR pairs, other focal length)
 
 
 class MissingDataError(RuntimeError):
@@ -357,6 +358,35 @@ for _ts in (
         "https://github.com/tkarras/progressive_growing_of_gans",
         manual="build CelebA-HQ with the progressive_growing_of_gans dataset tool (1024x1024 images; your own copy)",
         aliases=("celebahq",),
+    ),
+    # Real-world pairs: LR and HR taken by the same camera at two focal lengths, registered by the authors.
+    # No archive with a stable URL and no published checksum: the user's own copy, laid out as HR/ + LR_x4/.
+    # Each scale has its own registered HR images, so one set folder holds one scale: x4, the one the
+    # real-world SR papers (StableSR, DiffBIR, SeeSR, OSEDiff) report; x2/x3 run as --data DIR --lr DIR.
+    TestSet(
+        "realsr",
+        "RealSR v3 (Cai et al., ICCV 2019): Canon and Nikon x4 test pairs (50 + 50; not verified here)",
+        100,
+        (4,),
+        "no licence file in the project repository (research use; check the authors' terms); unverified",
+        "https://github.com/csjcai/RealSR",
+        manual="download RealSR (V3) from the links at https://github.com/csjcai/RealSR (your own copy); from "
+        "<Camera>/Test/4/ put the *_HR.png files in HR/<Camera>/ and the *_LR4.png files in LR_x4/<Camera>/ "
+        "(names are matched without the _HR / _LR4 tags; each LR must be 1/4 of its HR's size)",
+        aliases=("realsr-v3",),
+        lr_kind="camera",
+    ),
+    TestSet(
+        "drealsr",
+        "DRealSR (Wei et al., ECCV 2020): x4 test pairs from five DSLR cameras (93; not verified here)",
+        93,
+        (4,),
+        "no licence file in the project repository (research use; check the authors' terms); unverified",
+        "https://github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution",
+        manual="download DRealSR from the links at https://github.com/xiezw5/Component-Divide-and-Conquer-for-"
+        "Real-World-Image-Super-Resolution (your own copy); from its x4 test set put the HR (*_x1.png) in HR/ and "
+        "the LR (*_x4.png) in LR_x4/ (names are matched without the _x1 / _x4 tags)",
+        lr_kind="camera",
     ),
     TestSet(
         "ffhq",

@@ -67,14 +67,14 @@ def test_decode_failure_costs_one_file(five, tmp_path):
 def test_prepare_failure_costs_one_file(five, tmp_path, monkeypatch):
     import evalsuite.prepare as P
 
-    real = P.degrade
+    real = P.make_lr  # the LR of one image under the run's degradation
 
-    def degrade(hr, scale):
+    def make_lr(hr, scale, degradation, image_id):
         if hr.shape[-1] == 148:
             raise RuntimeError("injected prepare failure")
-        return real(hr, scale)
+        return real(hr, scale, degradation, image_id)
 
-    monkeypatch.setattr(P, "degrade", degrade)
+    monkeypatch.setattr(P, "make_lr", make_lr)
     assert _run(five, tmp_path / "run") == 0
     per = _check_others_scored(tmp_path / "run", "bicubic", PIXEL)
     assert FAIL_ID not in set(per["image_id"])

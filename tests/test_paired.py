@@ -172,3 +172,21 @@ def test_a_paired_run_end_to_end_says_what_consistency_means(tmp_path: Path) -> 
     spec = BenchmarkSpec.from_yaml(out / "spec.yaml")
     assert spec.y_channel and spec.crop_border == 2  # --protocol basicsr at the inferred scale
     assert "lonely" in pd.read_csv(out / "errors.csv")["path"].iloc[0]
+
+
+def test_uniform_non_integer_ratio_is_named_as_such(tmp_path: Path) -> None:
+    hr_dir, lr_dir = tmp_path / "HR", tmp_path / "LR"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    # Every pair at 3.5x (HR 70/63 px, LR 20/18 px): rounding would call them x4 and x3.
+    for i, (hw, lw) in enumerate([(70, 20), (63, 18), (56, 16)]):
+        _img(hw, hw, i).save(hr_dir / f"p{i}.png")
+        _img(lw, lw, 10 + i).save(lr_dir / f"p{i}.png")
+    with pytest.raises(ValueError, match=r"ratio of 3\.50 \(e\.g\. p0\): not an integer scale") as err:
+        infer_pair_scale(hr_dir, lr_dir)
+    assert "x3" not in str(err.value) and "x4" not in str(err.value)
+    # One integer pair among them: both kinds are named.
+    _img(40, 40, 5).save(hr_dir / "q.png")
+    _img(10, 10, 6).save(lr_dir / "q.png")
+    with pytest.raises(ValueError, match=r"found: x4 \(e\.g\. q\), a non-integer ratio 3\.50 \(e\.g\. p0\)"):
+        infer_pair_scale(hr_dir, lr_dir)

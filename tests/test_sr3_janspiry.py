@@ -131,17 +131,23 @@ def test_sr3_method_evaluates_the_imported_file_and_the_pth_on_the_fly(imported)
     x = torch.rand(1, 3, 8, 8)
     opts = {"steps": 3, "tile": 0}
     a = build_sr3(str(imported), MethodContext(4, seed=1, options=opts))
-    b = build_sr3(str(GEN), MethodContext(4, seed=1, options={**opts, "config": str(CONFIG)}))  # 8x: no --scale
+    # On the fly, the config silent about the scale: the option `scale`, else the task's (the weights cannot say).
+    b = build_sr3(str(GEN), MethodContext(8, seed=1, options={**opts, "config": str(CONFIG), "scale": 8}))
     assert a.variance == "posterior" and a.info["embedding"] == "sqrt_gamma" and b.scale == 8
+    assert "scale 8 from given" in b.info["unconfirmed"] and "not run" in b.info["self_check"]
+    c = build_sr3(str(GEN), MethodContext(4, seed=1, options={**opts, "config": str(CONFIG)}))
+    assert c.scale == 4 and "scale 4 from the task's scale (the config has no datasets section" in c.info["unconfirmed"]
     out = a(x, ["img"])
     assert out.shape == (1, 3, 32, 32)
-    # On the fly: the same weights and sampling settings (its scale is the default 8x without --scale).
+    # On the fly: the same weights and sampling settings (8x as asked).
     assert b.schedule == a.schedule and b.variance == a.variance and b.clip_x0 == a.clip_x0
     for k, v in a.model.state_dict().items():
         torch.testing.assert_close(b.model.state_dict()[k], v, rtol=0, atol=0)
     assert b(x, ["img"]).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="option `config`"):
         build_sr3(str(imported), MethodContext(8, options={"config": str(CONFIG)}))
+    with pytest.raises(ValueError, match="option `scale`"):
+        build_sr3(str(imported), MethodContext(4, options={"scale": 4}))
 
 
 def test_not_that_format_gets_one_clear_error(tmp_path):

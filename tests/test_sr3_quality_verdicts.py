@@ -192,3 +192,35 @@ def test_consistency_bar_never_asks_for_more_than_the_truth_s_own(tmp_path):
     assert 0.05 < floors.min() and floors.max() < 0.25
     Image.open(tmp_path / "lr" / "im1.png").save(tmp_path / "lr" / "im0.png")
     assert Q.hr_consistency(tmp_path)["im0"] > 100  # another image's LR is far above the rounding floor
+
+
+def test_grey_images_must_stay_grey(tmp_path):
+    from PIL import Image
+
+    run = tmp_path / "bench"
+    for d in ("hr", "outputs/m"):
+        (run / d).mkdir(parents=True)
+    rng = torch.Generator().manual_seed(0)
+    grey = (torch.rand(16, 16, generator=rng) * 255).to(torch.uint8).numpy()
+    Image.fromarray(grey).convert("RGB").save(run / "hr" / "g.png")
+    colour = (torch.rand(16, 16, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    Image.fromarray(colour).save(run / "hr" / "c.png")
+    tinted = grey[..., None].repeat(3, axis=2).astype(int)
+    tinted[:, :, 0] = (tinted[:, :, 0] + 12).clip(0, 255)  # a red cast of 12 levels
+    Image.fromarray(tinted.astype("uint8")).save(run / "outputs" / "m" / "g.png")
+    Image.fromarray(colour).save(run / "outputs" / "m" / "c.png")
+    spread = Q.grey_spreads(run, "m")
+    assert pd.isna(spread["c"]) and spread["g"] == 12.0  # only grey HR images are judged
+    sr3, reg = _tables(2)
+    sr3.index = reg.index = ["c", "g"]
+    sr3["grey_spread"] = spread
+    verdict, worst = _line(Q.verdicts(sr3, reg), "grey")
+    assert verdict.endswith("0% of 1 images pass (bar 90%): FAIL") and "g (-7.00)" in worst
+    sr3["grey_spread"] = [float("nan"), 0.0]
+    assert _line(Q.verdicts(sr3, reg), "grey")[0].endswith("100% of 1 images pass (bar 90%): PASS")
+
+
+def test_a_share_just_under_the_bar_never_prints_as_the_bar():
+    sr3, reg = _tables(96)
+    sr3.iloc[:10, sr3.columns.get_loc("detail")] = 9.0  # 86 of 96 pass: 89.6%
+    assert _line(Q.verdicts(sr3, reg), "detail")[0].endswith("89% of 96 images pass (bar 90%): FAIL")

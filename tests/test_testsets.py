@@ -17,7 +17,10 @@ from evalsuite import testsets as T
 from evalsuite.cli import main
 from evalsuite.datasets import resolve_data, resolve_inputs, resolve_lr_data
 
-NAMES = ("set5", "set14", "bsd100", "urban100", "manga109", "div2k-val", "general100", "celeba-hq", "ffhq")
+NAMES = (
+    "set5", "set14", "bsd100", "urban100", "manga109", "div2k-val", "general100", "celeba-hq", "ffhq",
+    "realsr", "drealsr",
+)
 
 
 @pytest.fixture()
@@ -65,7 +68,8 @@ def test_registry_has_every_paper_set_with_its_facts() -> None:
                     a.sha256 == T.UNVERIFIED or re.fullmatch(r"[0-9a-f]{64}", a.sha256)
                 )
         else:
-            assert ts.manual and not ts.lr_scales, ts.name
+            # The user's own copy; only real camera pairs ship LR of their own (placed by the user too).
+            assert ts.manual and (not ts.lr_scales or ts.lr_kind == "camera"), ts.name
     assert T.get_set("b100").name == "bsd100" and T.get_set("DIV2K").name == "div2k-val"
     assert sets["div2k-val"].lr_scales == (2, 3, 4) and sets["div2k-val"].images == 100
 
@@ -197,3 +201,31 @@ def test_tar_members_outside_the_folder_are_refused(data_root: Path, tmp_path: P
     with pytest.raises(ValueError, match="outside|not a plain file"):
         T.fetch("eviltar", log=lambda *a: None)
     assert not (data_root / "outside.png").exists() and T.count_images(data_root / "eviltar" / "HR") == 0
+
+
+def _save(path: Path, w: int, h: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_png_bytes(w, h, seed))
+
+
+def test_camera_pair_sets_resolve_as_paired_x4_with_their_own_names(data_root: Path, tmp_path: Path) -> None:
+    from evalsuite.datasets import scan_pairs
+
+    for name in ("realsr", "drealsr"):
+        ts = T.get_set(name)
+        assert ts.lr_kind == "camera" and ts.lr_scales == (4,) and not ts.archives and "unverified" in ts.licence
+        # Not placed yet: one line naming the folder and the source.
+        with pytest.raises(T.MissingDataError, match=re.escape(str(data_root / name / "HR"))):
+            resolve_inputs(name, name, None, None, "imagenet-64-256")
+    # RealSR v3's names (Canon_001_HR.png / Canon_001_LR4.png), one folder per camera.
+    for cam in ("Canon", "Nikon"):
+        _save(data_root / "realsr" / "HR" / cam / f"{cam}_001_HR.png", 40, 32, 1)
+        _save(data_root / "realsr" / "LR_x4" / cam / f"{cam}_001_LR4.png", 10, 8, 2)
+    # DRealSR's names (*_x1.png / *_x4.png).
+    _save(data_root / "drealsr" / "HR" / "DSC_1454_x1.png", 40, 32, 3)
+    _save(data_root / "drealsr" / "LR_x4" / "DSC_1454_x4.png", 10, 8, 4)
+    for name, n in (("realsr", 2), ("drealsr", 1)):
+        data_dir, lr_dir, task = resolve_inputs(name, name, None, None, "imagenet-64-256")
+        assert task.scale == 4 and lr_dir == data_root / name / "LR_x4"
+        scan = scan_pairs(data_dir, lr_dir)
+        assert len(scan.pairs) == n and scan.problems == []

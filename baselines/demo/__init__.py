@@ -17,8 +17,10 @@ FOLDER = Path(__file__).parent
 FILES = {"sr3-demo": "sr3-demo.safetensors", "regression-demo": "regression-demo.safetensors"}
 SCALE = 4  # both are 4x models
 # The demo samples SR3 with 25 DDIM steps (not the checkpoint's 100 ancestral ones) so that `make demo` stays
-# within minutes on a 2-core CPU: on the 12 held-out photos of MODEL_CARD.md it passes every per-image check
-# (DDIM 10 is too smooth for the detail check: 9 of 12). Measured on the 5 demo photos (2-core CPU,
+# within minutes on a 2-core CPU: on the 12 tuning crops of MODEL_CARD.md it passes every per-image check
+# (DDIM 10 is too smooth for the detail check: 9 of 12); on 96 crops outside them it fails detail, consistency,
+# fidelity and grey-stays-grey (MODEL_CARD.md, top): a demonstration model, not evidence about SR3.
+# Measured on the 5 demo photos (2-core CPU,
 # 2026-12-01): DDIM 25 PSNR 25.70, SSIM 0.764 (`make demo` 76 s in all); DDIM 10 25.91 / 0.774, 22 s of
 # sampling. `--sampler ancestral --steps 100` (or method_options {"sr3-demo": {...}}) gives the checkpoint's own.
 DEMO_SAMPLER, DEMO_STEPS = "ddim", 25

@@ -258,6 +258,27 @@ def _scale_from(cfg: dict[str, Any]) -> int | None:
     return None
 
 
+def resolve_scale(
+    cfg: dict[str, Any] | None, given: int | None, fallback: int | None = None, fallback_why: str = ""
+) -> tuple[int, str]:
+    """The upscaling factor of an import and where it came from (the weights never say it).
+
+    Order: `given` (--scale / option scale), the config's `datasets` (r_resolution / l_resolution), `fallback`
+    (the task's, for `sr3:file.pth` evaluated on the fly), else that code's default 8 (its 16->128 faces).
+    """
+    if given is not None:
+        if int(given) < 1:
+            raise JanspiryFormatError(f"scale must be a positive integer, got {given}")
+        return int(given), "given (--scale / option scale)"
+    from_cfg = _scale_from(cfg) if cfg is not None else None
+    if from_cfg is not None:
+        return from_cfg, "the config's datasets (r_resolution / l_resolution)"
+    where = "the config has no datasets section" if cfg is not None else "no config was given"
+    if fallback is not None:
+        return int(fallback), f"{fallback_why or 'the fallback'} ({where}; give the scale to set it)"
+    return DEFAULT_SCALE, f"that code's default 16->128 ({where}): pass --scale N if the model is not 8x"
+
+
 def _check_betas(buffers: dict[str, torch.Tensor], schedules: list[Schedule], where: str) -> None:
     """The `betas` buffer saved with the weights must be one of the schedules the config (or default) names."""
     if "betas" not in buffers:
@@ -273,8 +294,19 @@ def _check_betas(buffers: dict[str, torch.Tensor], schedules: list[Schedule], wh
     )
 
 
-def convert(gen: str | Path, config: str | Path | None = None, scale: int | None = None) -> Checkpoint:
-    """An `I…_gen.pth` (+ its config JSON) -> an SR3 checkpoint of this project (kind `sr3`), in memory."""
+def convert(
+    gen: str | Path,
+    config: str | Path | None = None,
+    scale: int | None = None,
+    fallback_scale: int | None = None,
+    fallback_why: str = "",
+) -> Checkpoint:
+    """An `I…_gen.pth` (+ its config JSON) -> an SR3 checkpoint of this project (kind `sr3`), in memory.
+
+    What the weights cannot confirm (norm_groups, the image size that places attention, the scale) is listed
+    with its source under extra["imported"]["unconfirmed"]; `scale` wins over the config, `fallback_scale`
+    (with `fallback_why`) is used only where neither gives one.
+    """
     gen = Path(gen)
     weights, buffers = read_gen(gen)
     cfg = read_commented_json(config) if config is not None else None
@@ -284,13 +316,16 @@ def convert(gen: str | Path, config: str | Path | None = None, scale: int | None
         unet = unet_from_config(cfg)
         sched_cfg = cfg["model"].get("beta_schedule") or {}
         train_s, val_s = schedule_from(sched_cfg.get("train")), schedule_from(sched_cfg.get("val"))
-        scale = scale or _scale_from(cfg) or DEFAULT_SCALE
+        u = cfg["model"].get("unet") or {}
+        groups_from = "the config" if u.get("norm_groups") else f"that code's default {DEFAULT_NORM_GROUPS}"
+        size_from = "the config" if (cfg["model"].get("diffusion") or {}).get("image_size") else "that code's default"
     else:
         # No config: the architecture from the key shapes, that code's defaults for the rest.
         where = "the architecture read from its keys (norm_groups 32, image_size 128: pass --config otherwise)"
         unet = infer_unet(weights, gen)
         train_s = val_s = schedule_from(None)
-        scale = scale or DEFAULT_SCALE
+        groups_from, size_from = f"that code's default {DEFAULT_NORM_GROUPS}", "that code's default"
+    scale, scale_from = resolve_scale(cfg, scale, fallback_scale, fallback_why)
     if unet.in_channels != 6 or unet.out_channels != 3:
         raise JanspiryFormatError(
             f"{gen}: a U-Net with {unet.in_channels} input and {unet.out_channels} output channels is not a "
@@ -318,15 +353,49 @@ def convert(gen: str | Path, config: str | Path | None = None, scale: int | None
             "variance": "posterior",
             "schedule": val_s.to_spec(),
         },
-        "imported": {"from": "Janspiry/Image-Super-Resolution-via-Iterative-Refinement", "gen": str(gen)}
+        "imported": {
+            "from": "Janspiry/Image-Super-Resolution-via-Iterative-Refinement",
+            "gen": str(gen),
+            # Values no weight shape can confirm: a wrong one loads silently (see `self_check`).
+            "unconfirmed": {
+                "norm_groups": f"{unet.groups} from {groups_from}",
+                "image_size": f"{unet.image_size} from {size_from} (only its ratio to attn_res is in the weights)",
+                "scale": f"{scale} from {scale_from}",
+            },
+        }
         | ({"config": str(config)} if config is not None else {}),
     }
     return Checkpoint(kind="sr3", config=config_to_dict(sr3), state_dict=state, extra=extra, path=None)
 
 
 def import_checkpoint(
-    gen: str | Path, out: str | Path, config: str | Path | None = None, scale: int | None = None
+    gen: str | Path,
+    out: str | Path,
+    config: str | Path | None = None,
+    scale: int | None = None,
+    self_check: bool = True,
+    log=print,
 ) -> Path:
-    """`evalsuite sr3 import GEN.pth [--config CONFIG.json] -o OUT.safetensors`: convert and write."""
+    """`evalsuite sr3 import GEN.pth [--config CONFIG.json] -o OUT.safetensors`: convert, check and write.
+
+    Says what the weights cannot confirm (recorded under extra["imported"]["unconfirmed"]) and, with
+    `self_check`, measures the ε error on natural photos for every valid norm_groups
+    (`baselines.sr3.import_check`), recorded under extra["imported"]["self_check"]. A config whose norm_groups
+    is clearly beaten by another is refused (JanspiryFormatError naming the better value); a high error with
+    no better alternative (an untrained checkpoint) is a warning.
+    """
     ck = convert(gen, config, scale)
+    for key, what in ck.extra["imported"]["unconfirmed"].items():
+        log(f"note: {key} = {what}: not in the weights, so the import cannot confirm it")
+    if self_check:
+        from baselines.sr3.import_check import self_check as run_check
+
+        verdict = run_check(ck)
+        ck.extra["imported"]["self_check"] = verdict.to_dict()
+        if verdict.wrong_groups:
+            raise JanspiryFormatError(f"{gen}: self-check failed: {verdict.message}; nothing written to {out}")
+        log(("self-check: " if verdict.passed else "warning: self-check failed: ") + verdict.message)
+    else:
+        ck.extra["imported"]["self_check"] = {"skipped": True}
+        log("warning: self-check skipped (--no-self-check): a wrong norm_groups would go unnoticed")
     return save_checkpoint(out, ck.state_dict, ck.kind, ck.config, ck.extra)

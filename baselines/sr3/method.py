@@ -22,22 +22,32 @@ from evalsuite.degrade import upsample
 from evalsuite.methods import MethodContext, image_generators
 
 
-def read_sr3_checkpoint(path: str | Path, config: str | Path | None = None) -> Checkpoint:
-    """An SR3 checkpoint of this project, or the public code's `I…_gen.pth` (+ its config) converted on the fly."""
+def read_sr3_checkpoint(
+    path: str | Path, config: str | Path | None = None, scale: int | None = None, task_scale: int | None = None
+) -> Checkpoint:
+    """An SR3 checkpoint of this project, or the public code's `I…_gen.pth` (+ its config) converted on the fly.
+
+    For a `.pth` the scale is `scale` (option), else its config's datasets, else `task_scale` (the run's task).
+    """
     if Path(path).suffix == ".pth":
         from baselines.sr3.janspiry import convert
 
-        return convert(path, config)
-    if config is not None:
-        raise ValueError(f"option `config` ({config}) is for the public code's .pth checkpoints, not {path}")
+        return convert(path, config, scale, fallback_scale=task_scale, fallback_why="the task's scale")
+    for name, value in (("config", config), ("scale", scale)):
+        if value is not None:
+            raise ValueError(f"option `{name}` ({value}) is for the public code's .pth checkpoints, not {path}")
     return load_checkpoint(path, kind="sr3")
 
 
 def load_sr3(
-    path: str | Path, device: torch.device | str = "cpu", config: str | Path | None = None
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    config: str | Path | None = None,
+    scale: int | None = None,
+    task_scale: int | None = None,
 ) -> tuple[SR3Denoiser, SamplingConfig]:
     """Load an SR3 checkpoint (or a public `_gen.pth`) -> (denoiser in eval mode on `device`, its sampling)."""
-    return sr3_from_checkpoint(read_sr3_checkpoint(path, config), device)
+    return sr3_from_checkpoint(read_sr3_checkpoint(path, config, scale, task_scale), device)
 
 
 def sr3_from_checkpoint(ck: Checkpoint, device: torch.device | str = "cpu") -> tuple[SR3Denoiser, SamplingConfig]:
@@ -154,10 +164,13 @@ class SR3Method:
 def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
     """`sr3:CKPT` factory; options steps, sampler, tile, clip_x0, variance override the checkpoint's defaults.
 
-    CKPT may be the public code's `I…_gen.pth`, converted on the fly with option `config` (its JSON).
+    CKPT may be the public code's `I…_gen.pth`, converted on the fly with option `config` (its JSON) and
+    option `scale` (else the config's, else the task's: the weights do not say).
     """
     o = ctx.options_of(SR3MethodOptions)
-    model, stored = load_sr3(arg, ctx.device, o.config)
+    ck = read_sr3_checkpoint(arg, o.config, o.scale, ctx.scale)
+    model, stored = sr3_from_checkpoint(ck, ctx.device)
+    imported = ck.extra.get("imported") or {}
     cfg = model.cfg
     # The checkpoint's sampling settings, each option that is set replacing its stored value.
     sampling = stored.override(sampler=o.sampler, variance=o.variance, clip_x0=o.clip_x0)
@@ -185,6 +198,10 @@ def build_sr3(arg: str, ctx: MethodContext) -> SR3Method:
         "bf16": bf16,
         **({"noise_aug": noise_aug} if cfg.noise_aug > 0 else {}),
     }
+    if Path(arg).suffix == ".pth":
+        # Imported on the fly: what the weights could not confirm, and no self-check (`evalsuite sr3 import` runs it).
+        info["unconfirmed"] = "; ".join(f"{k} {v}" for k, v in imported.get("unconfirmed", {}).items())
+        info["self_check"] = "not run on the fly; `evalsuite sr3 import` runs it"
     return SR3Method(
         f"sr3:{arg}",
         cfg.scale,
