@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 
 from baselines.train_config import TrainConfig
 from evalsuite import plugins
 from evalsuite.cli import run_kinds
+from evalsuite.options import add_config_arguments
 from evalsuite.options import csv_names as _csv
 
 
@@ -25,36 +24,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x.strip())
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> tuple[str, ...]:
-    """Add one flag per field of the dataclass `cls` (its metadata holds the help); returns their dests.
-
-    Flags: `--batch-size` for `batch_size` (or the field's `flag`); a bool field that defaults to False is
-    `--NAME`, one that defaults to True is `--no-NAME`. Nothing is stored for a flag that is not given
-    (argparse.SUPPRESS), so the dataclass keeps the only copy of the defaults.
-    """
-    hints = typing.get_type_hints(cls)
-    dests = []
-    for f in dataclasses.fields(cls):
-        meta = dict(f.metadata)
-        if not meta.pop("cli", True):
-            continue
-        flag, doc = meta.pop("flag", "--" + f.name.replace("_", "-")), meta.pop("help", "").replace("%", "%%")
-        if f.default is dataclasses.MISSING:
-            parser.add_argument(flag, dest=f.name, required=True, help=doc, **meta)
-        elif isinstance(f.default, bool):
-            flag = flag if not f.default else "--no-" + flag.removeprefix("--")
-            action = "store_false" if f.default else "store_true"
-            doc = f"turn off {doc}" if f.default else doc
-            parser.add_argument(flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=doc)
-        else:
-            # `float | None` -> float: the value type of an optional field.
-            kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
-            shown = f" (default: {f.default})" if f.default is not None else ""
-            parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=doc + shown, **meta)
-        dests.append(f.name)
-    return tuple(dests)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -7,16 +7,11 @@ importing the training loop. Each field's metadata holds its help text (and `fla
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from evalsuite.options import check_keys
-
-
-def _arg(default: Any = MISSING, doc: str = "", **cli: Any) -> Any:
-    """A TrainConfig field whose metadata carries its command-line help (and `flag`, `choices`, `cli=False`)."""
-    metadata = {"help": doc, **cli}
-    return field(metadata=metadata) if default is MISSING else field(default=default, metadata=metadata)
+from evalsuite.options import config_field as _arg  # a field with its flag's help (`flag`, `choices`, `cli=False`)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from evalsuite.options import SuggestingParser
+from evalsuite.options import SuggestingParser, add_config_arguments
 from evalsuite.options import csv_names as _csv
 from evalsuite.plugins import command_adders
-
-
-def _methods_list(text: str) -> tuple[str, ...]:
-    from evalsuite.sweep import split_methods  # keeps `@steps=10,25` with its method
-
-    return split_methods(text)
 
 
 class _MetricsHelp(argparse.HelpFormatter):
@@ -34,40 +28,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     b = rsub.add_parser(
         "benchmark", help="benchmark SR methods on a folder of HR images", formatter_class=_MetricsHelp
     )
+    from evalsuite.spec import BenchmarkSpec
+
     b.add_argument("--config", help="YAML spec file; flags given here override its keys")
-    b.add_argument("--name", help="run name (default: demo); the run folder is runs/<name> unless --out")
-    b.add_argument(
-        "--data", help="folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data list`)"
-    )
-    b.add_argument("--lr", help="paired data: folder of given LR images named as the HR ones (or a set name)")
-    b.add_argument("--lr-source", help="cascade:ddpm:CKPT|cascade:folder:DIR: generated LR images, no HR (--limit N)")
-    b.add_argument("--degradation", choices=["bicubic", "realesrgan"], help="how LR is made (default bicubic)")
-    b.add_argument(
-        "--task", help="paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256"
-    )
-    b.add_argument("--scale", type=int, help="custom integer scale (HR images keep their size)")
-    b.add_argument("--methods", type=_methods_list, help="comma-separated methods, e.g. bicubic,sr3:model.safetensors; "
-                   "sweeps: sr3:CKPT@steps=10,25@sampler=ddim,ancestral, sr3:'runs/x/ckpt-*.safetensors'")
-    b.add_argument("--metrics", type=_csv, help="comma-separated metric names (listed from their declarations)")
-    b.add_argument("--out", help="run folder")
-    b.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where methods and metrics run")
-    b.add_argument("--batch-size", type=int)
-    b.add_argument("--limit", type=int, help="use only the first N usable images (sorted by id)")
-    b.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel (BasicSR)")
-    b.add_argument("--crop-border", type=int, help="pixels cropped from each side before PSNR/SSIM")
-    b.add_argument("--protocol", choices=["basicsr"], help="basicsr: exactly --y-channel --crop-border SCALE")
-    b.add_argument("--seed", type=int, help="seed for samplers and bootstrap")
-    b.add_argument("--workers", type=int, help="image decoding threads")
-    b.add_argument("--steps", type=int, help="sampler steps for diffusion methods")
-    b.add_argument("--sampler", help="sampler for diffusion methods (ancestral, ddim)")
-    b.add_argument("--tile", type=int, help="LR tile size for tiled inference of large images")
-    b.add_argument(
-        "--samples", type=int, help="K outputs per image for stochastic methods (diversity; the table shows sample 0)"
-    )
-    b.add_argument("--lpips-net", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
-    b.add_argument("--fid-ref", help="reference folder or .npz statistics for FID/KID (default: the run's HR images)")
-    b.add_argument("--labels", help="labels for classification: CSV image_id,label or 'folders'")
-    b.add_argument("--no-report", action="store_true", help="do not write report.html")
+    # One flag per spec key, made from the spec's own fields (their metadata holds the help).
+    b.set_defaults(spec_keys=add_config_arguments(b, BenchmarkSpec))
+    # Shortcuts into the spec's option dicts: method options for every method that has them (`*`), and metric
+    # options.
+    for flag, (_where, kind, doc) in SHORTCUTS.items():
+        b.add_argument(flag, type=kind, help=doc)
+    # A shortcut into the spec's post-run hooks: the trackers log the finished run (evalsuite/trackers.py).
     b.add_argument("--log-to", type=_csv, help="experiment trackers to log the finished run to: mlflow,tensorboard")
     b.set_defaults(func=_cmd_benchmark)
     p.kinds = rsub  # where command plugins add `run KIND` (run_kinds)
@@ -79,50 +49,42 @@ def run_kinds(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     return sub.choices["run"].kinds
 
 
+# --flag -> (the spec dict it fills, value type, help): `method` fills method_options["*"], `metric` metric_options.
+SHORTCUTS = {
+    "--steps": ("method", int, "sampler steps for diffusion methods"),
+    "--sampler": ("method", str, "sampler for diffusion methods (ancestral, ddim)"),
+    "--tile": ("method", int, "LR tile size for tiled inference of large images"),
+    "--lpips-net": ("metric", str, "LPIPS backbone: alex (default) or vgg"),
+    "--fid-ref": ("metric", str, "reference folder or .npz statistics for FID/KID (default: the run's HR images)"),
+    "--labels": ("metric", str, "labels for classification: CSV image_id,label or 'folders'"),
+}
+
+
 def spec_from_args(args: argparse.Namespace):
     """Build a BenchmarkSpec from parsed flags (over an optional --config file)."""
     from evalsuite.spec import BenchmarkSpec
 
     spec = BenchmarkSpec.from_yaml(args.config) if args.config else BenchmarkSpec()
-    changes = {}
-    for key in (
-        "name",
-        "data",
-        "lr",
-        "lr_source",
-        "degradation",
-        "methods",
-        "metrics",
-        "out",
-        "device",
-        "batch_size",
-        "limit",
-        "y_channel",
-        "crop_border",
-        "protocol",
-        "seed",
-        "workers",
-        "samples",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            changes[key] = value
-    if args.scale is not None:
-        changes["scale"] = args.scale
-        changes["task"] = args.task  # --scale alone means a custom task, not the config's task
-    elif args.task is not None:
-        changes["task"] = args.task
+    given = vars(args)
+    changes = {k: given[k] for k in args.spec_keys if k in given and k not in ("task", "scale")}
+    if given.get("scale") is not None:
+        changes["scale"] = given["scale"]
+        changes["task"] = given.get("task")  # --scale alone means a custom task, not the config's task
+    elif given.get("task") is not None:
+        changes["task"] = given["task"]
         changes["scale"] = None
-    mopts = {k: getattr(args, k) for k in ("steps", "sampler", "tile") if getattr(args, k) is not None}
-    xopts = {k: getattr(args, k) for k in ("lpips_net", "fid_ref", "labels") if getattr(args, k) is not None}
+    opts = {w: {} for w in ("method", "metric")}
+    for flag, (where, _kind, _doc) in SHORTCUTS.items():
+        value = given.get(flag.removeprefix("--").replace("-", "_"))
+        if value is not None:
+            opts[where][flag.removeprefix("--").replace("-", "_")] = value
+    mopts, xopts = opts["method"], opts["metric"]
     if mopts:
         # Flags apply to every method that has the option (`*`); a spec file can key options by method.
         every = {**spec.method_options.get("*", {}), **mopts}
         changes["method_options"] = {**spec.method_options, "*": every}
     if xopts:
         changes["metric_options"] = {**spec.metric_options, **xopts}
-    if args.no_report:
-        changes["report"] = False
     if getattr(args, "log_to", None):
         from evalsuite.trackers import tracker_hooks  # post-run hooks, after the report (evalsuite/trackers.py)
 
@@ -219,31 +181,23 @@ def add_suite_parser(rsub: argparse._SubParsersAction) -> None:
     """`run suite`: many test sets x scales, one sub-run each, one table (evalsuite.suite, docs/reports.md)."""
     s = rsub.add_parser("suite", help="many test sets x scales in one run folder: one sub-run each, one table",
                         formatter_class=_MetricsHelp)
+    from evalsuite.spec import BenchmarkSpec
+
     s.add_argument("--config", help="YAML spec file with a `suite:` key (data, scales); flags override its keys")
     s.add_argument("--data", type=_csv, help="comma-separated set names (set5,set14,...) or folders")
     s.add_argument("--scales", type=_scales, help="comma-separated integer scales, e.g. 2,3,4")
-    s.add_argument("--methods", type=_methods_list, help="comma-separated methods (sweeps allowed, as in benchmark)")
-    s.add_argument("--metrics", type=_csv, help="comma-separated metric names (listed from their declarations)")
-    s.add_argument("--protocol", choices=["basicsr"], help="basicsr: PSNR/SSIM on Y, crop border = scale")
-    s.add_argument("--out", help="suite folder (default runs/<name>); rerunning it reuses every sub-run's outputs")
-    s.add_argument("--name", help="suite name (default: demo)")
-    for flag, kw in (("--device", {"choices": ["auto", "cpu", "cuda"]}), ("--batch-size", {"type": int}),
-                     ("--limit", {"type": int}), ("--seed", {"type": int}), ("--workers", {"type": int}),
-                     ("--steps", {"type": int}), ("--sampler", {}), ("--tile", {"type": int}),
-                     ("--crop-border", {"type": int})):
-        s.add_argument(flag, **kw)
-    s.add_argument("--y-channel", action="store_true", default=None, help="PSNR/SSIM on the Y channel")
-    s.add_argument("--no-report", action="store_true", help="write no report.html (neither the suite's nor sub-runs')")
+    # The benchmark's own flags, from the spec's fields, but those the suite sets per sub-run.
+    keys = add_config_arguments(s, BenchmarkSpec, skip=("data", "lr", "lr_source", "task", "scale"))
+    for flag, (_where, kind, doc) in SHORTCUTS.items():
+        s.add_argument(flag, type=kind, help=doc)
     s.add_argument("--no-sub-reports", action="store_true", help="only the suite's report, none per sub-run")
-    s.set_defaults(func=_cmd_suite, lr=None, lr_source=None, task=None, scale=None, samples=None, lpips_net=None,
-                   fid_ref=None, labels=None)
+    s.set_defaults(func=_cmd_suite, spec_keys=keys)
 
 
 def _cmd_suite(args: argparse.Namespace) -> int:
     from evalsuite.suite import SuiteSpec
 
     data, scales = args.data, args.scales
-    args.data = None
     spec = spec_from_args(args)
     suite = dict(spec.suite or {})
     if data:

@@ -125,3 +125,42 @@ class SuggestingParser(argparse.ArgumentParser):
 def csv_names(text: str) -> tuple[str, ...]:
     """A comma-separated flag value -> its non-empty items, stripped (`--methods a,b`)."""
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def config_field(default: Any = dataclasses.MISSING, doc: str = "", **cli: Any) -> Any:
+    """A config dataclass field whose metadata carries its command-line help (and `flag`, `choices`, `type`,
+    `cli=False`): `add_config_arguments` makes its flag, so a key and its flag cannot drift apart."""
+    metadata = {"help": doc, **cli}
+    return dataclasses.field(metadata=metadata) if default is dataclasses.MISSING else dataclasses.field(
+        default=default, metadata=metadata)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = ()) -> tuple[str, ...]:
+    """Add one flag per field of the dataclass `cls` (its metadata holds the help) but `skip`; returns their dests.
+
+    Flags: `--batch-size` for `batch_size` (or the field's `flag`); a bool field that defaults to False is
+    `--NAME`, one that defaults to True is `--no-NAME`. Nothing is stored for a flag that is not given
+    (argparse.SUPPRESS), so the dataclass keeps the only copy of the defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    dests = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        if not meta or not meta.pop("cli", True) or f.name in skip:  # a field without metadata has no flag
+            continue
+        flag, doc = meta.pop("flag", "--" + f.name.replace("_", "-")), meta.pop("help", "").replace("%", "%%")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            parser.add_argument(flag, dest=f.name, required=True, help=doc, **meta)
+        elif isinstance(f.default, bool):
+            flag = flag if not f.default else "--no-" + flag.removeprefix("--")
+            action = "store_false" if f.default else "store_true"
+            doc = f"turn off {doc}" if f.default else doc
+            parser.add_argument(flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=doc)
+        else:
+            # `float | None` -> float: the value type of an optional field (a field's own `type` parses lists).
+            kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+            meta.setdefault("type", kind)
+            shown = f" (default: {f.default})" if f.default not in (None, (), "") else ""
+            parser.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, help=doc + shown, **meta)
+        dests.append(f.name)
+    return tuple(dests)

@@ -14,7 +14,9 @@ import yaml
 from evalsuite import plugins
 from evalsuite.datasets import BUILTIN
 from evalsuite.methods import normalize_method_options
-from evalsuite.options import check_keys
+from evalsuite.options import check_keys, csv_names
+from evalsuite.options import config_field as F
+from evalsuite.sweep import split_methods
 
 DEFAULT_TASK = "imagenet-64-256"
 PROTOCOLS = (None, "basicsr")  # named metric conventions (--protocol)
@@ -39,31 +41,39 @@ REPORT_HOOK = "report"
 class BenchmarkSpec:
     """Everything that defines a benchmark run."""
 
-    name: str = "demo"
-    data: str = BUILTIN  # folder, builtin:skimage, or a registered set's name (evalsuite data list)
-    lr: str | None = None  # paired data: folder of given LR images (or a set name: its shipped LR), matched by id
-    lr_source: str | None = None  # cascade:BASE: generated LR images, no HR (evalsuite/lr_source.py)
-    degradation: str = "bicubic"  # how LR is made from HR: bicubic (the paper's) | realesrgan (second-order)
-    task: str | None = None  # None with no scale: the demo task, DEFAULT_TASK
-    scale: int | None = None
-    methods: tuple[str, ...] = ()  # empty = every available default method
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    out: str | None = None  # default runs/<name>
-    device: str = "auto"
-    batch_size: int = 8
-    limit: int | None = None
-    y_channel: bool = False
-    crop_border: int = 0
-    protocol: str | None = None  # "basicsr": PSNR/SSIM on the Y channel with crop_border = scale (with_protocol)
-    seed: int = 0
-    workers: int = 4
-    bootstrap: int = 2000
-    samples: int = 1  # K outputs per image for stochastic methods (diversity metrics; sample 0 is the table's)
+    # Each field with metadata is a `run benchmark` flag (evalsuite.options.add_config_arguments): one home for
+    # a key, its flag and its help.
+    name: str = F("demo", "run name; the run folder is runs/<name> unless --out")
+    data: str = F(BUILTIN, "folder of HR images (recursive), or a set name (set5, div2k-val, ...: `evalsuite data "
+                  "list`)")
+    lr: str | None = F(None, "paired data: folder of given LR images named as the HR ones (or a set name)")
+    lr_source: str | None = F(None, "cascade:ddpm:CKPT|cascade:folder:DIR: generated LR images, no HR (--limit N)")
+    degradation: str = F("bicubic", "how LR is made from HR: bicubic (the paper's) or realesrgan (the Real-ESRGAN "
+                         "second-order pipeline)", choices=["bicubic", "realesrgan"])
+    task: str | None = F(None, "paper task: faces-16-128, faces-64-256, faces-64-512, faces-256-1024, imagenet-64-256")
+    scale: int | None = F(None, "custom integer scale (HR images keep their size)")
+    methods: tuple[str, ...] = F((), "comma-separated methods, e.g. bicubic,sr3:model.safetensors; sweeps: "
+                                 "sr3:CKPT@steps=10,25@sampler=ddim,ancestral, sr3:'runs/x/ckpt-*.safetensors' "
+                                 "(empty: every available default method)", type=split_methods)
+    metrics: tuple[str, ...] = F(DEFAULT_METRICS, "comma-separated metric names (listed from their declarations)",
+                                 type=csv_names)
+    out: str | None = F(None, "run folder (default runs/<name>)")
+    device: str = F("auto", "where methods and metrics run", choices=["auto", "cpu", "cuda"])
+    batch_size: int = F(8, "images per batch")
+    limit: int | None = F(None, "use only the first N usable images (sorted by id)")
+    y_channel: bool = F(False, "PSNR/SSIM on the Y channel (BasicSR)")
+    crop_border: int = F(0, "pixels cropped from each side before PSNR/SSIM")
+    protocol: str | None = F(None, "basicsr: exactly --y-channel --crop-border SCALE", choices=["basicsr"])
+    seed: int = F(0, "seed for samplers and bootstrap")
+    workers: int = F(4, "image decoding threads")
+    bootstrap: int = F(2000, "bootstrap resamples of each confidence interval")
+    samples: int = F(1, "K outputs per image for stochastic methods (diversity; the table shows sample 0)")
     # Options of methods, keyed by method name or `*` ({"sr3:m.safetensors": {"steps": 50}, "*": {"tile": 64}}),
-    # and of metrics (LPIPS net, FID refs); unknown keys are errors that list the valid ones.
+    # and of metrics (LPIPS net, FID refs); unknown keys are errors that list the valid ones. Their flags are
+    # the shortcuts in evalsuite.cli (--steps, --sampler, --tile; --lpips-net, --fid-ref, --labels).
     method_options: dict[str, Any] = field(default_factory=dict)
     metric_options: dict[str, Any] = field(default_factory=dict)
-    report: bool = True  # run REPORT_HOOK after the run's files are written
+    report: bool = F(True, "writing report.html")  # run REPORT_HOOK after the run's files are written: --no-report
     post_run: tuple[str, ...] = ()  # more hooks: "module:function(run_dir)" or a hook plugin's name
     # {data: [set5, DIR, ...], scales: [2, 4]}: a suite, one sub-run per (set, scale) (evalsuite/suite.py)
     suite: dict[str, Any] | None = None
@@ -129,7 +139,6 @@ class BenchmarkSpec:
             if isinstance(d.get(key), str):
                 d[key] = tuple(x.strip() for x in d[key].split(",") if x.strip())
         if isinstance(d.get("methods"), str):
-            from evalsuite.sweep import split_methods  # `sr3:m@steps=10,25` stays one entry
 
             d["methods"] = split_methods(d["methods"])
         return cls(**d)

@@ -76,3 +76,33 @@ def test_build_options_checks_keys_and_types():
         build_options(Opts, {"nn": 1}, "t")
     with pytest.raises(OptionError, match="expected"):
         build_options(Opts, {"n": True}, "t")
+
+
+def test_every_spec_key_is_a_flag_made_from_the_spec_itself(tmp_path):
+    # `run benchmark` flags come from BenchmarkSpec's fields: a key and its flag cannot drift apart.
+    import dataclasses
+
+    from evalsuite.cli import build_parser, spec_from_args
+    from evalsuite.spec import BenchmarkSpec
+
+    parser = build_parser()
+    run = parser._subparsers._group_actions[0].choices["run"]
+    bench = run._subparsers._group_actions[0].choices["benchmark"]
+    dests = {a.dest for a in bench._actions}
+    flagged = {f.name for f in dataclasses.fields(BenchmarkSpec) if f.metadata}
+    assert flagged <= dests
+    # What has no flag of its own: the option dicts (their shortcut flags fill them), hooks and the suite key.
+    assert {f.name for f in dataclasses.fields(BenchmarkSpec)} - flagged == {
+        "method_options", "metric_options", "post_run", "suite"}
+    args = parser.parse_args(["run", "benchmark", "--batch-size", "3", "--y-channel", "--no-report", "--bootstrap",
+                              "50", "--methods", "bicubic,sr3:m@steps=2,4", "--steps", "7", "--lpips-net", "vgg",
+                              "--scale", "2"])
+    spec = spec_from_args(args)
+    assert (spec.batch_size, spec.y_channel, spec.report, spec.bootstrap, spec.scale) == (3, True, False, 50, 2)
+    assert spec.methods == ("bicubic", "sr3:m@steps=2,4")
+    assert spec.method_options["*"] == {"steps": 7} and spec.metric_options == {"lpips_net": "vgg"}
+    # A flag not given keeps the config file's value (the spec keeps the only copy of the defaults).
+    cfg = tmp_path / "spec.yaml"
+    cfg.write_text("batch_size: 5\nbootstrap: 99\n")
+    spec = spec_from_args(parser.parse_args(["run", "benchmark", "--config", str(cfg), "--bootstrap", "10"]))
+    assert (spec.batch_size, spec.bootstrap, spec.workers) == (5, 10, BenchmarkSpec().workers)
