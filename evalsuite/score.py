@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -153,12 +154,14 @@ def _read_png(path: Path | None) -> torch.Tensor | str | None:
 
 def loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.Tensor | str | None]]:
     """Decode PNG batches in worker threads, a few batches ahead."""
+    ahead = 3
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(lambda b: [_read_png(p) for p in b], b) for b in paths[:3]]
+        # A queue of the next few batches only: a batch's pixels are dropped once it is handed on.
+        pending = deque(pool.submit(lambda b: [_read_png(p) for p in b], b) for b in paths[:ahead])
         for i in range(len(paths)):
-            if i + 3 < len(paths):
-                futures.append(pool.submit(lambda b: [_read_png(p) for p in b], paths[i + 3]))
-            yield futures[i].result()
+            if i + ahead < len(paths):
+                pending.append(pool.submit(lambda b: [_read_png(p) for p in b], paths[i + ahead]))
+            yield pending.popleft().result()
 
 
 class WrongShapeError(ValueError):
