@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/feature_metrics.py [--n 16] [--batch 8] [--repeats 3] [--device auto] [--peers]
 
 `--peers` also times MS-SSIM, LPIPS and DISTS against the libraries people use for them, on the same
-images with the same (random) weights, each checked to give our values: MS-SSIM vs torchmetrics and
+images with the same (random) weights, printing each one's largest difference from our values (pytorch-msssim
+windows only the valid positions where torchmetrics pads the border, so it differs): MS-SSIM vs torchmetrics and
 pytorch-msssim (the `bench` extra); LPIPS vs the `lpips` package and torchmetrics; DISTS vs DISTS_pytorch
 and pyiqa. The peers load torchvision backbones from torch hub's cache: the random files are written there
 under the official names, and our metrics read the same files (EVALSUITE_WEIGHTS points at that folder).
