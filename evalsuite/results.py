@@ -43,14 +43,17 @@ def nonstandard_metrics(run_dir: str | Path) -> dict[str, str]:
     path = Path(run_dir) / "manifest.json"
     if path.exists():
         try:
-            return dict(json.loads(path.read_text()).get("nonstandard_weights") or {})
+            marked = json.loads(path.read_text()).get("nonstandard_weights")
         except (json.JSONDecodeError, AttributeError):
-            pass
-    # No manifest: the summary's notes say it as "<metric>: NON-STANDARD weights ...".
+            marked = None
+        if isinstance(marked, dict):
+            return dict(marked)
+    # No manifest (or one older than the key): the summary's notes say "<metric>: NON-STANDARD weights ...".
     out: dict[str, str] = {}
     summary = Path(run_dir) / "summary.csv"
-    if summary.exists():
-        for note in pd.read_csv(summary, dtype=TEXT_COLUMNS)["notes"].dropna():
+    notes = pd.read_csv(summary, dtype=TEXT_COLUMNS).get("notes") if summary.exists() else None
+    if notes is not None:  # a summary written by another tool may have no notes column
+        for note in notes.dropna():
             for part in str(note).split("; "):
                 name, sep, body = part.partition(": ")
                 if sep and body.startswith("NON-STANDARD"):
