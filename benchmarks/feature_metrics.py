@@ -127,11 +127,13 @@ def compare_peers(n: int, batch: int, repeats: int, device: torch.device) -> Non
 
         ref = lpips_pkg.LPIPS(net="alex", verbose=False).to(device).eval()
         groups["LPIPS (alex)"].append(("lpips", per_batch(lambda a, b: ref(a * 2 - 1, b * 2 - 1))))
-        from torchmetrics.functional.image.lpips import learned_perceptual_image_patch_similarity as tm_lpips
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+        # Built once; it reduces over the batch, so per-image values take one call per image.
+        tm_lp = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device)
         groups["LPIPS (alex)"].append(
             ("torchmetrics", per_batch(lambda a, b: torch.stack([
-                tm_lpips(a[k : k + 1], b[k : k + 1], net_type="alex", normalize=True) for k in range(a.shape[0])
+                tm_lp(a[k : k + 1], b[k : k + 1]) for k in range(a.shape[0])
             ])))
         )  # fmt: skip
         ds = build_metric("dists", ctx)
