@@ -1,6 +1,13 @@
 """Images per second of LPIPS and of Inception feature extraction at 256x256, next to clean-fid's own folder path.
 
-    .venv/bin/python benchmarks/feature_metrics.py [--n 16] [--batch 8] [--repeats 3] [--device auto]
+    .venv/bin/python benchmarks/feature_metrics.py [--n 16] [--batch 8] [--repeats 3] [--device auto] [--peers]
+
+`--peers` also times MS-SSIM, LPIPS and DISTS against the libraries people use for them, on the same
+images with the same (random) weights, printing each one's largest difference from our values (pytorch-msssim
+windows only the valid positions where torchmetrics pads the border, so it differs): MS-SSIM vs torchmetrics and
+pytorch-msssim (the `bench` extra); LPIPS vs the `lpips` package and torchmetrics; DISTS vs DISTS_pytorch
+and pyiqa. The peers load torchvision backbones from torch hub's cache: the random files are written there
+under the official names, and our metrics read the same files (EVALSUITE_WEIGHTS points at that folder).
 
 Both Inception rows use the same weights file (the official one when it is in the weights folder,
 otherwise a randomly initialized Inception written to a temporary folder: same architecture, same
@@ -72,6 +79,95 @@ def ensure_weights(names: list[str], tmp: Path) -> str:
     return "randomly initialized standard networks (no official weights here; same architecture and cost)"
 
 
+def _peer_weights(tmp: Path) -> None:
+    """Random AlexNet and VGG-16 under their official names in torch hub's cache, also our weights folder."""
+    from evalsuite.metrics.weights import ALLOW_ENV, SPECS, write_random_weights
+
+    os.environ["TORCH_HOME"] = str(tmp / "torch")
+    hub = tmp / "torch" / "hub" / "checkpoints"
+    for n in ("lpips-alex", "lpips-vgg"):
+        write_random_weights(n, hub / SPECS[n].entry.filename, seed=1)
+    os.environ["EVALSUITE_WEIGHTS"] = str(hub)
+    os.environ[ALLOW_ENV] = "1"
+
+
+def compare_peers(n: int, batch: int, repeats: int, device: torch.device) -> None:
+    """Time MS-SSIM, LPIPS and DISTS against their usual libraries (same images, same weights), checked."""
+    from evalsuite.metrics.base import MetricContext, build_metric
+
+    x = make_images(n).to(device)
+    y = (x.flip(-1) * 0.7 + x * 0.3).clamp(0, 1)  # related but different images
+    batches = [slice(k, k + batch) for k in range(0, n, batch)]
+
+    def per_batch(fn):
+        return lambda: torch.cat([fn(x[b], y[b]).reshape(-1).float().cpu() for b in batches])
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        _peer_weights(Path(tmp_name))
+        ctx = MetricContext(device, 4, options={"lpips_net": "alex"})
+        groups: dict[str, list[tuple[str, object]]] = {}
+        ms = build_metric("ms_ssim", ctx)
+        groups["MS-SSIM"] = [("evalsuite", per_batch(lambda a, b: ms.update(a, b, b, [])["ms_ssim"]))]
+        from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_msssim
+
+        groups["MS-SSIM"].append(
+            ("torchmetrics", per_batch(lambda a, b: tm_msssim(a, b, data_range=1.0, reduction="none")))
+        )
+        try:
+            from pytorch_msssim import ms_ssim as pm_msssim
+
+            groups["MS-SSIM"].append(
+                ("pytorch-msssim", per_batch(lambda a, b: pm_msssim(a, b, data_range=1.0, size_average=False)))
+            )
+        except ImportError:
+            print("pytorch-msssim not installed (pip install '.[bench]'): its row is left out")
+        lp = build_metric("lpips", ctx)
+        groups["LPIPS (alex)"] = [("evalsuite", per_batch(lambda a, b: lp.update(a, b, b, [])["lpips"]))]
+        import lpips as lpips_pkg
+
+        ref = lpips_pkg.LPIPS(net="alex", verbose=False).to(device).eval()
+        groups["LPIPS (alex)"].append(("lpips", per_batch(lambda a, b: ref(a * 2 - 1, b * 2 - 1))))
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        # Built once; it reduces over the batch, so per-image values take one call per image.
+        tm_lp = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device)
+        groups["LPIPS (alex)"].append(
+            ("torchmetrics", per_batch(lambda a, b: torch.stack([
+                tm_lp(a[k : k + 1], b[k : k + 1]) for k in range(a.shape[0])
+            ])))
+        )  # fmt: skip
+        ds = build_metric("dists", ctx)
+        groups["DISTS"] = [("evalsuite", per_batch(lambda a, b: ds.update(a, b, b, [])["dists"]))]
+        import DISTS_pytorch.DISTS_pt as dists_pt
+
+        ab = torch.load(Path(dists_pt.__file__).parent / "weights.pt", map_location="cpu", weights_only=True)
+        peer = dists_pt.DISTS(load_weights=False)
+        peer.alpha.data, peer.beta.data = ab["alpha"], ab["beta"]
+        peer = peer.to(device).eval()
+        groups["DISTS"].append(("DISTS_pytorch", per_batch(lambda a, b: peer(a, b, batch_average=False))))
+        try:
+            from pyiqa.archs.dists_arch import DISTS as PyiqaDISTS
+
+            piq = PyiqaDISTS(pretrained=False)
+            piq.alpha.data, piq.beta.data = ab["alpha"], ab["beta"]
+            piq = piq.to(device).eval()
+            groups["DISTS"].append(("pyiqa", per_batch(lambda a, b: piq(a, b))))
+        except ImportError:
+            print("pyiqa not installed (make iqa): its DISTS row is left out")
+        print(f"\npeers: {n} images 256x256, batch {batch}, median of {repeats} runs; load {os.getloadavg()}")
+        print(f"{'metric':14s} {'library':16s} {'images/s':>9s} {'ours/it':>8s} {'max |diff|':>11s}")
+        for metric, rows in groups.items():
+            with torch.no_grad():
+                ours_vals = rows[0][1]()
+                times = {name: timed(fn, repeats) for name, fn in rows}
+                diffs = {name: float((fn() - ours_vals).abs().max()) for name, fn in rows}
+            for name, _ in rows:
+                ratio = times[name] / times["evalsuite"]
+                print(f"{metric:14s} {name:16s} {n / times[name]:9.2f} {ratio:8.2f} {diffs[name]:11.2e}")
+            fastest = min(t for k, t in times.items() if k != "evalsuite")
+            print(f"{metric:14s} {'-> vs fastest peer':16s} {'':>9s} {fastest / times['evalsuite']:8.2f}")
+
+
 def main() -> None:
     """Print images/s for LPIPS, our Inception features, and clean-fid's folder features."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,12 +175,17 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--peers", action="store_true", help="also MS-SSIM, LPIPS, DISTS against their libraries")
+    p.add_argument("--peers-only", action="store_true", help="only the peer comparison")
     args = p.parse_args()
     device = torch.device(
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
+    if args.peers_only:
+        compare_peers(args.n, args.batch, args.repeats, device)
+        return
     from cleanfid.fid import get_folder_features
 
     from evalsuite.metrics.base import MetricContext
@@ -134,6 +235,8 @@ def main() -> None:
     print(f"{'LPIPS (alex), evalsuite':44s} {args.n / t_lpips:10.2f} {'':>8s}")
     print(f"{'Inception features, evalsuite (tensors)':44s} {args.n / t_ours:10.2f} {t_clean / t_ours:8.2f}")
     print(f"{'Inception features, clean-fid folder (anchor)':44s} {args.n / t_clean:10.2f} {1.0:8.2f}")
+    if args.peers:
+        compare_peers(args.n, args.batch, args.repeats, device)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ def bootstrap_ci(
         return float(v[0]), float(v[0])
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
-    # Resample in chunks: n_resamples x n indices at most ~4M at a time.
-    chunk = max(1, 4_000_000 // v.size)
+    # Resample in chunks: n_resamples x n indices at most ~1M at a time (16 MB, whatever the number of images).
+    chunk = max(1, 1_000_000 // v.size)
     for start in range(0, n_resamples, chunk):
         stop = min(n_resamples, start + chunk)
         idx = rng.integers(0, v.size, size=(stop - start, v.size))

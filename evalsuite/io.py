@@ -39,9 +39,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+# zlib level 1: lossless like any level, 3-5x faster to write than PIL's default 6 (files ~25% larger);
+# writing PNGs is most of the time of a run of cheap methods and metrics.
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(image, path: str | Path) -> None:
     """Save a PIL image as PNG atomically, with no metadata."""
-    atomic_write(path, lambda p: image.save(p, format="PNG"))
+    atomic_write(path, lambda p: image.save(p, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
 
 
 def remove_partials(folder: Path) -> None:

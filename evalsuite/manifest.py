@@ -75,8 +75,9 @@ def write_manifest(
     paired: bool,
     device: torch.device,
     t_start: float,
+    nonstandard: dict[str, str] | None = None,
 ) -> None:
-    """Write run_dir/manifest.json."""
+    """Write run_dir/manifest.json (`nonstandard`: metric -> NON-STANDARD weights note, also in metric_notes)."""
     manifest = {
         "spec_hash": stable_hash(spec.to_dict()),
         "task": asdict(task),
@@ -91,6 +92,7 @@ def write_manifest(
         # files by content, and the versions of the libraries metrics wrap.
         "metric_weights": used_weights(),
         "metric_versions": {n: metric_info(n).version for n in metrics if metric_info(n).version},
+        "nonstandard_weights": dict(nonstandard or {}),
         "paired": paired,
         "degradation": "given LR" if paired else spec.degradation,
         "conventions": conventions(spec, paired),

@@ -24,11 +24,26 @@ from evalsuite.io import atomic_write_text
 from evalsuite.lr_source import NO_HR_NOTE, check_metrics, generated_inputs
 from evalsuite.manifest import write_manifest
 from evalsuite.methods import method_available, method_label, split_name
-from evalsuite.metrics.base import MetricContext, build_metric, column_metric, metric_info, resolve_metrics
+from evalsuite.metrics.base import (
+    MetricContext,
+    build_metric,
+    column_metric,
+    metric_info,
+    nonstandard_note,
+    resolve_metrics,
+)
 from evalsuite.metrics.weights import reset_used_weights
 from evalsuite.prepare import PAIRED_CONSISTENCY_NOTE, NoUsableImagesError, PreparedImages
 from evalsuite.realesrgan_degrade import CONSISTENCY_NOTE as REALESRGAN_CONSISTENCY_NOTE
-from evalsuite.results import FAILURE_COLUMNS, REFERENCE_ROW, Results, assemble_summary
+from evalsuite.results import (
+    FAILURE_COLUMNS,
+    NONSTANDARD_COLUMN,
+    REFERENCE_ROW,
+    SKIPPED_COLUMNS,
+    Results,
+    assemble_summary,
+    nonstandard_flags,
+)
 from evalsuite.score import MethodResult, RunContext, RunMetrics, evaluate_method, reason, uses_samples
 from evalsuite.spec import DEFAULT_METHOD_CANDIDATES, DEFAULT_TASK, BenchmarkSpec, stable_hash
 from evalsuite.sweep import expand_methods, write_sweeps
@@ -77,24 +92,16 @@ def _methods(spec: BenchmarkSpec, task: Task, say: Callable[[str], None]) -> lis
     return out
 
 
-def min_hr_size(metric_names: list[str], ctx: MetricContext) -> tuple[int, str]:
-    """The smallest HR side (px) every chosen metric can score, and which metric needs it (checked up front)."""
-    need, why = 1, ""
-    for n in metric_names:
-        side = metric_info(n).min_size(ctx)
-        if side > need:
-            need, why = side, f"{n} needs {side} px per side (crop border {ctx.crop_border})"
-    return need, why
-
-
 def _prepare(spec: BenchmarkSpec, task: Task, data_dir: Path, lr_dir: Path | None, say: Callable[[str], None]):
-    """Prepare HR/LR once (rank 0) and share rank 0's image list -> (prep, ids, errors, index)."""
+    """Prepare HR/LR once (rank 0) and share rank 0's image list -> (prep, ids, errors, index).
+
+    The image set depends on the data and the task only, never on the metrics: an image too small for one
+    metric is scored by the others and skipped by that one (skipped.csv).
+    """
     prep = PreparedImages(spec.out_dir, task, data_dir, lr_dir, spec.degradation)
-    ctx = MetricContext(torch.device("cpu"), task.scale, spec.y_channel, spec.crop_border, options=spec.metric_options)
-    need, why = min_hr_size(resolve_metrics(spec.metrics), ctx)
     prepared = None
     if D.is_main():
-        ids, errors, index = prep.prepare(spec.limit, spec.workers, say, min_hr_size=need, min_hr_why=why)
+        ids, errors, index = prep.prepare(spec.limit, spec.workers, say)
         errors_csv = pd.DataFrame(errors, columns=["path", "reason"]).to_csv(index=False)
         atomic_write_text(spec.out_dir / "errors.csv", errors_csv)
         atomic_write_text(spec.out_dir / "spec.yaml", spec.to_yaml())
@@ -134,6 +141,9 @@ def _build_metrics(spec: BenchmarkSpec, task: Task, device: torch.device, say: C
             except MissingWeightsError as exc:
                 metrics.notes[name] = str(exc)
                 say(f"warning: {name} not computed: {exc}")
+                continue
+            if nonstandard_note(metrics.per_image[name]):
+                metrics.nonstandard[name] = nonstandard_note(metrics.per_image[name])
     # Per-image metrics also as the mean over the K samples (the table's own column is sample 0).
     metrics.columns = [c for n in names for c in metric_info(n).column_names] + metrics.mean_columns()
     return metrics
@@ -171,6 +181,8 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         rows.append(ref)
     notes = rc.metrics.notes
     run_notes = [f"{n}: {msg}" for n, msg in notes.items()] + version_notes(rc.metrics.names, notes)
+    # Every value from non-standard weights says so where it is stored (summary notes, the per-image flag).
+    run_notes += [f"{n}: {msg}" for n, msg in rc.metrics.nonstandard.items()]
     if rc.spec.lr_source:
         run_notes.append(NO_HR_NOTE.format(src=rc.spec.lr_source))
     elif paired and "consistency" in rc.metrics.columns:
@@ -180,14 +192,20 @@ def _results(rc: RunContext, evaluated: list[MethodResult], errors: list[dict[st
         if "consistency" in rc.metrics.columns:
             run_notes.append(f"consistency: {REALESRGAN_CONSISTENCY_NOTE}")
     empty = [c for c in rc.metrics.columns if column_metric(c) in notes]
-    per_image = [p for r in evaluated for p in r.per_image_rows]
+    per_image = pd.DataFrame(
+        [p for r in evaluated for p in r.per_image_rows], columns=["method", "image_id", *rc.metrics.columns]
+    )
+    flagged = rc.metrics.flagged_columns()
+    if flagged:
+        per_image[NONSTANDARD_COLUMN] = nonstandard_flags(per_image, flagged)
     return Results(
         rc.run_dir,
         assemble_summary(rows, rc.metrics.columns, empty, run_notes),
-        pd.DataFrame(per_image, columns=["method", "image_id", *rc.metrics.columns]),
+        per_image,
         pd.DataFrame(errors, columns=["path", "reason"]),
         pd.DataFrame([f for r in evaluated for f in r.failures], columns=FAILURE_COLUMNS),
         run_notes=run_notes,
+        skipped=pd.DataFrame([s for r in evaluated for s in r.skipped], columns=SKIPPED_COLUMNS),
     )
 
 
@@ -272,7 +290,8 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             n_skipped=len(errors),
             methods={label: r.info for (_, label), r in zip(methods, evaluated) if r.info},
             metrics={n: metric_info(n).help for n in metrics.names},
-            metric_notes=metrics.notes,
+            metric_notes={**metrics.notes, **metrics.nonstandard},
+            nonstandard=metrics.nonstandard,
             paired=prep.paired,
             device=device,
             t_start=t_start,

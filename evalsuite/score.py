@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from evalsuite.cache import MetricCache, method_key, reset_stale_outputs
 from evalsuite.degrade import quantize, to_image, to_tensor
 from evalsuite.io import atomic_write_text, save_png
 from evalsuite.methods import Method, MethodContext, build_method, method_options, options_dict
-from evalsuite.metrics.base import Metric, MetricContext, MetricValue, build_metric, metric_info
+from evalsuite.metrics.base import Metric, MetricContext, MetricValue, build_metric, metric_info, nonstandard_note
 from evalsuite.prepare import PreparedImages
 from evalsuite.results import summary_row
 from evalsuite.spec import BenchmarkSpec, stable_hash
@@ -43,9 +44,28 @@ class RunMetrics:
     ctx: MetricContext
     per_image: dict[str, Metric] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # metric -> why its columns are empty
+    nonstandard: dict[str, str] = field(default_factory=dict)  # metric -> its NON-STANDARD weights note
     columns: list[str] = field(default_factory=list)  # every metric column, in order
     key: str = ""  # what per-image values depend on (metrics and their conventions)
     samples: int = 1  # K outputs per image of stochastic methods
+    _limits: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def size_limit(self, name: str) -> tuple[int, str]:
+        """(smallest HR side the metric can score, the reason in words); a metric not computed has none."""
+        if name in self.notes:
+            return 1, ""
+        if name not in self._limits:
+            side = metric_info(name).min_size(self.ctx)
+            border = f", crop border {self.ctx.crop_border}" if self.ctx.crop_border else ""
+            self._limits[name] = (side, f"{name} needs at least {side} px per side{border}")
+        return self._limits[name]
+
+    def too_small(self, name: str, size: tuple[int, int]) -> str:
+        """Why the metric cannot score an HR image of size (w, h), or '' when it can."""
+        side, why = self.size_limit(name)
+        if min(size) >= side:
+            return ""
+        return f"too small for {name}: the HR is {size[0]}x{size[1]}; {why}"
 
     def mean_columns(self) -> list[str]:
         """With K > 1 samples: each single-output per-image column's mean over the samples."""
@@ -67,7 +87,19 @@ class RunMetrics:
                 except MissingWeightsError as exc:
                     self.notes[n] = str(exc)
                     say(f"warning: {n} not computed: {exc}")
+                    continue
+                if nonstandard_note(out[n]):
+                    self.nonstandard[n] = nonstandard_note(out[n])
         return out
+
+    def flagged_columns(self) -> dict[str, str]:
+        """Per-image columns whose values come from non-standard weights -> their metric."""
+        return {c: n for n, m in self.per_image.items() if n in self.nonstandard for c in m.columns} | {
+            mean_column(c): n
+            for n, m in self.per_image.items()
+            if n in self.nonstandard and self.samples > 1 and not uses_samples(n)
+            for c in m.columns
+        }
 
 
 @dataclass(frozen=True)
@@ -95,6 +127,7 @@ class MethodResult:
     per_image_rows: list[dict[str, Any]]
     failures: list[dict[str, str]]
     info: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)  # (image, metric) pairs too small for it
 
 
 def uses_samples(name: str) -> bool:
@@ -153,12 +186,14 @@ def _read_png(path: Path | None) -> torch.Tensor | str | None:
 
 def loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.Tensor | str | None]]:
     """Decode PNG batches in worker threads, a few batches ahead."""
+    ahead = 3
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(lambda b: [_read_png(p) for p in b], b) for b in paths[:3]]
+        # A queue of the next few batches only: a batch's pixels are dropped once it is handed on.
+        pending = deque(pool.submit(lambda b: [_read_png(p) for p in b], b) for b in paths[:ahead])
         for i in range(len(paths)):
-            if i + 3 < len(paths):
-                futures.append(pool.submit(lambda b: [_read_png(p) for p in b], paths[i + 3]))
-            yield futures[i].result()
+            if i + ahead < len(paths):
+                pending.append(pool.submit(lambda b: [_read_png(p) for p in b], paths[i + ahead]))
+            yield pending.popleft().result()
 
 
 class WrongShapeError(ValueError):
@@ -264,19 +299,28 @@ def _generate(rc: RunContext, st: _Method, lr: torch.Tensor, ids: list[str]) -> 
 
 
 def _metric_values(
-    metrics: dict[str, Metric], call: Callable[[Metric, list[int]], dict[str, torch.Tensor]], ids: list[str]
+    metrics: dict[str, Metric],
+    call: Callable[[Metric, list[int]], dict[str, torch.Tensor]],
+    ids: list[str],
+    fits: Callable[[str, str], bool] = lambda name, image_id: True,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
-    """Per-image values of several metrics ({id: {column: value}}) and failures ({id: {metric: reason}})."""
+    """Per-image values of several metrics ({id: {column: value}}) and failures ({id: {metric: reason}}).
+
+    A metric sees only the images it `fits` (its size limit); the others get no value from it, no failure.
+    """
     values: dict[str, dict[str, float]] = {i: {} for i in ids}
     failed: dict[str, dict[str, str]] = {i: {} for i in ids}
     for name, m in metrics.items():
-        ok, bad = contained(lambda idx, m=m: call(m, idx) or {}, len(ids))
-        for idx, vals in ok:
+        keep = [k for k, i in enumerate(ids) if fits(name, i)]
+        if not keep:
+            continue
+        ok, bad = contained(lambda sub, m=m, keep=keep: call(m, [keep[j] for j in sub]) or {}, len(keep))
+        for sub, vals in ok:
             for c in m.columns:
-                for j, k in enumerate(idx):
-                    values[ids[k]][c] = float(vals[c][j])
-        for k, why in bad.items():
-            failed[ids[k]][name] = why
+                for j, s in enumerate(sub):
+                    values[ids[keep[s]]][c] = float(vals[c][j])
+        for s, why in bad.items():
+            failed[ids[keep[s]]][name] = why
     return values, failed
 
 
@@ -297,28 +341,39 @@ def _score(
     multi = {n: m for n, m in rc.metrics.per_image.items() if uses_samples(n)}
     sr = samples[0]
 
+    def fits(name: str, image_id: str) -> bool:
+        return not rc.metrics.too_small(name, rc.sizes[image_id])
+
     def on(k: int) -> Callable[[Metric, list[int]], dict[str, torch.Tensor]]:
         return lambda m, idx: m.update(samples[k][idx], hr[idx], lr[idx], [ids[j] for j in idx])
 
-    values, failed = _metric_values(single, on(0), ids)
+    values, failed = _metric_values(single, on(0), ids, fits)
     more, more_failed = _metric_values(
-        multi, lambda m, idx: m.update_samples(samples[:, idx], hr[idx], lr[idx], [ids[j] for j in idx]), ids
+        multi, lambda m, idx: m.update_samples(samples[:, idx], hr[idx], lr[idx], [ids[j] for j in idx]), ids, fits
     )
     for i in ids:
         values[i].update(more[i])
         failed[i].update(more_failed[i])
     if rc.metrics.samples > 1:
         # The mean over the K samples of every single-output metric (sample 0 alone for a deterministic method).
-        per_k = [values] + [_metric_values(single, on(k), ids)[0] for k in range(1, samples.shape[0])]
+        per_k = [values] + [_metric_values(single, on(k), ids, fits)[0] for k in range(1, samples.shape[0])]
         for i in ids:
             for m in single.values():
                 for c in m.columns:
                     vals = [v[i][c] for v in per_k if v[i].get(c) is not None]
                     values[i][mean_column(c)] = sum(vals) / len(vals) if vals else None
     for name, m in st.dataset_metrics.items():
-        _, bad = contained(lambda idx, m=m: m.update(sr[idx], hr[idx], lr[idx], [ids[k] for k in idx]), len(ids))
+        keep = [k for k, i in enumerate(ids) if fits(name, i)]
+        if not keep:
+            continue
+
+        def feed(idx: list[int], m: Metric = m, keep: list[int] = keep) -> None:
+            at = [keep[j] for j in idx]
+            m.update(sr[at], hr[at], lr[at], [ids[k] for k in at])
+
+        _, bad = contained(feed, len(keep))
         for k, why in bad.items():
-            failed[ids[k]][name] = why
+            failed[ids[keep[k]]][name] = why
     for i in ids:
         for name, why in failed[i].items():
             st.fail(i, f"metric:{name}", why)
@@ -441,6 +496,47 @@ def _dataset_values(rc: RunContext, st: _Method) -> tuple[dict[str, MetricValue]
     return values, notes
 
 
+def _dataset_counts(
+    rc: RunContext, st: _Method, scored: list[str], skipped: list[dict[str, str]], failures: list[dict[str, str]]
+) -> dict[str, int]:
+    """How many images each dataset-level column is over: the scored ones less those skipped or failed for it."""
+    out: dict[str, int] = {}
+    for n in st.dataset_metrics:
+        if metric_info(n).drives_method:
+            continue  # it scores its own inputs
+        left_out = {s["image_id"] for s in skipped if s["metric"] == n}
+        left_out |= {f["image_id"] for f in failures if f["stage"] == f"metric:{n}"}
+        for c in metric_info(n).column_names:
+            out[c] = len(scored) - len(left_out & set(scored))
+    return out
+
+
+def _skip_and_failure_messages(
+    rc: RunContext, skipped: list[dict[str, str]], failures: list[dict[str, str]]
+) -> list[tuple[str, str]]:
+    """(level, line) per metric that skipped images and per stage that failed some: which, how many, where."""
+    out = []
+    by_metric: dict[str, int] = {}
+    for s in skipped:
+        by_metric[s["metric"]] = by_metric.get(s["metric"], 0) + 1
+    for n, k in by_metric.items():
+        _, why = rc.metrics.size_limit(n)
+        line = f"{n} skipped {k} image(s) too small for it ({why}; see skipped.csv); other metrics kept them"
+        out.append(("note", line))
+    by_stage: dict[str, set[str]] = {}
+    for f in failures:
+        by_stage.setdefault(f["stage"], set()).add(f["image_id"])
+    for stage, images in by_stage.items():
+        if stage.startswith("metric:"):
+            what = f"{stage.removeprefix('metric:')} failed on {len(images)} image(s)"
+        elif stage == "method":
+            what = f"the method failed on {len(images)} image(s) (left out of every metric)"
+        else:
+            what = f"{len(images)} image(s) failed at the {stage} stage (left out of every metric)"
+        out.append(("warning", f"{what} (see failures.csv)"))
+    return out
+
+
 def evaluate_method(rc: RunContext, name: str, label: str) -> MethodResult:
     """Generate a method's missing outputs, score every image, and summarize (this rank's shard, gathered)."""
     options = method_options(name, rc.spec.method_options)
@@ -460,6 +556,14 @@ def evaluate_method(rc: RunContext, name: str, label: str) -> MethodResult:
     scored = [i for i in rc.ids if i in rows and i not in dropped]
     cols = rc.metrics.columns
     per_image_rows = [{"method": label, "image_id": i, **{c: rows[i].get(c) for c in cols}} for i in scored]
+    # Images a metric cannot score (its size limit): that metric's cell stays empty, every other is kept.
+    built = [*rc.metrics.per_image, *st.dataset_metrics]
+    skipped = [
+        {"method": label, "image_id": i, "metric": n, "reason": why}
+        for i in scored
+        for n in built
+        if (why := rc.metrics.too_small(n, rc.sizes[i]))
+    ]
     row = summary_row(
         label,
         {i: rows[i] for i in scored},
@@ -468,12 +572,12 @@ def evaluate_method(rc: RunContext, name: str, label: str) -> MethodResult:
         ds_values,
         rc.spec.bootstrap,
         rc.spec.seed,
+        dataset_counts=_dataset_counts(rc, st, scored, skipped, failures),
     )
     notes = [row["notes"], *notes] if row["notes"] else notes
-    if failures:
-        n_failed = len({f["image_id"] for f in failures})
-        notes.append(f"{n_failed} image(s) failed (see failures.csv)")
-        rc.say(f"warning: {label}: {n_failed} image(s) failed; see failures.csv")
+    for level, message in _skip_and_failure_messages(rc, skipped, failures):
+        notes.append(message)
+        rc.say(f"{level}: {label}: {message}")
     if lazy.error:
         notes.append(f"method not built: {lazy.error}")
     row["notes"] = "; ".join(notes)
@@ -483,4 +587,4 @@ def evaluate_method(rc: RunContext, name: str, label: str) -> MethodResult:
         info["seconds_per_image"] = st.seconds / st.generated
         if D.is_main():
             atomic_write_text(out_dir / ".info.json", json.dumps(info, default=str))
-    return MethodResult(row, per_image_rows, failures, info)
+    return MethodResult(row, per_image_rows, failures, info, skipped)

@@ -25,8 +25,9 @@ import pandas as pd
 from evalsuite import distributed as D
 from evalsuite import plugins
 from evalsuite.io import atomic_write_text
+from evalsuite.metrics.base import column_metric
 from evalsuite.options import check_keys
-from evalsuite.results import Results, metric_columns
+from evalsuite.results import Results, count_column, metric_columns, nonstandard_metrics
 from evalsuite.spec import BenchmarkSpec
 
 SUITE_CSV = "suite.csv"
@@ -125,10 +126,13 @@ def _check_data(spec: SuiteSpec) -> None:
 def _long_rows(set_name: str, scale: int, res: Results) -> list[dict[str, Any]]:
     """A sub-run's summary as suite.csv rows (one per method and metric column)."""
     rows = []
+    nonstandard = nonstandard_metrics(res.run_dir)  # a value from non-standard weights keeps its note
     for _, r in res.summary.iterrows():
         note = str(r.get("notes")) if pd.notna(r.get("notes")) else ""
         for c in metric_columns(res.summary):
             v = r.get(c)
+            n = r.get(count_column(c), r["n_images"])  # a metric that skipped images has its own count
+            n = r["n_images"] if pd.isna(n) else n
             rows.append(
                 {
                     "set": set_name,
@@ -138,8 +142,8 @@ def _long_rows(set_name: str, scale: int, res: Results) -> list[dict[str, Any]]:
                     "mean": v,
                     "ci_low": r.get(f"{c}_ci_low"),
                     "ci_high": r.get(f"{c}_ci_high"),
-                    "n": int(r["n_images"]) if pd.notna(r["n_images"]) else 0,
-                    "note": "" if pd.notna(v) else note,
+                    "n": int(n) if pd.notna(n) else 0,
+                    "note": nonstandard.get(column_metric(c), "") if pd.notna(v) else note,
                 }
             )
     return rows

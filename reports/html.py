@@ -25,7 +25,7 @@ from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.lr_source import hr_absent
 from evalsuite.metrics.base import column_info, column_metric
-from evalsuite.results import REFERENCE_ROW, Results, fmt_number, metric_columns, paired_lead
+from evalsuite.results import REFERENCE_ROW, Results, fmt_number, metric_columns, nonstandard_metrics, paired_lead
 from reports import images as I
 from reports import plots
 from reports.numbers import finite
@@ -176,6 +176,10 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
     """Section 2: the metric table, best per column marked, with the reason for every missing value."""
     summary = res.summary
     metric_notes = manifest.get("metric_notes") or {}
+    # Metrics computed with non-standard weights: a banner over the table and a mark on their columns.
+    nonstandard = manifest.get("nonstandard_weights") if manifest else None
+    if nonstandard is None:
+        nonstandard = nonstandard_metrics(res.run_dir)
     is_method = summary["method"].astype(str) != REFERENCE_ROW
     n_methods = int(is_method.sum())
     headers, missing = [], []
@@ -197,6 +201,7 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
                 "direction": info.direction,
                 "help": info.help,
                 "best": best,
+                "nonstandard": nonstandard.get(column_metric(c), ""),
             }
         )
         if not present:
@@ -241,6 +246,11 @@ def _metric_table(res: Results, manifest: dict, cols: list[str]) -> dict[str, An
         "n_methods": n_methods,
         "has_notes": any(r["notes"] for r in rows),
         "common_notes": common,
+        "nonstandard": [
+            {"metric": n, "titles": ", ".join(titles), "note": note}
+            for n, note in nonstandard.items()
+            if (titles := [h["title"] for h in headers if column_metric(h["col"]) == n])
+        ],
     }
 
 

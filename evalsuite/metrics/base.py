@@ -6,6 +6,9 @@ their values from `update` (one tensor of shape (B,) per column); dataset-level 
 accumulate statistics and return values from `compute`. A factory that cannot get its weights raises
 `evalsuite.weights.MissingWeightsError`: the runner leaves the columns empty with the message as a note.
 A per-image metric that cannot score an image (too small, say) raises a ValueError that names the reason.
+A metric running on weights that are not the official ones sets `nonstandard` to the NON-STANDARD note
+(`nonstandard_note`); the runner then marks every value it stores (summary notes, per-image flag column,
+manifest, report).
 
 Every fact about a metric (its columns with their titles, help and direction, per image or not, full- or
 no-reference, whether it needs a reference set, drives the method or scores the HR images too, the smallest
@@ -275,6 +278,11 @@ def resolve_metrics(names: Sequence[str]) -> list[str]:
         if info.name not in out:
             out.append(info.name)
     return out
+
+
+def nonstandard_note(metric: Any) -> str:
+    """The NON-STANDARD weights note of a built metric ('' when its weights are the official ones, or it has none)."""
+    return str(getattr(metric, "nonstandard", "") or "")
 
 
 def build_metric(name: str, ctx: MetricContext) -> Any:

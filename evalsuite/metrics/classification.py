@@ -137,6 +137,7 @@ class Classification:
 
         self.ctx = ctx
         self.weight = checked_weight("resnet50", "ResNet-50 classification error", ctx.options)
+        self.nonstandard = self.weight.note  # the runner marks every stored value with it
         model = tvm.resnet50(weights=None)
         model.load_state_dict(torch.load(self.weight.path, map_location="cpu", weights_only=True))
         self.model = model.to(ctx.device).eval().requires_grad_(False)

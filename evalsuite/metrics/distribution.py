@@ -310,6 +310,7 @@ class _InceptionDistance:
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
         self.weight = checked_weight("inception-fid", self.name.upper(), ctx.options)
+        self.nonstandard = self.weight.note  # the runner marks every stored value with it
         self.extractor = extractor(CleanInception, self.weight, ctx.device)
         self.ids: list[str] = []
         ref = ctx.options_of(FIDOptions).fid_ref
@@ -462,6 +463,7 @@ class InceptionScore:
     def __init__(self, ctx: MetricContext) -> None:
         self.ctx = ctx
         self.weight = checked_weight("inception-is", "IS", ctx.options)
+        self.nonstandard = self.weight.note  # the runner marks every stored value with it
         self.extractor = extractor(FidelityInception, self.weight, ctx.device)
         self.ids: list[str] = []
         self.rows: list[np.ndarray] = []

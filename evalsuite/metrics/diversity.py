@@ -49,6 +49,7 @@ class LPIPSDiversity(Diversity):
     def __init__(self, ctx: MetricContext) -> None:
         super().__init__(ctx)
         self.lpips = LPIPS(ctx)  # raises MissingWeightsError offline: the column is left empty with a note
+        self.nonstandard = self.lpips.nonstandard
 
     def update_samples(
         self, samples: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]

@@ -71,6 +71,7 @@ class LPIPS:
         state = torch.load(self.weight.path, map_location="cpu", weights_only=True)
         load_backbone(model.net, state, str(self.weight.path))
         self.model = model.to(ctx.device).eval().requires_grad_(False)
+        self.nonstandard = self.weight.note  # the runner marks every stored value with it
         if self.weight.note:
             ctx.log(f"warning: lpips: {self.weight.note}")
 
@@ -174,6 +175,7 @@ class DISTS:
         ab = torch.load(heads.path, map_location="cpu", weights_only=True)
         state = torch.load(backbone.path, map_location="cpu", weights_only=True)
         self.model = DISTSNet(state, ab["alpha"], ab["beta"]).to(ctx.device).eval().requires_grad_(False)
+        self.nonstandard = "; ".join(w.note for w in (backbone, heads) if w.note)  # marks every stored value
         for w in (backbone, heads):
             if w.note:
                 ctx.log(f"warning: dists: {w.note}")
