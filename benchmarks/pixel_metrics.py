@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from benchtools import cpuinfo  # benchmarks/benchtools.py (the script's own folder is on sys.path)
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -36,20 +37,7 @@ SLOW_PEER_PAIRS = 40  # pyiqa is timed on this many pairs and scaled (it takes ~
 
 def cpu_info() -> str:
     """CPU model, vendor, vector extensions (/proc/cpuinfo) and the kernels torch dispatches to."""
-    model, vendor, flags = "unknown CPU", "", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key == "vendor_id" and not vendor:
-                vendor = value.strip()
-            elif key == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    ext = sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "sse4_2"))
+    model, vendor, ext = cpuinfo()
     return (
         f"{model} ({vendor}), {len(os.sched_getaffinity(0))} usable cores; vector extensions: "
         f"{' '.join(ext) or 'none listed'}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "

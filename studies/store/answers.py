@@ -157,14 +157,7 @@ class AnswersMixin:
         if reason:
             self._refuse(rater_id, assignment_id, display_id, choice, reason, now)
             return AnswerResult(False, reason, d.block if d is not None else "", assignment_id)
-        values = {
-            "assignment_id": assignment_id,
-            "rater_id": rater_id,
-            "choice": choice,
-            "chose_real": choice == d.real_side,
-            "shown_at": shown,
-            "answered_at": now,
-            "latency_s": (now - shown).total_seconds(),
+        values = _judgment(assignment_id, rater_id, choice, d.real_side, shown, now) | {
             "display_id": display_id,
             "exposed_s": _float_or_none(exposed_s),
             "client_latency_s": _float_or_none(client_latency_s),
@@ -224,16 +217,7 @@ class AnswersMixin:
             # A token's rater may answer only its own trials.
             if a is None or a.rater_id != rater_id:
                 raise PermissionError(f"trial {assignment_id} does not belong to this rater")
-            shown = _aware(a.shown_at)
-            values = {
-                "assignment_id": assignment_id,
-                "rater_id": rater_id,
-                "choice": choice,
-                "chose_real": choice == a.real_side,
-                "shown_at": shown,
-                "answered_at": answered_at,
-                "latency_s": (answered_at - shown).total_seconds() if shown else None,
-            }
+            values = _judgment(assignment_id, rater_id, choice, a.real_side, _aware(a.shown_at), answered_at)
         created = self._insert_once(values)
         if created:
             return SubmitResult(True, choice)
@@ -266,3 +250,18 @@ class AnswersMixin:
             return False
 
     # ----------------------------------------------------------------- read-outs
+
+
+def _judgment(
+    assignment_id: int, rater_id: int, choice: str, real_side: str, shown: datetime | None, answered: datetime
+) -> dict[str, Any]:
+    """The columns of a judgment row every path writes: who chose which side, and when (latency from the show)."""
+    return {
+        "assignment_id": assignment_id,
+        "rater_id": rater_id,
+        "choice": choice,
+        "chose_real": choice == real_side,
+        "shown_at": shown,
+        "answered_at": answered,
+        "latency_s": (answered - shown).total_seconds() if shown else None,
+    }
