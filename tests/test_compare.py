@@ -104,7 +104,7 @@ def test_incomparable_runs_are_refused_naming_what_differs(runs, tmp_path, capsy
     # Another version of a wrapped metric library, and given LR images in place of our degradation.
     for key, value, says in (
         ("metric_versions", {"pyiqa:niqe": "0.1.15"}, "metric version pyiqa:niqe: .* used 0.1.16, .* used 0.1.15"),
-        ("paired", True, "degradation: .* has degrade\\(HR\\), ours; .* has given LR images"),
+        ("paired", True, "degradation: .* has bicubic; .* has given LR images"),
     ):
         other = tmp_path / key
         shutil.copytree(runs["a"], other)
@@ -117,6 +117,14 @@ def test_incomparable_runs_are_refused_naming_what_differs(runs, tmp_path, capsy
             (a_copy / "manifest.json").write_text(json.dumps(m))
         with pytest.raises(NotComparableError, match=says):
             compare_runs(a_copy, other)
+    # Another degradation of the same HR images (--degradation realesrgan) is refused too.
+    other = tmp_path / "realesrgan"
+    shutil.copytree(runs["a"], other)
+    spec = yaml.safe_load((other / "spec.yaml").read_text())
+    spec["degradation"] = "realesrgan"
+    (other / "spec.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(NotComparableError, match="degradation: .* has bicubic; .* has realesrgan"):
+        compare_runs(a_copy, other)
     # Another scale is another task.
     m = json.loads((weird / "manifest.json").read_text())
     m["task"]["scale"], m["task"]["name"] = 4, "x4"
