@@ -62,8 +62,12 @@ def test_metric_option_typos_and_bad_values_fail_when_the_spec_is_loaded(tmp_pat
     ).lpips_net == "vgg"
 
 
-def test_metrics_help_of_the_cli_lists_every_declaration():
+def test_metrics_help_of_the_cli_lists_every_declaration(monkeypatch):
     from evalsuite.cli import build_parser
+
+    # A wide terminal: argparse wraps help at hyphens ("per-pixel" -> "per- pixel") at narrower widths, and the
+    # width comes from $COLUMNS, which other libraries in the same process may set.
+    monkeypatch.setenv("COLUMNS", "10000")
 
     parser = build_parser()
     bench = parser._subparsers._group_actions[0].choices["run"]._subparsers._group_actions[0].choices["benchmark"]
