@@ -714,6 +714,12 @@ def test_printed_window_is_what_the_page_needs_and_images_are_1to1_at_any_dpr(od
                 assert f"need a window of about {w} \u00d7 {h} pixels" in got["msg"]
             got = state((w, h))
         else:  # the browser rounds the window to whole device pixels: it may be a CSS px larger
+            # Resize away and back, so the page's check runs on this size (not on one seen while loading).
+            _window(cdp, w - 10, h)
+            page.wait_for_function(f"() => innerWidth <= {w - 9}", timeout=5_000)
+            _window(cdp, w, h)
+            page.wait_for_function(f"() => innerWidth >= {w} && innerWidth <= {w + 1}", timeout=5_000)
+            time.sleep(0.5)  # the check reads the window 250 ms after the last resize
             got = page.evaluate(DISPLAY)
             assert 0 <= got["w"] - w <= 1 and 0 <= got["h"] - h <= 1
         assert got["state"] == "fits", got["msg"]
