@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from evalsuite.options import SuggestingParser, add_config_arguments
 from evalsuite.options import csv_names as _csv
@@ -73,11 +74,11 @@ def spec_from_args(args: argparse.Namespace):
     elif given.get("task") is not None:
         changes["task"] = given["task"]
         changes["scale"] = None
-    opts = {w: {} for w in ("method", "metric")}
+    opts: dict[str, dict[str, Any]] = {"method": {}, "metric": {}}
     for flag, (where, _kind, _doc) in SHORTCUTS.items():
-        value = given.get(flag.removeprefix("--").replace("-", "_"))
-        if value is not None:
-            opts[where][flag.removeprefix("--").replace("-", "_")] = value
+        key = flag.removeprefix("--").replace("-", "_")
+        if given.get(key) is not None:
+            opts[where][key] = given[key]
     mopts, xopts = opts["method"], opts["metric"]
     if mopts:
         # Flags apply to every method that has the option (`*`); a spec file can key options by method.

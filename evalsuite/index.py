@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from evalsuite.comparable import RunInfo
+from evalsuite.numbers import finite
 from evalsuite.results import TEXT_COLUMNS, metric_columns
 
 HOME_ENV = "EVALSUITE_HOME"  # the folder of the default SQLite index (default ~/.evalsuite)
@@ -115,14 +115,6 @@ def manifest_sha256(run_dir: Path) -> str | None:
         return None
 
 
-def _num(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 @dataclass(frozen=True)
 class Registered:
     """The outcome of registering a run: its id, and where it was registered before when it moved."""
@@ -190,9 +182,9 @@ class RunIndex:
                 conn.execute(sa.update(RUNS).where(RUNS.c.id == rid).values(**row))
                 conn.execute(sa.delete(RESULTS).where(RESULTS.c.run_id == rid))
             rows = [
-                {"run_id": rid, "method": str(r["method"]), "metric": c, "value": _num(r[c]),
-                 "ci_low": _num(r.get(f"{c}_ci_low")), "ci_high": _num(r.get(f"{c}_ci_high")),
-                 "n_images": int(r["n_images"]) if _num(r["n_images"]) is not None else None}
+                {"run_id": rid, "method": str(r["method"]), "metric": c, "value": finite(r[c]),
+                 "ci_low": finite(r.get(f"{c}_ci_low")), "ci_high": finite(r.get(f"{c}_ci_high")),
+                 "n_images": int(r["n_images"]) if finite(r["n_images"]) is not None else None}
                 for _, r in summary.iterrows() for c in cols
             ]
             if rows:

@@ -88,8 +88,9 @@ class RunMetrics:
                     self.notes[n] = str(exc)
                     say(f"warning: {n} not computed: {exc}")
                     continue
-                if nonstandard_note(out[n]):
-                    self.nonstandard[n] = nonstandard_note(out[n])
+                note = nonstandard_note(out[n])
+                if note:
+                    self.nonstandard[n] = note
         return out
 
     def flagged_columns(self) -> dict[str, str]:
@@ -187,12 +188,16 @@ def _read_png(path: Path | None) -> torch.Tensor | str | None:
 def loader(paths: list[list[Path | None]], workers: int) -> Iterator[list[torch.Tensor | str | None]]:
     """Decode PNG batches in worker threads, a few batches ahead."""
     ahead = 3
+
+    def read(batch: list[Path | None]) -> list[torch.Tensor | str | None]:
+        return [_read_png(p) for p in batch]
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # A queue of the next few batches only: a batch's pixels are dropped once it is handed on.
-        pending = deque(pool.submit(lambda b: [_read_png(p) for p in b], b) for b in paths[:ahead])
+        pending = deque(pool.submit(read, b) for b in paths[:ahead])
         for i in range(len(paths)):
             if i + ahead < len(paths):
-                pending.append(pool.submit(lambda b: [_read_png(p) for p in b], paths[i + ahead]))
+                pending.append(pool.submit(read, paths[i + ahead]))
             yield pending.popleft().result()
 
 
@@ -506,8 +511,9 @@ def _dataset_counts(
             continue  # it scores its own inputs
         left_out = {s["image_id"] for s in skipped if s["metric"] == n}
         left_out |= {f["image_id"] for f in failures if f["stage"] == f"metric:{n}"}
+        count = len(scored) - len(left_out & set(scored))
         for c in metric_info(n).column_names:
-            out[c] = len(scored) - len(left_out & set(scored))
+            out[c] = count
     return out
 
 

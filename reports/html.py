@@ -25,10 +25,10 @@ from evalsuite.datasets import BUILTIN
 from evalsuite.io import atomic_write_text
 from evalsuite.lr_source import hr_absent
 from evalsuite.metrics.base import column_info, column_metric
+from evalsuite.numbers import finite
 from evalsuite.results import REFERENCE_ROW, Results, fmt_number, metric_columns, nonstandard_metrics, paired_lead
 from reports import images as I
 from reports import plots
-from reports.numbers import finite
 from reports.paper import paper_table
 from reports.samples import samples_section
 from reports.study import load_study

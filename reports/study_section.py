@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from evalsuite.numbers import finite
 from reports import images as I
 from reports import plots
-from reports.numbers import finite
 from reports.paper import paper_table
 
 DASH = "\u2014"

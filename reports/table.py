@@ -21,9 +21,9 @@ import pandas as pd
 import yaml
 
 from evalsuite.metrics.base import column_info
+from evalsuite.numbers import finite
 from evalsuite.results import REFERENCE_ROW, Results, metric_columns
 from evalsuite.suite import SUITE_CSV, load_suite
-from reports.numbers import finite
 from reports.paper import paper_table
 
 FORMATS = ("latex", "markdown", "csv", "html")

@@ -1,4 +1,4 @@
-"""Number handling the report's sections share."""
+"""Number handling shared by the engine and the reports: a value as a finite float, or None."""
 
 from __future__ import annotations
 
