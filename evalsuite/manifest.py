@@ -76,6 +76,7 @@ def write_manifest(
     device: torch.device,
     t_start: float,
     nonstandard: dict[str, str] | None = None,
+    cpu_threads: dict[str, Any] | None = None,
 ) -> None:
     """Write run_dir/manifest.json (`nonstandard`: metric -> NON-STANDARD weights note, also in metric_notes)."""
     manifest = {
@@ -99,6 +100,7 @@ def write_manifest(
         "versions": versions(),
         "device": device_name(device),
         "world_size": D.world_size(),
+        "cpu_threads": cpu_threads or {},
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t_start)),
         "seconds": round(time.time() - t_start, 3),

@@ -19,6 +19,7 @@ import torch
 
 from evalsuite import distributed as D
 from evalsuite import plugins
+from evalsuite.cpu import ThreadGovernor
 from evalsuite.datasets import resolve_inputs
 from evalsuite.io import atomic_write_text
 from evalsuite.lr_source import NO_HR_NOTE, check_metrics, generated_inputs
@@ -254,6 +255,8 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     if spec.lr_source:
         data_dir, lr_dir = generated_inputs(spec, task, device, say)
 
+    threads = ThreadGovernor(fixed=spec.threads)
+    threads.tick()
     # 1. Data: validated HR images and the one degradation's LR (or the given LR), prepared once and reused.
     prep, ids, errors, index = _prepare(spec, task, data_dir, lr_dir, say)
     say(f"task {task.name} (x{task.scale}), {len(ids)} images, {len(errors)} skipped, device {device}")
@@ -273,6 +276,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
         metrics=metrics,
         say=say,
         progress=progress,
+        threads=threads,
     )
     # 3. Methods: missing outputs made and cached, every image streamed through the metrics.
     evaluated = [evaluate_method(rc, name, label) for name, label in methods]
@@ -295,6 +299,7 @@ def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
             paired=prep.paired,
             device=device,
             t_start=t_start,
+            cpu_threads=threads.summary(),
         )
         _run_hooks(spec, say)
     D.barrier()

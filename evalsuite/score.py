@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from evalsuite import distributed as D
 from evalsuite.cache import MetricCache, method_key, reset_stale_outputs
+from evalsuite.cpu import ThreadGovernor, pixel_chunks
 from evalsuite.degrade import quantize, to_image, to_tensor
 from evalsuite.io import atomic_write_text, save_png
 from evalsuite.methods import Method, MethodContext, build_method, method_options, options_dict
@@ -118,6 +119,7 @@ class RunContext:
     metrics: RunMetrics
     say: Callable[[str], None]
     progress: bool = True
+    threads: ThreadGovernor = field(default_factory=ThreadGovernor)  # torch CPU threads by free cores
 
 
 @dataclass
@@ -329,6 +331,19 @@ def _metric_values(
     return values, failed
 
 
+def _joined(parts: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Per-image values of consecutive chunks of a batch, joined column by column."""
+    parts = [p for p in parts if p]
+    if len(parts) < 2:
+        return parts[0] if parts else {}
+    return {
+        c: torch.cat([torch.as_tensor(p[c]).reshape(-1) for p in parts])
+        if isinstance(parts[0][c], torch.Tensor)
+        else [v for p in parts for v in p[c]]
+        for c in parts[0]
+    }
+
+
 def _score(
     rc: RunContext,
     st: _Method,
@@ -349,12 +364,22 @@ def _score(
     def fits(name: str, image_id: str) -> bool:
         return not rc.metrics.too_small(name, rc.sizes[image_id])
 
+    def sized(call: Callable[[Metric, list[int]], dict[str, torch.Tensor]]):
+        # On a CPU a metric call gets at most PIXEL_BUDGET pixels: big images go one at a time.
+        if rc.device.type != "cpu":
+            return call
+        h, w = hr.shape[-2:]
+        return lambda m, idx: _joined([call(m, [idx[j] for j in c]) for c in pixel_chunks(len(idx), h, w)])
+
     def on(k: int) -> Callable[[Metric, list[int]], dict[str, torch.Tensor]]:
-        return lambda m, idx: m.update(samples[k][idx], hr[idx], lr[idx], [ids[j] for j in idx])
+        return sized(lambda m, idx: m.update(samples[k][idx], hr[idx], lr[idx], [ids[j] for j in idx]))
 
     values, failed = _metric_values(single, on(0), ids, fits)
     more, more_failed = _metric_values(
-        multi, lambda m, idx: m.update_samples(samples[:, idx], hr[idx], lr[idx], [ids[j] for j in idx]), ids, fits
+        multi,
+        sized(lambda m, idx: m.update_samples(samples[:, idx], hr[idx], lr[idx], [ids[j] for j in idx])),
+        ids,
+        fits,
     )
     for i in ids:
         values[i].update(more[i])
@@ -475,6 +500,7 @@ def _stream(rc: RunContext, st: _Method) -> None:
         for b, missing in work
     ]
     for (b, missing), tensors in zip(work, loader(paths, rc.spec.workers)):
+        rc.threads.tick()  # one torch thread per free core, as other processes come and go
         _process(rc, st, b, missing, tensors)
         bar.update(len(b))
     bar.close()

@@ -66,6 +66,8 @@ class BenchmarkSpec:
     protocol: str | None = F(None, "basicsr: exactly --y-channel --crop-border SCALE", choices=["basicsr"])
     seed: int = F(0, "seed for samplers and bootstrap")
     workers: int = F(4, "image decoding threads")
+    threads: int | None = F(None, "torch CPU threads (default: one per core other processes leave free, "
+                                  "re-checked every 5 s while the run goes on)")
     bootstrap: int = F(2000, "bootstrap resamples of each confidence interval")
     samples: int = F(1, "K outputs per image for stochastic methods (diversity; the table shows sample 0)")
     # Options of methods, keyed by method name or `*` ({"sr3:m.safetensors": {"steps": 50}, "*": {"tile": 64}}),
@@ -93,6 +95,8 @@ class BenchmarkSpec:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {self.limit}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.samples < 1:
             raise ValueError(f"--samples must be at least 1, got {self.samples}")
         if self.crop_border < 0:

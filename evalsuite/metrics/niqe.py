@@ -37,14 +37,23 @@ SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 # (our float32 sums differ from numpy's by up to ~5e-7 on 96x96 blocks; 10x that as the margin).
 NEAR_TIE = 5e-6
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+Y_STRIP_PIXELS = 1 << 16  # pixels per strip of the Y conversion
 
 
 def y_channel_255(x: torch.Tensor) -> torch.Tensor:
-    """(B,3,H,W) RGB in [0,1] -> (B,H,W) BT.601 Y in [16,235], float32 as BasicSR computes it (not rounded)."""
-    r, g, b = (x[:, c].double() for c in range(3))
-    # Blue, green, red: the order of BasicSR's dot product over BGR pixels, in float64, then +16.
-    y = (b * _Y_WEIGHTS[2] + g * _Y_WEIGHTS[1] + r * _Y_WEIGHTS[0] + 16.0) / 255.0
-    return y.float() * 255.0
+    """(B,3,H,W) RGB in [0,1] -> (B,H,W) BT.601 Y in [16,235], float32 as BasicSR computes it (not rounded).
+
+    Elementwise, so it is computed in strips of rows whose float64 temporaries stay in cache (a DIV2K image's
+    would be 22 MB each).
+    """
+    out = torch.empty(x.shape[0], *x.shape[2:], dtype=torch.float32, device=x.device)
+    rows = max(1, Y_STRIP_PIXELS // max(1, x.shape[-1]))
+    for y0 in range(0, x.shape[-2], rows):
+        r, g, b = (x[:, c, y0 : y0 + rows].double() for c in range(3))
+        # Blue, green, red: the order of BasicSR's dot product over BGR pixels, in float64, then +16.
+        y = (b * _Y_WEIGHTS[2] + g * _Y_WEIGHTS[1] + r * _Y_WEIGHTS[0] + 16.0) / 255.0
+        out[:, y0 : y0 + rows] = y.float() * 255.0
+    return out
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
