@@ -151,7 +151,7 @@ _REGISTRY: dict[str, MetricInfo] = {}
 _ALIASES: dict[str, str] = {}
 _PREFIXES: dict[str, Callable[[str], MetricInfo]] = {}  # "pyiqa" -> resolver("musiq") -> MetricInfo
 _DYNAMIC: dict[str, MetricInfo] = {}  # resolved prefixed names, by full name
-_SKIP = {"base", "weights"}
+_SKIP = {"base", "weights", "rows"}
 _FIRST = ("pixel", "perceptual")  # listed first in help and docs; the other modules follow by name
 
 

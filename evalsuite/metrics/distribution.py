@@ -1,10 +1,11 @@
 """Distribution metrics: FID and KID (clean-fid's Inception and "clean" resize) and IS (torch-fidelity).
 
 Features are extracted per batch and accumulated: FID keeps the sum and the sum of outer products of the
-2048-d features (float64), KID keeps the features (8 KB per image; its unbiased estimator needs them), IS
-keeps the 1008 logits per image. Under torchrun every rank sees its shard of the images; `compute()`
-all-reduces the sums and gathers features in image-id order, so N processes give the one-process value.
-Reference statistics (the run's HR images, a folder, or an .npz) are cached by content hash.
+2048-d features (float64), KID the features (8 KB per image; its unbiased estimator needs them), IS the 1008
+logits per image; KID's and IS's rows, and a reference's features, go to disk (evalsuite.metrics.rows), so
+memory does not grow with the number of images. Under torchrun every rank sees its shard of the images;
+`compute()` all-reduces the sums and gathers features in image-id order, so N processes give the one-process
+value. Reference statistics (the run's HR images, a folder, or an .npz) are cached by content hash.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from evalsuite import distributed as D
 from evalsuite.datasets import scan_folder
 from evalsuite.io import atomic_write
 from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
+from evalsuite.metrics.rows import RowFile, RowSpool, inception_score_rows
 from evalsuite.metrics.weights import CheckedWeight, checked_weight
 from evalsuite.paths import cache_dir
 from evalsuite.weights import sha256_file
 
 FEATURE_DIM = 2048
+LOGITS_DIM = 1008  # torch-fidelity's Inception logits (IS)
 FEW_IMAGES = 2000  # below this many images FID/KID/IS are too noisy and biased to compare with published values
 REF_BATCH = 32
 STATS_VERSION = 1
@@ -186,6 +189,8 @@ def kernel_distance(
     """clean-fid's KID (unbiased MMD^2, cubic polynomial kernel, subsets) with a seeded subset draw."""
     from cleanfid.fid import kernel_distance as cleanfid_kid
 
+    # Rows on disk are read 1,000 at a time as float64; arrays in memory are made float64 here.
+    feats1, feats2 = (f if isinstance(f, RowFile) else np.asarray(f, dtype=np.float64) for f in (feats1, feats2))
     # clean-fid draws the subsets from numpy's global RNG: seed it, then restore the caller's state.
     state = np.random.get_state()
     np.random.seed(seed)
@@ -214,7 +219,7 @@ class Reference:
     mu: np.ndarray | None
     sigma: np.ndarray | None
     n: int
-    feats: np.ndarray | None
+    feats: np.ndarray | RowFile | None
     label: str
 
 
@@ -245,36 +250,45 @@ def stats_of_files(
     for i in range(len(paths)):
         h.update(all_shas[i].encode())
     cache = cache_dir("fid_stats") / f"{h.hexdigest()[:32]}.npz"
+    feats_file = cache.with_suffix(".feats.npy")  # the features beside the statistics, read row by row
     if cache.exists():
         with np.load(cache) as z:
-            return Reference(z["mu"], z["sigma"], int(z["n"]), z["feats"], f"{label} (cached statistics)")
-    # Extract this rank's shard in batches; only features (8 KB per image) are kept, never images.
+            # Caches written before issue 27 hold the features inside the .npz.
+            feats = z["feats"] if "feats" in z.files else (RowFile.of_npy(feats_file) if feats_file.exists() else None)
+            return Reference(z["mu"], z["sigma"], int(z["n"]), feats, f"{label} (cached statistics)")
+    # Extract this rank's shard in batches; the features (8 KB per image) go to disk, images are not kept.
     stats = GaussianStats()
-    rows: list[np.ndarray] = []
-    keys: list[str] = []
+    spool = RowSpool(FEATURE_DIM)
     for k in range(0, len(shard), batch_size):
         idx = shard[k : k + batch_size]
         f = features([load_uint8(paths[i]) for i in idx])
         stats.add(f)
-        rows.extend(f.float().numpy())
-        keys.extend(f"{i:09d}" for i in idx)
+        spool.add([f"{i:09d}" for i in idx], f.float())
     stats = stats.reduced()
-    _, feats = gather_by_id(keys, rows)  # file order at any world size
-    feats = feats.astype(np.float32, copy=False)
+    _, feats = spool.ordered()  # file order at any world size
     mu, sigma = stats.mean_cov()
     if D.is_main():
 
+        def write_feats(tmp: Path) -> None:
+            if isinstance(feats, RowFile):
+                feats.write_npy(tmp)
+            else:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.asarray(feats, dtype=np.float32))
+
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
-                np.savez(f, mu=mu, sigma=sigma, n=np.int64(len(paths)), feats=feats)
+                np.savez(f, mu=mu, sigma=sigma, n=np.int64(len(paths)))
 
+        atomic_write(feats_file, write_feats)  # the features first: the .npz marks a complete cache
         atomic_write(cache, write)
     D.barrier()
     return Reference(mu, sigma, len(paths), feats, label)
 
 
 def load_stats_file(path: Path) -> Reference:
-    """Reference statistics from an .npz with `mu` and `sigma` (clean-fid / pytorch-fid), optionally `feats`."""
+    """Reference statistics from an .npz with `mu` and `sigma` (clean-fid / pytorch-fid), optionally `feats`
+    (inside, or beside it as NAME.feats.npy, as the run's cache writes them)."""
     with np.load(path) as z:
         missing = [k for k in ("mu", "sigma") if k not in z.files]
         if missing:
@@ -282,6 +296,9 @@ def load_stats_file(path: Path) -> Reference:
         mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
         n = int(z["n"]) if "n" in z.files else 0
         feats = z["feats"] if "feats" in z.files else None
+    beside = path.with_suffix(".feats.npy")  # the features the run's cache writes beside its statistics
+    if feats is None and beside.exists():
+        feats = RowFile.of_npy(beside)
     if mu.shape != (FEATURE_DIM,) or sigma.shape != (FEATURE_DIM, FEATURE_DIM):
         raise ValueError(f"{path}: expected mu (2048,) and sigma (2048, 2048), got {mu.shape} and {sigma.shape}")
     return Reference(mu, sigma, n, feats, f"statistics file {path.name}")
@@ -320,8 +337,7 @@ class _InceptionDistance:
         # Without a run folder or a reference, the HR batches themselves are the reference (streamed): their
         # features, and for FID also their mean and covariance.
         self.collect_hr = self.ref_option is None and ctx.run_dir is None
-        self.hr_ids: list[str] = []
-        self.hr_rows: list[np.ndarray] = []
+        self.hr_rows = RowSpool(FEATURE_DIM)
         self.hr_stats = GaussianStats() if (self.collect_hr and self.uses_gaussian) else None
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
@@ -337,8 +353,7 @@ class _InceptionDistance:
             f = self.extractor(hr)
             if self.hr_stats is not None:
                 self.hr_stats.add(f)
-            self.hr_rows.extend(f.float().numpy())
-            self.hr_ids.extend(ids)
+            self.hr_rows.add(ids, f.float())
         return None
 
     def reference_stats(self, ids: Sequence[str]) -> Reference:
@@ -354,7 +369,7 @@ class _InceptionDistance:
                 [r.path for r in refs], self.extractor.features_u8, weights_sha, f"folder {self.ref_option}"
             )
         if self.collect_hr:
-            _, feats = gather_by_id(self.hr_ids, self.hr_rows)
+            _, feats = self.hr_rows.ordered()
             if self.hr_stats is None:
                 return Reference(None, None, len(feats), feats, "HR images of the batches")
             stats = self.hr_stats.reduced()
@@ -427,34 +442,33 @@ class KID(_InceptionDistance):
 
     def __init__(self, ctx: MetricContext) -> None:
         super().__init__(ctx)
-        self.rows: list[np.ndarray] = []
+        self.rows = RowSpool(FEATURE_DIM)
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
-        self.rows.extend(feats.float().numpy())
+        self.rows.add(ids, feats.float())
 
     def compute(self) -> dict[str, MetricValue]:
         """Gather the features in id order, then KID against the reference features."""
-        ids, feats = gather_by_id(self.ids, self.rows)
+        ids, feats = self.rows.ordered()
         if len(ids) < 2:
             return {"kid": MetricValue(None, note=f"KID needs at least 2 images, got {len(ids)}")}
         ref = self.reference_stats(ids)
         if ref.feats is None:
             return {"kid": MetricValue(None, note=f"KID needs reference features; {ref.label} holds only mu/sigma")}
-        value = kernel_distance(feats.astype(np.float64), ref.feats.astype(np.float64), self.ctx.seed)
+        value = kernel_distance(feats, ref.feats, self.ctx.seed)
         return {"kid": MetricValue(value, note=self.note(len(ids), ref))}
 
 
-def inception_score(logits: np.ndarray) -> tuple[float, float, int]:
+def inception_score(logits: np.ndarray | RowFile) -> tuple[float, float, int]:
     """torch-fidelity's IS of (N,C) logits: mean, std over splits, and the number of splits.
 
     Ten splits as usual, fewer below 1,000 images (at least 100 images per split, one split under 200),
-    so a small run is not scored on splits of a handful of images.
+    so a small run is not scored on splits of a handful of images. Computed a chunk of rows at a time
+    (`inception_score_rows`, checked against torch-fidelity's `isc_features_to_metric` in the tests).
     """
-    from torch_fidelity.metric_isc import isc_features_to_metric
-
     splits = max(1, min(10, len(logits) // 100))
-    out = isc_features_to_metric(torch.from_numpy(np.asarray(logits, dtype=np.float64)), splits=splits)
-    return out["inception_score_mean"], out["inception_score_std"], splits
+    mean, std = inception_score_rows(logits, splits)
+    return mean, std, splits
 
 
 class InceptionScore:
@@ -465,20 +479,18 @@ class InceptionScore:
         self.weight = checked_weight("inception-is", "IS", ctx.options)
         self.nonstandard = self.weight.note  # the runner marks every stored value with it
         self.extractor = extractor(FidelityInception, self.weight, ctx.device)
-        self.ids: list[str] = []
-        self.rows: list[np.ndarray] = []
+        self.rows = RowSpool(LOGITS_DIM)
 
     def update(
         self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
     ) -> dict[str, torch.Tensor] | None:
         """Keep the 1008 logits of each SR image."""
-        self.rows.extend(self.extractor(sr).float().numpy())
-        self.ids.extend(ids)
+        self.rows.add(ids, self.extractor(sr).float())
         return None
 
-    def score(self, ids: Sequence[str], rows: Sequence[np.ndarray]) -> MetricValue:
+    def score(self, rows: RowSpool) -> MetricValue:
         """IS of the gathered logits (id order, so any world size gives the same splits)."""
-        all_ids, logits = gather_by_id(ids, rows)
+        all_ids, logits = rows.ordered()
         n = len(all_ids)
         if n < 2:
             return MetricValue(None, note=f"IS needs at least 2 images, got {n}")
@@ -492,19 +504,20 @@ class InceptionScore:
 
     def compute(self) -> dict[str, MetricValue]:
         """IS of the SR outputs seen by every rank."""
-        return {"is": self.score(self.ids, self.rows)}
+        return {"is": self.score(self.rows)}
 
     def reference(self, ids: Sequence[str], hr_dir: Path) -> dict[str, MetricValue]:
         """IS of the HR images (the reference row), sharded over ranks."""
         mine = list(ids)[D.rank() :: D.world_size()]
-        rows: list[np.ndarray] = []
+        rows = RowSpool(LOGITS_DIM)
         for k in range(0, len(mine), REF_BATCH):
-            batch = [load_uint8(hr_dir / f"{i}.png") for i in mine[k : k + REF_BATCH]]
+            ids = mine[k : k + REF_BATCH]
+            batch = [load_uint8(hr_dir / f"{i}.png") for i in ids]
             sizes = {b.shape for b in batch}
-            groups = [batch] if len(sizes) == 1 else [[b] for b in batch]
-            for g in groups:
-                rows.extend(self.extractor.features_u8(g).float().numpy())
-        return {"is": self.score(mine, rows)}
+            groups = [(ids, batch)] if len(sizes) == 1 else [([i], [b]) for i, b in zip(ids, batch)]
+            for g_ids, g in groups:
+                rows.add(g_ids, self.extractor.features_u8(g).float())
+        return {"is": self.score(rows)}
 
 
 def _inception_distance(name: str, factory: type, long_name: str, source: str) -> MetricInfo:
