@@ -38,6 +38,7 @@ from reports.sweeps import sweeps_context
 TEMPLATES = Path(__file__).parent / "templates"
 
 PRIMARY_ORDER = ("psnr", "ssim", "lpips", "consistency")
+MAX_HASH_ROWS = 500  # input hashes listed in the report; manifest.json holds every one
 
 
 def _higher(col: str | None) -> bool:
@@ -165,7 +166,8 @@ def _run_facts(run_dir: Path, manifest: dict, spec: dict, res: Results) -> dict[
         "conventions": conventions,
         "methods": methods,
         "versions": versions,
-        "hashes": hashes,
+        "hashes": hashes[:MAX_HASH_ROWS],
+        "n_hashes": len(hashes),
         "errors": res.errors.fillna("").to_dict("records"),
         "failures": res.failures.fillna("").to_dict("records"),
         "manifest_missing": not manifest,

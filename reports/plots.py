@@ -22,11 +22,21 @@ _HORIZONTAL = (
 )
 
 
+# Per-image points drawn per method and metric: above this, a seeded sample of them (the boxes, means and
+# intervals use every value), so a 50,000-image run's report stays a few hundred KB.
+MAX_POINTS = 2000
+
+
+def shown(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The points to draw: all of them, or MAX_POINTS of them drawn without replacement."""
+    return values if len(values) <= MAX_POINTS else values[rng.choice(len(values), MAX_POINTS, replace=False)]
+
+
 def metric_distributions(
     per_image: pd.DataFrame, methods: Sequence[str], columns: Sequence[str], titles: dict[str, str],
     summary: pd.DataFrame,
 ) -> str | None:
-    """Per-image values of each metric per method: points, box, and the mean with its 95% CI."""
+    """Per-image values of each metric per method: points (at most MAX_POINTS), box, and the mean with its 95% CI."""
     columns = [c for c in columns if c in per_image and per_image[c].notna().any()]
     if not columns or per_image.empty:
         return None
@@ -46,8 +56,9 @@ def metric_distributions(
                     ax.boxplot(v, positions=[y], widths=0.5, showfliers=False, **_HORIZONTAL,
                                medianprops={"color": color}, boxprops={"color": "#888888"},
                                whiskerprops={"color": "#888888"}, capprops={"color": "#888888"})
-                    jitter = rng.uniform(-0.17, 0.17, v.size)
-                    ax.scatter(v, y + jitter, s=16, color=color, marker=marker, alpha=0.55, linewidths=0,
+                    pts = shown(v, rng)
+                    jitter = rng.uniform(-0.17, 0.17, pts.size)
+                    ax.scatter(pts, y + jitter, s=16, color=color, marker=marker, alpha=0.55, linewidths=0,
                                zorder=3)
                 row = summary[summary["method"] == m]
                 if len(row) and pd.notna(row.iloc[0].get(col)):
@@ -58,7 +69,9 @@ def metric_distributions(
                     ax.plot([mean], [y + 0.36], marker="|", ms=9, mew=2, color="black", zorder=5)
             ax.set_yticks(range(len(methods)), list(reversed(methods)))
             ax.set_ylim(-0.6, len(methods) - 0.3)
-            ax.set_title(titles.get(col, col), loc="left")
+            most = max(int(per_image.loc[per_image["method"] == m, col].notna().sum()) for m in methods)
+            more = f" ({MAX_POINTS:,} points of each method drawn)" if most > MAX_POINTS else ""
+            ax.set_title(titles.get(col, col) + more, loc="left")
             ax.grid(axis="y", visible=False)
         for k in range(len(columns), nrow * ncol):
             axes[k // ncol][k % ncol].set_visible(False)
@@ -79,7 +92,8 @@ def psnr_vs_consistency(per_image: pd.DataFrame, methods: Sequence[str]) -> str 
             if d.empty:
                 continue
             color, marker = style(j)
-            ax.scatter(d["consistency"], d["psnr"], s=28, color=color, marker=marker, alpha=0.5, linewidths=0)
+            pts = d.iloc[shown(np.arange(len(d)), np.random.default_rng(j))]
+            ax.scatter(pts["consistency"], pts["psnr"], s=28, color=color, marker=marker, alpha=0.5, linewidths=0)
             ax.scatter([d["consistency"].mean()], [d["psnr"].mean()], s=110, color=color, marker=marker,
                        edgecolors="black", linewidths=1.0, zorder=4, label=f"{m} (mean of {len(d)})")
         pos = df["consistency"][df["consistency"] > 0]

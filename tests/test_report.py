@@ -488,3 +488,30 @@ def test_numbers_near_zero_print_without_a_minus_sign():
     from reports.study_section import num
 
     assert num(-0.001) == "0.00" and num(-0.006) == "-0.01" and num(0.004, 1) == "0.0" and num(None) != "0.00"
+
+
+def test_a_large_run_keeps_the_report_small(run_dir, tmp_path, monkeypatch):
+    """Thousands of images: a sample of the points is drawn and the input hashes are cut, each said so."""
+    import numpy as np
+
+    from reports import html as report_html
+    from reports.plots import MAX_POINTS, metric_distributions
+
+    rng = np.random.default_rng(0)
+    n = 10 * MAX_POINTS
+    per = pd.DataFrame({"method": ["a"] * n + ["b"] * 50, "psnr": rng.normal(30, 1, n + 50)})
+    summary = pd.DataFrame({"method": ["a", "b"], "psnr": [30.0, 30.0]})
+    svg = metric_distributions(per, ["a", "b"], ["psnr"], {"psnr": "PSNR"}, summary)
+    few = metric_distributions(per[per["method"] == "b"], ["b"], ["psnr"], {"psnr": "PSNR"}, summary)
+    assert f"{MAX_POINTS:,} points of each method drawn" in svg and "points of each" not in few
+    # Drawn markers: MAX_POINTS for method a (not 20,000) and 50 for b.
+    assert MAX_POINTS + 50 <= svg.count("<use ") <= MAX_POINTS + 50 + 20 and len(svg) < 2_000_000
+
+    monkeypatch.setattr(report_html, "MAX_HASH_ROWS", 2)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = Elements(section(report_html.render(report_html.build_context(copy)), "run")).items[0]["text"]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    shas = list(dict(sorted(manifest["inputs"].items())).values())
+    assert shas[0] in text and shas[1] in text and shas[2] not in text
+    assert f"The first 2; all {len(shas)} are in manifest.json" in " ".join(text.split())
