@@ -141,9 +141,12 @@ def time_numpy(sr, hr, lr) -> float:
     return time.perf_counter() - t0
 
 
+OURS_THREADS: int | None = None  # --ours-threads: a fixed count instead of the engine's choice (for an A/B)
+
+
 def ours_y(sr, hr, device: torch.device, batch: int) -> np.ndarray:
     """(N, 2) PSNR-Y and SSIM-Y, crop 4, as a run computes them: threads by free cores, calls within the budget."""
-    ThreadGovernor().tick()
+    ThreadGovernor(fixed=OURS_THREADS).tick()
     ctx = MetricContext(device, 4, y_channel=True, crop_border=CROP)
     psnr, ssim = PSNR(ctx), SSIM(ctx)
     out = []
@@ -268,7 +271,7 @@ def compare_niqe(hr, device: torch.device, n: int, repeats: int) -> float | None
     h, w = x.shape[-2:]
 
     def ours() -> np.ndarray:
-        ThreadGovernor().tick()
+        ThreadGovernor(fixed=OURS_THREADS).tick()
         return torch.cat([metric.update(x[c], x[c], x[c], [])["niqe"] for c in pixel_chunks(n, h, w)]).double().numpy()
 
     metric.update(x[:1], x[:1], x[:1], [])  # warm-up
@@ -354,15 +357,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="images per batch (the engine's default --batch-size)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--niqe-images", type=int, default=40, help="images for the NIQE comparison at 256 px")
+    ap.add_argument("--conditions", default="quiet,loaded", help="quiet, loaded or both")
+    ap.add_argument("--ours-threads", type=int, default=None,
+                    help="fix our torch threads (default: the engine's choice, one per free core)")
     ap.add_argument("--skip-anchor", action="store_true", help="only the toolkit and NIQE comparisons")
     ap.add_argument("--niqe-only", action="store_true", help="only the NIQE comparison")
     args = ap.parse_args()
+    global OURS_THREADS
+    OURS_THREADS = args.ours_threads
+    conditions = set(args.conditions.split(","))
     sizes = [s for s in args.sizes.split(",") if s]
     print(f"CPU: {cpu_info()}")
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
-    results = {"quiet": run_condition("quiet", 0, sizes, args)}
-    if args.load:
+    results = {"quiet": run_condition("quiet", 0, sizes, args)} if "quiet" in conditions else {}
+    if args.load and "loaded" in conditions:
         results["loaded"] = run_condition(f"loaded ({args.load} busy processes)", args.load, sizes, args)
     print("\nour speed / peer's, by condition (target: >= 2x every peer, NIQE >= 5x BasicSR):")
     keys = sorted({k for r in results.values() for k in r})
