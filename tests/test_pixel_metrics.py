@@ -190,6 +190,21 @@ def test_ssim_matches_scikit_image_on_odd_and_small_sizes(size, rng):
         assert abs(float(ssim[k]) - ref) < 1e-4
 
 
+@pytest.mark.parametrize("strip", [1, 700, 1 << 17])
+def test_ssim_in_strips_matches_scikit_image(strip, rng, monkeypatch):
+    """Large images are scored in strips of rows (each reading its neighbours' window rows): any strip height,
+    an uneven last strip included, gives scikit-image's mean over the whole valid region."""
+    from evalsuite.metrics import pixel
+
+    monkeypatch.setattr(pixel, "SSIM_STRIP_PIXELS", strip)  # 1: one output row per strip; 700: 9 rows
+    hr = torch.from_numpy(rng.random((1, 3, 103, 87))).float()
+    sr = (hr + 0.1 * torch.from_numpy(rng.standard_normal((1, 3, 103, 87))).float()).clamp(0, 1)
+    ssim = SSIM(MetricContext(torch.device("cpu"), 1)).update(sr, hr, hr, ["a"])["ssim"]
+    ref = sk_ssim(_np(hr[0]), _np(sr[0]), data_range=1.0, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                  use_sample_covariance=False)
+    assert abs(float(ssim[0]) - ref) < 1e-5
+
+
 def test_ms_ssim_is_torchmetrics_on_the_ssim_conventions_and_fails_small_images(photos_dir):
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
 

@@ -43,11 +43,11 @@ Y_STRIP_PIXELS = 1 << 16  # pixels per strip of the Y conversion
 def y_channel_255(x: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB in [0,1] -> (B,H,W) BT.601 Y in [16,235], float32 as BasicSR computes it (not rounded).
 
-    Elementwise, so it is computed in strips of rows whose float64 temporaries stay in cache (a DIV2K image's
-    would be 22 MB each).
+    Elementwise, so on a CPU it is computed in strips of rows whose float64 temporaries stay in cache (a DIV2K
+    image's would be 22 MB each).
     """
     out = torch.empty(x.shape[0], *x.shape[2:], dtype=torch.float32, device=x.device)
-    rows = max(1, Y_STRIP_PIXELS // max(1, x.shape[-1]))
+    rows = max(1, Y_STRIP_PIXELS // max(1, x.shape[-1])) if x.device.type == "cpu" else x.shape[-2]
     for y0 in range(0, x.shape[-2], rows):
         r, g, b = (x[:, c, y0 : y0 + rows].double() for c in range(3))
         # Blue, green, red: the order of BasicSR's dot product over BGR pixels, in float64, then +16.

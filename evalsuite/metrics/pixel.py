@@ -111,12 +111,13 @@ def ssim_map_sum(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius:
 def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
     """Mean SSIM per image (B,), Gaussian window, over the positions whose window lies inside the image.
 
-    Computed in horizontal strips of about SSIM_STRIP_PIXELS output pixels (each strip reads `radius` rows
-    of its neighbours), so a large image's temporaries stay in cache; the sums are joined in float64.
+    On a CPU, computed in horizontal strips of about SSIM_STRIP_PIXELS output pixels (each strip reads
+    `radius` rows of its neighbours), so a large image's temporaries stay in cache; sums joined in float64.
     """
     h, w = sr.shape[-2:]
     n = 2 * radius
-    rows = max(1, SSIM_STRIP_PIXELS // max(1, w - n))
+    # Strips on a CPU; a GPU takes the whole image (its caches are not the limit, kernel launches are).
+    rows = max(1, SSIM_STRIP_PIXELS // max(1, w - n)) if sr.device.type == "cpu" else h
     total = sum(
         ssim_map_sum(sr[..., y : y + rows + n, :], hr[..., y : y + rows + n, :], sigma, radius)
         for y in range(0, h - n, rows)
