@@ -116,3 +116,18 @@ def test_memory_does_not_grow_with_the_number_of_rows(tmp_path):
     small, large = peak(2000), peak(8000)
     # 6,000 more images are 70 MiB of rows in memory (2048 + 1008 float32 each); on disk they add ~nothing.
     assert large - small < 15, (small, large)
+
+
+def test_a_run_spools_into_its_own_folder_and_leaves_no_file(tmp_path):
+    import os
+
+    from evalsuite.metrics.rows import spool_folder
+
+    folder = spool_folder(tmp_path / "run")
+    assert folder == tmp_path / "run" / ".cache" and spool_folder(None) is None
+    spool = RowSpool(3, folder=folder)
+    spool.add(["b", "a"], np.array([[1, 2, 3], [4, 5, 6]]))
+    # The rows live on the run's file system (not $TMPDIR, which may be a RAM disk), under no name.
+    assert os.fstat(spool._file.fileno()).st_dev == os.stat(folder).st_dev
+    assert list(folder.iterdir()) == []
+    np.testing.assert_array_equal(np.asarray(spool.ordered()[1]), [[4, 5, 6], [1, 2, 3]])

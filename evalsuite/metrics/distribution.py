@@ -26,7 +26,7 @@ from evalsuite import distributed as D
 from evalsuite.datasets import scan_folder
 from evalsuite.io import atomic_write
 from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, register
-from evalsuite.metrics.rows import RowFile, RowSpool, inception_score_rows
+from evalsuite.metrics.rows import RowFile, RowSpool, inception_score_rows, spool_folder
 from evalsuite.metrics.weights import CheckedWeight, checked_weight
 from evalsuite.paths import cache_dir
 from evalsuite.weights import sha256_file
@@ -258,7 +258,7 @@ def stats_of_files(
             return Reference(z["mu"], z["sigma"], int(z["n"]), feats, f"{label} (cached statistics)")
     # Extract this rank's shard in batches; the features (8 KB per image) go to disk, images are not kept.
     stats = GaussianStats()
-    spool = RowSpool(FEATURE_DIM)
+    spool = RowSpool(FEATURE_DIM, folder=cache.parent)
     for k in range(0, len(shard), batch_size):
         idx = shard[k : k + batch_size]
         f = features([load_uint8(paths[i]) for i in idx])
@@ -337,7 +337,7 @@ class _InceptionDistance:
         # Without a run folder or a reference, the HR batches themselves are the reference (streamed): their
         # features, and for FID also their mean and covariance.
         self.collect_hr = self.ref_option is None and ctx.run_dir is None
-        self.hr_rows = RowSpool(FEATURE_DIM)
+        self.hr_rows = RowSpool(FEATURE_DIM, folder=spool_folder(ctx.run_dir))
         self.hr_stats = GaussianStats() if (self.collect_hr and self.uses_gaussian) else None
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
@@ -442,7 +442,7 @@ class KID(_InceptionDistance):
 
     def __init__(self, ctx: MetricContext) -> None:
         super().__init__(ctx)
-        self.rows = RowSpool(FEATURE_DIM)
+        self.rows = RowSpool(FEATURE_DIM, folder=spool_folder(ctx.run_dir))
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
         self.rows.add(ids, feats.float())
@@ -479,7 +479,7 @@ class InceptionScore:
         self.weight = checked_weight("inception-is", "IS", ctx.options)
         self.nonstandard = self.weight.note  # the runner marks every stored value with it
         self.extractor = extractor(FidelityInception, self.weight, ctx.device)
-        self.rows = RowSpool(LOGITS_DIM)
+        self.rows = RowSpool(LOGITS_DIM, folder=spool_folder(ctx.run_dir))
 
     def update(
         self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, ids: Sequence[str]
@@ -509,7 +509,7 @@ class InceptionScore:
     def reference(self, ids: Sequence[str], hr_dir: Path) -> dict[str, MetricValue]:
         """IS of the HR images (the reference row), sharded over ranks."""
         mine = list(ids)[D.rank() :: D.world_size()]
-        rows = RowSpool(LOGITS_DIM)
+        rows = RowSpool(LOGITS_DIM, folder=spool_folder(self.ctx.run_dir))
         for k in range(0, len(mine), REF_BATCH):
             ids = mine[k : k + REF_BATCH]
             batch = [load_uint8(hr_dir / f"{i}.png") for i in ids]

@@ -88,10 +88,14 @@ class RowFile:
 class RowSpool:
     """Rows appended per batch to an unnamed temporary file, their image ids in memory."""
 
-    def __init__(self, dim: int, dtype: np.dtype = np.float32) -> None:
+    def __init__(self, dim: int, dtype: np.dtype = np.float32, folder: Path | None = None) -> None:
         self.dim, self.dtype = dim, np.dtype(dtype)
         self.ids: list[str] = []
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="evalsuite-rows-")
+        # In the run folder where there is one ($TMPDIR may be a RAM disk); the file has no name and goes
+        # away when it is closed, also when the process is killed.
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="evalsuite-rows-", dir=folder)
 
     def add(self, ids: Sequence[str], rows: np.ndarray | torch.Tensor) -> None:
         """Append one row per id."""
@@ -127,6 +131,11 @@ class RowSpool:
                 pairs[i] = r
         order = sorted(pairs)
         return order, (np.stack([pairs[i] for i in order]) if order else np.zeros((0, self.dim)))
+
+
+def spool_folder(run_dir: Path | str | None) -> Path | None:
+    """Where a run's metrics spool their rows: the run folder's .cache (None: the system's temporary folder)."""
+    return Path(run_dir) / ".cache" if run_dir is not None else None
 
 
 def row_chunks(rows: RowFile | np.ndarray, positions: np.ndarray, size: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
