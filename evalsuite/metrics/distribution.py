@@ -337,7 +337,7 @@ class _InceptionDistance:
         # Without a run folder or a reference, the HR batches themselves are the reference (streamed): their
         # features, and for FID also their mean and covariance.
         self.collect_hr = self.ref_option is None and ctx.run_dir is None
-        self.hr_rows = RowSpool(FEATURE_DIM, folder=spool_folder(ctx.run_dir))
+        self.hr_rows = RowSpool(FEATURE_DIM) if self.collect_hr else None  # no run folder: $TMPDIR
         self.hr_stats = GaussianStats() if (self.collect_hr and self.uses_gaussian) else None
 
     def _add(self, feats: torch.Tensor, ids: Sequence[str]) -> None:
@@ -511,10 +511,10 @@ class InceptionScore:
         mine = list(ids)[D.rank() :: D.world_size()]
         rows = RowSpool(LOGITS_DIM, folder=spool_folder(self.ctx.run_dir))
         for k in range(0, len(mine), REF_BATCH):
-            ids = mine[k : k + REF_BATCH]
-            batch = [load_uint8(hr_dir / f"{i}.png") for i in ids]
+            chunk = mine[k : k + REF_BATCH]
+            batch = [load_uint8(hr_dir / f"{i}.png") for i in chunk]
             sizes = {b.shape for b in batch}
-            groups = [(ids, batch)] if len(sizes) == 1 else [([i], [b]) for i, b in zip(ids, batch)]
+            groups = [(chunk, batch)] if len(sizes) == 1 else [([i], [b]) for i, b in zip(chunk, batch)]
             for g_ids, g in groups:
                 rows.add(g_ids, self.extractor.features_u8(g).float())
         return {"is": self.score(rows)}
