@@ -102,3 +102,29 @@ def test_two_gloo_processes_equal_one_process(tmp_path, monkeypatch):
         assert value is not None, key
         assert two[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
     assert one["fid"] > 0
+
+
+def _spool_worker(rank: int, world: int, root: str) -> None:
+    """One rank spools its rows (rank 0: 8, rank 1: 3, in shuffled order) and merges them in chunks of 3."""
+    from evalsuite.metrics import rows as rows_mod
+
+    rows_mod.CHUNK_ROWS = 3  # rank 0 needs 3 rounds, rank 1 one: the ranks must still meet every round
+    base = Path(root)
+    dist.init_process_group("gloo", init_method=f"file://{base / 'init-spool'}", rank=rank, world_size=world)
+    mine = list(range(8)) if rank == 0 else [9, 8, 10]
+    spool = rows_mod.RowSpool(4, folder=base / f"spool{rank}")
+    for k in reversed(mine):
+        spool.add([f"r{k:02d}"], np.full((1, 4), float(k)))
+    ids, merged = spool.ordered()
+    np.save(base / f"merged{rank}.npy", np.asarray(merged))
+    (base / f"ids{rank}.json").write_text(json.dumps(ids))
+    dist.destroy_process_group()
+
+
+def test_ranks_merge_their_spooled_rows_in_chunks(tmp_path):
+    mp.spawn(_spool_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    want_ids = [f"r{k:02d}" for k in range(11)]
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"ids{rank}.json").read_text()) == want_ids
+        want = np.repeat(np.arange(11.0), 4).reshape(11, 4)
+        np.testing.assert_array_equal(np.load(tmp_path / f"merged{rank}.npy"), want)

@@ -89,7 +89,7 @@ class RowSpool:
     """Rows appended per batch to an unnamed temporary file, their image ids in memory."""
 
     def __init__(self, dim: int, dtype: np.dtype = np.float32, folder: Path | None = None) -> None:
-        self.dim, self.dtype = dim, np.dtype(dtype)
+        self.dim, self.dtype, self.folder = dim, np.dtype(dtype), folder
         self.ids: list[str] = []
         # In the run folder where there is one ($TMPDIR may be a RAM disk); the file has no name and goes
         # away when it is closed, also when the process is killed.
@@ -116,21 +116,24 @@ class RowSpool:
         ids = sorted(last)
         return ids, RowFile(self._file, 0, self.dtype, self.dim, np.array([last[i] for i in ids], dtype=np.int64))
 
-    def ordered(self) -> tuple[list[str], RowFile | np.ndarray]:
+    def ordered(self) -> tuple[list[str], RowFile]:
         """Every rank's rows in image-id order: the same at any world size.
 
-        One process reads them from its file on demand; under torchrun they are gathered into memory (the
-        ranks may not share a disk).
+        Under torchrun the ranks' rows are exchanged CHUNK_ROWS at a time into a new spool on every rank
+        (ranks may not share a disk), so memory holds one chunk per rank, not the set.
         """
-        ids, rows = self.local()
         if not D.is_dist():
-            return ids, rows
-        pairs: dict[str, np.ndarray] = {}
-        for part_ids, part_rows in D.gather_objects((ids, np.asarray(rows))):
-            for i, r in zip(part_ids, part_rows):
-                pairs[i] = r
-        order = sorted(pairs)
-        return order, (np.stack([pairs[i] for i in order]) if order else np.zeros((0, self.dim)))
+            return self.local()
+        ids, rows = self.local()
+        merged = RowSpool(self.dim, self.dtype, folder=self.folder)
+        rounds = max(D.gather_objects(-(-len(ids) // CHUNK_ROWS)))
+        for r in range(rounds):
+            part = np.arange(r * CHUNK_ROWS, min(len(ids), (r + 1) * CHUNK_ROWS))
+            mine = (ids[r * CHUNK_ROWS : (r + 1) * CHUNK_ROWS], rows[part].astype(self.dtype) if len(part) else None)
+            for part_ids, part_rows in D.gather_objects(mine):
+                if part_ids:
+                    merged.add(part_ids, part_rows)
+        return merged.local()
 
 
 def spool_folder(run_dir: Path | str | None) -> Path | None:
