@@ -84,9 +84,12 @@ MEMORY = """
 import re, sys
 from pathlib import Path
 import numpy as np
+from evalsuite.metrics import rows
 from evalsuite.metrics.rows import RowSpool, inception_score_rows
 from evalsuite.metrics.distribution import kernel_distance
 n = int(sys.argv[1])
+# Small read chunks, so both sizes read full chunks: what is left to grow is what depends on the count.
+rows.CHUNK_ROWS = 64
 rng = np.random.default_rng(0)
 Path("/proc/self/clear_refs").write_text("5")
 def kib(key):
@@ -114,8 +117,10 @@ def test_memory_does_not_grow_with_the_number_of_rows(tmp_path):
         return float(re.findall(r"[\d.]+", done.stdout)[-1])
 
     small, large = peak(2000), peak(8000)
-    # 6,000 more images are 70 MiB of rows in memory (2048 + 1008 float32 each); on disk they add ~nothing.
-    assert large - small < 15, (small, large)
+    # 6,000 more images are 70 MiB of rows in memory (2048 + 1008 float32 each; the old lists and their
+    # float64 copies grew 330 MiB); on disk they add the ids and their order (~1 MiB) and allocator noise
+    # (0-8 MiB seen).
+    assert large - small < 20, (small, large)
 
 
 def test_a_run_spools_into_its_own_folder_and_leaves_no_file(tmp_path):

@@ -141,8 +141,9 @@ def spool_folder(run_dir: Path | str | None) -> Path | None:
     return Path(run_dir) / ".cache" if run_dir is not None else None
 
 
-def row_chunks(rows: RowFile | np.ndarray, positions: np.ndarray, size: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
-    """The rows at `positions`, `size` at a time, float64 (from a RowFile or an in-memory array)."""
+def row_chunks(rows: RowFile | np.ndarray, positions: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:
+    """The rows at `positions`, `size` (CHUNK_ROWS) at a time, float64 (from a RowFile or an in-memory array)."""
+    size = size or CHUNK_ROWS
     for k in range(0, len(positions), size):
         yield np.asarray(rows[positions[k : k + size]], dtype=np.float64)
 
