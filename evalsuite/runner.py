@@ -237,6 +237,16 @@ def _run_hooks(spec: BenchmarkSpec, say: Callable[[str], None]) -> None:
 
 def run(spec: BenchmarkSpec, log=print, progress: bool = True) -> Results:
     """Run a benchmark spec end to end and return its Results (also written to the run folder)."""
+    # The run sets torch's CPU threads by the machine's load (evalsuite.cpu); the caller gets its count back.
+    threads_before = torch.get_num_threads()
+    try:
+        return _run(spec, log, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(spec: BenchmarkSpec, log, progress: bool) -> Results:
+    """The steps of `run`."""
     t_start = time.time()
     reset_used_weights()  # manifest.json lists the metric weights files this run used
     device = D.pick_device(spec.device)

@@ -110,7 +110,11 @@ def test_metric_calls_stay_within_the_pixel_budget_and_values_do_not_change(tmp_
         evalsuite.run(spec, progress=False)
         return pd.read_csv(tmp_path / out / "per_image.csv").sort_values("image_id").reset_index(drop=True)
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     whole = run("whole")
+    assert torch.get_num_threads() == 2  # the run used 1 (--threads 1), then gave the caller's count back
+    torch.set_num_threads(before)
     seen: list[int] = []
     update = pixel.PSNR.update
 
