@@ -233,6 +233,26 @@ def test_ms_ssim_is_torchmetrics_on_the_ssim_conventions_and_fails_small_images(
         build_metric("ms_ssim", ctx).update(sr[:1, :, : side - 1, :side], hr[:1, :, : side - 1, :side], hr[:1], ["a"])
 
 
+@pytest.mark.parametrize(("h", "w", "c"), [(176, 176, 1), (177, 203, 3), (351, 180, 3), (420, 380, 1)])
+def test_ms_ssim_equals_torchmetrics_on_odd_sizes_channels_and_strips(h, w, c, monkeypatch):
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+
+    import evalsuite.metrics.pixel as pixel
+
+    # Small strips, so an image of a few hundred pixels is computed in several of them, as a DIV2K image is.
+    monkeypatch.setattr(pixel, "SSIM_STRIP_PIXELS", 4096)
+    g = torch.Generator().manual_seed(h * w + c)
+    hr = torch.rand(3, c, h, w, generator=g)
+    # Noisy, blurred and anticorrelated SR images: every term of the product, and relu's zero.
+    sr = torch.cat([(hr[:1] + 0.1 * torch.randn(hr[:1].shape, generator=g)).clamp(0, 1),
+                    torch.nn.functional.avg_pool2d(hr[1:2], 3, 1, 1), 1 - hr[2:3]])
+    got = pixel.ms_ssim_per_image(sr, hr)
+    want = tm_ms_ssim(sr, hr, data_range=1.0, reduction="none")
+    # float32 rounding in torchmetrics' conv2d and means (ours sums in float64): a few 1e-6 on noise images.
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert got[2] == 0 and 0.5 < got[0] < 1 and 0.5 < got[1] < 1
+
+
 def test_ssim_min_size_is_the_window_plus_the_crop_border():
     from evalsuite.metrics.base import build_metric, metric_info
 

@@ -6,7 +6,8 @@ import functools
 from collections.abc import Sequence
 
 import torch
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure, peak_signal_noise_ratio
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from evalsuite.degrade import degrade
 from evalsuite.metrics.base import Column, MetricContext, MetricInfo, MetricValue, border_window, register
@@ -92,8 +93,13 @@ def valid_filter(x: torch.Tensor, taps: Sequence[float]) -> torch.Tensor:
 SSIM_STRIP_PIXELS = 1 << 17
 
 
-def ssim_map_sum(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
-    """Per image (B,), the SSIM map summed over channels and the positions whose window lies inside, float64."""
+def ssim_map_sum(
+    sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5, contrast: bool = False
+) -> torch.Tensor:
+    """Per image (B,), float64: the SSIM map (if `contrast`, MS-SSIM's contrast-structure map) summed.
+
+    The sum runs over channels and the positions whose window lies inside the image.
+    """
     c1, c2 = 0.01**2, 0.03**2  # K1, K2 with data range 1
     c = sr.shape[1]
     # Gaussian blur of the five maps (separable, 11 taps), at the positions whose window is inside.
@@ -102,14 +108,21 @@ def ssim_map_sum(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius:
     mu_x, mu_y, xx, yy, xy = blurred.split(c, dim=1)
     mu_xy = mu_x * mu_y
     mu_x2, mu_y2 = mu_x.square(), mu_y.square()
+    # Contrast-structure = (2 cov + C2) / (var_x + var_y + C2), the variances as E[x^2] - mu^2 (in place).
+    cs_num = 2 * (xy - mu_xy) + c2
+    cs_den = xx.add_(yy).sub_(mu_x2).sub_(mu_y2).add_(c2)
+    if contrast:
+        return cs_num.div_(cs_den).sum(dim=(1, 2, 3), dtype=torch.float64)
     # SSIM map = (2 mu_x mu_y + C1)(2 cov + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)), in place.
-    num = (2 * mu_xy + c1).mul_(2 * (xy - mu_xy) + c2)
-    den = (mu_x2 + mu_y2 + c1).mul_(xx.add_(yy).sub_(mu_x2).sub_(mu_y2).add_(c2))
+    num = (2 * mu_xy + c1).mul_(cs_num)
+    den = (mu_x2 + mu_y2 + c1).mul_(cs_den)
     return num.div_(den).sum(dim=(1, 2, 3), dtype=torch.float64)
 
 
-def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
-    """Mean SSIM per image (B,), Gaussian window, over the positions whose window lies inside the image.
+def window_mean(
+    sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5, contrast: bool = False
+) -> torch.Tensor:
+    """Per image (B,), float64: the mean of `ssim_map_sum`'s map over the positions whose window lies inside.
 
     On a CPU, computed in horizontal strips of about SSIM_STRIP_PIXELS output pixels (each strip reads
     `radius` rows of its neighbours), so a large image's temporaries stay in cache; sums joined in float64.
@@ -119,10 +132,15 @@ def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radiu
     # Strips on a CPU; a GPU takes the whole image (its caches are not the limit, kernel launches are).
     rows = max(1, SSIM_STRIP_PIXELS // max(1, w - n)) if sr.device.type == "cpu" else h
     total = sum(
-        ssim_map_sum(sr[..., y : y + rows + n, :], hr[..., y : y + rows + n, :], sigma, radius)
+        ssim_map_sum(sr[..., y : y + rows + n, :], hr[..., y : y + rows + n, :], sigma, radius, contrast)
         for y in range(0, h - n, rows)
     )
-    return (total / (sr.shape[1] * (h - n) * (w - n))).float()
+    return total / (sr.shape[1] * (h - n) * (w - n))
+
+
+def ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    """Mean SSIM per image (B,), Gaussian window, over the positions whose window lies inside the image."""
+    return window_mean(sr, hr, sigma, radius).float()
 
 
 class SSIM(_PairMetric):
@@ -143,13 +161,38 @@ class SSIM(_PairMetric):
         return torch.cat([ssim_per_image(sr[i : i + 1], hr[i : i + 1]) for i in range(sr.shape[0])])
 
 
-# MS-SSIM's five scales: torchmetrics needs the side halved four times to stay above the 11-tap window.
-MS_SSIM_SCALES = 5
+# MS-SSIM's five scales and their exponents (Wang et al. 2003, torchmetrics' defaults); the side must stay
+# above the 11-tap window after four halvings.
+MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_SCALES = len(MS_SSIM_BETAS)
 MS_SSIM_MIN_SIDE = 11 * 2 ** (MS_SSIM_SCALES - 1)  # 176 px
 
 
+def ms_ssim_per_image(sr: torch.Tensor, hr: torch.Tensor, sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    """MS-SSIM per image (B,), torchmetrics' value (relu-normalized terms) by the separable filter above.
+
+    torchmetrics' `multiscale_structural_similarity_index_measure` runs a full 11x11 conv2d at every scale;
+    this computes the same terms with `window_mean` (6x faster on a 2-core CPU) and is tested equal to it.
+    """
+    terms = []
+    for scale, beta in enumerate(MS_SSIM_BETAS):
+        if scale < MS_SSIM_SCALES - 1:
+            # A finer scale: mean contrast-structure over the inside positions (torchmetrics crops the padded
+            # map to them), then halve the image with a 2x2 average.
+            term = window_mean(sr, hr, sigma, radius, contrast=True)
+            sr, hr = F.avg_pool2d(sr, 2), F.avg_pool2d(hr, 2)
+        else:
+            # The coarsest scale: mean SSIM over every position of the image reflect-padded by the radius
+            # (torchmetrics does not crop this one).
+            pad = (radius,) * 4
+            term = window_mean(F.pad(sr, pad, mode="reflect"), F.pad(hr, pad, mode="reflect"), sigma, radius)
+        # relu normalization (torchmetrics' default) keeps the product real for anticorrelated images.
+        terms.append(term.clamp_min(0) ** beta)
+    return torch.stack(terms).prod(0).float()
+
+
 class MSSSIM(_PairMetric):
-    """Multi-scale SSIM through torchmetrics: Gaussian window 11, sigma 1.5, five scales, Wang et al.'s weights.
+    """Multi-scale SSIM as torchmetrics computes it: Gaussian window 11, sigma 1.5, five scales, Wang et al.'s weights.
 
     Same conventions as SSIM (data range 1, optional Y channel, crop border); torchmetrics' default `relu`
     normalization of the per-scale terms keeps the product real for anticorrelated images.
@@ -163,7 +206,8 @@ class MSSSIM(_PairMetric):
                 f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px after the crop border "
                 f"(five scales of an 11-px window), got {tuple(sr.shape[-2:])}"
             )
-        return multiscale_structural_similarity_index_measure(sr, hr, data_range=1.0, reduction="none")
+        # One image at a time: its maps stay in cache.
+        return torch.cat([ms_ssim_per_image(sr[i : i + 1], hr[i : i + 1]) for i in range(sr.shape[0])])
 
 
 class Consistency:
@@ -293,7 +337,7 @@ register(
         factory=SSIM,
         columns=(Column("ssim", "SSIM", "SSIM", "structural similarity against the HR image", True),),
         help="SSIM against HR (higher is better)",
-        source="Wang et al. 2004 (Gaussian 11x11, sigma 1.5), valid positions as scikit-image/BasicSR; FFT in torch",
+        source="Wang et al. 2004 (Gaussian 11x11, sigma 1.5), valid positions as scikit-image, BasicSR; separable",
         min_size=border_window(11),
     )
 )
@@ -305,7 +349,7 @@ register(
             Column("ms_ssim", "MS-SSIM", "MS-SSIM", "multi-scale structural similarity against the HR image", True),
         ),
         help="multi-scale SSIM against HR, five scales (higher is better)",
-        source="torchmetrics multiscale_structural_similarity_index_measure (Wang et al. 2003 weights)",
+        source="torchmetrics multiscale_structural_similarity_index_measure's value (Wang et al. 2003 weights)",
         min_size=border_window(MS_SSIM_MIN_SIDE),
     )
 )
