@@ -48,7 +48,7 @@ def cpu_info() -> str:
     """CPU model, vendor, vector extensions (/proc/cpuinfo) and the kernels torch dispatches to."""
     model, vendor, ext = cpuinfo()
     return (
-        f"{model} ({vendor}), {len(os.sched_getaffinity(0))} usable cores; vector extensions: "
+        f"{model} ({vendor}), {usable_cores()} usable cores; vector extensions: "
         f"{' '.join(ext) or 'none listed'}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"MKL {'on' if torch.backends.mkl.is_available() else 'off'}, {torch.get_num_threads()} threads"
     )

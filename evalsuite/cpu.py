@@ -76,7 +76,7 @@ def choose_threads(cores: int, others: float) -> int:
     0.33 bias), and at least one thread is always kept.
     """
     taken = int(others + 0.67)
-    return max(1, min(cores, cores - taken))
+    return max(1, cores - taken)
 
 
 def pixel_chunks(n: int, height: int, width: int, budget: int | None = None) -> list[list[int]]:

@@ -269,18 +269,11 @@ def stats_of_files(
     mu, sigma = stats.mean_cov()
     if D.is_main():
 
-        def write_feats(tmp: Path) -> None:
-            if isinstance(feats, RowFile):
-                feats.write_npy(tmp)
-            else:
-                with open(tmp, "wb") as f:
-                    np.save(f, np.asarray(feats, dtype=np.float32))
-
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
                 np.savez(f, mu=mu, sigma=sigma, n=np.int64(len(paths)))
 
-        atomic_write(feats_file, write_feats)  # the features first: the .npz marks a complete cache
+        atomic_write(feats_file, feats.write_npy)  # the features first: the .npz marks a complete cache
         atomic_write(cache, write)
     D.barrier()
     return Reference(mu, sigma, len(paths), feats, label)

@@ -60,8 +60,7 @@ class RowFile:
 
     def __getitem__(self, index: np.ndarray | Sequence[int] | slice) -> np.ndarray:
         """The rows at these positions (of this view's order), float64, read from the file."""
-        pos = self._order[index]
-        pos = np.atleast_1d(pos)
+        pos = np.atleast_1d(self._order[index])
         # Read in file order (sequential where the positions are), then put back in the order asked for.
         sort = np.argsort(pos, kind="stable")
         out = np.empty((len(pos), self._dim), dtype=np.float64)
