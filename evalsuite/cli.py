@@ -249,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        # Under torchrun: leave the process group before the interpreter exits (evalsuite/distributed.py).
+        if "evalsuite.distributed" in sys.modules:
+            sys.modules["evalsuite.distributed"].shutdown()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+if dist.is_available():
+    # Imported before any process group exists: torch.distributed.nn's functions take `group=group.WORLD`
+    # as a default argument, so an import after init_process_group (torch-fidelity makes one) would pin the
+    # default group past destroy_process_group. gloo's worker threads then outlive the interpreter and can
+    # abort it at exit ("terminate called without an active exception") after every file was written.
+    import torch.distributed.nn  # noqa: F401
 
 def pick_device(name: str) -> torch.device:
     """auto -> cuda when available, else cpu; cuda without a GPU is an error that says so."""
@@ -27,6 +33,12 @@ def init_from_env(device: torch.device) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     return True
+
+
+def shutdown() -> None:
+    """Leave the process group after this rank's last collective, so gloo's threads stop before exit."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_dist() -> bool:

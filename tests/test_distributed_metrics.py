@@ -128,3 +128,34 @@ def test_ranks_merge_their_spooled_rows_in_chunks(tmp_path):
         assert json.loads((tmp_path / f"ids{rank}.json").read_text()) == want_ids
         want = np.repeat(np.arange(11.0), 4).reshape(11, 4)
         np.testing.assert_array_equal(np.load(tmp_path / f"merged{rank}.npy"), want)
+
+
+GLOO_EXIT_SCRIPT = """
+import gc, os, tempfile
+from evalsuite import distributed as D
+import torch.distributed as dist
+
+def gloo_threads():
+    tasks = os.listdir("/proc/self/task")
+    return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "pt_gloo_runloop" for t in tasks)
+
+dist.init_process_group("gloo", init_method=f"file://{tempfile.mkdtemp()}/init", rank=0, world_size=1)
+import torch_fidelity.feature_extractor_inceptionv3  # imports torch.distributed.nn, as IS does after init
+before = gloo_threads()
+D.shutdown()
+gc.collect()
+print(before, gloo_threads())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_shutdown_stops_gloo_threads_even_after_a_late_torch_distributed_nn_import():
+    """A group pinned past destroy_process_group keeps gloo's threads, which can abort the interpreter at exit."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", GLOO_EXIT_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split())
+    assert before > 0  # the group had its worker threads
+    assert after == 0, "the default process group outlived destroy_process_group"
