@@ -57,7 +57,9 @@ def conventions(spec: BenchmarkSpec, paired: bool = False) -> dict[str, str]:
         "consistency": "MSE(degrade(SR), LR) on [0,1], x1e5 (SR3 Table 1)"
         + (f"; {PAIRED_CONSISTENCY_NOTE}" if paired else "")
         + (f"; {R.CONSISTENCY_NOTE}" if realesrgan else ""),
-        "psnr_ssim": ("Y channel (BT.601, BasicSR)" if spec.y_channel else "RGB") + f", crop_border={spec.crop_border}",
+        # The key keeps its name (the file contract); the value says every metric it governs.
+        "psnr_ssim": ("Y channel (BT.601, BasicSR)" if spec.y_channel else "RGB")
+        + f", crop_border={spec.crop_border} (PSNR, SSIM, MS-SSIM; NIQE and the detail metrics take the crop only)",
         "ci": f"95% percentile bootstrap of the mean over images, {spec.bootstrap} resamples, seed {spec.seed}",
     }
 

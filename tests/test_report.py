@@ -180,6 +180,9 @@ def test_report_says_what_was_run(run_dir):
         assert Path(e["path"]).name in text and e["reason"] in text
     for m in METHODS:
         assert m in text
+    # The colour-space/crop convention names every metric it governs, under a label that says what it is.
+    assert "Convention: colour space and crop" in text and "psnr ssim" not in text
+    assert "(PSNR, SSIM, MS-SSIM; NIQE and the detail metrics take the crop only)" in text
 
 
 def test_paper_numbers_beside_table_only_for_matching_task(run_dir, data_dir, tmp_path):
