@@ -15,6 +15,7 @@ if dist.is_available():
     # abort it at exit ("terminate called without an active exception") after every file was written.
     import torch.distributed.nn  # noqa: F401
 
+
 def pick_device(name: str) -> torch.device:
     """auto -> cuda when available, else cpu; cuda without a GPU is an error that says so."""
     if name == "auto":
