@@ -48,8 +48,10 @@ def metric_distributions(
         rng = np.random.default_rng(0)
         for k, col in enumerate(columns):
             ax = axes[k // ncol][k % ncol]
+            sampled = False  # some method has more points than are drawn
             for j, m in enumerate(methods):
                 v = per_image.loc[per_image["method"] == m, col].dropna().to_numpy(dtype=float)
+                sampled |= v.size > MAX_POINTS
                 y = len(methods) - 1 - j
                 color, marker = style(j)
                 if v.size:
@@ -69,8 +71,7 @@ def metric_distributions(
                     ax.plot([mean], [y + 0.36], marker="|", ms=9, mew=2, color="black", zorder=5)
             ax.set_yticks(range(len(methods)), list(reversed(methods)))
             ax.set_ylim(-0.6, len(methods) - 0.3)
-            most = max(int(per_image.loc[per_image["method"] == m, col].notna().sum()) for m in methods)
-            more = f" ({MAX_POINTS:,} points of each method drawn)" if most > MAX_POINTS else ""
+            more = f" ({MAX_POINTS:,} points of each method drawn)" if sampled else ""
             ax.set_title(titles.get(col, col) + more, loc="left")
             ax.grid(axis="y", visible=False)
         for k in range(len(columns), nrow * ncol):

@@ -126,9 +126,10 @@ class RowSpool:
         ids, rows = self.local()
         merged = RowSpool(self.dim, self.dtype, folder=self.folder)
         rounds = max(D.gather_objects(-(-len(ids) // CHUNK_ROWS)))
-        for r in range(rounds):
-            part = np.arange(r * CHUNK_ROWS, min(len(ids), (r + 1) * CHUNK_ROWS))
-            mine = (ids[r * CHUNK_ROWS : (r + 1) * CHUNK_ROWS], rows[part].astype(self.dtype) if len(part) else None)
+        for start in range(0, rounds * CHUNK_ROWS, CHUNK_ROWS):
+            # Every rank takes part in every round, with an empty chunk once its own rows are sent.
+            chunk = ids[start : start + CHUNK_ROWS]
+            mine = (chunk, rows[start : start + len(chunk)].astype(self.dtype) if chunk else None)
             for part_ids, part_rows in D.gather_objects(mine):
                 if part_ids:
                     merged.add(part_ids, part_rows)
